@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test suite: what CI runs and what the README tells you to run.
+#   scripts/test.sh            unit, integration and model-checking tests
+#   CGMALLOC_SOAK=1 scripts/test.sh   also the long soaks
+set -euo pipefail
+cd "$(dirname "$0")/.."
+unset LD_PRELOAD
+
+# Loom model checks of the page counter, the stock word and the group lifecycle, in their
+# own target directory (they build the crate with --cfg loom).
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test --release --test loom -q
+
+# Every test in its own process: the allocator's state is process-wide.
+cargo nextest run --release --all-targets --no-fail-fast

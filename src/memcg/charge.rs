@@ -1,0 +1,149 @@
+//! The charge path: the kernel's `try_charge`, step by step (DESIGN.md "The charge path").
+//!
+//! 1. Take the pages from this thread's stock when it caches the group.
+//! 2. Charge a batch (`max(32, nr)`) on every level; on refusal, retry with exactly `nr`.
+//! 3. On success put the surplus in the stock, check thresholds, and handle `high`.
+//! 4. On refusal at `over`: a thread in a reclaim callback or OOM handler forces; a
+//!    `NORETRY` charge fails. Otherwise count `max`, reclaim the subtree of `over`, retry
+//!    if the margin now fits; drain every stock once; retry up to `MAX_RETRIES` more
+//!    times; then `FORCE` charges past `max`, and anything else runs the OOM decision:
+//!    fail (`oom_kill` event), force, abort, or retry (at most `MAX_OOM_RETRIES` times).
+//!
+//! No lock is held at any point where a callback can run.
+
+use super::counter::{self, Hierarchy, Pages};
+use super::events::{self, Event};
+use super::oom::{self, Action};
+use super::reclaim;
+use super::size::PAGE_SIZE;
+use super::stock::CHARGE_BATCH;
+use super::table::GROUPS;
+use super::threads;
+
+/// Fail fast: stock and counters only (`__GFP_NORETRY`).
+pub const NORETRY: u32 = 1;
+/// Never fail: charge past `max` after reclaim (`__GFP_NOFAIL`).
+pub const FORCE: u32 = 2;
+
+/// Reclaim rounds after the stock drain (`MEM_CGROUP_RECLAIM_RETRIES`).
+pub const MAX_RETRIES: u32 = 5;
+/// OOM handler `RETRY` answers honoured for one charge before it fails.
+pub const MAX_OOM_RETRIES: u32 = 16;
+/// Charges of at most this many pages retry while reclaim makes progress
+/// (`1 << PAGE_ALLOC_COSTLY_ORDER`).
+const COSTLY_PAGES: Pages = 8;
+
+/// The charge was refused (`-ENOMEM`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoMem;
+
+/// Charges `nr` pages to group `id` for the calling thread.
+#[inline]
+pub fn try_charge(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
+    if nr <= CHARGE_BATCH && threads::consume_stock(id, nr) {
+        return Ok(());
+    }
+    try_charge_slow(id, nr, flags)
+}
+
+#[cold]
+fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
+    let mut batch = nr.max(CHARGE_BATCH);
+    let mut retries = MAX_RETRIES;
+    let mut oom_retries = MAX_OOM_RETRIES;
+    let mut drained = false;
+    let mut first = true;
+    loop {
+        if !first && nr <= CHARGE_BATCH && threads::consume_stock(id, nr) {
+            return Ok(());
+        }
+        first = false;
+        let over = match counter::try_charge(&GROUPS, id, batch) {
+            Ok(()) => {
+                done_restock(id, nr, batch, flags);
+                return Ok(());
+            }
+            Err(over) => over,
+        };
+        if batch > nr {
+            batch = nr;
+            continue;
+        }
+        if threads::in_memalloc() {
+            return force(id, nr);
+        }
+        events::count(over, Event::Max);
+        if flags & NORETRY != 0 {
+            return Err(NoMem);
+        }
+        let got = reclaim::reclaim(over, nr * PAGE_SIZE);
+        if GROUPS.counter(over).margin() >= nr {
+            continue;
+        }
+        if !drained {
+            drained = true;
+            threads::drain_all_stock(over);
+            continue;
+        }
+        if got.any() && nr <= COSTLY_PAGES && retries > 0 {
+            retries -= 1;
+            continue;
+        }
+        if retries > 0 {
+            retries -= 1;
+            continue;
+        }
+        if flags & FORCE != 0 {
+            return force(id, nr);
+        }
+        events::count(over, Event::Oom);
+        match oom::decide(id, over, nr) {
+            Action::Retry if oom_retries > 0 => {
+                oom_retries -= 1;
+                retries = MAX_RETRIES;
+                continue;
+            }
+            Action::Force => return force(id, nr),
+            Action::Abort => oom::abort_oom(over, nr),
+            Action::Fail | Action::Retry => {
+                events::count(over, Event::OomKill);
+                return Err(NoMem);
+            }
+        }
+    }
+}
+
+/// Charges past every limit (`force:` in the kernel).
+fn force(id: u32, nr: Pages) -> Result<(), NoMem> {
+    counter::charge_force(&GROUPS, id, nr);
+    usage_changed(id);
+    Ok(())
+}
+
+/// After a successful counter charge of `batch` pages for a request of `nr`.
+fn done_restock(id: u32, nr: Pages, batch: Pages, flags: u32) {
+    if batch > nr {
+        threads::refill_stock(id, batch - nr);
+    }
+    usage_changed(id);
+    super::high::after_charge(id, batch, flags & NORETRY != 0 || threads::in_memalloc());
+}
+
+/// Signals the thresholds of `id` and its ancestors after their counters moved.
+pub fn usage_changed(id: u32) {
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        super::threshold::check(g);
+        cur = GROUPS.parent(g);
+    }
+}
+
+/// Returns `nr` pages of `id` to the counters, or to this thread's stock when it caches
+/// `id` and `id` is live (a dying group's pages go straight back, so it can be freed).
+pub fn uncharge(id: u32, nr: Pages) {
+    if GROUPS.state(id) == super::table::LIVE {
+        threads::uncharge_via_stock(id, nr);
+    } else {
+        GROUPS.uncharge(id, nr);
+    }
+}

@@ -1,0 +1,235 @@
+//! Control operations by group handle: what the Rust `Group` API and the C `cgm_*` API
+//! both call. Every operation validates its handle (a pin for its whole duration, so a
+//! concurrent destroy cannot free the group under it) and returns a positive errno on
+//! failure, changing nothing.
+
+use super::callbacks::{self, DropFn, Func, OomFn, ReclaimFn};
+use super::charge;
+use super::counter::{Hierarchy, UNLIMITED};
+use super::events::{self, Event, StatKey};
+use super::files;
+use super::oom;
+use super::path::GroupPath;
+use super::size::PAGE_SIZE;
+use super::table::GROUPS;
+use super::threads;
+use crate::util::fmtbuf::FmtBuf;
+use core::ffi::c_void;
+use std::sync::atomic::Ordering;
+
+pub type Errno = i32;
+
+/// `struct cgm_stat`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub current: u64,
+    pub peak: u64,
+    pub max: u64,
+    pub high: u64,
+    pub low: u64,
+    pub min: u64,
+    pub soft_limit: u64,
+    pub failcnt: u64,
+    pub stock: u64,
+    pub events_low: u64,
+    pub events_high: u64,
+    pub events_max: u64,
+    pub events_oom: u64,
+    pub events_oom_kill: u64,
+}
+
+pub fn root() -> u64 {
+    GROUPS.handle(super::table::ROOT)
+}
+
+pub fn create(path: &[u8]) -> Result<u64, Errno> {
+    GROUPS.create(&GroupPath::parse(path)?)
+}
+
+pub fn open(path: &[u8]) -> Result<u64, Errno> {
+    GROUPS.open(&GroupPath::parse(path)?)
+}
+
+/// Destroys the group: it stops being reachable at once and is freed when its last
+/// charge goes (after every stock holding its pages has been drained).
+pub fn destroy(handle: u64) -> Result<(), Errno> {
+    let (id, serial) = GROUPS.destroy(handle)?;
+    threads::drain_all_stock(id);
+    GROUPS.maybe_free(id, serial);
+    Ok(())
+}
+
+pub fn path(handle: u64, out: &mut FmtBuf<'_>) -> Result<(), Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    GROUPS.write_path(pin.id, out);
+    Ok(())
+}
+
+/// Attaches the calling thread to the group; returns the handle of its previous group.
+pub fn attach(handle: u64) -> Result<u64, Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    let old = threads::attach(pin.id)?;
+    Ok(GROUPS.handle(old))
+}
+
+/// Puts the calling thread back in the group `id` it left (an `enter` guard ending);
+/// falls back to the root if that group can no longer take threads.
+pub fn reattach(handle: u64) {
+    if attach(handle).is_err() {
+        let _ = threads::attach(super::table::ROOT);
+    }
+}
+
+pub fn current() -> u64 {
+    GROUPS.handle(threads::current_group())
+}
+
+pub fn read(handle: u64, file: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    files::read(pin.id, file, out)
+}
+
+pub fn write(handle: u64, file: &[u8], value: &[u8]) -> Result<(), Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    files::write(pin.id, file, value)
+}
+
+fn bytes_of(pages: u64) -> u64 {
+    if pages == UNLIMITED {
+        u64::MAX
+    } else {
+        pages * PAGE_SIZE
+    }
+}
+
+pub fn stat(handle: u64) -> Result<Stat, Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    let c = GROUPS.counter(pin.id);
+    let ev = events::events(pin.id, false);
+    Ok(Stat {
+        current: bytes_of(c.usage()),
+        peak: bytes_of(c.watermark.load(Ordering::Relaxed)),
+        max: bytes_of(c.max.get()),
+        high: bytes_of(c.high.get()),
+        low: bytes_of(c.low.load(Ordering::Relaxed)),
+        min: bytes_of(c.min.load(Ordering::Relaxed)),
+        soft_limit: bytes_of(c.soft_limit.get()),
+        failcnt: c.failcnt.load(Ordering::Relaxed),
+        stock: threads::stock_pages(pin.id) * PAGE_SIZE,
+        events_low: ev[Event::Low as usize],
+        events_high: ev[Event::High as usize],
+        events_max: ev[Event::Max as usize],
+        events_oom: ev[Event::Oom as usize],
+        events_oom_kill: ev[Event::OomKill as usize],
+    })
+}
+
+/// Registers a reclaim callback; returns its id. On failure `drop_ctx` has been run.
+///
+/// # Safety
+/// `f(ctx, ..)` and `drop_ctx(ctx)` must be safe to call from any thread until the
+/// registration ends, and `drop_ctx` must be called at most once.
+pub unsafe fn reclaimer_add(
+    handle: u64,
+    f: ReclaimFn,
+    ctx: *mut c_void,
+    drop_ctx: Option<DropFn>,
+) -> Result<u64, Errno> {
+    let pin = match GROUPS.pin(handle, false) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(d) = drop_ctx {
+                // SAFETY: the registration failed, so this is the context's only drop.
+                unsafe { d(ctx) };
+            }
+            return Err(e);
+        }
+    };
+    let (id, _) = callbacks::add(GROUPS.handle(pin.id), Func::Reclaim(f), ctx, drop_ctx)?;
+    Ok(id)
+}
+
+pub fn reclaimer_remove(id: u64) -> Result<(), Errno> {
+    callbacks::remove(id)
+}
+
+/// Sets (or with `None` clears) the group's OOM handler. On failure `drop_ctx` has been
+/// run.
+///
+/// # Safety
+/// As for [`reclaimer_add`].
+pub unsafe fn oom_handler_set(
+    handle: u64,
+    func: Option<(OomFn, *mut c_void, Option<DropFn>)>,
+) -> Result<(), Errno> {
+    let pin = match GROUPS.pin(handle, false) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some((_, ctx, Some(d))) = func {
+                // SAFETY: the registration failed, so this is the context's only drop.
+                unsafe { d(ctx) };
+            }
+            return Err(e);
+        }
+    };
+    oom::set_handler(pin.id, GROUPS.handle(pin.id), func)
+}
+
+pub fn threshold_eventfd(handle: u64, bytes: u64) -> Result<i32, Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    super::threshold::add(pin.id, handle, bytes)
+}
+
+/// Ends a threshold registration; `close_user` also closes the caller's descriptor.
+pub fn threshold_remove(handle: u64, fd: i32, close_user: bool) -> Result<(), Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    super::threshold::remove(pin.id, handle, fd, close_user)
+}
+
+/// An explicit charge of `bytes` (rounded up to pages) through the whole charge path.
+pub fn charge(handle: u64, bytes: u64, flags: u32) -> Result<(), Errno> {
+    if flags & !(charge::NORETRY | charge::FORCE) != 0 {
+        return Err(libc::EINVAL);
+    }
+    let pin = GROUPS.pin(handle, false)?;
+    let pages = bytes.div_ceil(PAGE_SIZE);
+    if pages == 0 {
+        return Ok(());
+    }
+    charge::try_charge(pin.id, pages, flags).map_err(|_| libc::ENOMEM)?;
+    GROUPS
+        .slot(pin.id)
+        .explicit
+        .fetch_add(pages, Ordering::Relaxed);
+    events::add_stat(pin.id, StatKey::NrCharges, 1);
+    Ok(())
+}
+
+/// Returns an explicit charge; `EINVAL` for more than is charged that way. Works on a
+/// dying group until it is freed.
+pub fn uncharge(handle: u64, bytes: u64) -> Result<(), Errno> {
+    let pin = GROUPS.pin(handle, true)?;
+    let pages = bytes.div_ceil(PAGE_SIZE);
+    if pages == 0 {
+        return Ok(());
+    }
+    let explicit = &GROUPS.slot(pin.id).explicit;
+    explicit
+        .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+            v.checked_sub(pages)
+        })
+        .map_err(|_| libc::EINVAL)?;
+    events::add_stat(pin.id, StatKey::NrUncharges, 1);
+    charge::uncharge(pin.id, pages);
+    Ok(())
+}
+
+pub fn reclaim(handle: u64, bytes: u64) -> Result<(), Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    files::reclaim_bytes(pin.id, bytes)
+}
+
+pub fn drain_stocks() {
+    threads::drain_all_stock(super::table::ROOT);
+}

@@ -1,0 +1,183 @@
+//! The page counter: one group's usage and limits, in 4 KiB pages, and the hierarchical
+//! charge and uncharge walks over a tree of counters.
+//!
+//! Invariants (DESIGN.md):
+//! - I1: `usage(g) = own(g) + Σ usage(children)`: every walk adds or removes the same
+//!   `nr` at every level from the charged group to the root.
+//! - I2: a successful non-forced charge saw `usage ≤ max` at every level at the moment
+//!   of its own update (the `new` value returned by the atomic add, against `max` loaded
+//!   after it, both sequentially consistent, so a concurrent `set_max` either sees the
+//!   charge in `usage` or the charge sees the new `max`).
+//! - I3: a failed charge leaves every `usage` and `watermark` as it found them; the level
+//!   that refused counts one `failcnt`.
+//! - I6: `watermark` only grows (until reset) and is raised after a walk succeeds, so a
+//!   charge that fails never raises a peak.
+//!
+//! Writers: `usage` by any charging or uncharging thread; limits by control calls;
+//! `watermark` by charging threads (`fetch_max`) and resets.
+
+use crate::util::sync::{const_unless_loom, AtomicU64, Ordering};
+
+/// Pages, the unit of every counter.
+pub type Pages = u64;
+
+/// "No limit".
+pub const UNLIMITED: Pages = u64::MAX;
+
+/// Deepest path below the root (INTERFACE.md), so at most `MAX_DEPTH + 1` levels.
+pub const MAX_DEPTH: usize = 16;
+pub const MAX_LEVELS: usize = MAX_DEPTH + 1;
+
+/// A limit that defaults to "no limit" when its memory is all zeros: it is stored as
+/// `UNLIMITED - value`, so static tables of counters stay in `.bss`.
+pub struct Limit(AtomicU64);
+
+impl Limit {
+    const_unless_loom! {
+        pub fn new() -> Limit {
+            Limit(AtomicU64::new(0))
+        }
+    }
+
+    #[inline]
+    pub fn get(&self) -> Pages {
+        UNLIMITED - self.0.load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, pages: Pages) {
+        self.0.store(UNLIMITED - pages, Ordering::SeqCst);
+    }
+}
+
+/// The kernel's `struct page_counter`, with the parent link kept by the tree.
+#[repr(C, align(64))]
+pub struct PageCounter {
+    /// Pages charged to this group and its descendants, stocks included.
+    pub usage: AtomicU64,
+    /// Highest `usage` since creation or the last reset (`memory.peak`).
+    pub watermark: AtomicU64,
+    /// Charges refused at this level's `max` (`memory.failcnt`).
+    pub failcnt: AtomicU64,
+    pub max: Limit,
+    pub high: Limit,
+    pub soft_limit: Limit,
+    /// Protection: below it the group is reclaimed only when nothing else can give.
+    pub low: AtomicU64,
+    /// Protection: below it the group is never reclaimed.
+    pub min: AtomicU64,
+}
+
+impl PageCounter {
+    const_unless_loom! {
+        pub fn new() -> PageCounter {
+            PageCounter {
+                usage: AtomicU64::new(0),
+                watermark: AtomicU64::new(0),
+                failcnt: AtomicU64::new(0),
+                max: Limit::new(),
+                high: Limit::new(),
+                soft_limit: Limit::new(),
+                low: AtomicU64::new(0),
+                min: AtomicU64::new(0),
+            }
+        }
+    }
+
+    #[inline]
+    pub fn usage(&self) -> Pages {
+        self.usage.load(Ordering::SeqCst)
+    }
+
+    /// `max - usage`, or 0 when at or over the limit (`mem_cgroup_margin`).
+    pub fn margin(&self) -> Pages {
+        self.max.get().saturating_sub(self.usage())
+    }
+
+    pub fn raise_watermark(&self, usage: Pages) {
+        if usage > self.watermark.load(Ordering::Relaxed) {
+            self.watermark.fetch_max(usage, Ordering::Relaxed);
+        }
+    }
+
+    /// `memory.peak` written: the peak restarts from the current usage.
+    pub fn reset_watermark(&self) {
+        self.watermark.store(self.usage(), Ordering::Relaxed);
+    }
+
+    /// Resets every field for a newly created group.
+    pub fn reset(&self) {
+        self.usage.store(0, Ordering::SeqCst);
+        self.watermark.store(0, Ordering::Relaxed);
+        self.failcnt.store(0, Ordering::Relaxed);
+        self.max.set(UNLIMITED);
+        self.high.set(UNLIMITED);
+        self.soft_limit.set(UNLIMITED);
+        self.low.store(0, Ordering::Relaxed);
+        self.min.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Default for PageCounter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A tree of counters addressed by small integer ids.
+pub trait Hierarchy {
+    fn counter(&self, id: u32) -> &PageCounter;
+    /// The parent's id, `None` for the root. Stable while `id` holds charges.
+    fn parent(&self, id: u32) -> Option<u32>;
+}
+
+/// Charges `nr` pages to `id` and every ancestor, each against its `max`
+/// (`page_counter_try_charge`). On refusal every level already charged is rolled back and
+/// the id of the refusing level is returned.
+pub fn try_charge<H: Hierarchy + ?Sized>(tree: &H, id: u32, nr: Pages) -> Result<(), u32> {
+    let mut done: [(u32, Pages); MAX_LEVELS] = [(0, 0); MAX_LEVELS];
+    let mut n = 0;
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        let c = tree.counter(g);
+        let new = c.usage.fetch_add(nr, Ordering::SeqCst) + nr;
+        if new > c.max.get() {
+            c.usage.fetch_sub(nr, Ordering::SeqCst);
+            c.failcnt.fetch_add(1, Ordering::Relaxed);
+            for &(lower, _) in &done[..n] {
+                tree.counter(lower).usage.fetch_sub(nr, Ordering::SeqCst);
+            }
+            return Err(g);
+        }
+        done[n] = (g, new);
+        n += 1;
+        cur = tree.parent(g);
+    }
+    for &(g, new) in &done[..n] {
+        tree.counter(g).raise_watermark(new);
+    }
+    Ok(())
+}
+
+/// Charges `nr` pages to `id` and every ancestor regardless of limits
+/// (`page_counter_charge`).
+pub fn charge_force<H: Hierarchy + ?Sized>(tree: &H, id: u32, nr: Pages) {
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        let c = tree.counter(g);
+        let new = c.usage.fetch_add(nr, Ordering::SeqCst) + nr;
+        c.raise_watermark(new);
+        cur = tree.parent(g);
+    }
+}
+
+/// True when `id` and every ancestor have room for `nr` more pages right now.
+pub fn fits<H: Hierarchy + ?Sized>(tree: &H, id: u32, nr: Pages) -> bool {
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        if tree.counter(g).margin() < nr {
+            return false;
+        }
+        cur = tree.parent(g);
+    }
+    true
+}

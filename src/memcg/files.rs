@@ -1,0 +1,253 @@
+//! The interface files of a group (INTERFACE.md "Interface files"): their text on read,
+//! their effect on write. Reads format into the caller's buffer without allocating.
+//!
+//! Errors: an unknown file is `EINVAL`; reading a write-only file or writing a read-only
+//! one is `EACCES`; a malformed value is `EINVAL` and changes nothing.
+
+use super::counter::{Hierarchy, Pages, UNLIMITED};
+use super::events::{self, StatKey, EVENT_NAMES};
+use super::oom::{self, Policy};
+use super::reclaim;
+use super::size::{self, Size, PAGE_SIZE};
+use super::table::GROUPS;
+use super::threads;
+use crate::util::fmtbuf::FmtBuf;
+use std::sync::atomic::Ordering;
+
+type Errno = i32;
+
+/// Byte counts of the allocator's memory in a subtree, for `memory.stat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocStats {
+    pub allocated: u64,
+    pub small: u64,
+    pub large: u64,
+    pub cached: u64,
+}
+
+/// `fn(subtree root) -> AllocStats`, installed by the allocator.
+pub type AllocStatsFn = fn(u32) -> AllocStats;
+static ALLOC_STATS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn set_alloc_stats(f: AllocStatsFn) {
+    ALLOC_STATS.store(f as usize, Ordering::Release);
+}
+
+pub fn alloc_stats(id: u32) -> AllocStats {
+    let f = ALLOC_STATS.load(Ordering::Acquire);
+    if f == 0 {
+        return AllocStats::default();
+    }
+    // SAFETY: the only non-zero value ever stored is an `AllocStatsFn`.
+    let f: AllocStatsFn = unsafe { core::mem::transmute::<usize, AllocStatsFn>(f) };
+    f(id)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+    Both,
+}
+
+const FILES: &[(&str, Access)] = &[
+    ("memory.current", Access::Read),
+    ("memory.peak", Access::Both),
+    ("memory.max", Access::Both),
+    ("memory.high", Access::Both),
+    ("memory.low", Access::Both),
+    ("memory.min", Access::Both),
+    ("memory.soft_limit_in_bytes", Access::Both),
+    ("memory.failcnt", Access::Both),
+    ("memory.events", Access::Read),
+    ("memory.events.local", Access::Read),
+    ("memory.stat", Access::Read),
+    ("memory.oom.policy", Access::Both),
+    ("memory.reclaim", Access::Write),
+    ("cgroup.threads", Access::Read),
+    ("cgroup.stat", Access::Read),
+];
+
+fn access(name: &[u8], want: Access) -> Result<(), Errno> {
+    let (_, a) = FILES
+        .iter()
+        .find(|(n, _)| n.as_bytes() == name)
+        .ok_or(libc::EINVAL)?;
+    if *a == Access::Both || *a == want {
+        Ok(())
+    } else {
+        Err(libc::EACCES)
+    }
+}
+
+fn push_limit(out: &mut FmtBuf<'_>, pages: Pages) {
+    if pages == UNLIMITED {
+        out.push(b"max\n");
+    } else {
+        out.push_u64(pages * PAGE_SIZE);
+        out.push(b"\n");
+    }
+}
+
+fn push_kv(out: &mut FmtBuf<'_>, key: &str, v: u64) {
+    out.push(key.as_bytes());
+    out.push(b" ");
+    out.push_u64(v);
+    out.push(b"\n");
+}
+
+/// Writes the text of file `name` of group `id` into `out`.
+pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
+    access(name, Access::Read)?;
+    let c = GROUPS.counter(id);
+    match name {
+        b"memory.current" => push_limit(out, c.usage()),
+        b"memory.peak" => push_limit(out, c.watermark.load(Ordering::Relaxed)),
+        b"memory.max" => push_limit(out, c.max.get()),
+        b"memory.high" => push_limit(out, c.high.get()),
+        b"memory.low" => push_limit(out, c.low.load(Ordering::Relaxed)),
+        b"memory.min" => push_limit(out, c.min.load(Ordering::Relaxed)),
+        b"memory.soft_limit_in_bytes" => push_limit(out, c.soft_limit.get()),
+        b"memory.failcnt" => {
+            out.push_u64(c.failcnt.load(Ordering::Relaxed));
+            out.push(b"\n");
+        }
+        b"memory.events" | b"memory.events.local" => {
+            let ev = events::events(id, name == b"memory.events.local");
+            for (i, key) in EVENT_NAMES.iter().enumerate() {
+                push_kv(out, key, ev[i]);
+            }
+        }
+        b"memory.stat" => {
+            let a = alloc_stats(id);
+            push_kv(out, "allocated", a.allocated);
+            push_kv(out, "small", a.small);
+            push_kv(out, "large", a.large);
+            push_kv(out, "cached", a.cached);
+            push_kv(out, "stock", threads::stock_pages(id) * PAGE_SIZE);
+            let explicit: u64 = GROUPS
+                .subtree(id)
+                .map(|g| GROUPS.slot(g).explicit.load(Ordering::Relaxed))
+                .sum();
+            push_kv(out, "explicit", explicit * PAGE_SIZE);
+            push_kv(out, "nr_charges", events::stat_hier(id, StatKey::NrCharges));
+            push_kv(
+                out,
+                "nr_uncharges",
+                events::stat_hier(id, StatKey::NrUncharges),
+            );
+            push_kv(
+                out,
+                "reclaim_calls",
+                events::stat_hier(id, StatKey::ReclaimCalls),
+            );
+            push_kv(out, "reclaimed", events::stat_hier(id, StatKey::Reclaimed));
+            if id == super::table::ROOT {
+                if let Some(limit) = size::container_limit() {
+                    push_kv(out, "container_limit", limit);
+                }
+            }
+        }
+        b"memory.oom.policy" => {
+            out.push(oom::effective_policy(id).name().as_bytes());
+            out.push(b"\n");
+        }
+        b"cgroup.threads" => threads::for_each_thread_in(id, |tid| {
+            out.push_u64(tid as u64);
+            out.push(b"\n");
+        }),
+        b"cgroup.stat" => {
+            let (live, dying) = GROUPS.count_descendants(id);
+            push_kv(out, "nr_descendants", live);
+            push_kv(out, "nr_dying_descendants", dying);
+        }
+        _ => return Err(libc::EINVAL),
+    }
+    Ok(())
+}
+
+fn parse_size(value: &[u8]) -> Result<Size, Errno> {
+    size::parse(value).map_err(|_| libc::EINVAL)
+}
+
+/// Applies `value` to file `name` of group `id`. May run reclaim (never with a lock held).
+pub fn write(id: u32, name: &[u8], value: &[u8]) -> Result<(), Errno> {
+    access(name, Access::Write)?;
+    let c = GROUPS.counter(id);
+    match name {
+        b"memory.peak" => c.reset_watermark(),
+        b"memory.max" => {
+            let pages = parse_size(value)?.pages();
+            c.max.set(pages);
+            shrink_to(id, pages);
+        }
+        b"memory.high" => {
+            let pages = parse_size(value)?.pages();
+            c.high.set(pages);
+            let usage = c.usage();
+            if usage > pages {
+                reclaim::reclaim(id, (usage - pages) * PAGE_SIZE);
+            }
+        }
+        b"memory.low" => c.low.store(parse_size(value)?.pages(), Ordering::Relaxed),
+        b"memory.min" => c.min.store(parse_size(value)?.pages(), Ordering::Relaxed),
+        b"memory.soft_limit_in_bytes" => c.soft_limit.set(parse_size(value)?.pages()),
+        b"memory.failcnt" => {
+            if parse_size(value)? != Size::Bytes(0) {
+                return Err(libc::EINVAL);
+            }
+            c.failcnt.store(0, Ordering::Relaxed);
+        }
+        b"memory.oom.policy" => oom::set_policy(id, Policy::parse(value).ok_or(libc::EINVAL)?),
+        b"memory.reclaim" => {
+            let want = match parse_size(value)? {
+                Size::Bytes(b) => b,
+                Size::Max => u64::MAX,
+            };
+            return reclaim_bytes(id, want);
+        }
+        _ => return Err(libc::EINVAL),
+    }
+    Ok(())
+}
+
+/// After `max` was lowered: drain stocks and reclaim until usage fits, while reclaim
+/// makes progress (`memory_max_write`). Usage left above stays; new charges fail.
+fn shrink_to(id: u32, max: Pages) {
+    let c = GROUPS.counter(id);
+    let mut drained = false;
+    for _ in 0..super::charge::MAX_RETRIES {
+        let usage = c.usage();
+        if usage <= max {
+            return;
+        }
+        if !drained {
+            drained = true;
+            threads::drain_all_stock(id);
+            continue;
+        }
+        if !reclaim::reclaim(id, (usage - max) * PAGE_SIZE).any() {
+            return;
+        }
+    }
+}
+
+/// Proactive reclaim of `want` bytes (`memory.reclaim`); `EAGAIN` if less was freed.
+pub fn reclaim_bytes(id: u32, want: u64) -> Result<(), Errno> {
+    let mut got = 0u64;
+    for _ in 0..super::charge::MAX_RETRIES {
+        if got >= want {
+            break;
+        }
+        let r = reclaim::reclaim(id, want - got);
+        if !r.any() {
+            break;
+        }
+        got += r.bytes();
+    }
+    if got >= want {
+        Ok(())
+    } else {
+        Err(libc::EAGAIN)
+    }
+}

@@ -1,0 +1,103 @@
+//! `memory.high`: after a charge leaves usage above `high` at some level, reclaim the
+//! excess there and then throttle the allocating thread, growing with the overage
+//! (`mem_cgroup_handle_over_high` and `calculate_high_delay` of the kernel).
+//!
+//! The delay for the largest relative overage `o = (usage - high) / high` over the levels
+//! is `HZ · o² / 2^14` scaled by the pages charged over the 32-page batch, capped at 2 s;
+//! delays of 10 ms or less are skipped, as in the kernel.
+
+use super::counter::{Hierarchy, Pages};
+use super::events::{self, Event};
+use super::reclaim;
+use super::size::PAGE_SIZE;
+use super::stock::CHARGE_BATCH;
+use super::table::GROUPS;
+
+const PRECISION_SHIFT: u32 = 20;
+const SCALING_SHIFT: u32 = 14;
+const SECOND_NS: u64 = 1_000_000_000;
+const MAX_DELAY_NS: u64 = 2 * SECOND_NS;
+const MIN_DELAY_NS: u64 = SECOND_NS / 100;
+
+/// `(usage - high) / high` in fixed point (`PRECISION_SHIFT` fractional bits).
+pub fn overage(usage: Pages, high: Pages) -> u64 {
+    if usage <= high {
+        return 0;
+    }
+    let high = high.max(1);
+    (((usage - high) as u128) << PRECISION_SHIFT).div_ceil(high as u128) as u64
+}
+
+/// The throttle for `nr` pages charged at overage `max_overage`, in nanoseconds.
+pub fn delay_ns(max_overage: u64, nr: Pages) -> u64 {
+    if max_overage == 0 {
+        return 0;
+    }
+    let penalty = (max_overage as u128 * max_overage as u128 * SECOND_NS as u128)
+        >> PRECISION_SHIFT
+        >> SCALING_SHIFT;
+    let penalty = penalty * nr as u128 / CHARGE_BATCH as u128;
+    let penalty = penalty.min(MAX_DELAY_NS as u128) as u64;
+    if penalty <= MIN_DELAY_NS {
+        0
+    } else {
+        penalty
+    }
+}
+
+fn max_overage_from(id: u32) -> u64 {
+    let mut worst = 0;
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        let c = GROUPS.counter(g);
+        worst = worst.max(overage(c.usage(), c.high.get()));
+        cur = GROUPS.parent(g);
+    }
+    worst
+}
+
+/// After `nr` pages were charged to `id`: counts `high` events, and unless `quiet`
+/// reclaims the excess over `high` at each level and throttles.
+pub fn after_charge(id: u32, nr: Pages, quiet: bool) {
+    let mut over_any = false;
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        let c = GROUPS.counter(g);
+        let (usage, high) = (c.usage(), c.high.get());
+        if usage > high {
+            over_any = true;
+            events::count(g, Event::High);
+            if !quiet {
+                reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
+            }
+        }
+        cur = GROUPS.parent(g);
+    }
+    if over_any && !quiet {
+        let ns = delay_ns(max_overage_from(id), nr);
+        if ns > 0 {
+            crate::os::sleep_ns(ns);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curve() {
+        assert_eq!(overage(100, 100), 0);
+        assert_eq!(overage(200, 100), 1 << PRECISION_SHIFT);
+        assert_eq!(delay_ns(0, 32), 0);
+        // 100% over: 1s·1/16384 per batch, below the 10 ms floor.
+        assert_eq!(delay_ns(1 << PRECISION_SHIFT, 32), 0);
+        // 20x over: 400/16384 s ≈ 24 ms.
+        let d = delay_ns(20 << PRECISION_SHIFT, 32);
+        assert!(d > 24_000_000 && d < 25_000_000, "{d}");
+        // Far over: capped at 2 s.
+        assert_eq!(delay_ns(10_000 << PRECISION_SHIFT, 32), MAX_DELAY_NS);
+        // Scaled by the pages charged.
+        assert_eq!(delay_ns(20 << PRECISION_SHIFT, 64), 2 * d);
+    }
+}

@@ -1,0 +1,63 @@
+//! The accounting engine: the Linux memory controller (memcg) rebuilt inside one process.
+//!
+//! Pure accounting: atomics and static tables, no pointers into user memory, no calls
+//! into the allocator (which reaches in through the hooks in `reclaim` and `files`).
+//!
+//! Map of the module, bottom up:
+//! - `counter`: page counters and the hierarchical charge walk (I1, I2, I3, I6);
+//! - `table`: the group table, handles and the live → dying → free lifecycle;
+//! - `stock`, `threads`: per-thread stocks of precharged pages (I4) and thread state;
+//! - `charge`: the charge path (`try_charge`), with `reclaim`, `oom`, `high`,
+//!   `threshold`, `events` and `callbacks` beside it;
+//! - `files`, `control`, `report`: the interface files and control operations.
+//!
+//! Under `--cfg loom` only `counter`, `table` and `stock` are built, for the model checks.
+
+pub mod counter;
+pub mod events;
+pub mod path;
+pub mod stock;
+pub mod table;
+
+#[cfg(not(loom))]
+pub mod callbacks;
+#[cfg(not(loom))]
+pub mod charge;
+#[cfg(not(loom))]
+pub mod control;
+#[cfg(not(loom))]
+pub mod files;
+#[cfg(not(loom))]
+pub mod high;
+#[cfg(not(loom))]
+pub mod oom;
+#[cfg(not(loom))]
+pub mod reclaim;
+#[cfg(not(loom))]
+pub mod report;
+#[cfg(not(loom))]
+pub mod size;
+#[cfg(not(loom))]
+pub mod threads;
+#[cfg(not(loom))]
+pub mod threshold;
+
+/// A group slot was freed: end the registrations that named it.
+#[cfg(not(loom))]
+fn on_group_freed(id: u32, serial: u64) {
+    let handle = table::handle_of(id, serial);
+    callbacks::group_freed(handle);
+    threshold::group_freed(handle);
+}
+
+#[cfg(loom)]
+fn on_group_freed(_id: u32, _serial: u64) {}
+
+/// A group's usage moved on its counter.
+#[cfg(not(loom))]
+fn on_usage_changed(id: u32) {
+    threshold::check(id);
+}
+
+#[cfg(loom)]
+fn on_usage_changed(_id: u32) {}

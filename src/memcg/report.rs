@@ -1,0 +1,96 @@
+//! The group report: one row per group with its path, `memory.current`, `memory.peak`,
+//! `memory.max`, `memory.high` and events, written straight to a file descriptor without
+//! allocating (it is printed by the `abort` OOM policy and at exit with
+//! `CGMALLOC_STATS`).
+
+use super::counter::{Hierarchy, UNLIMITED};
+use super::events::{self, EVENT_NAMES};
+use super::size::PAGE_SIZE;
+use super::table::{DYING, GROUPS};
+use crate::util::fmtbuf::FmtBuf;
+use std::sync::atomic::Ordering;
+
+const PATH_COL: usize = 24;
+const NUM_COL: usize = 10;
+
+fn pad(b: &mut FmtBuf<'_>, from: usize, width: usize) {
+    for _ in b.total() - from..width {
+        b.push(b" ");
+    }
+}
+
+/// Bytes in a short human form: `0`, `812K`, `12.5M`, `3.0G`; `max` for no limit.
+pub fn push_human(b: &mut FmtBuf<'_>, bytes: u64, unlimited: bool) {
+    if unlimited {
+        b.push(b"max");
+        return;
+    }
+    const UNITS: [(u64, &[u8]); 4] = [
+        (1 << 40, b"T"),
+        (1 << 30, b"G"),
+        (1 << 20, b"M"),
+        (1 << 10, b"K"),
+    ];
+    for (unit, suffix) in UNITS {
+        if bytes >= unit {
+            let tenths = bytes * 10 / unit;
+            b.push_u64(tenths / 10);
+            if tenths < 1000 {
+                b.push(b".");
+                b.push_u64(tenths % 10);
+            }
+            b.push(suffix);
+            return;
+        }
+    }
+    b.push_u64(bytes);
+}
+
+fn push_cell(b: &mut FmtBuf<'_>, pages: u64) {
+    b.push(b" ");
+    let start = b.total();
+    push_human(b, pages.saturating_mul(PAGE_SIZE), pages == UNLIMITED);
+    pad(b, start, NUM_COL);
+}
+
+/// Writes the header and one row per live or dying group to `fd`.
+pub fn write_table(fd: i32) {
+    let mut line = [0u8; 1536];
+    let mut b = FmtBuf::new(&mut line);
+    b.push(b"cgmalloc: group report\n");
+    let start = b.total();
+    b.push(b"group");
+    pad(&mut b, start, PATH_COL);
+    for h in ["current", "peak", "max", "high"] {
+        b.push(b" ");
+        let s = b.total();
+        b.push(h.as_bytes());
+        pad(&mut b, s, NUM_COL);
+    }
+    b.push(b" events\n");
+    crate::os::write_all(fd, b.as_bytes());
+    for id in GROUPS.in_use() {
+        let mut line = [0u8; 1536];
+        let mut b = FmtBuf::new(&mut line);
+        let start = b.total();
+        GROUPS.write_path(id, &mut b);
+        if GROUPS.state(id) == DYING {
+            b.push(b" (dying)");
+        }
+        pad(&mut b, start, PATH_COL);
+        let c = GROUPS.counter(id);
+        push_cell(&mut b, c.usage());
+        push_cell(&mut b, c.watermark.load(Ordering::Relaxed));
+        push_cell(&mut b, c.max.get());
+        push_cell(&mut b, c.high.get());
+        let ev = events::events(id, false);
+        for (i, name) in EVENT_NAMES.iter().enumerate() {
+            b.push(b" ");
+            b.push(name.as_bytes());
+            b.push(b"=");
+            b.push_u64(ev[i]);
+        }
+        b.push(b"\n");
+        crate::os::write_all(fd, b.as_bytes());
+    }
+}

@@ -1,0 +1,185 @@
+//! Size strings (INTERFACE.md "Units and strings"): a decimal integer with an optional
+//! `K`, `M`, `G` or `T` suffix (powers of 1024, either case), the word `max`, or `N%` of
+//! the container limit. Leading and trailing white space and one trailing newline are
+//! ignored; anything else is `EINVAL`, as is a value that overflows 64 bits.
+
+use super::counter::{Pages, UNLIMITED};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const PAGE_SIZE: u64 = 4096;
+
+/// The container's memory limit in bytes, 0 when unknown or unlimited; set once at
+/// start by the container probe.
+static CONTAINER_LIMIT: AtomicU64 = AtomicU64::new(0);
+
+pub fn container_limit() -> Option<u64> {
+    match CONTAINER_LIMIT.load(Ordering::Relaxed) {
+        0 => None,
+        v => Some(v),
+    }
+}
+
+pub fn set_container_limit(bytes: Option<u64>) {
+    CONTAINER_LIMIT.store(bytes.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// A parsed size: bytes, or no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    Bytes(u64),
+    Max,
+}
+
+impl Size {
+    /// Whole pages, rounded down; `UNLIMITED` for `max`.
+    pub fn pages(self) -> Pages {
+        match self {
+            Size::Bytes(b) => b / PAGE_SIZE,
+            Size::Max => UNLIMITED,
+        }
+    }
+}
+
+/// Why a size string was refused, for messages (`cgmalloc: CGMALLOC_X: <why>; ignored`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeError {
+    Empty,
+    Malformed,
+    Overflow,
+    NoContainerLimit,
+}
+
+impl SizeError {
+    pub fn why(self) -> &'static str {
+        match self {
+            SizeError::Empty => "empty size",
+            SizeError::Malformed => {
+                "not a size (want a number with an optional K/M/G/T suffix, `max` or `N%`)"
+            }
+            SizeError::Overflow => "size too large",
+            SizeError::NoContainerLimit => {
+                "a percentage needs a container memory limit, and none was found"
+            }
+        }
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    if let Some(r) = s.strip_suffix(b"\n") {
+        s = r;
+    }
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+fn parse_decimal(digits: &[u8]) -> Result<u64, SizeError> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(SizeError::Malformed);
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)
+            .and_then(|v| v.checked_add((d - b'0') as u64))
+            .ok_or(SizeError::Overflow)
+    })
+}
+
+/// Parses a size string against a given container limit.
+pub fn parse_with(s: &[u8], container: Option<u64>) -> Result<Size, SizeError> {
+    let s = trim(s);
+    if s.is_empty() {
+        return Err(SizeError::Empty);
+    }
+    if s == b"max" {
+        return Ok(Size::Max);
+    }
+    if let Some(num) = s.strip_suffix(b"%") {
+        let pct = parse_decimal(num)?;
+        if pct > 100 {
+            return Err(SizeError::Malformed);
+        }
+        let limit = container.ok_or(SizeError::NoContainerLimit)?;
+        return Ok(Size::Bytes(((limit as u128 * pct as u128) / 100) as u64));
+    }
+    let (num, shift) = match s[s.len() - 1].to_ascii_uppercase() {
+        b'K' => (&s[..s.len() - 1], 10),
+        b'M' => (&s[..s.len() - 1], 20),
+        b'G' => (&s[..s.len() - 1], 30),
+        b'T' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    let v = parse_decimal(num)?;
+    v.checked_mul(1u64 << shift)
+        .map(Size::Bytes)
+        .ok_or(SizeError::Overflow)
+}
+
+/// Parses a size string against the process's container limit.
+pub fn parse(s: &[u8]) -> Result<Size, SizeError> {
+    parse_with(s, container_limit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grammar() {
+        let ok: &[(&str, Size)] = &[
+            ("0", Size::Bytes(0)),
+            ("4096", Size::Bytes(4096)),
+            ("512M", Size::Bytes(512 << 20)),
+            ("512m", Size::Bytes(512 << 20)),
+            ("1k", Size::Bytes(1024)),
+            ("2G", Size::Bytes(2 << 30)),
+            ("3t", Size::Bytes(3 << 40)),
+            ("max", Size::Max),
+            ("  7K \n", Size::Bytes(7 << 10)),
+            ("\t9\n", Size::Bytes(9)),
+            ("18446744073709551615", Size::Bytes(u64::MAX)),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_with(s.as_bytes(), None), Ok(*want), "{s:?}");
+        }
+        let bad = [
+            "",
+            " ",
+            "\n",
+            "-1",
+            "1.5G",
+            "12Q",
+            "M",
+            "max\n\n",
+            "MAX",
+            "1KB",
+            "0x10",
+            "1 2",
+            "+5",
+            "1e3",
+            "18446744073709551616",
+            "17179869184G",
+            "%",
+            "101%",
+            "1K\n\n",
+        ];
+        for s in bad {
+            assert!(parse_with(s.as_bytes(), Some(1 << 30)).is_err(), "{s:?}");
+        }
+        assert_eq!(parse_with(b"50%", Some(1 << 30)), Ok(Size::Bytes(1 << 29)));
+        assert_eq!(parse_with(b"50%", None), Err(SizeError::NoContainerLimit));
+        assert_eq!(Size::Bytes(8191).pages(), 1);
+        assert_eq!(Size::Max.pages(), UNLIMITED);
+    }
+}

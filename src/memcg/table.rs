@@ -1,0 +1,571 @@
+//! The group table: a fixed array of group slots addressed by id, with the tree links, the
+//! page counter, events and statistics of each group, and the lifecycle that decides
+//! when a slot may be reused.
+//!
+//! Handles: a group's public handle is `serial << 16 | id`. Serials come from one counter
+//! and are never reused, so a handle naming a freed or reused slot is rejected. The root
+//! is slot 0 with serial 1 and is always live.
+//!
+//! Lifecycle (the seed patch "kmem accounting lifecycle"): `Free → Live → (Destroying →)
+//! Dying → Free`. A destroyed group becomes `Dying`: its handle stops working, its charges
+//! stay, and the slot is freed by whoever observes, under the tree lock, all of
+//! - state `Dying` and no pins (`refs == 0`; pins and state share one atomic word),
+//! - `usage == 0` (nothing charged: no span, mapping, explicit charge or stock pages),
+//! - `nr_children == 0` (no live or dying child).
+//!
+//! Invariants:
+//! - a slot's `parent`, `depth` and `serial` change only while it is `Free` (under the
+//!   tree lock) and are stable while the slot holds charges, pins, threads or children;
+//! - `nr_threads > 0` implies `Live` (destroy fails with `EBUSY` instead);
+//! - a charge is only ever made on a group that is pinned, has an attached thread, or
+//!   already holds charges (stock pages moved back by a free), so `usage` cannot rise on
+//!   a slot that some thread has decided to free.
+//!
+//! Who writes what: `counter.usage` any charging thread; `life` pins (any thread), state
+//! transitions under the tree lock; `nr_threads` attaching threads; names, `parent`,
+//! `depth`, `serial` and `nr_children` under the tree lock.
+
+use super::counter::{Hierarchy, PageCounter, Pages};
+use super::events::{NR_EVENTS, NR_STATS};
+use crate::util::spin::SpinLock;
+use crate::util::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Slots in the table; INTERFACE.md asks for at least 4,096 groups, dying ones included.
+pub const MAX_GROUPS: usize = 8192;
+pub const ROOT: u32 = 0;
+const ROOT_SERIAL: u64 = 1;
+pub const NAME_MAX: usize = 64;
+const NO_PARENT: u32 = u32::MAX;
+
+/// Slot states, in the low two bits of `life`; pins count in the rest.
+pub const FREE: u32 = 0;
+pub const LIVE: u32 = 1;
+pub const DYING: u32 = 2;
+pub const DESTROYING: u32 = 3;
+const STATE_MASK: u32 = 3;
+const PIN: u32 = 4;
+
+/// The public handle of slot `id` with `serial`.
+pub fn handle_of(id: u32, serial: u64) -> u64 {
+    serial << 16 | id as u64
+}
+
+fn split_handle(h: u64) -> (u32, u64) {
+    ((h & 0xffff) as u32, h >> 16)
+}
+
+/// Errors of the table, as positive errno values.
+pub type Errno = i32;
+
+#[repr(C, align(64))]
+pub struct Slot {
+    pub counter: PageCounter,
+    /// State in bits 0-1, pin count above (`PIN` per pin).
+    life: AtomicU32,
+    serial: AtomicU64,
+    parent: AtomicU32,
+    depth: AtomicU32,
+    /// Threads whose current group this is.
+    pub nr_threads: AtomicU32,
+    nr_children: AtomicU32,
+    /// `memory.oom.policy`: 0 inherit, else `oom::Policy as u32`.
+    pub oom_policy: AtomicU32,
+    /// Callback-table entry of the OOM handler, plus one; 0 for none.
+    pub oom_handler: AtomicU32,
+    /// Registered threshold eventfds; lets the charge path skip the check.
+    pub nr_thresholds: AtomicU32,
+    /// Pages charged through explicit charges (`cgm_charge`), for `cgm_uncharge` checks.
+    pub explicit: AtomicU64,
+    /// `memory.events`: this group and its descendants.
+    pub events: [AtomicU64; NR_EVENTS],
+    /// `memory.events.local`.
+    pub events_local: [AtomicU64; NR_EVENTS],
+    /// Statistics of this group, with those of freed descendants folded in.
+    pub stats: [AtomicU64; NR_STATS],
+}
+
+impl Slot {
+    crate::util::sync::const_unless_loom! {
+        pub fn new() -> Slot {
+            Slot {
+                counter: PageCounter::new(),
+                life: AtomicU32::new(FREE),
+                serial: AtomicU64::new(0),
+                parent: AtomicU32::new(NO_PARENT),
+                depth: AtomicU32::new(0),
+                nr_threads: AtomicU32::new(0),
+                nr_children: AtomicU32::new(0),
+                oom_policy: AtomicU32::new(0),
+                oom_handler: AtomicU32::new(0),
+                nr_thresholds: AtomicU32::new(0),
+                explicit: AtomicU64::new(0),
+                events: [const { AtomicU64::new(0) }; NR_EVENTS],
+                events_local: [const { AtomicU64::new(0) }; NR_EVENTS],
+                stats: [const { AtomicU64::new(0) }; NR_STATS],
+            }
+        }
+    }
+}
+
+/// Metadata changed only under the tree lock.
+pub struct TreeMeta<const N: usize> {
+    names: [[u8; NAME_MAX]; N],
+    name_len: [u8; N],
+    next_serial: u64,
+    scan_hint: usize,
+}
+
+pub struct GroupTable<const N: usize> {
+    slots: [Slot; N],
+    tree: SpinLock<TreeMeta<N>>,
+}
+
+/// A pin on a live (or, where asked, dying) group: the slot cannot be freed while it
+/// exists.
+pub struct Pin<'a, const N: usize> {
+    table: &'a GroupTable<N>,
+    pub id: u32,
+}
+
+impl<const N: usize> Drop for Pin<'_, N> {
+    fn drop(&mut self) {
+        self.table.unpin(self.id);
+    }
+}
+
+impl<const N: usize> Hierarchy for GroupTable<N> {
+    #[inline]
+    fn counter(&self, id: u32) -> &PageCounter {
+        &self.slots[id as usize].counter
+    }
+    #[inline]
+    fn parent(&self, id: u32) -> Option<u32> {
+        let p = self.slots[id as usize].parent.load(Ordering::Relaxed);
+        if id == ROOT || p == NO_PARENT {
+            None
+        } else {
+            Some(p)
+        }
+    }
+}
+
+impl<const N: usize> GroupTable<N> {
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        GroupTable {
+            slots: [const { Slot::new() }; N],
+            tree: SpinLock::new(TreeMeta {
+                names: [[0; NAME_MAX]; N],
+                name_len: [0; N],
+                next_serial: ROOT_SERIAL + 1,
+                scan_hint: 1,
+            }),
+        }
+    }
+
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        GroupTable {
+            slots: core::array::from_fn(|_| Slot::new()),
+            tree: SpinLock::new(TreeMeta {
+                names: [[0; NAME_MAX]; N],
+                name_len: [0; N],
+                next_serial: ROOT_SERIAL + 1,
+                scan_hint: 1,
+            }),
+        }
+    }
+
+    #[inline]
+    pub fn slot(&self, id: u32) -> &Slot {
+        &self.slots[id as usize]
+    }
+
+    pub fn state(&self, id: u32) -> u32 {
+        if id == ROOT {
+            LIVE
+        } else {
+            self.slots[id as usize].life.load(Ordering::SeqCst) & STATE_MASK
+        }
+    }
+
+    pub fn serial(&self, id: u32) -> u64 {
+        if id == ROOT {
+            ROOT_SERIAL
+        } else {
+            self.slots[id as usize].serial.load(Ordering::Acquire)
+        }
+    }
+
+    pub fn handle(&self, id: u32) -> u64 {
+        handle_of(id, self.serial(id))
+    }
+
+    pub fn depth(&self, id: u32) -> u32 {
+        self.slots[id as usize].depth.load(Ordering::Relaxed)
+    }
+
+    /// Takes a pin on the group named by `handle` if it is live (or dying, when
+    /// `allow_dying`); `ENOENT` otherwise.
+    pub fn pin(&self, handle: u64, allow_dying: bool) -> Result<Pin<'_, N>, Errno> {
+        let (id, serial) = split_handle(handle);
+        if id as usize >= N || handle == 0 {
+            return Err(libc::ENOENT);
+        }
+        if id == ROOT {
+            return if serial == ROOT_SERIAL {
+                Ok(Pin { table: self, id })
+            } else {
+                Err(libc::ENOENT)
+            };
+        }
+        let life = &self.slots[id as usize].life;
+        let mut cur = life.load(Ordering::SeqCst);
+        loop {
+            let st = cur & STATE_MASK;
+            let ok = st == LIVE || (allow_dying && st == DYING) || st == DESTROYING;
+            if !ok {
+                return Err(libc::ENOENT);
+            }
+            match life.compare_exchange_weak(cur, cur + PIN, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(v) => cur = v,
+            }
+        }
+        // Pinned: the slot cannot be freed and reused now, so its serial is stable.
+        let pin = Pin { table: self, id };
+        if self.serial(id) != serial {
+            return Err(libc::ENOENT);
+        }
+        // A destroy in progress resolves to live or dying under the tree lock.
+        loop {
+            match self.state(id) {
+                DESTROYING => crate::util::sync::spin_hint(),
+                LIVE => return Ok(pin),
+                DYING if allow_dying => return Ok(pin),
+                _ => return Err(libc::ENOENT),
+            }
+        }
+    }
+
+    fn unpin(&self, id: u32) {
+        if id == ROOT {
+            return;
+        }
+        let serial = self.serial(id);
+        let prev = self.slots[id as usize]
+            .life
+            .fetch_sub(PIN, Ordering::SeqCst);
+        if prev & STATE_MASK == DYING && prev >> 2 == 1 {
+            self.maybe_free(id, serial);
+        }
+    }
+
+    /// Frees `id` if it is dying, unpinned, empty and childless, then its dying ancestors
+    /// that became free with it, and runs their clean-up hooks with no lock held.
+    pub fn maybe_free(&self, id: u32, serial: u64) {
+        let mut freed = [(0u32, 0u64); super::counter::MAX_LEVELS];
+        let mut n = 0;
+        let tree = self.tree.lock();
+        let mut cur = id;
+        let mut ser = serial;
+        while n < freed.len() && self.try_free_locked(cur, ser) {
+            freed[n] = (cur, ser);
+            n += 1;
+            match self.parent(cur) {
+                Some(p) if p != ROOT && self.state(p) == DYING => {
+                    ser = self.serial(p);
+                    cur = p;
+                }
+                _ => break,
+            }
+        }
+        drop(tree);
+        for &(g, ser) in &freed[..n] {
+            super::on_group_freed(g, ser);
+        }
+    }
+
+    /// With the tree lock held: frees the slot if every condition holds.
+    fn try_free_locked(&self, id: u32, serial: u64) -> bool {
+        if id == ROOT || self.serial(id) != serial {
+            return false;
+        }
+        let s = &self.slots[id as usize];
+        if s.counter.usage() != 0 || s.nr_children.load(Ordering::SeqCst) != 0 {
+            return false;
+        }
+        if s.life
+            .compare_exchange(DYING, FREE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        let parent = s.parent.load(Ordering::Relaxed);
+        let ps = &self.slots[parent as usize];
+        for (i, v) in s.stats.iter().enumerate() {
+            ps.stats[i].fetch_add(v.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        ps.nr_children.fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Decides whether an uncharge that left `usage == 0` at `id` should free it.
+    fn check_dying(&self, id: u32, serial: u64) {
+        if id != ROOT && self.slots[id as usize].life.load(Ordering::SeqCst) == DYING {
+            self.maybe_free(id, serial);
+        }
+    }
+
+    /// Removes `nr` pages from `id` and every ancestor (`page_counter_uncharge`), freeing
+    /// dying groups whose last charge this was. Uncharging more than is charged is a bug
+    /// in cgmalloc and fatal.
+    pub fn uncharge(&self, id: u32, nr: Pages) {
+        let mut cur = Some(id);
+        let mut emptied: [(u32, u64); super::counter::MAX_LEVELS] =
+            [(0, 0); super::counter::MAX_LEVELS];
+        let mut n = 0;
+        let mut watched = [ROOT; super::counter::MAX_LEVELS];
+        let mut nw = 0;
+        while let Some(g) = cur {
+            // Read the links before the update: once `usage` drops, another thread may free
+            // the slot, but not while this walk's pages are still counted in it.
+            let next = self.parent(g);
+            let serial = self.serial(g);
+            if self.slots[g as usize].nr_thresholds.load(Ordering::Relaxed) != 0
+                && nw < watched.len()
+            {
+                watched[nw] = g;
+                nw += 1;
+            }
+            let prev = self.counter(g).usage.fetch_sub(nr, Ordering::SeqCst);
+            if prev < nr {
+                crate::util::fatal::fatal(&[
+                    b"page counter underflow (uncharge of more than was charged)",
+                ]);
+            }
+            if prev == nr && n < emptied.len() {
+                emptied[n] = (g, serial);
+                n += 1;
+            }
+            cur = next;
+        }
+        for &g in &watched[..nw] {
+            super::on_usage_changed(g);
+        }
+        for &(g, serial) in &emptied[..n] {
+            self.check_dying(g, serial);
+        }
+    }
+
+    /// Whether `id` is `ancestor` or below it.
+    pub fn is_descendant(&self, mut id: u32, ancestor: u32) -> bool {
+        loop {
+            if id == ancestor {
+                return true;
+            }
+            match self.parent(id) {
+                Some(p) => id = p,
+                None => return false,
+            }
+        }
+    }
+
+    /// Ids of every live or dying slot, root first.
+    pub fn in_use(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..N as u32).filter(move |&id| self.state(id) != FREE)
+    }
+
+    /// Live and dying slots in the subtree of `root`, `root` included.
+    pub fn subtree(&self, root: u32) -> impl Iterator<Item = u32> + '_ {
+        self.in_use()
+            .filter(move |&id| self.is_descendant(id, root))
+    }
+
+    /// Finds the live child of `parent` called `name`.
+    fn find_child(&self, meta: &TreeMeta<N>, parent: u32, name: &[u8]) -> Option<u32> {
+        (1..N as u32).find(|&id| {
+            let s = &self.slots[id as usize];
+            s.life.load(Ordering::SeqCst) & STATE_MASK == LIVE
+                && s.parent.load(Ordering::Relaxed) == parent
+                && &meta.names[id as usize][..meta.name_len[id as usize] as usize] == name
+        })
+    }
+
+    /// Resolves a validated path to the id of a live group.
+    fn resolve(&self, meta: &TreeMeta<N>, path: &super::path::GroupPath<'_>) -> Option<u32> {
+        let mut id = ROOT;
+        for name in path.names() {
+            id = self.find_child(meta, id, name)?;
+        }
+        Some(id)
+    }
+
+    /// Creates the group at `path`; returns its handle.
+    pub fn create(&self, path: &super::path::GroupPath<'_>) -> Result<u64, Errno> {
+        let mut meta = self.tree.lock();
+        let (parent_path, name) = path.split_last().ok_or(libc::EEXIST)?;
+        let parent = self.resolve(&meta, &parent_path).ok_or(libc::ENOENT)?;
+        if self.find_child(&meta, parent, name).is_some() {
+            return Err(libc::EEXIST);
+        }
+        let start = meta.scan_hint.clamp(1, N - 1);
+        let id = (start..N)
+            .chain(1..start)
+            .find(|&i| self.slots[i].life.load(Ordering::SeqCst) == FREE)
+            .ok_or(libc::ENOSPC)? as u32;
+        meta.scan_hint = id as usize + 1;
+        let serial = meta.next_serial;
+        meta.next_serial += 1;
+        meta.names[id as usize][..name.len()].copy_from_slice(name);
+        meta.name_len[id as usize] = name.len() as u8;
+        let s = &self.slots[id as usize];
+        s.counter.reset();
+        s.serial.store(serial, Ordering::Release);
+        s.parent.store(parent, Ordering::Relaxed);
+        s.depth.store(self.depth(parent) + 1, Ordering::Relaxed);
+        s.nr_threads.store(0, Ordering::SeqCst);
+        s.nr_children.store(0, Ordering::SeqCst);
+        s.oom_policy.store(0, Ordering::Relaxed);
+        s.oom_handler.store(0, Ordering::Relaxed);
+        s.nr_thresholds.store(0, Ordering::Relaxed);
+        s.explicit.store(0, Ordering::Relaxed);
+        for a in s.events.iter().chain(&s.events_local).chain(&s.stats) {
+            a.store(0, Ordering::Relaxed);
+        }
+        self.slots[parent as usize]
+            .nr_children
+            .fetch_add(1, Ordering::SeqCst);
+        s.life.store(LIVE, Ordering::SeqCst);
+        Ok(handle_of(id, serial))
+    }
+
+    /// The handle of the live group at `path`.
+    pub fn open(&self, path: &super::path::GroupPath<'_>) -> Result<u64, Errno> {
+        let meta = self.tree.lock();
+        let id = self.resolve(&meta, path).ok_or(libc::ENOENT)?;
+        Ok(self.handle(id))
+    }
+
+    /// Marks the group dying. `EPERM` for the root, `EBUSY` with live children or attached
+    /// threads. The caller drains stocks and then calls [`GroupTable::maybe_free`].
+    pub fn destroy(&self, handle: u64) -> Result<(u32, u64), Errno> {
+        let (id, serial) = split_handle(handle);
+        if id as usize >= N || handle == 0 {
+            return Err(libc::ENOENT);
+        }
+        if id == ROOT {
+            return if serial == ROOT_SERIAL {
+                Err(libc::EPERM)
+            } else {
+                Err(libc::ENOENT)
+            };
+        }
+        let _meta = self.tree.lock();
+        let s = &self.slots[id as usize];
+        if self.serial(id) != serial || self.state(id) != LIVE {
+            return Err(libc::ENOENT);
+        }
+        let live_children = (1..N as u32).any(|c| {
+            self.state(c) == LIVE && self.slots[c as usize].parent.load(Ordering::Relaxed) == id
+        });
+        if live_children {
+            return Err(libc::EBUSY);
+        }
+        self.set_state(s, DESTROYING);
+        if s.nr_threads.load(Ordering::SeqCst) != 0 {
+            self.set_state(s, LIVE);
+            return Err(libc::EBUSY);
+        }
+        self.set_state(s, DYING);
+        Ok((id, serial))
+    }
+
+    fn set_state(&self, s: &Slot, state: u32) {
+        let mut cur = s.life.load(Ordering::SeqCst);
+        loop {
+            let new = (cur & !STATE_MASK) | state;
+            match s
+                .life
+                .compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return,
+                Err(v) => cur = v,
+            }
+        }
+    }
+
+    /// Counts a thread into `id` (which the caller has pinned); `ENOENT` if it is not live.
+    pub fn attach_thread(&self, id: u32) -> Result<(), Errno> {
+        let s = &self.slots[id as usize];
+        loop {
+            s.nr_threads.fetch_add(1, Ordering::SeqCst);
+            match self.state(id) {
+                LIVE => return Ok(()),
+                DESTROYING => {
+                    s.nr_threads.fetch_sub(1, Ordering::SeqCst);
+                    while self.state(id) == DESTROYING {
+                        crate::util::sync::spin_hint();
+                    }
+                }
+                _ => {
+                    s.nr_threads.fetch_sub(1, Ordering::SeqCst);
+                    return Err(libc::ENOENT);
+                }
+            }
+        }
+    }
+
+    /// Counts a thread out of `id`.
+    pub fn detach_thread(&self, id: u32) {
+        self.slots[id as usize]
+            .nr_threads
+            .fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Writes the path of `id` into `out` (the `snprintf` contract of [`FmtBuf`]).
+    ///
+    /// [`FmtBuf`]: crate::util::fmtbuf::FmtBuf
+    pub fn write_path(&self, id: u32, out: &mut crate::util::fmtbuf::FmtBuf<'_>) {
+        let meta = self.tree.lock();
+        let mut chain = [0u32; super::counter::MAX_LEVELS];
+        let mut n = 0;
+        let mut cur = id;
+        while cur != ROOT && n < chain.len() {
+            chain[n] = cur;
+            n += 1;
+            cur = self.parent(cur).unwrap_or(ROOT);
+        }
+        if n == 0 {
+            out.push(b"/");
+        }
+        for &g in chain[..n].iter().rev() {
+            out.push(b"/");
+            out.push(&meta.names[g as usize][..meta.name_len[g as usize] as usize]);
+        }
+    }
+
+    /// Live and dying descendants of `id` (`cgroup.stat`).
+    pub fn count_descendants(&self, id: u32) -> (u64, u64) {
+        let (mut live, mut dying) = (0, 0);
+        for g in self.subtree(id).filter(|&g| g != id) {
+            match self.state(g) {
+                DYING => dying += 1,
+                _ => live += 1,
+            }
+        }
+        (live, dying)
+    }
+
+    /// Takes the tree lock for `fork()`.
+    pub fn lock_for_fork(&self) {
+        self.tree.lock_for_fork();
+    }
+
+    pub fn unlock_after_fork(&self) {
+        self.tree.force_unlock();
+    }
+}
+
+#[cfg(not(loom))]
+pub static GROUPS: GroupTable<MAX_GROUPS> = GroupTable::new();

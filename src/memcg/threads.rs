@@ -1,0 +1,289 @@
+//! Threads as the accounting engine sees them: each thread's current group, its stock,
+//! and whether it is inside a reclaim callback or OOM handler (the kernel's `PF_MEMALLOC`).
+//!
+//! State lives in two places:
+//! - `TLS`, a `const`-initialised thread-local with no destructor (so reading it never
+//!   allocates): the current group, the registry slot, the memalloc depth;
+//! - `THREADS`, a static registry of slots `{tid, group, stock}` that other threads can
+//!   read (`cgroup.threads`) and drain (`drain_all_stock`).
+//!
+//! A thread registers on its first stock use or attach and gets a `pthread_key`
+//! destructor that drains its stock, detaches it from its group and frees its slot.
+//! Without a free slot (more than `MAX_THREADS` live threads) a thread charges without a
+//! stock and is not listed; accounting stays exact.
+//!
+//! Invariants: `THREADS[i].tid != 0` iff slot `i` belongs to a live registered thread
+//! (or, in a fork child, to a thread of the parent until `fork_child` runs);
+//! `THREADS[i].group == TLS.group` of its owner; a thread attached to a non-root group is
+//! counted in that group's `nr_threads`.
+
+use super::counter::Pages;
+use super::stock;
+use super::table::{GROUPS, ROOT};
+use core::cell::Cell;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+pub const MAX_THREADS: usize = 4096;
+const NO_SLOT: u32 = u32::MAX;
+/// The slot search found nothing once; do not search again on every charge.
+const NO_ROOM: u32 = u32::MAX - 1;
+
+#[repr(C, align(64))]
+struct ThreadSlot {
+    tid: AtomicU32,
+    group: AtomicU32,
+    stock: AtomicU64,
+}
+
+static THREADS: [ThreadSlot; MAX_THREADS] = [const {
+    ThreadSlot {
+        tid: AtomicU32::new(0),
+        group: AtomicU32::new(0),
+        stock: AtomicU64::new(0),
+    }
+}; MAX_THREADS];
+
+/// One past the highest slot ever claimed: scans stop there.
+static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
+static SCAN_HINT: AtomicUsize = AtomicUsize::new(0);
+
+struct ThreadState {
+    slot: Cell<u32>,
+    group: Cell<u32>,
+    memalloc: Cell<u32>,
+}
+
+thread_local! {
+    static TLS: ThreadState = const {
+        ThreadState {
+            slot: Cell::new(NO_SLOT),
+            group: Cell::new(ROOT),
+            memalloc: Cell::new(0),
+        }
+    };
+}
+
+/// The calling thread's current group (a TLS load).
+#[inline]
+pub fn current_group() -> u32 {
+    TLS.with(|t| t.group.get())
+}
+
+/// True inside a reclaim callback or OOM handler: charges are forced.
+#[inline]
+pub fn in_memalloc() -> bool {
+    TLS.with(|t| t.memalloc.get() != 0)
+}
+
+/// Runs `f` with this thread's charges forced and never recursing into reclaim.
+pub fn with_memalloc<R>(f: impl FnOnce() -> R) -> R {
+    TLS.with(|t| t.memalloc.set(t.memalloc.get() + 1));
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            TLS.with(|t| t.memalloc.set(t.memalloc.get() - 1));
+        }
+    }
+    let _leave = Leave;
+    f()
+}
+
+/// This thread's registry slot, registering it on first use; `None` if the registry is
+/// full.
+#[inline]
+fn my_slot() -> Option<&'static ThreadSlot> {
+    let s = TLS.with(|t| t.slot.get());
+    if (s as usize) < MAX_THREADS {
+        Some(&THREADS[s as usize])
+    } else if s == NO_ROOM {
+        None
+    } else {
+        register()
+    }
+}
+
+#[cold]
+fn register() -> Option<&'static ThreadSlot> {
+    let tid = crate::os::gettid();
+    let start = SCAN_HINT.load(Ordering::Relaxed) % MAX_THREADS;
+    let found = (start..MAX_THREADS).chain(0..start).find(|&i| {
+        THREADS[i].tid.load(Ordering::Relaxed) == 0
+            && THREADS[i]
+                .tid
+                .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    });
+    let Some(i) = found else {
+        TLS.with(|t| t.slot.set(NO_ROOM));
+        return None;
+    };
+    SCAN_HINT.store(i + 1, Ordering::Relaxed);
+    HIGH_WATER.fetch_max(i + 1, Ordering::AcqRel);
+    let slot = &THREADS[i];
+    slot.group
+        .store(TLS.with(|t| t.group.get()), Ordering::Release);
+    TLS.with(|t| t.slot.set(i as u32));
+    exit_key::arm();
+    Some(slot)
+}
+
+/// Makes `id` (pinned by the caller, or the root) this thread's current group;
+/// returns the previous one.
+pub fn attach(id: u32) -> Result<u32, i32> {
+    let old = current_group();
+    if id == old {
+        my_slot();
+        return Ok(old);
+    }
+    if id != ROOT {
+        GROUPS.attach_thread(id)?;
+    }
+    TLS.with(|t| t.group.set(id));
+    if let Some(slot) = my_slot() {
+        slot.group.store(id, Ordering::Release);
+    }
+    if old != ROOT {
+        GROUPS.detach_thread(old);
+    }
+    Ok(old)
+}
+
+/// Takes `nr` pages of `id` from this thread's stock.
+#[inline]
+pub fn consume_stock(id: u32, nr: Pages) -> bool {
+    match my_slot() {
+        Some(s) => stock::consume(&s.stock, id, nr),
+        None => false,
+    }
+}
+
+/// Puts the surplus of a batched charge into this thread's stock.
+pub fn refill_stock(id: u32, nr: Pages) {
+    match my_slot() {
+        Some(s) => stock::refill(&s.stock, &GROUPS, id, nr),
+        None => GROUPS.uncharge(id, nr),
+    }
+}
+
+/// Returns freed pages of `id` through this thread's stock when it caches `id`.
+pub fn uncharge_via_stock(id: u32, nr: Pages) {
+    match my_slot() {
+        Some(s) => stock::put_back(&s.stock, &GROUPS, id, nr),
+        None => GROUPS.uncharge(id, nr),
+    }
+}
+
+fn registered() -> &'static [ThreadSlot] {
+    &THREADS[..HIGH_WATER.load(Ordering::Acquire).min(MAX_THREADS)]
+}
+
+/// Drains every thread's stock that caches a group in the subtree of `root`
+/// (`drain_all_stock`); returns the pages returned.
+pub fn drain_all_stock(root: u32) -> Pages {
+    registered()
+        .iter()
+        .filter(|s| {
+            let (g, pages) = stock::unpack(s.stock.load(Ordering::Relaxed));
+            pages > 0 && g.is_some_and(|g| GROUPS.is_descendant(g, root))
+        })
+        .map(|s| stock::drain(&s.stock, &GROUPS))
+        .sum()
+}
+
+/// Stock pages held for groups in the subtree of `root`.
+pub fn stock_pages(root: u32) -> Pages {
+    registered()
+        .iter()
+        .map(|s| stock::unpack(s.stock.load(Ordering::Relaxed)))
+        .filter(|&(g, _)| g.is_some_and(|g| GROUPS.is_descendant(g, root)))
+        .map(|(_, p)| p)
+        .sum()
+}
+
+/// Calls `f` with the tid of every registered thread attached to `id`.
+pub fn for_each_thread_in(id: u32, mut f: impl FnMut(u32)) {
+    for s in registered() {
+        let tid = s.tid.load(Ordering::Acquire);
+        if tid != 0 && s.group.load(Ordering::Acquire) == id {
+            f(tid);
+        }
+    }
+}
+
+/// Leaves the registry: stock back to its group, thread out of its group, slot freed.
+/// Runs at thread exit; the thread may register again if it charges afterwards.
+pub fn thread_exit() {
+    let s = TLS.with(|t| t.slot.get());
+    if (s as usize) < MAX_THREADS {
+        let slot = &THREADS[s as usize];
+        stock::drain(&slot.stock, &GROUPS);
+        slot.group.store(ROOT, Ordering::Release);
+        slot.tid.store(0, Ordering::Release);
+    }
+    let g = TLS.with(|t| t.group.replace(ROOT));
+    if g != ROOT {
+        GROUPS.detach_thread(g);
+    }
+    TLS.with(|t| t.slot.set(NO_SLOT));
+}
+
+/// In a fork child: only the forking thread survives. Every other thread's stock goes
+/// back to its group and its attachment ends; this thread's slot takes its new tid.
+pub fn fork_child() {
+    let mine = TLS.with(|t| t.slot.get());
+    for (i, s) in registered().iter().enumerate() {
+        if i as u32 == mine {
+            s.tid.store(crate::os::gettid(), Ordering::Release);
+            continue;
+        }
+        if s.tid.load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        stock::drain(&s.stock, &GROUPS);
+        let g = s.group.swap(ROOT, Ordering::AcqRel);
+        if g != ROOT {
+            GROUPS.detach_thread(g);
+        }
+        s.tid.store(0, Ordering::Release);
+    }
+}
+
+/// The `pthread_key` whose destructor runs `thread_exit`.
+mod exit_key {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const UNSET: u32 = u32::MAX;
+    static KEY: AtomicU32 = AtomicU32::new(UNSET);
+
+    extern "C" fn on_exit(_: *mut libc::c_void) {
+        super::thread_exit();
+    }
+
+    fn key() -> Option<libc::pthread_key_t> {
+        let k = KEY.load(Ordering::Acquire);
+        if k != UNSET {
+            return Some(k);
+        }
+        let mut new: libc::pthread_key_t = 0;
+        // SAFETY: `new` is a valid out-pointer; `on_exit` matches the destructor type.
+        if unsafe { libc::pthread_key_create(&mut new, Some(on_exit)) } != 0 {
+            return None;
+        }
+        match KEY.compare_exchange(UNSET, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Some(new),
+            Err(won) => {
+                // SAFETY: `new` was created above and never published.
+                unsafe { libc::pthread_key_delete(new) };
+                Some(won)
+            }
+        }
+    }
+
+    /// Makes the key's destructor run when this thread exits.
+    pub fn arm() {
+        if let Some(k) = key() {
+            // SAFETY: any non-null value arms the destructor; it is never dereferenced.
+            unsafe { libc::pthread_setspecific(k, 1 as *const libc::c_void) };
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The only module that talks to the kernel.
+//!
+//! Contract: every function here is a thin wrapper over one system call (or libc entry
+//! that does not allocate), reports failure as a positive errno, and never allocates.
+//! `eventfd` descriptors are created `O_NONBLOCK | O_CLOEXEC`.
+
+/// The calling thread's kernel thread id.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+pub fn yield_now() {
+    // SAFETY: sched_yield takes no arguments; its result carries no information we need.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+/// Sleeps for `ns` nanoseconds, resuming after signals until the time has passed.
+pub fn sleep_ns(ns: u64) {
+    let mut req = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    loop {
+        let mut rem = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: both pointers refer to live, initialised timespec values on this stack.
+        let r = unsafe { libc::nanosleep(&req, &mut rem) };
+        if r == 0 || errno() != libc::EINTR {
+            return;
+        }
+        req = rem;
+    }
+}
+
+/// Monotonic clock in nanoseconds.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location returns the calling thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e }
+}
+
+/// Writes all of `bytes` to stderr, best effort.
+pub fn write_stderr(bytes: &[u8]) {
+    write_all(2, bytes);
+}
+
+/// Writes all of `bytes` to `fd`, retrying short writes and `EINTR`; false on failure.
+pub fn write_all(fd: i32, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: the pointer and length describe the live slice `bytes`.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    true
+}
+
+pub fn abort() -> ! {
+    // SAFETY: abort never returns and needs no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// A new eventfd (counter 0, `O_NONBLOCK | O_CLOEXEC`).
+pub fn eventfd() -> Result<i32, i32> {
+    // SAFETY: eventfd takes plain integers.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// Adds 1 to an eventfd's counter. A full counter (`EAGAIN`) is ignored: the reader
+/// is already woken.
+pub fn eventfd_signal(fd: i32) {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one`, which lives on this stack.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// A duplicate of `fd` with `O_CLOEXEC`.
+pub fn dup_cloexec(fd: i32) -> Result<i32, i32> {
+    // SAFETY: fcntl with F_DUPFD_CLOEXEC takes integers only.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: closing a descriptor this crate owns; errors leave nothing to undo.
+    unsafe { libc::close(fd) };
+}
