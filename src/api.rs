@@ -53,6 +53,7 @@ pub enum OomAction {
 }
 
 /// While it lives, the thread that made it charges its group.
+#[derive(Debug)]
 #[must_use = "the thread leaves the group when the guard is dropped"]
 pub struct EnterGuard {
     previous: u64,
@@ -66,6 +67,7 @@ impl Drop for EnterGuard {
 }
 
 /// A registered reclaim callback; dropping it unregisters the callback.
+#[derive(Debug)]
 #[must_use = "dropping a Reclaimer unregisters the callback"]
 pub struct Reclaimer {
     id: u64,
@@ -85,6 +87,7 @@ impl Drop for Reclaimer {
 
 /// An explicit charge on a group's ledger, returned when dropped (even after the group
 /// was destroyed).
+#[derive(Debug)]
 #[must_use = "dropping a Charge uncharges it"]
 pub struct Charge {
     group: u64,

@@ -3,8 +3,10 @@
 //! (`mem_cgroup_handle_over_high` and `calculate_high_delay` of the kernel).
 //!
 //! The delay for the largest relative overage `o = (usage - high) / high` over the levels
-//! is `HZ · o² / 2^14` scaled by the pages charged over the 32-page batch, capped at 2 s;
-//! delays of 10 ms or less are skipped, as in the kernel.
+//! is computed as the kernel does, with `o` in 20-bit fixed point: `o² · HZ >> 20 >> 14`,
+//! which is `64 s · o²`, scaled by the pages charged over the 32-page batch and capped at
+//! 2 s; delays of 10 ms or less are skipped. So 1.25% over high starts to throttle, and
+//! about 18% over reaches the cap.
 
 use super::counter::{Hierarchy, Pages};
 use super::events::{self, Event};
@@ -90,14 +92,14 @@ mod tests {
         assert_eq!(overage(100, 100), 0);
         assert_eq!(overage(200, 100), 1 << PRECISION_SHIFT);
         assert_eq!(delay_ns(0, 32), 0);
-        // 100% over: 1s·1/16384 per batch, below the 10 ms floor.
-        assert_eq!(delay_ns(1 << PRECISION_SHIFT, 32), 0);
-        // 20x over: 400/16384 s ≈ 24 ms.
-        let d = delay_ns(20 << PRECISION_SHIFT, 32);
-        assert!(d > 24_000_000 && d < 25_000_000, "{d}");
-        // Far over: capped at 2 s.
-        assert_eq!(delay_ns(10_000 << PRECISION_SHIFT, 32), MAX_DELAY_NS);
+        // 1/128 over: 64 s / 16384 ≈ 3.9 ms, below the 10 ms floor.
+        assert_eq!(delay_ns(1 << (PRECISION_SHIFT - 7), 32), 0);
+        // 1/32 over: 64 s / 1024 = 62.5 ms.
+        let d = delay_ns(1 << (PRECISION_SHIFT - 5), 32);
+        assert_eq!(d, 62_500_000);
+        // 100% over: capped at 2 s.
+        assert_eq!(delay_ns(1 << PRECISION_SHIFT, 32), MAX_DELAY_NS);
         // Scaled by the pages charged.
-        assert_eq!(delay_ns(20 << PRECISION_SHIFT, 64), 2 * d);
+        assert_eq!(delay_ns(1 << (PRECISION_SHIFT - 5), 64), 2 * d);
     }
 }

@@ -5,9 +5,9 @@
 //! 1. the allocator's own cached empty page runs in the subtree (a hook installed by the
 //!    allocator at start);
 //! 2. reclaim callbacks registered on the over-limit group and its descendants, the group
-//!    with the largest excess over its soft limit first, skipping groups at or under
-//!    `min`, and groups at or under `low` unless nothing else gave enough (a `low` event
-//!    counts each such group called).
+//!    with the largest excess over its soft limit first, skipping groups within a
+//!    non-zero `min` (`usage ≤ min`), and groups within a non-zero `low` unless nothing
+//!    else gave enough (a `low` event counts each such group called).
 //!
 //! Callbacks run in the calling thread with no lock held and with its charges forced
 //! (`with_memalloc`), each told the bytes still wanted; they return the bytes they freed.
@@ -108,11 +108,15 @@ fn rank(handle: u64, root: u32, include_low: bool) -> Option<u64> {
     }
     let c = GROUPS.counter(gid);
     let usage = c.usage();
-    if usage <= c.min.load(Ordering::Relaxed) {
+    // Within a protection means `usage <= protection` for a non-zero protection. A group
+    // without protection is always called, even with no usage of its own: its cache may
+    // be charged to another group of the subtree.
+    let under = |p: u64| p > 0 && usage <= p;
+    if under(c.min.load(Ordering::Relaxed)) {
         return None;
     }
     // The first pass calls groups above `low`, the second only those it skipped.
-    if include_low != (usage <= c.low.load(Ordering::Relaxed)) {
+    if include_low != under(c.low.load(Ordering::Relaxed)) {
         return None;
     }
     Some(usage.saturating_sub(c.soft_limit.get()))

@@ -148,6 +148,7 @@ mod tests {
             ("max", Size::Max),
             ("  7K \n", Size::Bytes(7 << 10)),
             ("\t9\n", Size::Bytes(9)),
+            ("1K\n\n", Size::Bytes(1024)),
             ("18446744073709551615", Size::Bytes(u64::MAX)),
         ];
         for (s, want) in ok {
@@ -161,7 +162,8 @@ mod tests {
             "1.5G",
             "12Q",
             "M",
-            "max\n\n",
+            "max max",
+            "1 K",
             "MAX",
             "1KB",
             "0x10",
@@ -172,7 +174,6 @@ mod tests {
             "17179869184G",
             "%",
             "101%",
-            "1K\n\n",
         ];
         for s in bad {
             assert!(parse_with(s.as_bytes(), Some(1 << 30)).is_err(), "{s:?}");
