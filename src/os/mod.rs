@@ -118,3 +118,6 @@ pub fn close(fd: i32) {
     // SAFETY: closing a descriptor this crate owns; errors leave nothing to undo.
     unsafe { libc::close(fd) };
 }
+
+pub mod fault;
+pub mod mem;

@@ -1,0 +1,121 @@
+//! Memory mappings: the allocator's only way to get and give back memory.
+//!
+//! Contract:
+//! - `map` and `map_aligned` return fresh anonymous private memory, zero-filled and
+//!   read-write, or `ENOMEM` (also when fault injection says so); nothing is mapped on
+//!   failure.
+//! - `purge` keeps the range mapped but returns its pages to the kernel: the next touch
+//!   reads zeros (`MADV_DONTNEED`).
+//! - `unmap` releases a range that was mapped here; `remap` moves or grows a mapping
+//!   (`mremap` with `MREMAP_MAYMOVE`), keeping its contents.
+//! None of them allocates.
+
+use super::{errno, fault};
+use core::ptr::NonNull;
+
+pub const PAGE_SIZE: usize = 4096;
+
+fn mmap(len: usize) -> Result<NonNull<u8>, i32> {
+    if fault::should_fail() {
+        return Err(libc::ENOMEM);
+    }
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing has no
+    // preconditions; the result is checked before use.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        NonNull::new(p.cast()).ok_or(libc::ENOMEM)
+    }
+}
+
+/// Maps `len` bytes (a multiple of the page size).
+pub fn map(len: usize) -> Result<NonNull<u8>, i32> {
+    mmap(len)
+}
+
+/// Maps `len` bytes at an address aligned to `align` (a power of two ≥ the page size), by
+/// mapping `len + align` and unmapping the ends.
+pub fn map_aligned(len: usize, align: usize) -> Result<NonNull<u8>, i32> {
+    let over = len.checked_add(align).ok_or(libc::ENOMEM)?;
+    let raw = mmap(over)?.as_ptr() as usize;
+    let start = (raw + align - 1) & !(align - 1);
+    let lead = start - raw;
+    let tail = over - lead - len;
+    if lead > 0 {
+        unmap(raw as *mut u8, lead);
+    }
+    if tail > 0 {
+        unmap((start + len) as *mut u8, tail);
+    }
+    NonNull::new(start as *mut u8).ok_or(libc::ENOMEM)
+}
+
+/// Unmaps a range mapped by this module.
+pub fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: the caller owns the range `p..p+len`, mapped by this module, and nothing
+    // refers into it any more.
+    unsafe { libc::munmap(p.cast(), len) };
+}
+
+/// Gives the pages of a range back to the kernel; the range stays mapped and reads as
+/// zeros afterwards.
+pub fn purge(p: *mut u8, len: usize) {
+    // SAFETY: the caller owns the mapped range and no longer needs its contents.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
+}
+
+/// Grows or shrinks a mapping, moving it if needed; the old address is invalid after
+/// success.
+pub fn remap(p: *mut u8, old_len: usize, new_len: usize) -> Result<NonNull<u8>, i32> {
+    if fault::should_fail() {
+        return Err(libc::ENOMEM);
+    }
+    // SAFETY: the caller owns the mapping `p..p+old_len`; with MREMAP_MAYMOVE the kernel
+    // either moves it whole or leaves it untouched.
+    let q = unsafe { libc::mremap(p.cast(), old_len, new_len, libc::MREMAP_MAYMOVE) };
+    if q == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        NonNull::new(q.cast()).ok_or(libc::ENOMEM)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_maps_zeroed_purge_and_remap() {
+        let align = 4 << 20;
+        let p = map_aligned(align, align).unwrap().as_ptr();
+        assert_eq!(p as usize % align, 0);
+        // SAFETY: the range was just mapped read-write.
+        unsafe {
+            assert_eq!(*p.add(12345), 0);
+            *p.add(12345) = 7;
+        }
+        purge(p, align);
+        // SAFETY: still mapped; purged pages read as zero.
+        unsafe { assert_eq!(*p.add(12345), 0) };
+        let q = remap(p, align, 2 * align).unwrap().as_ptr();
+        // SAFETY: the grown mapping is readable over its whole length.
+        unsafe { assert_eq!(*q.add(2 * align - 1), 0) };
+        unmap(q, 2 * align);
+        fault::fail_after(1);
+        assert!(map(PAGE_SIZE).is_ok());
+        assert_eq!(map(PAGE_SIZE).err(), Some(libc::ENOMEM));
+        fault::clear();
+        let r = map(PAGE_SIZE).unwrap();
+        unmap(r.as_ptr(), PAGE_SIZE);
+    }
+}
