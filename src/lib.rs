@@ -11,6 +11,7 @@
 // Statics are built with `const fn new()`; a `Default` would add nothing.
 #![allow(clippy::new_without_default)]
 
+pub mod alloc;
 pub mod memcg;
 pub mod os;
 pub mod util;
