@@ -9,8 +9,9 @@
 //! Invariants: `size_of(class_of(n)) ≥ n`; classes grow strictly; `class_of` of a
 //! class's own size is that class.
 
-/// Largest block served from spans; larger requests are large mappings.
-pub const SMALL_MAX: usize = 128 << 10;
+/// Largest block served from spans; larger requests are large mappings, charged to the
+/// page and cached for reuse.
+pub const SMALL_MAX: usize = 32 << 10;
 /// Sizes up to this use the lookup table.
 pub const LOOKUP_MAX: usize = 1024;
 

@@ -5,7 +5,7 @@
 
 use super::callbacks::{self, DropFn, Func, OomFn, ReclaimFn};
 use super::charge;
-use super::counter::{Hierarchy, UNLIMITED};
+use super::counter::Hierarchy;
 use super::events::{self, Event, StatKey};
 use super::files;
 use super::oom;
@@ -96,12 +96,12 @@ pub fn write(handle: u64, file: &[u8], value: &[u8]) -> Result<(), Errno> {
 }
 
 fn bytes_of(pages: u64) -> u64 {
-    if pages == UNLIMITED {
-        u64::MAX
-    } else {
-        pages * PAGE_SIZE
-    }
+    pages.saturating_mul(PAGE_SIZE)
 }
+
+/// Explicit charges beyond the 48-bit address space cannot be memory: refused with
+/// `ENOMEM`, so no counter can overflow its byte conversion.
+pub const MAX_CHARGE_BYTES: u64 = 1 << 48;
 
 pub fn stat(handle: u64) -> Result<Stat, Errno> {
     let pin = GROUPS.pin(handle, false)?;
@@ -193,6 +193,9 @@ pub fn charge(handle: u64, bytes: u64, flags: u32) -> Result<(), Errno> {
         return Err(libc::EINVAL);
     }
     let pin = GROUPS.pin(handle, false)?;
+    if bytes > MAX_CHARGE_BYTES {
+        return Err(libc::ENOMEM);
+    }
     let pages = bytes.div_ceil(PAGE_SIZE);
     if pages == 0 {
         return Ok(());

@@ -84,7 +84,7 @@ fn push_limit(out: &mut FmtBuf<'_>, pages: Pages) {
     if pages == UNLIMITED {
         out.push(b"max\n");
     } else {
-        out.push_u64(pages * PAGE_SIZE);
+        out.push_u64(pages.saturating_mul(PAGE_SIZE));
         out.push(b"\n");
     }
 }
