@@ -11,5 +11,11 @@ unset LD_PRELOAD
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test --release --test loom -q
 
-# Every test in its own process: the allocator's state is process-wide.
-cargo nextest run --release --all-targets --no-fail-fast
+# The preloadable library (default features: exports malloc & co.), for the C and
+# LD_PRELOAD tests.
+cargo build --release
+
+# Every test in its own process: the allocator's state is process-wide. Rust test
+# binaries are built without `override`, so their own malloc stays glibc's unless a test
+# installs `CgMalloc` as its global allocator.
+cargo nextest run --release --no-default-features --all-targets --no-fail-fast

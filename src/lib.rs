@@ -11,6 +11,7 @@
 // Statics are built with `const fn new()`; a `Default` would add nothing.
 #![allow(clippy::new_without_default)]
 
+#[cfg(not(loom))]
 pub mod alloc;
 pub mod memcg;
 pub mod os;
@@ -19,9 +20,15 @@ pub mod util;
 #[cfg(not(loom))]
 mod api;
 #[cfg(not(loom))]
+pub mod capi;
+#[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
+mod global;
 
 #[cfg(not(loom))]
 pub use api::{drain_stocks, Charge, EnterGuard, Group, OomAction, OomInfo, Reclaimer, Stat};
 #[cfg(not(loom))]
 pub use error::{describe as strerror, Error, Result};
+#[cfg(not(loom))]
+pub use global::CgMalloc;

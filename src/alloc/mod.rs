@@ -1,5 +1,34 @@
 //! The allocator: size classes, spans carved from aligned segments, per-(thread, group)
 //! heaps and large mappings. Every page run is charged to a group through the accounting
 //! engine's three verbs: `try_charge`, commit (the span records its group), `uncharge`.
+//!
+//! Map, bottom up: `segmap` (which memory is ours), `segment` (4 MiB regions of 64 KiB
+//! slices), `span` (blocks of one class, three free lists), `heap` (one thread's spans
+//! for one group), `large` (big blocks in their own mappings), `tld` (thread state and
+//! exit), `free` (the free path), `front` (entry points), `account` (statistics and
+//! reclaim for the accounting engine), `meta` (pools for heaps and thread states).
 
+pub mod account;
+pub mod free;
+pub mod front;
+pub mod heap;
+pub mod large;
+pub mod meta;
+pub mod segmap;
+pub mod segment;
 pub mod size_class;
+pub mod span;
+pub mod tld;
+
+pub use front::{aligned, calloc, free, malloc, realloc, usable_size, zeroed};
+
+/// One-time set-up: the hooks through which the accounting engine reaches the allocator.
+pub fn init() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    account::install();
+    crate::memcg::threads::set_hooks(tld::group_switched, tld::thread_exit);
+}

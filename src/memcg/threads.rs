@@ -127,6 +127,30 @@ fn register() -> Option<&'static ThreadSlot> {
     Some(slot)
 }
 
+/// Registers the calling thread (slot, exit destructor) if it is not yet.
+pub fn ensure_registered() {
+    my_slot();
+}
+
+/// Functions the allocator installs: called when a thread changes group, and first
+/// thing at thread exit.
+static SWITCH_HOOK: AtomicUsize = AtomicUsize::new(0);
+static EXIT_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+pub fn set_hooks(on_switch: fn(), on_exit: fn()) {
+    SWITCH_HOOK.store(on_switch as usize, Ordering::Release);
+    EXIT_HOOK.store(on_exit as usize, Ordering::Release);
+}
+
+fn run_hook(h: &AtomicUsize) {
+    let f = h.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: the only non-zero values stored are `fn()` pointers (`set_hooks`).
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+        f();
+    }
+}
+
 /// Makes `id` (pinned by the caller, or the root) this thread's current group;
 /// returns the previous one.
 pub fn attach(id: u32) -> Result<u32, i32> {
@@ -142,6 +166,7 @@ pub fn attach(id: u32) -> Result<u32, i32> {
     if let Some(slot) = my_slot() {
         slot.group.store(id, Ordering::Release);
     }
+    run_hook(&SWITCH_HOOK);
     if old != ROOT {
         GROUPS.detach_thread(old);
     }
@@ -213,6 +238,7 @@ pub fn for_each_thread_in(id: u32, mut f: impl FnMut(u32)) {
 /// Leaves the registry: stock back to its group, thread out of its group, slot freed.
 /// Runs at thread exit; the thread may register again if it charges afterwards.
 pub fn thread_exit() {
+    run_hook(&EXIT_HOOK);
     let s = TLS.with(|t| t.slot.get());
     if (s as usize) < MAX_THREADS {
         let slot = &THREADS[s as usize];

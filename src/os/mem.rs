@@ -90,6 +90,18 @@ pub fn remap(p: *mut u8, old_len: usize, new_len: usize) -> Result<NonNull<u8>, 
     }
 }
 
+/// Grows or shrinks a mapping without moving it; false when the address space after it
+/// is taken.
+pub fn remap_in_place(p: *mut u8, old_len: usize, new_len: usize) -> bool {
+    if fault::should_fail() {
+        return false;
+    }
+    // SAFETY: the caller owns the mapping; without MREMAP_MAYMOVE the kernel resizes it in
+    // place or fails leaving it untouched.
+    let q = unsafe { libc::mremap(p.cast(), old_len, new_len, 0) };
+    q != libc::MAP_FAILED
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

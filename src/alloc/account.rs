@@ -1,0 +1,164 @@
+//! What the allocator tells the accounting engine: its statistics (`memory.stat`'s
+//! `allocated`, `small`, `large`, `cached`) and its reclaimable cache (empty spans and
+//! freed large mappings still charged), through the hooks `memcg` calls.
+//!
+//! Both walk the global segment list, so nothing is counted on the fast path. Reclaim
+//! frees the calling thread's own empty spans directly; other threads' cached spans and
+//! mappings are purged in place under their cache lock (state `PURGED`, charge returned),
+//! and the uncharges are applied after every lock is dropped.
+
+use super::heap::Uncharge;
+use super::segment::{Segment, KIND_LARGE, SLICES};
+use super::span;
+use super::tld;
+use crate::memcg::files::AllocStats;
+use crate::memcg::table::GROUPS;
+use std::sync::atomic::Ordering;
+
+/// Installs the hooks (idempotent).
+pub fn install() {
+    crate::memcg::files::set_alloc_stats(stats);
+    crate::memcg::reclaim::set_cache_reclaim(reclaim);
+}
+
+fn stats(root: u32) -> AllocStats {
+    let mut a = AllocStats::default();
+    let inside = |g: u32| g != span::NO_GROUP && GROUPS.is_descendant(g, root);
+    Segment::for_each(|sg| {
+        if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
+            let m = &sg.large;
+            let st = m.state.load(Ordering::Relaxed);
+            if st != span::PURGED && inside(m.group.load(Ordering::Relaxed)) {
+                a.large += m.usable as u64;
+                if st == span::CACHED {
+                    a.cached += m.usable as u64;
+                } else {
+                    a.allocated += m.usable as u64;
+                }
+            }
+            return;
+        }
+        for i in 1..SLICES {
+            if sg.first[i] as usize != i {
+                continue;
+            }
+            let s = &sg.spans[i];
+            let st = s.state.load(Ordering::Relaxed);
+            if st == span::FREE || st == span::PURGED || !inside(s.group.load(Ordering::Relaxed)) {
+                continue;
+            }
+            a.small += s.bytes() as u64;
+            if st == span::CACHED {
+                a.cached += s.bytes() as u64;
+            }
+            a.allocated += s.used.load(Ordering::Relaxed) as u64 * s.block_size as u64;
+        }
+    });
+    a
+}
+
+const BATCH: usize = 64;
+
+/// Frees up to `want` pages of the allocator's cache charged in the subtree of `root`.
+fn reclaim(root: u32, want: u64) -> u64 {
+    let mut got = own_thread(root);
+    while got < want {
+        let mut owed = [Uncharge { group: 0, pages: 0 }; BATCH];
+        let n = purge_cached(root, &mut owed);
+        for u in &owed[..n] {
+            u.apply();
+            got += u.pages;
+        }
+        if n < BATCH {
+            break;
+        }
+    }
+    got
+}
+
+/// The calling thread's empty spans and cached mappings in the subtree.
+fn own_thread(root: u32) -> u64 {
+    let t = tld::current();
+    if t.is_null() {
+        return 0;
+    }
+    let mut got = 0;
+    // SAFETY: this thread's live state; its heaps are ours.
+    let mut h = unsafe { (*t).heaps };
+    while !h.is_null() {
+        // SAFETY: as above.
+        let heap = unsafe { &mut *h };
+        if GROUPS.is_descendant(heap.group, root) {
+            got += heap.trim();
+        }
+        h = heap.next;
+    }
+    got
+}
+
+/// Purges other threads' cached spans and mappings in the subtree (at most `BATCH`),
+/// recording the uncharges owed; returns how many.
+fn purge_cached(root: u32, owed: &mut [Uncharge; BATCH]) -> usize {
+    let mut n = 0;
+    Segment::for_each(|sg| {
+        if n == BATCH {
+            return;
+        }
+        if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
+            let m = &sg.large;
+            if m.state.load(Ordering::Relaxed) != span::CACHED || m.cache_tld.is_null() {
+                return;
+            }
+            // SAFETY: thread states live in never-unmapped pool memory.
+            let _g = unsafe { (*m.cache_tld).lock_cache() };
+            let g = m.group.load(Ordering::Relaxed);
+            if m.state.load(Ordering::Relaxed) == span::CACHED && GROUPS.is_descendant(g, root) {
+                crate::os::mem::purge(m.data, m.usable);
+                m.state.store(span::PURGED, Ordering::Relaxed);
+                owed[n] = Uncharge {
+                    group: g,
+                    pages: (m.usable / 4096) as u64,
+                };
+                n += 1;
+            }
+            return;
+        }
+        for i in 1..SLICES {
+            if n == BATCH {
+                return;
+            }
+            let s = &sg.spans[i];
+            if sg.first[i] as usize != i || s.state.load(Ordering::Relaxed) != span::CACHED {
+                continue;
+            }
+            let heap = s.heap;
+            if heap.is_null() {
+                continue;
+            }
+            // SAFETY: heaps and thread states live in never-unmapped pool memory.
+            let _g = unsafe { (*(*heap).tld).lock_cache() };
+            let g = s.group.load(Ordering::Relaxed);
+            if s.state.load(Ordering::Relaxed) == span::CACHED
+                && s.heap == heap
+                && GROUPS.is_descendant(g, root)
+            {
+                crate::os::mem::purge(s.start, s.bytes());
+                s.state.store(span::PURGED, Ordering::Relaxed);
+                owed[n] = Uncharge {
+                    group: g,
+                    pages: s.pages(),
+                };
+                n += 1;
+            }
+        }
+    });
+    n
+}
+
+/// `malloc_trim`: returns the calling thread's empty spans, every cached mapping's
+/// pages and every cached segment to the kernel; true if anything was released.
+pub fn trim() -> bool {
+    let mut any = reclaim(crate::memcg::table::ROOT, u64::MAX) > 0;
+    any |= Segment::release_cached();
+    any
+}

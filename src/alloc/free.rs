@@ -1,0 +1,167 @@
+//! Freeing a block: whoever frees it, the block returns to its span, and the span's group
+//! is credited when the span is released (owner-correct accounting, I7).
+//!
+//! Three cases, by the owner of the block's segment:
+//! - this thread: push on the span's `local_free` (no atomics);
+//! - another live thread: push on the span's `thread_free` (one CAS); if the span sat on
+//!   its heap's full list, mark the heap so the owner takes it back;
+//! - nobody (the owner exited): under the segment's claim, free locally and release the
+//!   span when it empties. A remote free that races with the owner's exit checks the
+//!   owner again after its push (both sides sequentially consistent), and settles the
+//!   span itself if the owner is gone.
+//!
+//! Misuse is fatal with one line: a pointer outside cgmalloc's segments, into a header or
+//! free slices, not at a block start, or a block already free.
+
+use super::heap::{self, Uncharge};
+use super::segment::{Segment, KIND_LARGE};
+use super::span::{self, Span};
+use super::tld;
+use crate::util::fatal::fatal;
+use std::sync::atomic::Ordering;
+
+#[cold]
+fn foreign() -> ! {
+    fatal(&[b"free(): invalid pointer (not allocated by cgmalloc)"])
+}
+
+#[cold]
+fn interior() -> ! {
+    fatal(&[b"free(): invalid pointer (inside a block, not its start)"])
+}
+
+#[cold]
+fn double_free() -> ! {
+    fatal(&[b"free(): double free detected"])
+}
+
+/// The segment and span of a live small block, or the segment of a large one; fatal for
+/// anything else.
+#[inline]
+pub fn locate(p: *mut u8) -> (*mut Segment, Option<*mut Span>) {
+    let Some(seg) = Segment::of(p) else { foreign() };
+    // SAFETY: `Segment::of` only returns mapped segments with a valid header.
+    let sg = unsafe { &mut *seg };
+    if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
+        if p != sg.large.data {
+            interior();
+        }
+        return (seg, None);
+    }
+    let Some(s) = sg.span_of(p) else { foreign() };
+    if !s.is_block_start(p as usize) {
+        interior();
+    }
+    (seg, Some(s as *mut Span))
+}
+
+/// Frees `p` (not null).
+#[inline]
+pub fn free(p: *mut u8) {
+    let (seg, s) = locate(p);
+    let Some(s) = s else {
+        super::large::free(seg);
+        return;
+    };
+    // SAFETY: `seg` and `s` are the live segment and span of the block being freed.
+    let (sg, span) = unsafe { (&*seg, &mut *s) };
+    let owner = sg.tld.load(Ordering::Relaxed);
+    let me = tld::current();
+    if owner == me && !me.is_null() {
+        if span.looks_free(p) && span.is_free_block(p as usize) {
+            double_free();
+        }
+        span.push_local(p);
+        if span.list == span::LIST_FULL || span.used.load(Ordering::Relaxed) == 0 {
+            free_local_slow(span);
+        }
+    } else if owner.is_null() {
+        free_abandoned(seg, s, Some(p));
+    } else {
+        if span.looks_free(p) && on_thread_free(span, p as usize) {
+            double_free();
+        }
+        if span.push_remote(p) && !span.heap.is_null() {
+            // SAFETY: heaps live in never-unmapped pool memory; on a recycled heap the
+            // flag only causes a spurious scan.
+            unsafe { (*span.heap).full_dirty.store(true, Ordering::Release) };
+        }
+        if sg.tld.load(Ordering::SeqCst).is_null() {
+            free_abandoned(seg, s, None);
+        }
+    }
+}
+
+fn on_thread_free(span: &Span, p: usize) -> bool {
+    let mut b = span.thread_free.load(Ordering::Acquire);
+    let mut steps = 0;
+    while !b.is_null() && steps <= span.capacity {
+        if b as usize == p {
+            return true;
+        }
+        // SAFETY: `thread_free` only grows at its head, so links below are stable blocks.
+        b = span.decode(unsafe { *(b as *const usize) });
+        steps += 1;
+    }
+    false
+}
+
+#[cold]
+fn free_local_slow(span: &mut Span) {
+    let h = span.heap;
+    // SAFETY: the owner's span has its owner's heap.
+    let heap = unsafe { &mut *h };
+    if span.list == span::LIST_FULL {
+        heap.unfull(span);
+    }
+    if span.used.load(Ordering::Relaxed) == 0 {
+        heap.span_emptied(span);
+    }
+}
+
+/// Frees `p` (if any) into a span of an abandoned segment, under the segment's claim;
+/// releases the span if that emptied it.
+#[cold]
+fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
+    // SAFETY: the segment is live while one of its blocks is (ours, `p`, or one pushed
+    // on `thread_free`, which only the claim holder can retire).
+    let sg = unsafe { &mut *seg };
+    sg.lock_claim();
+    // SAFETY: the claim gives us the span.
+    let span = unsafe { &mut *s };
+    let mut owed: Option<Uncharge> = None;
+    let mut destroyed = false;
+    if span.state.load(Ordering::Relaxed) != span::FREE {
+        span.collect();
+        if let Some(p) = p {
+            if span.looks_free(p) && span.is_free_block(p as usize) {
+                sg.unlock_claim();
+                double_free();
+            }
+            span.push_local(p);
+        }
+        if span.used.load(Ordering::Relaxed) == 0 {
+            // SAFETY: an empty span of a segment we hold the claim of.
+            let (u, empty) = unsafe { heap::release_span(seg, s) };
+            owed = u;
+            destroyed = empty;
+        }
+    }
+    if destroyed {
+        Segment::destroy(seg);
+    } else {
+        sg.unlock_claim();
+    }
+    if let Some(u) = owed {
+        u.apply();
+    }
+}
+
+/// Usable bytes of the live block `p`.
+pub fn usable_size(p: *mut u8) -> usize {
+    match locate(p) {
+        (seg, None) => super::large::usable_size(seg),
+        // SAFETY: `locate` returned the live span of `p`.
+        (_, Some(s)) => unsafe { (*s).block_size as usize },
+    }
+}

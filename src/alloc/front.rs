@@ -1,0 +1,141 @@
+//! The allocation entry points shared by `GlobalAlloc` and the C malloc family: plain
+//! results (null on failure), no `errno`; the C layer adds C's rules.
+//!
+//! Fast path (`malloc` of at most `SMALL_MAX` bytes): a TLS load (the heap), a size-class
+//! lookup, a pop from the direct span's free list. Everything else is in `alloc_slow`.
+
+use super::free as free_path;
+use super::heap::{empty_heap, Heap};
+use super::large;
+use super::segment::SLICE_SIZE;
+use super::size_class::{self, SMALL_MAX};
+use super::tld;
+use core::ptr;
+
+/// Alignment every block has.
+pub const MIN_ALIGN: usize = 16;
+
+#[inline]
+pub fn malloc(size: usize) -> *mut u8 {
+    if size <= SMALL_MAX {
+        let heap = tld::heap();
+        let class = size_class::class_of(size);
+        // SAFETY: the TLS heap is the static empty heap or this thread's live heap, whose
+        // direct slots always point to valid span descriptors.
+        let p = unsafe { (*(*heap).direct[class]).pop() };
+        if !p.is_null() {
+            return p;
+        }
+    }
+    alloc_slow(size, MIN_ALIGN).0
+}
+
+/// The current heap, setting the thread up on its first allocation.
+#[inline]
+fn current_heap() -> *mut Heap {
+    let h = tld::heap();
+    if h == empty_heap() {
+        tld::setup_heap()
+    } else {
+        h
+    }
+}
+
+/// Any allocation: `(block, zeroed)`.
+#[cold]
+pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
+    let heap = current_heap();
+    if heap.is_null() {
+        return (ptr::null_mut(), false);
+    }
+    // SAFETY: this thread's live heap.
+    let heap = unsafe { &mut *heap };
+    if align <= MIN_ALIGN && size <= SMALL_MAX {
+        return (heap.alloc_class(size_class::class_of(size)), false);
+    }
+    if align <= SLICE_SIZE && size <= SMALL_MAX {
+        // A class whose block size is a multiple of `align`: its blocks are aligned,
+        // since spans start on slice boundaries.
+        let mut class = size_class::class_of(size.max(align));
+        while class < size_class::NR_CLASSES {
+            if size_class::size_of(class) % align == 0 {
+                let p = heap.alloc_class(class);
+                return (p, false);
+            }
+            class += 1;
+        }
+    }
+    large::alloc(heap.group, size, align)
+}
+
+/// A zeroed block of `n * size` bytes; null on overflow or failure.
+pub fn calloc(n: usize, size: usize) -> *mut u8 {
+    let Some(bytes) = n.checked_mul(size) else {
+        return ptr::null_mut();
+    };
+    zeroed(bytes, MIN_ALIGN)
+}
+
+/// A zeroed block of `bytes` aligned to `align`.
+pub fn zeroed(bytes: usize, align: usize) -> *mut u8 {
+    let (p, fresh) = if align <= MIN_ALIGN {
+        let p = malloc(bytes);
+        (p, false)
+    } else {
+        alloc_slow(bytes, align)
+    };
+    if !p.is_null() && !fresh {
+        // SAFETY: `p` is a new block of at least `bytes` bytes.
+        unsafe { ptr::write_bytes(p, 0, bytes) };
+    }
+    p
+}
+
+/// A block of `size` bytes aligned to `align` (a power of two).
+pub fn aligned(align: usize, size: usize) -> *mut u8 {
+    if align <= MIN_ALIGN {
+        malloc(size)
+    } else {
+        alloc_slow(size, align).0
+    }
+}
+
+#[inline]
+pub fn free(p: *mut u8) {
+    if !p.is_null() {
+        free_path::free(p);
+    }
+}
+
+pub fn usable_size(p: *mut u8) -> usize {
+    if p.is_null() {
+        0
+    } else {
+        free_path::usable_size(p)
+    }
+}
+
+/// Resizes `p` (not null) to `size` bytes (not 0) keeping `align`: in place when the
+/// block fits without wasting more than half of it, else a new block in the calling
+/// thread's current group. Null on failure, `p` untouched.
+pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    let (seg, span) = free_path::locate(p);
+    let old = match span {
+        // SAFETY: `locate` returned the live span of `p`.
+        Some(s) => unsafe { (*s).block_size as usize },
+        None => large::usable_size(seg),
+    };
+    if size <= old && (size >= old / 2 || old <= 64) {
+        return p;
+    }
+    if span.is_none() && size > SMALL_MAX && large::resize_in_place(seg, size) {
+        return p;
+    }
+    let q = aligned(align, size);
+    if !q.is_null() {
+        // SAFETY: both blocks are live and at least `min(old, size)` bytes long.
+        unsafe { ptr::copy_nonoverlapping(p, q, old.min(size)) };
+        free_path::free(p);
+    }
+    q
+}

@@ -1,0 +1,515 @@
+//! Heaps: one thread's allocation state for one group.
+//!
+//! `direct[class]` is the span the fast path pops from. Behind it, per class, a queue of
+//! spans that may have free blocks; spans found with none move to `full`, and come back
+//! when a remote free clears their `in_full` flag (which marks the heap `full_dirty`).
+//! Empty spans are cached (still charged, `CACHED`), at most `CACHE_MAX` per heap; the
+//! oldest beyond that is released: uncharged, purged and returned to its segment.
+//!
+//! Only the owner thread touches a heap's queues. The span cache is also read by other
+//! threads reclaiming memory, under the thread's `cache_lock`: they may purge a `CACHED`
+//! span (uncharging it, state `PURGED`), never unlink it.
+//!
+//! Every charge, uncharge or user callback happens with the heap consistent and no lock
+//! held, because a callback may allocate or free on this very heap.
+
+use super::segment::{Segment, SLICE_SHIFT};
+use super::size_class::{self, NR_CLASSES};
+use super::span::{self, Span};
+use super::tld::Tld;
+use crate::memcg;
+use core::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Empty spans kept per heap before the oldest is released.
+pub const CACHE_MAX: u32 = 8;
+/// Bytes of never-used blocks made available at a time (memory is touched lazily).
+const EXTEND_BYTES: usize = 16 << 10;
+
+/// A span with no free block, shared read-only by every empty `direct` slot.
+pub struct SyncSpan(pub Span);
+// SAFETY: the empty span is never written: the fast path only reads its null `free`.
+unsafe impl Sync for SyncSpan {}
+pub static EMPTY_SPAN: SyncSpan = SyncSpan(Span::EMPTY);
+
+#[inline]
+pub fn empty_span() -> *mut Span {
+    &EMPTY_SPAN.0 as *const Span as *mut Span
+}
+
+/// A doubly linked list of spans (through `Span::prev` / `Span::next`).
+#[derive(Clone, Copy)]
+pub struct Queue {
+    pub head: *mut Span,
+    pub tail: *mut Span,
+}
+
+impl Queue {
+    pub const EMPTY: Queue = Queue {
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+    };
+
+    /// # Safety
+    /// `s` is a live span descriptor on no list.
+    pub unsafe fn push_front(&mut self, s: *mut Span) {
+        // SAFETY: by the contract, `s` is valid; `head` is a listed span.
+        unsafe {
+            (*s).prev = ptr::null_mut();
+            (*s).next = self.head;
+            if self.head.is_null() {
+                self.tail = s;
+            } else {
+                (*self.head).prev = s;
+            }
+        }
+        self.head = s;
+    }
+
+    /// # Safety
+    /// `s` is a live span descriptor on no list.
+    pub unsafe fn push_back(&mut self, s: *mut Span) {
+        // SAFETY: by the contract, `s` is valid; `tail` is a listed span.
+        unsafe {
+            (*s).next = ptr::null_mut();
+            (*s).prev = self.tail;
+            if self.tail.is_null() {
+                self.head = s;
+            } else {
+                (*self.tail).next = s;
+            }
+        }
+        self.tail = s;
+    }
+
+    /// # Safety
+    /// `s` is on this list.
+    pub unsafe fn remove(&mut self, s: *mut Span) {
+        // SAFETY: by the contract `s` and its neighbours are listed spans.
+        unsafe {
+            let (p, n) = ((*s).prev, (*s).next);
+            if p.is_null() {
+                self.head = n;
+            } else {
+                (*p).next = n;
+            }
+            if n.is_null() {
+                self.tail = p;
+            } else {
+                (*n).prev = p;
+            }
+            (*s).prev = ptr::null_mut();
+            (*s).next = ptr::null_mut();
+        }
+    }
+}
+
+#[repr(C)]
+pub struct Heap {
+    pub direct: [*mut Span; NR_CLASSES],
+    pub group: u32,
+    pub tld: *mut Tld,
+    /// Next heap of the same thread.
+    pub next: *mut Heap,
+    pub queues: [Queue; NR_CLASSES],
+    pub full: Queue,
+    pub full_dirty: AtomicBool,
+    /// Empty spans, most recent first.
+    pub cache: Queue,
+    pub cache_len: u32,
+}
+
+/// The heap of a thread that has not allocated yet: every `direct` slot is empty, so the
+/// first allocation takes the slow path, which sets the thread up.
+pub struct SyncHeap(pub Heap);
+// SAFETY: the empty heap is never written; the slow path recognises it by address.
+unsafe impl Sync for SyncHeap {}
+pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
+    direct: [&EMPTY_SPAN.0 as *const Span as *mut Span; NR_CLASSES],
+    group: 0,
+    tld: ptr::null_mut(),
+    next: ptr::null_mut(),
+    queues: [Queue::EMPTY; NR_CLASSES],
+    full: Queue::EMPTY,
+    full_dirty: AtomicBool::new(false),
+    cache: Queue::EMPTY,
+    cache_len: 0,
+});
+
+#[inline]
+pub fn empty_heap() -> *mut Heap {
+    &EMPTY_HEAP.0 as *const Heap as *mut Heap
+}
+
+/// Slices for a span of `class`: at least 4 blocks (8 for blocks up to 8 KiB).
+pub fn slices_for(class: usize) -> usize {
+    let size = size_class::size_of(class);
+    let want = if size <= 8 << 10 { 8 * size } else { 4 * size };
+    want.div_ceil(1 << SLICE_SHIFT).max(1)
+}
+
+/// A charge to undo once the heap is consistent and no lock is held.
+#[derive(Clone, Copy)]
+pub struct Uncharge {
+    pub group: u32,
+    pub pages: u64,
+}
+
+impl Uncharge {
+    pub fn apply(self) {
+        memcg::events::add_stat(self.group, memcg::events::StatKey::NrUncharges, 1);
+        memcg::charge::uncharge(self.group, self.pages);
+    }
+}
+
+/// Releases an empty span's slices (and the segment when it was the last span); returns
+/// the uncharge owed, if the span was charged. The caller owns the segment (owner
+/// thread or claim holder) and applies the uncharge afterwards.
+///
+/// # Safety
+/// `seg` is the segment of `s`, owned by the caller; `s` is on no list.
+pub unsafe fn release_span(seg: *mut Segment, s: *mut Span) -> (Option<Uncharge>, bool) {
+    // SAFETY: by the contract `s` and `seg` are valid and owned by the caller.
+    let (state, group, pages, bytes, start) = unsafe {
+        (
+            (*s).state.load(Ordering::Relaxed),
+            (*s).group.load(Ordering::Relaxed),
+            (*s).pages(),
+            (*s).bytes(),
+            (*s).start,
+        )
+    };
+    let owed =
+        (state != span::PURGED && group != span::NO_GROUP).then_some(Uncharge { group, pages });
+    crate::os::mem::purge(start, bytes);
+    // SAFETY: as above.
+    let seg_empty = unsafe { (*seg).release_slices(&mut *s) };
+    (owed, seg_empty)
+}
+
+impl Heap {
+    /// Sets up a pool-allocated heap for `group` owned by `tld`.
+    pub fn init(&mut self, group: u32, tld: *mut Tld) {
+        self.direct = [empty_span(); NR_CLASSES];
+        self.group = group;
+        self.tld = tld;
+        self.next = ptr::null_mut();
+        self.queues = [Queue::EMPTY; NR_CLASSES];
+        self.full = Queue::EMPTY;
+        self.full_dirty.store(false, Ordering::Relaxed);
+        self.cache = Queue::EMPTY;
+        self.cache_len = 0;
+    }
+
+    /// Brings back spans that remote frees took out of the full list.
+    fn reactivate(&mut self) {
+        if !self.full_dirty.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let mut s = self.full.head;
+        while !s.is_null() {
+            // SAFETY: spans on our lists are live descriptors we own.
+            let next = unsafe { (*s).next };
+            // SAFETY: as above.
+            if !unsafe { (*s).in_full.load(Ordering::Acquire) } {
+                self.move_list(s, span::LIST_CLASS);
+            }
+            s = next;
+        }
+    }
+
+    /// Moves `s` from whichever list it is on to `to` (front of a class queue, back of the
+    /// full list, front of the cache).
+    fn move_list(&mut self, s: *mut Span, to: u8) {
+        // SAFETY: `s` is a span of this heap; `list` says where it is.
+        unsafe {
+            let class = (*s).class as usize;
+            match (*s).list {
+                span::LIST_CLASS => self.queues[class].remove(s),
+                span::LIST_FULL => self.full.remove(s),
+                span::LIST_CACHE => {
+                    self.cache.remove(s);
+                    self.cache_len -= 1;
+                }
+                _ => {}
+            }
+            match to {
+                span::LIST_CLASS => self.queues[class].push_front(s),
+                span::LIST_FULL => self.full.push_back(s),
+                span::LIST_CACHE => {
+                    self.cache.push_front(s);
+                    self.cache_len += 1;
+                }
+                _ => {}
+            }
+            (*s).list = to;
+        }
+    }
+
+    /// Makes `s` yield blocks if it can: collects frees, or extends into fresh blocks.
+    fn refill(s: &mut Span) -> bool {
+        s.collect();
+        if s.free.is_null() && s.reserved < s.capacity {
+            let n = (EXTEND_BYTES / s.block_size as usize).max(1) as u32;
+            s.extend(n);
+        }
+        !s.free.is_null()
+    }
+
+    /// Moves a span with no free block to the full list.
+    fn to_full(&mut self, s: *mut Span) {
+        // SAFETY: `s` is on its class queue, owned by this heap.
+        let class = unsafe { (*s).class as usize };
+        if self.direct[class] == s {
+            self.direct[class] = empty_span();
+        }
+        self.move_list(s, span::LIST_FULL);
+        // SAFETY: as above.
+        unsafe {
+            (*s).in_full.store(true, Ordering::SeqCst);
+            // A remote free between our collect and the flag would be missed: look again.
+            if !(*s).thread_free.load(Ordering::SeqCst).is_null()
+                && (*s)
+                    .in_full
+                    .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.move_list(s, span::LIST_CLASS);
+            }
+        }
+    }
+
+    /// Allocates a block of `class` when `direct[class]` is empty.
+    pub fn alloc_class(&mut self, class: usize) -> *mut u8 {
+        self.reactivate();
+        let mut s = self.queues[class].head;
+        while !s.is_null() {
+            // SAFETY: spans on our queues are live descriptors we own.
+            let span = unsafe { &mut *s };
+            let next = span.next;
+            if Self::refill(span) {
+                if span.used.load(Ordering::Relaxed) == 0 && self.direct[class] != s {
+                    // Emptied by remote frees: cache it unless it is all we have.
+                    if !next.is_null() {
+                        self.retire(s);
+                        s = next;
+                        continue;
+                    }
+                }
+                self.direct[class] = s;
+                return span.pop();
+            }
+            self.to_full(s);
+            s = next;
+        }
+        match self.new_span(class) {
+            Some(s) => {
+                self.direct[class] = s;
+                // SAFETY: a fresh span with free blocks, owned by us.
+                unsafe { (*s).pop() }
+            }
+            None => ptr::null_mut(),
+        }
+    }
+
+    /// A new span for `class`: a cached empty span, or fresh slices charged to the group.
+    fn new_span(&mut self, class: usize) -> Option<*mut Span> {
+        let slices = slices_for(class);
+        if let Some(s) = self.take_cached(slices, true) {
+            return Some(self.setup(s, class));
+        }
+        let pages = (slices as u64) << (SLICE_SHIFT - 12);
+        memcg::charge::try_charge(self.group, pages, 0).ok()?;
+        // The charge may have run callbacks that used this heap; it is consistent again.
+        let s = match self.take_cached(slices, false) {
+            Some(s) => s,
+            None => match self.fresh_slices(slices) {
+                Some(s) => s,
+                None => {
+                    memcg::charge::uncharge(self.group, pages);
+                    return None;
+                }
+            },
+        };
+        memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
+        // SAFETY: `s` is a span we own, now charged to our group.
+        unsafe { (*s).group.store(self.group, Ordering::Relaxed) };
+        Some(self.setup(s, class))
+    }
+
+    /// Takes a cached span of `slices` slices: a charged one (`charged`) or a purged one.
+    fn take_cached(&mut self, slices: usize, charged: bool) -> Option<*mut Span> {
+        // SAFETY: the thread's cache lock guards span states against reclaimers.
+        let tld = unsafe { &*self.tld };
+        let _g = tld.lock_cache();
+        let mut s = self.cache.head;
+        while !s.is_null() {
+            // SAFETY: cached spans are live descriptors owned by this heap.
+            let span = unsafe { &mut *s };
+            let st = span.state.load(Ordering::Relaxed);
+            if span.slices as usize == slices && (st == span::CACHED) == charged {
+                self.move_list(s, span::LIST_NONE);
+                span.state.store(span::ACTIVE, Ordering::Relaxed);
+                return Some(s);
+            }
+            s = span.next;
+        }
+        None
+    }
+
+    /// Fresh slices from this thread's segments (mapping a new segment if needed).
+    fn fresh_slices(&mut self, slices: usize) -> Option<*mut Span> {
+        // SAFETY: the heap's thread state is live while the thread runs.
+        let tld = unsafe { &mut *self.tld };
+        let mut seg = tld.segments;
+        while !seg.is_null() {
+            // SAFETY: segments on the owner's list are live and ours.
+            let sg = unsafe { &mut *seg };
+            if let Some(first) = sg.find_slices(slices) {
+                return Some(sg.take_slices(first, slices) as *mut Span);
+            }
+            seg = sg.next_owned;
+        }
+        let seg = Segment::create_spans()?;
+        tld.adopt_segment(seg);
+        // SAFETY: a new segment we own, with every slice but the header free.
+        let sg = unsafe { &mut *seg };
+        let first = sg.find_slices(slices)?;
+        Some(sg.take_slices(first, slices) as *mut Span)
+    }
+
+    /// Formats span `s` for `class` and queues it.
+    fn setup(&mut self, s: *mut Span, class: usize) -> *mut Span {
+        // SAFETY: `s` is a span we own, on no list.
+        let span = unsafe { &mut *s };
+        let size = size_class::size_of(class);
+        span.block_size = size as u32;
+        span.class = class as u8;
+        span.capacity = (span.bytes() / size) as u32;
+        span.reserved = 0;
+        span.free = ptr::null_mut();
+        span.local_free = ptr::null_mut();
+        span.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+        span.used.store(0, Ordering::Relaxed);
+        span.in_full.store(false, Ordering::Relaxed);
+        // SAFETY: the thread state outlives its heaps.
+        span.key = unsafe { (*self.tld).next_key() };
+        span.heap = self;
+        span.group.store(self.group, Ordering::Relaxed);
+        span.state.store(span::ACTIVE, Ordering::Relaxed);
+        let n = (EXTEND_BYTES / size).max(1) as u32;
+        span.extend(n);
+        span.list = span::LIST_NONE;
+        self.move_list(s, span::LIST_CLASS);
+        s
+    }
+
+    /// The owner freed into `s` while it sat on the full list: it has room again.
+    pub fn unfull(&mut self, s: *mut Span) {
+        // SAFETY: `s` is a span of this heap.
+        if unsafe { (*s).list } == span::LIST_FULL {
+            // SAFETY: as above.
+            unsafe { (*s).in_full.store(false, Ordering::Release) };
+            self.move_list(s, span::LIST_CLASS);
+        }
+    }
+
+    /// The owner's free made `s` empty (or found it empty): cache it, unless it is the
+    /// span the fast path allocates from.
+    pub fn span_emptied(&mut self, s: *mut Span) {
+        // SAFETY: `s` is a span of this heap.
+        let class = unsafe { (*s).class as usize };
+        if self.direct[class] == s {
+            return;
+        }
+        self.retire(s);
+    }
+
+    /// Moves an empty span from its queue to the cache; releases the oldest beyond
+    /// `CACHE_MAX`.
+    fn retire(&mut self, s: *mut Span) {
+        // SAFETY: `s` is a span of this heap.
+        unsafe { (*s).in_full.store(false, Ordering::Release) };
+        let class = unsafe { (*s).class as usize };
+        if self.direct[class] == s {
+            self.direct[class] = empty_span();
+        }
+        let victim = {
+            // SAFETY: the thread state outlives its heaps.
+            let _g = unsafe { (*self.tld).lock_cache() };
+            self.move_list(s, span::LIST_CACHE);
+            // SAFETY: `s` is ours.
+            unsafe { (*s).state.store(span::CACHED, Ordering::Relaxed) };
+            if self.cache_len > CACHE_MAX {
+                let v = self.cache.tail;
+                self.take_off_cache(v);
+                Some(v)
+            } else {
+                None
+            }
+        };
+        if let Some(v) = victim {
+            self.release(v);
+        }
+    }
+
+    /// With the cache lock held: unlists a cached span for release. A charged span becomes
+    /// `ACTIVE` so reclaiming threads leave it (and its charge) to us.
+    fn take_off_cache(&mut self, s: *mut Span) {
+        self.move_list(s, span::LIST_NONE);
+        // SAFETY: a span we own.
+        let st = unsafe { &(*s).state };
+        if st.load(Ordering::Relaxed) == span::CACHED {
+            st.store(span::ACTIVE, Ordering::Relaxed);
+        }
+    }
+
+    /// Releases a span of this heap that is on no list.
+    pub fn release(&mut self, s: *mut Span) {
+        let seg = (s as usize & !(super::segment::SEG_SIZE - 1)) as *mut Segment;
+        // SAFETY: `s` is ours and listed nowhere; its segment is owned by this thread.
+        let (owed, seg_empty) = unsafe { release_span(seg, s) };
+        if seg_empty {
+            // SAFETY: the thread state outlives its heaps.
+            unsafe { (*self.tld).drop_segment(seg) };
+        }
+        if let Some(u) = owed {
+            u.apply();
+        }
+    }
+
+    /// Releases every empty span this heap holds (cached or direct), for `malloc_trim`
+    /// and for reclaim in the owner thread. Returns the pages uncharged.
+    pub fn trim(&mut self) -> u64 {
+        let mut pages = 0;
+        for class in 0..NR_CLASSES {
+            let d = self.direct[class];
+            if d != empty_span() {
+                // SAFETY: a span we own.
+                let span = unsafe { &mut *d };
+                span.collect();
+                if span.used.load(Ordering::Relaxed) == 0 {
+                    self.retire(d);
+                }
+            }
+        }
+        loop {
+            let s = {
+                // SAFETY: the thread state outlives its heaps.
+                let _g = unsafe { (*self.tld).lock_cache() };
+                let s = self.cache.head;
+                if s.is_null() {
+                    break;
+                }
+                // SAFETY: a span we own.
+                if unsafe { (*s).state.load(Ordering::Relaxed) } == span::CACHED {
+                    pages += unsafe { (*s).pages() };
+                }
+                self.take_off_cache(s);
+                s
+            };
+            self.release(s);
+        }
+        pages
+    }
+}

@@ -1,0 +1,274 @@
+//! Large mappings: blocks above `SMALL_MAX` (or aligned beyond a slice), each in its own
+//! segment-aligned mapping whose first slice holds the header. The data is charged to
+//! the page: `usable` bytes, a multiple of 4 KiB, as `usable / 4096` pages.
+//!
+//! Freed mappings are cached by the freeing thread (at most `LARGE_CACHE`, each at most
+//! `CACHE_MAX_BYTES`), still charged (`CACHED`) for fast reuse by the same group. Other
+//! threads reclaiming memory purge cached mappings under the owner's cache lock (their
+//! charge is returned, state `PURGED`); a purged mapping is charged again when reused.
+//!
+//! Placement: data starts at `max(SLICE_SIZE, align)` from the header when that stays in
+//! the header's segment; for alignments of a segment or more, the data starts one segment
+//! after the header and its region is marked `BACK` in the segment map.
+
+use super::heap::Uncharge;
+use super::segmap;
+use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SIZE};
+use super::span;
+use super::tld::{self, Tld, LARGE_CACHE};
+use crate::memcg;
+use crate::os::mem::{self, PAGE_SIZE};
+use core::ptr;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+/// Largest mapping kept in a thread's cache.
+pub const CACHE_MAX_BYTES: usize = 64 << 20;
+
+#[repr(C)]
+pub struct LargeMeta {
+    pub data: *mut u8,
+    /// Bytes of data mapped and charged (a page multiple).
+    pub usable: usize,
+    pub group: AtomicU32,
+    /// `span::ACTIVE`, `CACHED` or `PURGED`.
+    pub state: AtomicU8,
+    /// The thread whose cache holds it, while cached.
+    pub cache_tld: *mut Tld,
+}
+
+fn pages(usable: usize) -> u64 {
+    (usable / PAGE_SIZE) as u64
+}
+
+fn charge(group: u32, usable: usize) -> bool {
+    let ok = memcg::charge::try_charge(group, pages(usable), 0).is_ok();
+    if ok {
+        memcg::events::add_stat(group, memcg::events::StatKey::NrCharges, 1);
+    }
+    ok
+}
+
+/// A block of `size` bytes aligned to `align` for `group`; `(ptr, zeroed)`, null on
+/// failure (refused charge or no memory).
+pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
+    let Some(usable) = size
+        .max(1)
+        .checked_add(PAGE_SIZE - 1)
+        .map(|v| v & !(PAGE_SIZE - 1))
+    else {
+        return (ptr::null_mut(), false);
+    };
+    if let Some(r) = from_cache(group, usable, align) {
+        return r;
+    }
+    if usable > isize::MAX as usize / 2 || !charge(group, usable) {
+        return (ptr::null_mut(), false);
+    }
+    match map_new(usable, align) {
+        Some(seg) => {
+            // SAFETY: a new mapping's header, ours alone.
+            let m = unsafe { &mut (*seg).large };
+            m.group.store(group, Ordering::Relaxed);
+            m.state.store(span::ACTIVE, Ordering::Release);
+            (m.data, true)
+        }
+        None => {
+            Uncharge {
+                group,
+                pages: pages(usable),
+            }
+            .apply();
+            (ptr::null_mut(), false)
+        }
+    }
+}
+
+/// Maps a new large segment with `usable` bytes of data aligned to `align`.
+fn map_new(usable: usize, align: usize) -> Option<*mut Segment> {
+    let align = align.max(PAGE_SIZE);
+    if align < SEG_SIZE {
+        let offset = SLICE_SIZE.max(align);
+        let len = offset.checked_add(usable)?;
+        let base = mem::map_aligned(len, SEG_SIZE).ok()?.as_ptr();
+        // SAFETY: a fresh segment-aligned mapping of `len` bytes.
+        let seg = unsafe { Segment::init(base, KIND_LARGE, len) };
+        // SAFETY: the header is ours.
+        unsafe {
+            (*seg).large.data = base.add(offset);
+            (*seg).large.usable = usable;
+        }
+        Some(seg)
+    } else {
+        let len = align.checked_add(usable)?;
+        let base = mem::map_aligned(len, align).ok()?.as_ptr();
+        // SAFETY: `base + align - SEG_SIZE` lies inside the mapping and is segment-aligned.
+        let header = unsafe { base.add(align - SEG_SIZE) };
+        // SAFETY: the header region is inside our fresh mapping.
+        let seg = unsafe { Segment::init(header, KIND_LARGE, len) };
+        // SAFETY: the header is ours; the data starts `align` into the mapping.
+        unsafe {
+            (*seg).map_base = base;
+            (*seg).large.data = base.add(align);
+            (*seg).large.usable = usable;
+        }
+        segmap::set(base as usize + align, segmap::BACK);
+        Some(seg)
+    }
+}
+
+/// Reuses a cached mapping of this thread that fits: same group and charged, or purged
+/// (charged again to `group`).
+fn from_cache(group: u32, usable: usize, align: usize) -> Option<(*mut u8, bool)> {
+    let tld = tld::current();
+    if tld.is_null() {
+        return None;
+    }
+    // SAFETY: this thread's live state.
+    let t = unsafe { &mut *tld };
+    let (seg, purged) = {
+        let _g = t.lock_cache();
+        let i = t.large_cache.iter().position(|&s| {
+            if s.is_null() {
+                return false;
+            }
+            // SAFETY: cached segments are live and held by this cache.
+            let m = unsafe { &(*s).large };
+            let st = m.state.load(Ordering::Relaxed);
+            m.usable >= usable
+                && m.usable - usable <= usable / 8
+                && m.data as usize % align.max(1) == 0
+                && (st == span::PURGED
+                    || (st == span::CACHED && m.group.load(Ordering::Relaxed) == group))
+        })?;
+        let s = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
+        // SAFETY: as above.
+        let m = unsafe { &(*s).large };
+        let purged = m.state.load(Ordering::Relaxed) == span::PURGED;
+        m.state.store(span::ACTIVE, Ordering::Relaxed);
+        (s, purged)
+    };
+    // SAFETY: the segment is ours now.
+    let m = unsafe { &mut (*seg).large };
+    m.cache_tld = ptr::null_mut();
+    if purged {
+        if !charge(group, m.usable) {
+            m.state.store(span::PURGED, Ordering::Relaxed);
+            release(seg);
+            return Some((ptr::null_mut(), false));
+        }
+        m.group.store(group, Ordering::Relaxed);
+    }
+    Some((m.data, purged))
+}
+
+/// Frees the large block of `seg`: into this thread's cache, or released.
+pub fn free(seg: *mut Segment) {
+    // SAFETY: `seg` is the live segment of a block being freed, so no one else holds it.
+    let m = unsafe { &mut (*seg).large };
+    if m.state.load(Ordering::Relaxed) != span::ACTIVE {
+        crate::util::fatal::fatal(&[b"double free of a large block"]);
+    }
+    let tld = tld::current();
+    if tld.is_null() || m.usable > CACHE_MAX_BYTES {
+        release(seg);
+        return;
+    }
+    // SAFETY: this thread's live state.
+    let t = unsafe { &mut *tld };
+    let evicted = {
+        let _g = t.lock_cache();
+        m.cache_tld = tld;
+        m.state.store(span::CACHED, Ordering::Relaxed);
+        let victim = t.large_cache[LARGE_CACHE - 1];
+        t.large_cache.copy_within(0..LARGE_CACHE - 1, 1);
+        t.large_cache[0] = seg;
+        if !victim.is_null() {
+            // SAFETY: a cached segment; make it ours before releasing it.
+            let vm = unsafe { &(*victim).large };
+            if vm.state.load(Ordering::Relaxed) == span::CACHED {
+                vm.state.store(span::ACTIVE, Ordering::Relaxed);
+            }
+        }
+        victim
+    };
+    if !evicted.is_null() {
+        release(evicted);
+    }
+}
+
+/// Unmaps a large segment the caller holds, returning its charge if it has one.
+pub fn release(seg: *mut Segment) {
+    // SAFETY: the caller holds the segment exclusively.
+    let m = unsafe { &(*seg).large };
+    let owed = (m.state.load(Ordering::Relaxed) != span::PURGED).then(|| Uncharge {
+        group: m.group.load(Ordering::Relaxed),
+        pages: pages(m.usable),
+    });
+    Segment::destroy(seg);
+    if let Some(u) = owed {
+        u.apply();
+    }
+}
+
+/// Thread exit: releases every mapping in the thread's cache.
+pub fn drop_cache(t: &mut Tld) {
+    let taken = {
+        let _g = t.lock_cache();
+        let taken = t.large_cache;
+        for &s in taken.iter().filter(|s| !s.is_null()) {
+            // SAFETY: cached segments are live; they become ours.
+            let m = unsafe { &(*s).large };
+            if m.state.load(Ordering::Relaxed) == span::CACHED {
+                m.state.store(span::ACTIVE, Ordering::Relaxed);
+            }
+        }
+        t.large_cache = [ptr::null_mut(); LARGE_CACHE];
+        taken
+    };
+    for s in taken.into_iter().filter(|s| !s.is_null()) {
+        release(s);
+    }
+}
+
+/// Usable bytes of the block of `seg`.
+pub fn usable_size(seg: *mut Segment) -> usize {
+    // SAFETY: the segment of a live block.
+    unsafe { (*seg).large.usable }
+}
+
+/// Grows or shrinks the block of `seg` in place when the mapping allows; true on
+/// success. Charges follow the new size.
+pub fn resize_in_place(seg: *mut Segment, new_size: usize) -> bool {
+    // SAFETY: the segment of a live block held by the caller.
+    let sg = unsafe { &mut *seg };
+    let old = sg.large.usable;
+    let Some(new) = new_size
+        .checked_add(PAGE_SIZE - 1)
+        .map(|v| v & !(PAGE_SIZE - 1))
+    else {
+        return false;
+    };
+    if new == old {
+        return true;
+    }
+    let group = sg.large.group.load(Ordering::Relaxed);
+    let head = sg.mapped - old;
+    if new > old {
+        if memcg::charge::try_charge(group, pages(new - old), 0).is_err() {
+            return false;
+        }
+        let grown = crate::os::mem::remap_in_place(sg.map_base, sg.mapped, head + new);
+        if !grown {
+            memcg::charge::uncharge(group, pages(new - old));
+            return false;
+        }
+    } else {
+        // SAFETY: the tail beyond the new size belongs to this mapping.
+        let tail = unsafe { sg.large.data.add(new) };
+        mem::unmap(tail, old - new);
+        memcg::charge::uncharge(group, pages(old - new));
+    }
+    sg.mapped = head + new;
+    sg.large.usable = new;
+    true
+}

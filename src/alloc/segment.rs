@@ -1,0 +1,291 @@
+//! Segments: 4 MiB regions aligned to 4 MiB, so any pointer finds its segment by masking.
+//!
+//! A span segment is 64 slices of 64 KiB. Slice 0 holds this header and the span
+//! descriptors (out of band: no header precedes any block); slices 1–63 are carved into
+//! spans of 1 slice (small classes) or 8 slices (medium classes). A large mapping is a
+//! segment of kind `LARGE` holding one block, its data after the header slice.
+//!
+//! Ownership: a span segment belongs to one thread (`tld`), which alone changes its slice
+//! map. When that thread exits with live blocks in it, the segment is abandoned
+//! (`tld` null): then whoever frees into it takes its `claim` lock first, and the last
+//! span released unmaps it.
+//!
+//! Every segment is on the global list (under `LIST`), which statistics and reclaim walk;
+//! a segment is unlinked under the same lock before it is unmapped.
+//!
+//! Invariants: `free_slices` bit `i` set iff slice `i` belongs to no span; a span starting
+//! at slice `i` has its descriptor in `spans[i]`; slice `j` of a multi-slice span has
+//! `first[j] = i`; `nr_spans` counts spans not `FREE`.
+
+use super::segmap;
+use super::span::{self, Span};
+use crate::os::mem;
+use crate::util::spin::SpinLock;
+use core::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
+
+pub const SEG_SHIFT: usize = 22;
+pub const SEG_SIZE: usize = 1 << SEG_SHIFT;
+pub const SLICE_SHIFT: usize = 16;
+pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
+pub const SLICES: usize = SEG_SIZE / SLICE_SIZE;
+
+pub const KIND_SPANS: u8 = 1;
+pub const KIND_LARGE: u8 = 2;
+
+const MAGIC: u64 = 0x6367_6d61_6c6c_6f63; // "cgmalloc"
+
+#[repr(C)]
+pub struct Segment {
+    magic: u64,
+    pub kind: AtomicU8,
+    /// Owner thread's allocator state; null when abandoned.
+    pub tld: AtomicPtr<super::tld::Tld>,
+    /// Held by a thread freeing into an abandoned segment.
+    pub claim: AtomicU32,
+    pub free_slices: u64,
+    pub nr_spans: AtomicU32,
+    /// Links in the owner's list of span segments.
+    pub next_owned: *mut Segment,
+    pub prev_owned: *mut Segment,
+    /// Links in the global list.
+    next_all: *mut Segment,
+    prev_all: *mut Segment,
+    /// The mapping holding this segment: `mapped` bytes from `map_base` (a large mapping
+    /// aligned beyond a segment starts before its header).
+    pub mapped: usize,
+    pub map_base: *mut u8,
+    /// Large mappings: the block's start, its size as asked and the group charged.
+    pub large: super::large::LargeMeta,
+    pub first: [u8; SLICES],
+    pub spans: [Span; SLICES],
+}
+
+const _: () = assert!(core::mem::size_of::<Segment>() <= SLICE_SIZE);
+
+struct List {
+    head: *mut Segment,
+}
+
+// SAFETY: the list's pointers are only followed under the lock.
+unsafe impl Send for List {}
+
+static LIST: SpinLock<List> = SpinLock::new(List {
+    head: ptr::null_mut(),
+});
+
+/// Span segments ready for reuse: purged, unlinked from the global list, still mapped,
+/// chained through `next_all`. Span segments are unmapped only by `release_cached`
+/// (`malloc_trim`): a thread that pushed a block on a span's `thread_free` may still read
+/// the segment's header after another thread released it.
+static CACHE: SpinLock<List> = SpinLock::new(List {
+    head: ptr::null_mut(),
+});
+
+impl Segment {
+    /// The segment of a pointer cgmalloc handed out, or `None` for foreign memory.
+    #[inline]
+    pub fn of(p: *const u8) -> Option<*mut Segment> {
+        let base = segmap::segment_of(p as usize)? as *mut Segment;
+        // SAFETY: the segment map names only mapped segments, whose header is readable.
+        (unsafe { (*base).magic } == MAGIC).then_some(base)
+    }
+
+    /// The span holding `p` (a pointer into this span segment's slices).
+    #[inline]
+    pub fn span_of(&mut self, p: *const u8) -> Option<&mut Span> {
+        let slice = (p as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
+        if slice == 0 || slice >= SLICES {
+            return None;
+        }
+        let first = self.first[slice] as usize;
+        let s = &mut self.spans[first];
+        (s.state.load(Ordering::Relaxed) != span::FREE).then_some(s)
+    }
+
+    /// Maps (or reuses) a new span segment, linked on the global list.
+    pub fn create_spans() -> Option<*mut Segment> {
+        let reuse = {
+            let mut c = CACHE.lock();
+            let s = c.head;
+            if !s.is_null() {
+                // SAFETY: cached segments are mapped; `next_all` chains the cache.
+                c.head = unsafe { (*s).next_all };
+            }
+            s
+        };
+        let base = if reuse.is_null() {
+            mem::map_aligned(SEG_SIZE, SEG_SIZE).ok()?.as_ptr()
+        } else {
+            reuse as *mut u8
+        };
+        // SAFETY: a fresh or cached (purged, unlisted) mapping of `SEG_SIZE` bytes.
+        Some(unsafe { Self::init(base, KIND_SPANS, SEG_SIZE) })
+    }
+
+    /// Formats the header at `base` (mapped by the caller, `mapped` bytes from `base`),
+    /// links the segment and enters it in the segment map.
+    ///
+    /// # Safety
+    /// `base` is a segment-aligned mapping of at least one slice that nothing references.
+    pub unsafe fn init(base: *mut u8, kind: u8, mapped: usize) -> *mut Segment {
+        let seg = base as *mut Segment;
+        // SAFETY: by the contract the header's memory is ours; zeroed or purged memory is
+        // a valid `Segment` apart from the fields set here.
+        unsafe {
+            (*seg).magic = MAGIC;
+            (*seg).kind.store(kind, Ordering::Relaxed);
+            (*seg).tld.store(ptr::null_mut(), Ordering::Relaxed);
+            (*seg).claim.store(0, Ordering::Relaxed);
+            (*seg).free_slices = !1u64;
+            (*seg).nr_spans.store(0, Ordering::Relaxed);
+            (*seg).next_owned = ptr::null_mut();
+            (*seg).prev_owned = ptr::null_mut();
+            (*seg).mapped = mapped;
+            (*seg).map_base = base;
+            if kind == KIND_SPANS {
+                (*seg).first = [0; SLICES];
+                for s in (*seg).spans.iter_mut() {
+                    *s = Span::EMPTY;
+                }
+            }
+        }
+        let mut l = LIST.lock();
+        // SAFETY: under the list lock; `seg` is ours and `l.head` is a listed segment.
+        unsafe {
+            (*seg).prev_all = ptr::null_mut();
+            (*seg).next_all = l.head;
+            if !l.head.is_null() {
+                (*l.head).prev_all = seg;
+            }
+        }
+        l.head = seg;
+        drop(l);
+        segmap::set(base as usize, segmap::HERE);
+        seg
+    }
+
+    /// Unlinks and unmaps (or caches) a segment nobody references any more.
+    pub fn destroy(seg: *mut Segment) {
+        let mut l = LIST.lock();
+        // SAFETY: under the list lock, `seg` and its neighbours are listed segments.
+        unsafe {
+            let (p, n) = ((*seg).prev_all, (*seg).next_all);
+            if p.is_null() {
+                l.head = n;
+            } else {
+                (*p).next_all = n;
+            }
+            if !n.is_null() {
+                (*n).prev_all = p;
+            }
+        }
+        drop(l);
+        // SAFETY: the segment is unlisted and unreferenced; reading its own header.
+        let (kind, mapped, base, data) = unsafe {
+            (
+                (*seg).kind.load(Ordering::Relaxed),
+                (*seg).mapped,
+                (*seg).map_base,
+                (*seg).large.data as usize,
+            )
+        };
+        if kind == KIND_LARGE && segmap::get(data) == segmap::BACK {
+            segmap::set(data, segmap::NONE);
+        }
+        if kind == KIND_SPANS {
+            mem::purge(seg.cast(), SEG_SIZE);
+            let mut c = CACHE.lock();
+            // SAFETY: the purged header is still mapped and ours.
+            unsafe { (*seg).next_all = c.head };
+            c.head = seg;
+            return;
+        }
+        segmap::set(seg as usize, segmap::NONE);
+        mem::unmap(base, mapped);
+    }
+
+    /// Unmaps every cached span segment; true if any was.
+    pub fn release_cached() -> bool {
+        let mut head = core::mem::replace(&mut CACHE.lock().head, ptr::null_mut());
+        let any = !head.is_null();
+        while !head.is_null() {
+            // SAFETY: cached segments are mapped and unreferenced.
+            let next = unsafe { (*head).next_all };
+            segmap::set(head as usize, segmap::NONE);
+            mem::unmap(head.cast(), SEG_SIZE);
+            head = next;
+        }
+        any
+    }
+
+    /// Calls `f` on every segment, under the list lock (no allocation, no callbacks).
+    pub fn for_each(mut f: impl FnMut(&Segment)) {
+        let l = LIST.lock();
+        let mut s = l.head;
+        while !s.is_null() {
+            // SAFETY: listed segments stay mapped while the lock is held.
+            let seg = unsafe { &*s };
+            f(seg);
+            s = seg.next_all;
+        }
+    }
+
+    /// Finds `n` consecutive free slices; returns the first.
+    pub fn find_slices(&self, n: usize) -> Option<usize> {
+        let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        (1..=SLICES - n).find(|&i| (self.free_slices >> i) & mask == mask)
+    }
+
+    /// Takes slices `first..first+n` for a new span and returns its descriptor.
+    pub fn take_slices(&mut self, first: usize, n: usize) -> &mut Span {
+        for j in first..first + n {
+            self.free_slices &= !(1 << j);
+            self.first[j] = first as u8;
+        }
+        self.nr_spans.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: slice `first` lies inside this segment's mapping.
+        let start = unsafe { (self as *mut Segment as *mut u8).add(first << SLICE_SHIFT) };
+        let s = &mut self.spans[first];
+        *s = Span::EMPTY;
+        s.slices = n as u8;
+        s.start = start;
+        s
+    }
+
+    /// Returns a span's slices; true when the segment has no span left.
+    pub fn release_slices(&mut self, span: &mut Span) -> bool {
+        let first = (span.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
+        for j in first..first + span.slices as usize {
+            self.free_slices |= 1 << j;
+        }
+        *span = Span::EMPTY;
+        self.nr_spans.fetch_sub(1, Ordering::Relaxed) == 1
+    }
+
+    /// Holds the claim of an abandoned segment.
+    pub fn lock_claim(&self) {
+        while self
+            .claim
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+    }
+
+    pub fn unlock_claim(&self) {
+        self.claim.store(0, Ordering::Release);
+    }
+}
+
+/// Takes the segment locks for `fork()`.
+pub fn lock_for_fork() {
+    LIST.lock_for_fork();
+    CACHE.lock_for_fork();
+}
+
+pub fn unlock_after_fork() {
+    CACHE.force_unlock();
+    LIST.force_unlock();
+}

@@ -1,0 +1,266 @@
+//! Spans: runs of 64 KiB slices of a segment holding blocks of one size class, the unit
+//! charged to a group (mimalloc's "page").
+//!
+//! Free-list sharding (mimalloc): a span has three free lists,
+//! - `free`: blocks ready to hand out, popped by the owner on the fast path;
+//! - `local_free`: blocks the owner freed, moved to `free` when it runs dry;
+//! - `thread_free`: blocks other threads freed, pushed with compare-and-swap and taken by
+//!   the owner with one swap.
+//! Links are stored XORed with the span's `key`, so a double free is noticed cheaply
+//! (a block whose first word decodes to a link into its own span is checked in full).
+//!
+//! Fields written only by the owner thread (or, for an abandoned span, the thread holding
+//! its segment's claim) are plain or relaxed atomics read by statistics; `thread_free`
+//! and `in_full` are shared.
+//!
+//! Invariants: `used` = blocks handed out and not yet returned to `free`/`local_free`
+//! (blocks in `thread_free` still count); `used ≤ reserved ≤ capacity`; blocks at index
+//! `≥ reserved` were never handed out; a span with `group != NO_GROUP` holds a charge of
+//! `pages()` pages on that group, except in state `PURGED`.
+
+use core::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+
+pub const NO_GROUP: u32 = u32::MAX;
+
+/// Span states.
+pub const FREE: u8 = 0;
+/// In a heap's queue for its class (or full list), handing out blocks.
+pub const ACTIVE: u8 = 1;
+/// Empty, still charged, kept in the heap's cache.
+pub const CACHED: u8 = 2;
+/// Empty, uncharged and purged, still in the heap's cache.
+pub const PURGED: u8 = 3;
+/// Has live blocks; its owner thread exited.
+pub const ABANDONED: u8 = 4;
+
+/// Heap lists a span can be on.
+pub const LIST_NONE: u8 = 0;
+pub const LIST_CLASS: u8 = 1;
+pub const LIST_FULL: u8 = 2;
+pub const LIST_CACHE: u8 = 3;
+
+/// A free block's first word.
+#[repr(C)]
+pub struct Block {
+    next: usize,
+}
+
+#[repr(C)]
+pub struct Span {
+    // --- the fast path's line ---
+    pub free: *mut Block,
+    pub key: usize,
+    pub used: AtomicU32,
+    pub block_size: u32,
+    pub local_free: *mut Block,
+    pub thread_free: AtomicPtr<Block>,
+    pub start: *mut u8,
+    // --- the rest ---
+    pub reserved: u32,
+    pub capacity: u32,
+    pub class: u8,
+    pub state: AtomicU8,
+    /// Set while the span sits in its heap's full list; a remote free that clears it
+    /// hands the span back to the heap (`Heap::reactivated`).
+    pub in_full: AtomicBool,
+    pub slices: u8,
+    /// Which of its heap's lists the span is on (owner only): `LIST_*`.
+    pub list: u8,
+    pub group: AtomicU32,
+    /// Owner heap (null for a free or abandoned span).
+    pub heap: *mut super::heap::Heap,
+    pub prev: *mut Span,
+    pub next: *mut Span,
+    /// Link in the owner heap's stack of spans reactivated by remote frees.
+    pub next_reactivated: *mut Span,
+}
+
+impl Span {
+    pub const EMPTY: Span = Span {
+        free: ptr::null_mut(),
+        key: 0,
+        used: AtomicU32::new(0),
+        block_size: 0,
+        local_free: ptr::null_mut(),
+        thread_free: AtomicPtr::new(ptr::null_mut()),
+        start: ptr::null_mut(),
+        reserved: 0,
+        capacity: 0,
+        class: 0,
+        state: AtomicU8::new(FREE),
+        in_full: AtomicBool::new(false),
+        slices: 0,
+        list: LIST_NONE,
+        group: AtomicU32::new(NO_GROUP),
+        heap: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        next: ptr::null_mut(),
+        next_reactivated: ptr::null_mut(),
+    };
+
+    pub fn pages(&self) -> u64 {
+        (self.slices as u64) << (super::segment::SLICE_SHIFT - 12)
+    }
+
+    pub fn bytes(&self) -> usize {
+        (self.slices as usize) << super::segment::SLICE_SHIFT
+    }
+
+    #[inline]
+    pub fn encode(&self, p: *mut Block) -> usize {
+        p as usize ^ self.key
+    }
+
+    #[inline]
+    pub fn decode(&self, v: usize) -> *mut Block {
+        (v ^ self.key) as *mut Block
+    }
+
+    /// Pops a block from `free`.
+    #[inline]
+    pub fn pop(&mut self) -> *mut u8 {
+        let b = self.free;
+        if b.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: `b` is a free block of this span: its first word holds an encoded link.
+        self.free = self.decode(unsafe { (*b).next });
+        self.used
+            .store(self.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        b.cast()
+    }
+
+    /// The owner frees `p` (a block of this span).
+    #[inline]
+    pub fn push_local(&mut self, p: *mut u8) {
+        let b = p as *mut Block;
+        let link = self.encode(self.local_free);
+        // SAFETY: `p` is a block of this span being freed: its memory is ours to reuse.
+        unsafe { (*b).next = link };
+        self.local_free = b;
+        self.used
+            .store(self.used.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+    }
+
+    /// Another thread frees `p`: push onto `thread_free`. Returns true when the span was
+    /// in its heap's full list and this free made the pusher responsible for handing it
+    /// back (`in_full` cleared).
+    #[inline]
+    pub fn push_remote(&self, p: *mut u8) -> bool {
+        let b = p as *mut Block;
+        let mut head = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: as in `push_local`; until the exchange publishes it no one else sees `b`.
+            unsafe { (*b).next = self.encode(head) };
+            match self.thread_free.compare_exchange_weak(
+                head,
+                b,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+        self.in_full.load(Ordering::Relaxed)
+            && self
+                .in_full
+                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Moves `thread_free` and `local_free` into `free`; returns blocks gained from other
+    /// threads.
+    pub fn collect(&mut self) -> u32 {
+        let mut gained = 0;
+        if !self.thread_free.load(Ordering::Relaxed).is_null() {
+            let mut b = self.thread_free.swap(ptr::null_mut(), Ordering::Acquire);
+            while !b.is_null() {
+                // SAFETY: blocks on `thread_free` are free blocks of this span with links.
+                let next = self.decode(unsafe { (*b).next });
+                // SAFETY: as above; relinking a block we now own.
+                unsafe { (*b).next = self.encode(self.free) };
+                self.free = b;
+                gained += 1;
+                b = next;
+            }
+            let used = self.used.load(Ordering::Relaxed);
+            self.used.store(used - gained, Ordering::Relaxed);
+        }
+        if !self.local_free.is_null() {
+            if self.free.is_null() {
+                self.free = self.local_free;
+            } else {
+                // Append `free` at the end of `local_free`.
+                let mut tail = self.local_free;
+                loop {
+                    // SAFETY: links on `local_free` are encoded blocks of this span.
+                    let next = self.decode(unsafe { (*tail).next });
+                    if next.is_null() {
+                        break;
+                    }
+                    tail = next;
+                }
+                // SAFETY: `tail` is the last block of `local_free`.
+                unsafe { (*tail).next = self.encode(self.free) };
+                self.free = self.local_free;
+            }
+            self.local_free = ptr::null_mut();
+        }
+        gained
+    }
+
+    /// Carves up to `n` never-used blocks onto `free` (touching memory lazily).
+    pub fn extend(&mut self, n: u32) -> u32 {
+        let n = n.min(self.capacity - self.reserved);
+        let size = self.block_size as usize;
+        for i in (0..n).rev() {
+            // SAFETY: block `reserved + i` lies inside the span's mapped, owned memory.
+            let b = unsafe { self.start.add((self.reserved + i) as usize * size) } as *mut Block;
+            // SAFETY: as above; writing the link into a block nobody else knows.
+            unsafe { (*b).next = self.encode(self.free) };
+            self.free = b;
+        }
+        self.reserved += n;
+        n
+    }
+
+    /// Whether `p` is the start of a block of this span.
+    pub fn is_block_start(&self, p: usize) -> bool {
+        let start = self.start as usize;
+        p >= start
+            && p < start + self.capacity as usize * self.block_size as usize
+            && (p - start) % self.block_size as usize == 0
+    }
+
+    /// Whether `p` is on one of the span's free lists (or never handed out). Slow: used
+    /// only to confirm a suspected double free.
+    pub fn is_free_block(&self, p: usize) -> bool {
+        let idx = (p - self.start as usize) / self.block_size as usize;
+        if idx as u32 >= self.reserved {
+            return true;
+        }
+        let on = |mut b: *mut Block| {
+            let mut steps = 0;
+            while !b.is_null() && steps <= self.capacity {
+                if b as usize == p {
+                    return true;
+                }
+                // SAFETY: lists hold encoded links between blocks of this span.
+                b = self.decode(unsafe { (*b).next });
+                steps += 1;
+            }
+            false
+        };
+        on(self.free) || on(self.local_free) || on(self.thread_free.load(Ordering::Acquire))
+    }
+
+    /// The first word of a block being freed looks like a free-list link of this span.
+    #[inline]
+    pub fn looks_free(&self, p: *mut u8) -> bool {
+        // SAFETY: `p` is a block of this span; its first word is readable.
+        let next = self.decode(unsafe { (*(p as *mut Block)).next }) as usize;
+        next == 0 || self.is_block_start(next)
+    }
+}

@@ -1,0 +1,262 @@
+//! Thread state of the allocator (`Tld`): the thread's heaps (one per group it allocated
+//! in), the span segments it owns, its cache of large mappings, and the TLS word the fast
+//! path reads: the current heap.
+//!
+//! The TLS heap starts as the static empty heap, so a thread's first allocation takes the
+//! slow path, which creates the `Tld` and the heap of the thread's current group. When
+//! the thread changes group, the TLS heap goes back to the empty heap and the next
+//! allocation finds (or creates) the heap of the new group.
+//!
+//! At thread exit every owned segment is abandoned: under its claim, `tld` is cleared,
+//! then each span is collected; empty spans are released, the others marked `ABANDONED`
+//! and left to the threads that free their last blocks (see `free.rs`). Uncharges owed
+//! are applied after the claim is dropped.
+//!
+//! Invariant: a segment's `tld` is this thread's `Tld` exactly while it is on `segments`.
+
+use super::heap::{self, empty_heap, Heap, Uncharge};
+use super::meta::Pool;
+use super::segment::{Segment, SLICES};
+use super::span;
+use crate::memcg;
+use core::cell::Cell;
+use core::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const LARGE_CACHE: usize = 8;
+
+#[repr(C)]
+pub struct Tld {
+    pub heaps: *mut Heap,
+    pub segments: *mut Segment,
+    /// Freed large mappings kept for reuse (still charged unless purged).
+    pub large_cache: [*mut Segment; LARGE_CACHE],
+    /// Guards span states in this thread's caches against reclaiming threads.
+    cache_lock: AtomicU32,
+    rng: u64,
+}
+
+static TLDS: Pool = Pool::new(core::mem::size_of::<Tld>());
+static HEAPS: Pool = Pool::new(core::mem::size_of::<Heap>());
+
+thread_local! {
+    static HEAP: Cell<*mut Heap> = const { Cell::new(&heap::EMPTY_HEAP.0 as *const Heap as *mut Heap) };
+    static TLD: Cell<*mut Tld> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The current heap (a TLS load): the fast path's only lookup.
+#[inline]
+pub fn heap() -> *mut Heap {
+    HEAP.with(|h| h.get())
+}
+
+/// This thread's state, null before its first allocation.
+#[inline]
+pub fn current() -> *mut Tld {
+    TLD.with(|t| t.get())
+}
+
+/// Called when the thread changes group: the next allocation looks up the new heap.
+pub fn group_switched() {
+    HEAP.with(|h| h.set(empty_heap()));
+}
+
+/// Holds a thread's cache lock. Thread states are never unmapped, so the guard keeps a
+/// plain pointer and does not borrow the state.
+pub struct CacheGuard(*const AtomicU32);
+
+impl Drop for CacheGuard {
+    fn drop(&mut self) {
+        // SAFETY: the lock word lives in never-unmapped pool memory.
+        unsafe { (*self.0).store(0, Ordering::Release) };
+    }
+}
+
+impl Tld {
+    pub fn lock_cache(&self) -> CacheGuard {
+        while self
+            .cache_lock
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        CacheGuard(&self.cache_lock)
+    }
+
+    /// A per-span key for free-list links (xorshift64*).
+    pub fn next_key(&mut self) -> usize {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1) as usize
+    }
+
+    pub fn adopt_segment(&mut self, seg: *mut Segment) {
+        // SAFETY: a new segment, not yet visible to other threads' frees.
+        unsafe {
+            (*seg).tld.store(self, Ordering::Release);
+            (*seg).prev_owned = ptr::null_mut();
+            (*seg).next_owned = self.segments;
+            if !self.segments.is_null() {
+                (*self.segments).prev_owned = seg;
+            }
+        }
+        self.segments = seg;
+    }
+
+    /// Unlinks an owned segment that has no span left and destroys it.
+    pub fn drop_segment(&mut self, seg: *mut Segment) {
+        // SAFETY: `seg` is on our list.
+        unsafe {
+            let (p, n) = ((*seg).prev_owned, (*seg).next_owned);
+            if p.is_null() {
+                self.segments = n;
+            } else {
+                (*p).next_owned = n;
+            }
+            if !n.is_null() {
+                (*n).prev_owned = p;
+            }
+        }
+        Segment::destroy(seg);
+    }
+}
+
+/// The heap for `group` in this thread, created on first use; null when out of memory.
+fn heap_for(tld: *mut Tld, group: u32) -> *mut Heap {
+    // SAFETY: `tld` is this thread's live state.
+    let t = unsafe { &mut *tld };
+    let mut h = t.heaps;
+    while !h.is_null() {
+        // SAFETY: heaps on the thread's list are live.
+        if unsafe { (*h).group } == group {
+            return h;
+        }
+        h = unsafe { (*h).next };
+    }
+    let h = HEAPS.alloc() as *mut Heap;
+    if h.is_null() {
+        return h;
+    }
+    // SAFETY: a zeroed pool object of the right size, ours alone.
+    unsafe {
+        (*h).init(group, tld);
+        (*h).next = t.heaps;
+    }
+    t.heaps = h;
+    h
+}
+
+/// The slow path's first step: the thread's state and the heap of its current group,
+/// installed as the TLS heap. Null when out of memory.
+#[cold]
+pub fn setup_heap() -> *mut Heap {
+    let mut tld = current();
+    if tld.is_null() {
+        super::init();
+        tld = TLDS.alloc() as *mut Tld;
+        if tld.is_null() {
+            return ptr::null_mut();
+        }
+        let seed = (tld as u64) ^ crate::os::now_ns().rotate_left(17) ^ crate::os::gettid() as u64;
+        // SAFETY: a zeroed pool object, ours alone.
+        unsafe { (*tld).rng = seed | 1 };
+        TLD.with(|t| t.set(tld));
+        memcg::threads::ensure_registered();
+    }
+    let h = heap_for(tld, memcg::threads::current_group());
+    if !h.is_null() {
+        HEAP.with(|c| c.set(h));
+    }
+    h
+}
+
+/// Thread exit: abandon every segment, release every cache, recycle the state.
+pub fn thread_exit() {
+    let tld = current();
+    if tld.is_null() {
+        return;
+    }
+    HEAP.with(|h| h.set(empty_heap()));
+    TLD.with(|t| t.set(ptr::null_mut()));
+    // SAFETY: `tld` was this thread's state; no other thread writes it.
+    let t = unsafe { &mut *tld };
+    super::large::drop_cache(t);
+    let mut seg = t.segments;
+    t.segments = ptr::null_mut();
+    while !seg.is_null() {
+        // SAFETY: segments on the list are ours until abandoned below.
+        let next = unsafe { (*seg).next_owned };
+        // Reclaiming threads purge cached spans under this lock; hold it while spans
+        // change hands, and destroy segments (which takes the segment list lock) after.
+        let guard = t.lock_cache();
+        let (destroy, owed, n) = abandon_segment(seg);
+        drop(guard);
+        if destroy {
+            Segment::destroy(seg);
+        }
+        for u in &owed[..n] {
+            u.apply();
+        }
+        seg = next;
+    }
+    let mut h = t.heaps;
+    while !h.is_null() {
+        // SAFETY: heaps on the list are ours; recycled after unlinking.
+        let next = unsafe { (*h).next };
+        HEAPS.free(h.cast());
+        h = next;
+    }
+    TLDS.free(tld.cast());
+}
+
+/// Gives up ownership of a segment: releases its empty spans, leaves the rest to the
+/// threads freeing their blocks. Returns whether the segment is now empty (the caller
+/// destroys it) and the uncharges owed.
+fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
+    let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
+    let mut n = 0;
+    // SAFETY: `seg` is a live segment this thread owned; the claim serialises us with
+    // threads freeing into it once `tld` is cleared.
+    let sg = unsafe { &mut *seg };
+    sg.lock_claim();
+    sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
+    let mut destroyed = false;
+    for i in 1..SLICES {
+        if sg.first[i] as usize != i {
+            continue;
+        }
+        let s: *mut span::Span = &mut sg.spans[i];
+        // SAFETY: a descriptor of this segment, which we hold.
+        let sp = unsafe { &mut *s };
+        let st = sp.state.load(Ordering::Relaxed);
+        if st == span::FREE {
+            continue;
+        }
+        sp.collect();
+        sp.heap = ptr::null_mut();
+        sp.list = span::LIST_NONE;
+        sp.in_full.store(false, Ordering::Relaxed);
+        if st == span::CACHED || st == span::PURGED || sp.used.load(Ordering::Relaxed) == 0 {
+            // SAFETY: an empty span of a segment we hold.
+            let (u, empty) = unsafe { heap::release_span(seg, s) };
+            if let Some(u) = u {
+                owed[n] = u;
+                n += 1;
+            }
+            if empty {
+                destroyed = true;
+                break;
+            }
+        } else {
+            sp.state.store(span::ABANDONED, Ordering::Release);
+        }
+    }
+    if !destroyed {
+        sg.unlock_claim();
+    }
+    (destroyed, owed, n)
+}
