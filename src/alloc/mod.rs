@@ -9,6 +9,7 @@
 //! reclaim for the accounting engine), `meta` (pools for heaps and thread states).
 
 pub mod account;
+pub mod fork;
 pub mod free;
 pub mod front;
 pub mod heap;
@@ -31,4 +32,5 @@ pub fn init() {
     }
     account::install();
     crate::memcg::threads::set_hooks(tld::group_switched, tld::thread_exit);
+    fork::register();
 }

@@ -231,6 +231,18 @@ impl Segment {
         }
     }
 
+    /// Calls `f` on every segment without the list lock, for a process with one thread
+    /// (a fork child); `f` may destroy the segment it is given.
+    pub fn for_each_unlocked(mut f: impl FnMut(*mut Segment)) {
+        let mut s = LIST.lock().head;
+        while !s.is_null() {
+            // SAFETY: no other thread runs, and `next_all` is read before `f` can unlink `s`.
+            let next = unsafe { (*s).next_all };
+            f(s);
+            s = next;
+        }
+    }
+
     /// Finds `n` consecutive free slices; returns the first.
     pub fn find_slices(&self, n: usize) -> Option<usize> {
         let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };

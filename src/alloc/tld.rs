@@ -260,3 +260,13 @@ fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
     }
     (destroyed, owed, n)
 }
+
+pub fn lock_pools_for_fork() {
+    TLDS.lock_for_fork();
+    HEAPS.lock_for_fork();
+}
+
+pub fn unlock_pools_after_fork() {
+    HEAPS.unlock_after_fork();
+    TLDS.unlock_after_fork();
+}

@@ -120,3 +120,12 @@ pub fn group_freed(handle: u64) {
         *e = FREE;
     }
 }
+
+/// Takes the table lock for `fork()`.
+pub fn lock_for_fork() {
+    TABLE.lock_for_fork();
+}
+
+pub fn unlock_after_fork() {
+    TABLE.force_unlock();
+}

@@ -1,0 +1,98 @@
+//! `fork()`: every allocator and accounting lock is taken before the fork and released
+//! after it in both processes, so the child never inherits a lock held by a thread that
+//! does not exist there. In the child, only the forking thread survives: the other
+//! threads' stocks go back to their groups (`memcg::threads::fork_child`), their segments
+//! become abandoned, and their cached spans and mappings are released.
+
+use super::heap::{self, Uncharge};
+use super::segment::{self, Segment, KIND_LARGE, SLICES};
+use super::span;
+use super::tld;
+use crate::memcg;
+use core::ptr;
+use std::sync::atomic::Ordering;
+
+extern "C" fn prepare() {
+    memcg::table::GROUPS.lock_for_fork();
+    memcg::callbacks::lock_for_fork();
+    memcg::threshold::lock_for_fork();
+    segment::lock_for_fork();
+    tld::lock_pools_for_fork();
+}
+
+extern "C" fn parent() {
+    tld::unlock_pools_after_fork();
+    segment::unlock_after_fork();
+    memcg::threshold::unlock_after_fork();
+    memcg::callbacks::unlock_after_fork();
+    memcg::table::GROUPS.unlock_after_fork();
+}
+
+extern "C" fn child() {
+    parent();
+    memcg::threads::fork_child();
+    let me = tld::current();
+    let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
+    // Only this thread exists now: the segment list can be walked and changed freely.
+    Segment::for_each_unlocked(|seg| {
+        // SAFETY: a listed, mapped segment; no other thread runs.
+        let sg = unsafe { &mut *seg };
+        if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
+            let m = &sg.large;
+            if m.state.load(Ordering::Relaxed) == span::CACHED && m.cache_tld != me {
+                m.state.store(span::ACTIVE, Ordering::Relaxed);
+                super::large::release(seg);
+            }
+            return;
+        }
+        if sg.tld.load(Ordering::Relaxed) == me {
+            return;
+        }
+        sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
+        sg.claim.store(0, Ordering::Relaxed);
+        let mut n = 0;
+        let mut destroyed = false;
+        for i in 1..SLICES {
+            if sg.first[i] as usize != i {
+                continue;
+            }
+            let s: *mut span::Span = &mut sg.spans[i];
+            // SAFETY: a descriptor of this segment.
+            let sp = unsafe { &mut *s };
+            let st = sp.state.load(Ordering::Relaxed);
+            if st == span::FREE {
+                continue;
+            }
+            sp.heap = ptr::null_mut();
+            sp.list = span::LIST_NONE;
+            sp.in_full.store(false, Ordering::Relaxed);
+            sp.collect();
+            if st == span::CACHED || st == span::PURGED || sp.used.load(Ordering::Relaxed) == 0 {
+                // SAFETY: an empty span of a segment nobody else can touch.
+                let (u, empty) = unsafe { heap::release_span(seg, s) };
+                if let Some(u) = u {
+                    owed[n] = u;
+                    n += 1;
+                }
+                if empty {
+                    destroyed = true;
+                    break;
+                }
+            } else {
+                sp.state.store(span::ABANDONED, Ordering::Relaxed);
+            }
+        }
+        if destroyed {
+            Segment::destroy(seg);
+        }
+        for u in &owed[..n] {
+            u.apply();
+        }
+    });
+}
+
+/// Registers the handlers (once, at initialisation).
+pub fn register() {
+    // SAFETY: the handlers are plain functions that never unwind.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
