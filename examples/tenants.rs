@@ -23,9 +23,30 @@ struct Tenant {
 
 fn main() -> Result<(), cgmalloc::Error> {
     let tenants = [
-        Tenant { name: "gold", max: 64 * MIB, high: 56 * MIB, low: 32 * MIB, workers: 2, request_size: 3 * MIB },
-        Tenant { name: "silver", max: 32 * MIB, high: 28 * MIB, low: 0, workers: 2, request_size: 2 * MIB },
-        Tenant { name: "bronze", max: 8 * MIB, high: u64::MAX, low: 0, workers: 1, request_size: 3 * MIB },
+        Tenant {
+            name: "gold",
+            max: 64 * MIB,
+            high: 56 * MIB,
+            low: 32 * MIB,
+            workers: 2,
+            request_size: 3 * MIB,
+        },
+        Tenant {
+            name: "silver",
+            max: 32 * MIB,
+            high: 28 * MIB,
+            low: 0,
+            workers: 2,
+            request_size: 2 * MIB,
+        },
+        Tenant {
+            name: "bronze",
+            max: 8 * MIB,
+            high: u64::MAX,
+            low: 0,
+            workers: 1,
+            request_size: 3 * MIB,
+        },
     ];
     let all = Group::create("/tenants")?;
     all.set_max(96 * MIB)?;
@@ -65,7 +86,9 @@ fn main() -> Result<(), cgmalloc::Error> {
                     g.attach_current_thread().unwrap();
                     for i in 0..200u64 {
                         // A request: a buffer for its lifetime, then a cache entry.
-                        let Ok(buffer) = g.try_charge(size) else { continue };
+                        let Ok(buffer) = g.try_charge(size) else {
+                            continue;
+                        };
                         if (i + w as u64) % 3 == 0 {
                             if let Ok(entry) = g.try_charge(size / 2) {
                                 cache.lock().unwrap().push_back(entry);
@@ -79,7 +102,10 @@ fn main() -> Result<(), cgmalloc::Error> {
         }
         Ok(())
     })?;
-    println!("requests refused after reclaim: {}", failed.load(Ordering::Relaxed));
+    println!(
+        "requests refused after reclaim: {}",
+        failed.load(Ordering::Relaxed)
+    );
     let cached: usize = keep.iter().map(|(_, c)| c.lock().unwrap().len()).sum();
     println!("cache entries held: {cached}");
     cgmalloc::drain_stocks();

@@ -45,7 +45,6 @@ fn real() -> Option<CreateFn> {
 ///
 /// # Safety
 /// As `pthread_create(3)`.
-#[cfg(feature = "override")]
 #[no_mangle]
 pub unsafe extern "C" fn pthread_create(
     thread: *mut libc::pthread_t,
