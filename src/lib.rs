@@ -12,7 +12,7 @@
 #![allow(clippy::new_without_default)]
 
 #[cfg(not(loom))]
-pub mod alloc;
+pub(crate) mod alloc;
 pub mod memcg;
 pub mod os;
 pub mod util;

@@ -257,7 +257,7 @@ impl Heap {
     }
 
     /// Moves a span with no free block to the full list.
-    fn to_full(&mut self, s: *mut Span) {
+    fn move_to_full(&mut self, s: *mut Span) {
         // SAFETY: `s` is on its class queue, owned by this heap.
         let class = unsafe { (*s).class as usize };
         if self.direct[class] == s {
@@ -299,7 +299,7 @@ impl Heap {
                 self.direct[class] = s;
                 return span.pop();
             }
-            self.to_full(s);
+            self.move_to_full(s);
             s = next;
         }
         match self.new_span(class) {

@@ -49,7 +49,7 @@ pub static SIZES: [u32; NR_CLASSES] = {
 
 const fn class_of_slow(size: usize) -> usize {
     if size <= 128 {
-        return if size == 0 { 0 } else { (size + 15) / 16 - 1 };
+        return if size == 0 { 0 } else { size.div_ceil(16) - 1 };
     }
     // 2^k < size <= 2^(k+1), step 2^(k-3).
     let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;

@@ -6,6 +6,7 @@
 //! - `local_free`: blocks the owner freed, moved to `free` when it runs dry;
 //! - `thread_free`: blocks other threads freed, pushed with compare-and-swap and taken by
 //!   the owner with one swap.
+//!
 //! Links are stored XORed with the span's `key`, so a double free is noticed cheaply
 //! (a block whose first word decodes to a link into its own span is checked in full).
 //!
@@ -77,6 +78,7 @@ pub struct Span {
 }
 
 impl Span {
+    #[allow(clippy::declare_interior_mutable_const)] // a template, copied into each descriptor
     pub const EMPTY: Span = Span {
         free: ptr::null_mut(),
         key: 0,

@@ -29,10 +29,17 @@ fn checked(p: *mut u8) -> *mut c_void {
 macro_rules! exports {
     ($($(#[$m:meta])* fn $name:ident / $cgm:ident ($($arg:ident: $ty:ty),*) -> $ret:ty $body:block)*) => {$(
         $(#[$m])*
+        ///
+        /// # Safety
+        /// The C contract of the function of the same name: pointers are null or come
+        /// from this allocator, out-pointers are writable.
         #[no_mangle]
         pub unsafe extern "C" fn $cgm($($arg: $ty),*) -> $ret $body
 
         $(#[$m])*
+        ///
+        /// # Safety
+        /// As for the `cgm_` function of the same name.
         #[cfg(feature = "override")]
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret $body

@@ -8,6 +8,7 @@
 //!   reads zeros (`MADV_DONTNEED`).
 //! - `unmap` releases a range that was mapped here; `remap` moves or grows a mapping
 //!   (`mremap` with `MREMAP_MAYMOVE`), keeping its contents.
+//!
 //! None of them allocates.
 
 use super::{errno, fault};
