@@ -10,6 +10,8 @@
 //!   owner again after its push (both sides sequentially consistent), and settles the
 //!   span itself if the owner is gone.
 //!
+//! `errno` is preserved: only the slow paths make system calls, and they restore it.
+//!
 //! Misuse is fatal with one line: a pointer outside cgmalloc's segments, into a header or
 //! free slices, not at a block start, or a block already free.
 
@@ -60,6 +62,7 @@ pub fn locate(p: *mut u8) -> (*mut Segment, Option<*mut Span>) {
 pub fn free(p: *mut u8) {
     let (seg, s) = locate(p);
     let Some(s) = s else {
+        let _errno = crate::os::ErrnoGuard::new();
         super::large::free(seg);
         return;
     };
@@ -72,7 +75,11 @@ pub fn free(p: *mut u8) {
             double_free();
         }
         span.push_local(p);
-        if span.list == span::LIST_FULL || span.used.load(Ordering::Relaxed) == 0 {
+        if span.list == span::LIST_FULL
+            || (span.used.load(Ordering::Relaxed) == 0
+                // SAFETY: an owned span's heap is this thread's live heap.
+                && unsafe { (*span.heap).direct[span.class as usize] } != s)
+        {
             free_local_slow(span);
         }
     } else if owner.is_null() {
@@ -108,6 +115,7 @@ fn on_thread_free(span: &Span, p: usize) -> bool {
 
 #[cold]
 fn free_local_slow(span: &mut Span) {
+    let _errno = crate::os::ErrnoGuard::new();
     let h = span.heap;
     // SAFETY: the owner's span has its owner's heap.
     let heap = unsafe { &mut *h };
@@ -123,6 +131,7 @@ fn free_local_slow(span: &mut Span) {
 /// releases the span if that emptied it.
 #[cold]
 fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
+    let _errno = crate::os::ErrnoGuard::new();
     // SAFETY: the segment is live while one of its blocks is (ours, `p`, or one pushed
     // on `thread_free`, which only the claim holder can retire).
     let sg = unsafe { &mut *seg };

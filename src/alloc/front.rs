@@ -78,10 +78,10 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
 
 /// A zeroed block of `bytes` aligned to `align`.
 pub fn zeroed(bytes: usize, align: usize) -> *mut u8 {
-    let (p, fresh) = if align <= MIN_ALIGN {
-        let p = malloc(bytes);
-        (p, false)
+    let (p, fresh) = if align <= MIN_ALIGN && bytes <= SMALL_MAX {
+        (malloc(bytes), false)
     } else {
+        // Large mappings come zeroed from the kernel when fresh.
         alloc_slow(bytes, align)
     };
     if !p.is_null() && !fresh {

@@ -58,6 +58,9 @@ pub struct Span {
     pub thread_free: AtomicPtr<Block>,
     pub start: *mut u8,
     // --- the rest ---
+    /// `ceil(2^32 / block_size)`: `off * magic >> 32` is `off / block_size` for every
+    /// offset inside a span (spans are at most 2^17 bytes, blocks at least 16).
+    pub magic: u64,
     pub reserved: u32,
     pub capacity: u32,
     pub class: u8,
@@ -87,6 +90,7 @@ impl Span {
         local_free: ptr::null_mut(),
         thread_free: AtomicPtr::new(ptr::null_mut()),
         start: ptr::null_mut(),
+        magic: 0,
         reserved: 0,
         capacity: 0,
         class: 0,
@@ -126,8 +130,12 @@ impl Span {
         if b.is_null() {
             return ptr::null_mut();
         }
-        // SAFETY: `b` is a free block of this span: its first word holds an encoded link.
-        self.free = self.decode(unsafe { (*b).next });
+        // SAFETY: `b` is a free block of this span: its first word holds an encoded link,
+        // cleared on the way out so a live block never looks free to `looks_free`.
+        unsafe {
+            self.free = self.decode((*b).next);
+            (*b).next = 0;
+        }
         self.used
             .store(self.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         b.cast()
@@ -228,18 +236,19 @@ impl Span {
         n
     }
 
-    /// Whether `p` is the start of a block of this span.
+    /// Whether `p` is the start of a block of this span (a multiply, no division).
+    #[inline]
     pub fn is_block_start(&self, p: usize) -> bool {
-        let start = self.start as usize;
-        p >= start
-            && p < start + self.capacity as usize * self.block_size as usize
-            && (p - start) % self.block_size as usize == 0
+        let off = p.wrapping_sub(self.start as usize) as u64;
+        let index = (off * self.magic) >> 32;
+        off < (1 << 20) && index < self.capacity as u64 && index * self.block_size as u64 == off
     }
 
     /// Whether `p` is on one of the span's free lists (or never handed out). Slow: used
     /// only to confirm a suspected double free.
     pub fn is_free_block(&self, p: usize) -> bool {
         let idx = (p - self.start as usize) / self.block_size as usize;
+        debug_assert!(self.is_block_start(p));
         if idx as u32 >= self.reserved {
             return true;
         }
@@ -264,5 +273,32 @@ impl Span {
         // SAFETY: `p` is a block of this span; its first word is readable.
         let next = self.decode(unsafe { (*(p as *mut Block)).next }) as usize;
         next == 0 || self.is_block_start(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_start_by_multiplication() {
+        for class in 0..crate::alloc::size_class::NR_CLASSES {
+            let size = crate::alloc::size_class::size_of(class);
+            let mut s = Span::EMPTY;
+            s.start = 0x10_0000 as *mut u8;
+            s.block_size = size as u32;
+            s.magic = ((1u64 << 32) + size as u64 - 1) / size as u64;
+            s.capacity = ((128 << 10) / size) as u32;
+            let end = s.capacity as usize * size;
+            for off in (0..end + 64).step_by(16) {
+                let want = off % size == 0 && off < end;
+                assert_eq!(
+                    s.is_block_start(0x10_0000 + off),
+                    want,
+                    "size {size} off {off}"
+                );
+            }
+            assert!(!s.is_block_start(0x10_0000 - 16));
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! `free` preserves `errno`.
 
 use crate::alloc::{self, front::MIN_ALIGN};
-use crate::os::{errno, set_errno};
+use crate::os::set_errno;
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
@@ -54,11 +54,8 @@ exports! {
 
     /// `free(3)`; preserves `errno`.
     fn free / cgm_free(p: *mut c_void) -> () {
-        if !p.is_null() {
-            let e = errno();
-            alloc::free(p.cast());
-            set_errno(e);
-        }
+        // `errno` is preserved by the free path itself.
+        alloc::free(p.cast());
     }
 
     /// `calloc(3)`: overflow is `ENOMEM`.

@@ -58,6 +58,21 @@ pub fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e }
 }
 
+/// Restores `errno` when dropped, around work that may make system calls.
+pub struct ErrnoGuard(i32);
+
+impl ErrnoGuard {
+    pub fn new() -> Self {
+        ErrnoGuard(errno())
+    }
+}
+
+impl Drop for ErrnoGuard {
+    fn drop(&mut self) {
+        set_errno(self.0);
+    }
+}
+
 /// Writes all of `bytes` to stderr, best effort.
 pub fn write_stderr(bytes: &[u8]) {
     write_all(2, bytes);
