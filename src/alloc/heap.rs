@@ -384,7 +384,7 @@ impl Heap {
         let span = unsafe { &mut *s };
         let size = size_class::size_of(class);
         span.block_size = size as u32;
-        span.magic = ((1u64 << 32) + size as u64 - 1) / size as u64;
+        span.magic = (1u64 << 32).div_ceil(size as u64);
         span.class = class as u8;
         span.capacity = (span.bytes() / size) as u32;
         span.reserved = 0;

@@ -287,7 +287,7 @@ mod tests {
             let mut s = Span::EMPTY;
             s.start = 0x10_0000 as *mut u8;
             s.block_size = size as u32;
-            s.magic = ((1u64 << 32) + size as u64 - 1) / size as u64;
+            s.magic = (1u64 << 32).div_ceil(size as u64);
             s.capacity = ((128 << 10) / size) as u32;
             let end = s.capacity as usize * size;
             for off in (0..end + 64).step_by(16) {

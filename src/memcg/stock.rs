@@ -71,15 +71,23 @@ pub fn refill<const N: usize>(word: &AtomicU64, table: &GroupTable<N>, id: u32, 
 
 /// Returns `nr` pages of `id` through the stock when it caches `id` and has room;
 /// otherwise uncharges them from the counters. Used when memory is freed.
+///
+/// A group destroyed meanwhile must not keep pages in a stock after `destroy` drained
+/// every stock: the put-back and this re-check of the state pair with destroy's state
+/// change and drain (all read-modify-writes), so one side sees the other, and the pages
+/// are drained here if the group is no longer live.
 pub fn put_back<const N: usize>(word: &AtomicU64, table: &GroupTable<N>, id: u32, nr: Pages) {
     let cur = word.load(Ordering::Relaxed);
     let (g, pages) = unpack(cur);
     if g == Some(id)
         && pages + nr <= CHARGE_BATCH
         && word
-            .compare_exchange(cur, cur + nr, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(cur, cur + nr, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
     {
+        if table.state_fenced(id) != super::table::LIVE {
+            drain(word, table);
+        }
         return;
     }
     table.uncharge(id, nr);
@@ -87,10 +95,7 @@ pub fn put_back<const N: usize>(word: &AtomicU64, table: &GroupTable<N>, id: u32
 
 /// Empties the stock and uncharges its pages (`drain_stock`); returns the pages drained.
 pub fn drain<const N: usize>(word: &AtomicU64, table: &GroupTable<N>) -> Pages {
-    if word.load(Ordering::Relaxed) & 0xffff_ffff == 0 {
-        return 0;
-    }
-    let (g, pages) = unpack(word.swap(0, Ordering::AcqRel));
+    let (g, pages) = unpack(word.swap(0, Ordering::SeqCst));
     match g {
         Some(g) if pages > 0 => {
             table.uncharge(g, pages);

@@ -84,6 +84,16 @@ pub struct Slot {
     pub stats: [AtomicU64; NR_STATS],
 }
 
+#[cfg(not(loom))]
+const fn zeroed_counters<const K: usize>() -> [AtomicU64; K] {
+    [const { AtomicU64::new(0) }; K]
+}
+
+#[cfg(loom)]
+fn zeroed_counters<const K: usize>() -> [AtomicU64; K] {
+    core::array::from_fn(|_| AtomicU64::new(0))
+}
+
 impl Slot {
     crate::util::sync::const_unless_loom! {
         pub fn new() -> Slot {
@@ -99,9 +109,9 @@ impl Slot {
                 oom_handler: AtomicU32::new(0),
                 nr_thresholds: AtomicU32::new(0),
                 explicit: AtomicU64::new(0),
-                events: [const { AtomicU64::new(0) }; NR_EVENTS],
-                events_local: [const { AtomicU64::new(0) }; NR_EVENTS],
-                stats: [const { AtomicU64::new(0) }; NR_STATS],
+                events: zeroed_counters(),
+                events_local: zeroed_counters(),
+                stats: zeroed_counters(),
             }
         }
     }
@@ -186,6 +196,17 @@ impl<const N: usize> GroupTable<N> {
             LIVE
         } else {
             self.slots[id as usize].life.load(Ordering::SeqCst) & STATE_MASK
+        }
+    }
+
+    /// The state, read with a read-modify-write so that it is ordered after this thread's
+    /// preceding atomic updates as strictly as a fence (used where a Dekker-style check
+    /// pairs it with `destroy`).
+    pub fn state_fenced(&self, id: u32) -> u32 {
+        if id == ROOT {
+            LIVE
+        } else {
+            self.slots[id as usize].life.fetch_add(0, Ordering::SeqCst) & STATE_MASK
         }
     }
 

@@ -208,7 +208,7 @@ pub fn drain_all_stock(root: u32) -> Pages {
     registered()
         .iter()
         .filter(|s| {
-            let (g, pages) = stock::unpack(s.stock.load(Ordering::Relaxed));
+            let (g, pages) = stock::unpack(s.stock.load(Ordering::SeqCst));
             pages > 0 && g.is_some_and(|g| GROUPS.is_descendant(g, root))
         })
         .map(|s| stock::drain(&s.stock, &GROUPS))
