@@ -39,9 +39,6 @@ fn stats(root: u32) -> AllocStats {
             return;
         }
         for i in 1..SLICES {
-            if sg.first[i] as usize != i {
-                continue;
-            }
             let s = &sg.spans[i];
             let st = s.state.load(Ordering::Relaxed);
             if st == span::FREE || st == span::PURGED || !inside(s.group.load(Ordering::Relaxed)) {
@@ -128,7 +125,7 @@ fn purge_cached(root: u32, owed: &mut [Uncharge; BATCH]) -> usize {
                 return;
             }
             let s = &sg.spans[i];
-            if sg.first[i] as usize != i || s.state.load(Ordering::Relaxed) != span::CACHED {
+            if s.state.load(Ordering::Relaxed) != span::CACHED {
                 continue;
             }
             let heap = s.heap;

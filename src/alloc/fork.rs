@@ -53,9 +53,6 @@ extern "C" fn child() {
         let mut n = 0;
         let mut destroyed = false;
         for i in 1..SLICES {
-            if sg.first[i] as usize != i {
-                continue;
-            }
             let s: *mut span::Span = &mut sg.spans[i];
             // SAFETY: a descriptor of this segment.
             let sp = unsafe { &mut *s };

@@ -141,13 +141,6 @@ pub fn empty_heap() -> *mut Heap {
     &EMPTY_HEAP.0 as *const Heap as *mut Heap
 }
 
-/// Slices for a span of `class`: at least 4 blocks (8 for blocks up to 8 KiB).
-pub fn slices_for(class: usize) -> usize {
-    let size = size_class::size_of(class);
-    let want = if size <= 8 << 10 { 8 * size } else { 4 * size };
-    want.div_ceil(1 << SLICE_SHIFT).max(1)
-}
-
 /// A charge to undo once the heap is consistent and no lock is held.
 #[derive(Clone, Copy)]
 pub struct Uncharge {
@@ -183,7 +176,7 @@ pub unsafe fn release_span(seg: *mut Segment, s: *mut Span) -> (Option<Uncharge>
         (state != span::PURGED && group != span::NO_GROUP).then_some(Uncharge { group, pages });
     crate::os::mem::purge(start, bytes);
     // SAFETY: as above.
-    let seg_empty = unsafe { (*seg).release_slices(&mut *s) };
+    let seg_empty = unsafe { (*seg).release_slice(&mut *s) };
     (owed, seg_empty)
 }
 
@@ -314,16 +307,15 @@ impl Heap {
 
     /// A new span for `class`: a cached empty span, or fresh slices charged to the group.
     fn new_span(&mut self, class: usize) -> Option<*mut Span> {
-        let slices = slices_for(class);
-        if let Some(s) = self.take_cached(slices, true) {
+        if let Some(s) = self.take_cached(true) {
             return Some(self.setup(s, class));
         }
-        let pages = (slices as u64) << (SLICE_SHIFT - 12);
+        let pages = 1 << (SLICE_SHIFT - 12);
         memcg::charge::try_charge(self.group, pages, 0).ok()?;
         // The charge may have run callbacks that used this heap; it is consistent again.
-        let s = match self.take_cached(slices, false) {
+        let s = match self.take_cached(false) {
             Some(s) => s,
-            None => match self.fresh_slices(slices) {
+            None => match self.fresh_slice() {
                 Some(s) => s,
                 None => {
                     memcg::charge::uncharge(self.group, pages);
@@ -337,8 +329,8 @@ impl Heap {
         Some(self.setup(s, class))
     }
 
-    /// Takes a cached span of `slices` slices: a charged one (`charged`) or a purged one.
-    fn take_cached(&mut self, slices: usize, charged: bool) -> Option<*mut Span> {
+    /// Takes a cached span: a charged one (`charged`) or a purged one.
+    fn take_cached(&mut self, charged: bool) -> Option<*mut Span> {
         // SAFETY: the thread's cache lock guards span states against reclaimers.
         let tld = unsafe { &*self.tld };
         let _g = tld.lock_cache();
@@ -347,7 +339,7 @@ impl Heap {
             // SAFETY: cached spans are live descriptors owned by this heap.
             let span = unsafe { &mut *s };
             let st = span.state.load(Ordering::Relaxed);
-            if span.slices as usize == slices && (st == span::CACHED) == charged {
+            if (st == span::CACHED) == charged {
                 self.move_list(s, span::LIST_NONE);
                 span.state.store(span::ACTIVE, Ordering::Relaxed);
                 return Some(s);
@@ -357,25 +349,23 @@ impl Heap {
         None
     }
 
-    /// Fresh slices from this thread's segments (mapping a new segment if needed).
-    fn fresh_slices(&mut self, slices: usize) -> Option<*mut Span> {
+    /// A fresh slice from this thread's segments (mapping a new segment if needed).
+    fn fresh_slice(&mut self) -> Option<*mut Span> {
         // SAFETY: the heap's thread state is live while the thread runs.
         let tld = unsafe { &mut *self.tld };
         let mut seg = tld.segments;
         while !seg.is_null() {
             // SAFETY: segments on the owner's list are live and ours.
             let sg = unsafe { &mut *seg };
-            if let Some(first) = sg.find_slices(slices) {
-                return Some(sg.take_slices(first, slices) as *mut Span);
+            if let Some(s) = sg.take_slice() {
+                return Some(s as *mut Span);
             }
             seg = sg.next_owned;
         }
         let seg = Segment::create_spans()?;
         tld.adopt_segment(seg);
         // SAFETY: a new segment we own, with every slice but the header free.
-        let sg = unsafe { &mut *seg };
-        let first = sg.find_slices(slices)?;
-        Some(sg.take_slices(first, slices) as *mut Span)
+        unsafe { (*seg).take_slice() }.map(|s| s as *mut Span)
     }
 
     /// Formats span `s` for `class` and queues it.

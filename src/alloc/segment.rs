@@ -1,8 +1,8 @@
 //! Segments: 4 MiB regions aligned to 4 MiB, so any pointer finds its segment by masking.
 //!
 //! A span segment is 64 slices of 64 KiB. Slice 0 holds this header and the span
-//! descriptors (out of band: no header precedes any block); slices 1–63 are carved into
-//! spans of 1 slice (small classes) or 8 slices (medium classes). A large mapping is a
+//! descriptors (out of band: no header precedes any block); each of slices 1–63 is one
+//! span, so the span of a pointer is `spans[(p - segment) >> 16]`. A large mapping is a
 //! segment of kind `LARGE` holding one block, its data after the header slice.
 //!
 //! Ownership: a span segment belongs to one thread (`tld`), which alone changes its slice
@@ -13,9 +13,10 @@
 //! Every segment is on the global list (under `LIST`), which statistics and reclaim walk;
 //! a segment is unlinked under the same lock before it is unmapped.
 //!
-//! Invariants: `free_slices` bit `i` set iff slice `i` belongs to no span; a span starting
-//! at slice `i` has its descriptor in `spans[i]`; slice `j` of a multi-slice span has
-//! `first[j] = i`; `nr_spans` counts spans not `FREE`.
+//! Invariants: `free_slices` bit `i` set iff slice `i` belongs to no span (its descriptor
+//! is `FREE`); `nr_spans` counts spans not `FREE`. The segment map names a span segment
+//! (`HERE`) exactly while it is in use: a cached segment is out of the map, so a stale
+//! pointer into it is foreign.
 
 use super::segmap;
 use super::span::{self, Span};
@@ -57,7 +58,6 @@ pub struct Segment {
     pub map_base: *mut u8,
     /// Large mappings: the block's start, its size as asked and the group charged.
     pub large: super::large::LargeMeta,
-    pub first: [u8; SLICES],
     pub spans: [Span; SLICES],
 }
 
@@ -87,8 +87,9 @@ impl Segment {
     #[inline]
     pub fn of(p: *const u8) -> Option<*mut Segment> {
         let base = segmap::segment_of(p as usize)? as *mut Segment;
-        // SAFETY: the segment map names only mapped segments, whose header is readable.
-        (unsafe { (*base).magic } == MAGIC).then_some(base)
+        // SAFETY: the segment map names only segments in use, whose header is readable.
+        debug_assert_eq!(unsafe { (*base).magic }, MAGIC);
+        Some(base)
     }
 
     /// The span holding `p` (a pointer into this span segment's slices).
@@ -98,8 +99,7 @@ impl Segment {
         if slice == 0 || slice >= SLICES {
             return None;
         }
-        let first = self.first[slice] as usize;
-        let s = &mut self.spans[first];
+        let s = &mut self.spans[slice];
         (s.state.load(Ordering::Relaxed) != span::FREE).then_some(s)
     }
 
@@ -144,7 +144,6 @@ impl Segment {
             (*seg).mapped = mapped;
             (*seg).map_base = base;
             if kind == KIND_SPANS {
-                (*seg).first = [0; SLICES];
                 for s in (*seg).spans.iter_mut() {
                     *s = Span::EMPTY;
                 }
@@ -194,6 +193,7 @@ impl Segment {
             segmap::set(data, segmap::NONE);
         }
         if kind == KIND_SPANS {
+            segmap::set(seg as usize, segmap::NONE);
             mem::purge(seg.cast(), SEG_SIZE);
             let mut c = CACHE.lock();
             // SAFETY: the purged header is still mapped and ours.
@@ -212,7 +212,6 @@ impl Segment {
         while !head.is_null() {
             // SAFETY: cached segments are mapped and unreferenced.
             let next = unsafe { (*head).next_all };
-            segmap::set(head as usize, segmap::NONE);
             mem::unmap(head.cast(), SEG_SIZE);
             head = next;
         }
@@ -243,34 +242,27 @@ impl Segment {
         }
     }
 
-    /// Finds `n` consecutive free slices; returns the first.
-    pub fn find_slices(&self, n: usize) -> Option<usize> {
-        let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        (1..=SLICES - n).find(|&i| (self.free_slices >> i) & mask == mask)
-    }
-
-    /// Takes slices `first..first+n` for a new span and returns its descriptor.
-    pub fn take_slices(&mut self, first: usize, n: usize) -> &mut Span {
-        for j in first..first + n {
-            self.free_slices &= !(1 << j);
-            self.first[j] = first as u8;
+    /// Takes a free slice for a new span and returns its descriptor.
+    pub fn take_slice(&mut self) -> Option<&mut Span> {
+        if self.free_slices == 0 {
+            return None;
         }
+        let i = self.free_slices.trailing_zeros() as usize;
+        self.free_slices &= !(1 << i);
         self.nr_spans.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: slice `first` lies inside this segment's mapping.
-        let start = unsafe { (self as *mut Segment as *mut u8).add(first << SLICE_SHIFT) };
-        let s = &mut self.spans[first];
+        // SAFETY: slice `i` lies inside this segment's mapping.
+        let start = unsafe { (self as *mut Segment as *mut u8).add(i << SLICE_SHIFT) };
+        let s = &mut self.spans[i];
         *s = Span::EMPTY;
-        s.slices = n as u8;
+        s.slices = 1;
         s.start = start;
-        s
+        Some(s)
     }
 
-    /// Returns a span's slices; true when the segment has no span left.
-    pub fn release_slices(&mut self, span: &mut Span) -> bool {
-        let first = (span.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
-        for j in first..first + span.slices as usize {
-            self.free_slices |= 1 << j;
-        }
+    /// Returns a span's slice; true when the segment has no span left.
+    pub fn release_slice(&mut self, span: &mut Span) -> bool {
+        let i = (span.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
+        self.free_slices |= 1 << i;
         *span = Span::EMPTY;
         self.nr_spans.fetch_sub(1, Ordering::Relaxed) == 1
     }

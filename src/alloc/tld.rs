@@ -226,9 +226,6 @@ fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
     sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
     let mut destroyed = false;
     for i in 1..SLICES {
-        if sg.first[i] as usize != i {
-            continue;
-        }
         let s: *mut span::Span = &mut sg.spans[i];
         // SAFETY: a descriptor of this segment, which we hold.
         let sp = unsafe { &mut *s };
