@@ -20,6 +20,7 @@ pub mod segment;
 pub mod size_class;
 pub mod span;
 pub mod tld;
+pub mod tls;
 
 pub use front::{aligned, calloc, free, malloc, realloc, usable_size, zeroed};
 

@@ -18,8 +18,8 @@ use super::heap::{self, empty_heap, Heap, Uncharge};
 use super::meta::Pool;
 use super::segment::{Segment, SLICES};
 use super::span;
+use super::tls;
 use crate::memcg;
-use core::cell::Cell;
 use core::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -39,26 +39,21 @@ pub struct Tld {
 static TLDS: Pool = Pool::new(core::mem::size_of::<Tld>());
 static HEAPS: Pool = Pool::new(core::mem::size_of::<Heap>());
 
-thread_local! {
-    static HEAP: Cell<*mut Heap> = const { Cell::new(&heap::EMPTY_HEAP.0 as *const Heap as *mut Heap) };
-    static TLD: Cell<*mut Tld> = const { Cell::new(ptr::null_mut()) };
-}
-
 /// The current heap (a TLS load): the fast path's only lookup.
 #[inline]
 pub fn heap() -> *mut Heap {
-    HEAP.with(|h| h.get())
+    tls::heap()
 }
 
 /// This thread's state, null before its first allocation.
 #[inline]
 pub fn current() -> *mut Tld {
-    TLD.with(|t| t.get())
+    tls::tld()
 }
 
 /// Called when the thread changes group: the next allocation looks up the new heap.
 pub fn group_switched() {
-    HEAP.with(|h| h.set(empty_heap()));
+    tls::set_heap(empty_heap());
 }
 
 /// Holds a thread's cache lock. Thread states are never unmapped, so the guard keeps a
@@ -164,12 +159,13 @@ pub fn setup_heap() -> *mut Heap {
         let seed = (tld as u64) ^ crate::os::now_ns().rotate_left(17) ^ crate::os::gettid() as u64;
         // SAFETY: a zeroed pool object, ours alone.
         unsafe { (*tld).rng = seed | 1 };
-        TLD.with(|t| t.set(tld));
+        tls::set_tld(tld);
+        tls::calibrate();
         memcg::threads::ensure_registered();
     }
     let h = heap_for(tld, memcg::threads::current_group());
     if !h.is_null() {
-        HEAP.with(|c| c.set(h));
+        tls::set_heap(h);
     }
     h
 }
@@ -180,8 +176,8 @@ pub fn thread_exit() {
     if tld.is_null() {
         return;
     }
-    HEAP.with(|h| h.set(empty_heap()));
-    TLD.with(|t| t.set(ptr::null_mut()));
+    tls::set_heap(empty_heap());
+    tls::set_tld(ptr::null_mut());
     // SAFETY: `tld` was this thread's state; no other thread writes it.
     let t = unsafe { &mut *tld };
     super::large::drop_cache(t);

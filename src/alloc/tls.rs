@@ -1,0 +1,116 @@
+//! The two thread-local words the fast paths read: the current heap and the thread's
+//! allocator state.
+//!
+//! In a Rust program the compiler reaches them with one `fs`-relative load. In the shared
+//! library (feature `override`) it would call `__tls_get_addr` for each access, since a
+//! library's TLS could be anywhere. A library loaded at program start (`LD_PRELOAD` or a
+//! link-time dependency) has its TLS in the static block at the same offset from the
+//! thread pointer in every thread, so the first thread measures that offset and
+//! publishes it if it is plausible (within 1 MiB below the thread pointer); every thread
+//! that sets itself up checks it sees the same offset, and the shortcut is switched off
+//! for good otherwise. The shortcut is only an alternative way to read the same words.
+
+use super::heap::{Heap, EMPTY_HEAP};
+use super::tld::Tld;
+use core::cell::Cell;
+use core::ptr;
+
+#[repr(C)]
+pub struct Words {
+    pub heap: Cell<*mut Heap>,
+    pub tld: Cell<*mut Tld>,
+}
+
+thread_local! {
+    pub static WORDS: Words = const {
+        Words {
+            heap: Cell::new(&EMPTY_HEAP.0 as *const Heap as *mut Heap),
+            tld: Cell::new(ptr::null_mut()),
+        }
+    };
+}
+
+#[cfg(all(feature = "override", target_arch = "x86_64"))]
+mod fast {
+    use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+
+    /// Offset of `WORDS` from the thread pointer; 0 while unknown or switched off.
+    pub static OFFSET: AtomicIsize = AtomicIsize::new(0);
+    static OFF: AtomicBool = AtomicBool::new(false);
+
+    #[inline(always)]
+    pub fn read(field: usize) -> Option<usize> {
+        let off = OFFSET.load(Ordering::Relaxed);
+        if off == 0 {
+            return None;
+        }
+        let v: usize;
+        // SAFETY: `off` was measured as the distance from the thread pointer to `WORDS` and
+        // confirmed for every thread that set itself up; reading a word of the static TLS
+        // block through `fs` is what the compiler's initial-exec accesses do.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr fs:[{a}]",
+                v = out(reg) v,
+                a = in(reg) off + field as isize,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        Some(v)
+    }
+
+    /// Measures this thread's offset; publishes or checks it.
+    pub fn calibrate(words: usize) {
+        let tp: usize;
+        // SAFETY: on x86_64 Linux, `fs:0` holds the thread pointer itself.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
+        };
+        let off = words as isize - tp as isize;
+        if OFF.load(Ordering::Acquire) {
+            return;
+        }
+        let plausible = off < 0 && off > -(1 << 20);
+        let cur = OFFSET.load(Ordering::Acquire);
+        if !plausible || (cur != 0 && cur != off) {
+            OFF.store(true, Ordering::Release);
+            OFFSET.store(0, Ordering::Release);
+        } else if cur == 0 {
+            OFFSET.store(off, Ordering::Release);
+        }
+    }
+}
+
+/// The current heap.
+#[inline(always)]
+pub fn heap() -> *mut Heap {
+    #[cfg(all(feature = "override", target_arch = "x86_64"))]
+    if let Some(v) = fast::read(0) {
+        return v as *mut Heap;
+    }
+    WORDS.with(|w| w.heap.get())
+}
+
+/// This thread's allocator state.
+#[inline(always)]
+pub fn tld() -> *mut Tld {
+    #[cfg(all(feature = "override", target_arch = "x86_64"))]
+    if let Some(v) = fast::read(8) {
+        return v as *mut Tld;
+    }
+    WORDS.with(|w| w.tld.get())
+}
+
+pub fn set_heap(h: *mut Heap) {
+    WORDS.with(|w| w.heap.set(h));
+}
+
+pub fn set_tld(t: *mut Tld) {
+    WORDS.with(|w| w.tld.set(t));
+}
+
+/// Called when a thread sets itself up.
+pub fn calibrate() {
+    #[cfg(all(feature = "override", target_arch = "x86_64"))]
+    fast::calibrate(WORDS.with(|w| w as *const Words as usize));
+}
