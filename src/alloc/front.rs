@@ -125,11 +125,14 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
         Some(s) => unsafe { (*s).block_size as usize },
         None => large::usable_size(seg),
     };
-    if size <= old && (size >= old / 2 || old <= 64) {
+    if span.is_some() && size <= old && (size >= old / 2 || old <= 64) {
         return p;
     }
-    if span.is_none() && size > SMALL_MAX && large::resize_in_place(seg, size) {
-        return p;
+    if span.is_none() && size > SMALL_MAX && align <= SLICE_SIZE {
+        let q = large::resize(seg, size);
+        if !q.is_null() {
+            return q;
+        }
     }
     let q = aligned(align, size);
     if !q.is_null() {

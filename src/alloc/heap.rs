@@ -149,9 +149,17 @@ pub struct Uncharge {
 }
 
 impl Uncharge {
+    /// Returns a page run's charge (counted in `nr_uncharges`).
     pub fn apply(self) {
         memcg::events::add_stat(self.group, memcg::events::StatKey::NrUncharges, 1);
-        memcg::charge::uncharge(self.group, self.pages);
+        self.apply_plain();
+    }
+
+    /// Returns part of a page run's charge (a shrinking block).
+    pub fn apply_plain(self) {
+        if self.pages > 0 {
+            memcg::charge::uncharge(self.group, self.pages);
+        }
     }
 }
 

@@ -7,6 +7,12 @@
 //! threads reclaiming memory purge cached mappings under the owner's cache lock (their
 //! charge is returned, state `PURGED`); a purged mapping is charged again when reused.
 //!
+//! Growth room: a mapping reserves twice its size (up to 256 MiB more) of address space
+//! after the data. Pages past `usable` are never touched (a shrink purges them), so they
+//! are neither resident nor charged, and `realloc` grows into them with a charge and no
+//! system call. Beyond the reservation it tries `mremap` in place, then moves the pages
+//! to a new address (`mremap` to a fixed address: no copy).
+//!
 //! Placement: data starts at `max(SLICE_SIZE, align)` from the header when that stays in
 //! the header's segment; for alignments of a segment or more, the data starts one segment
 //! after the header and its region is marked `BACK` in the segment map.
@@ -27,13 +33,22 @@ pub const CACHE_MAX_BYTES: usize = 64 << 20;
 #[repr(C)]
 pub struct LargeMeta {
     pub data: *mut u8,
-    /// Bytes of data mapped and charged (a page multiple).
+    /// Bytes of data charged and usable (a page multiple).
     pub usable: usize,
+    /// Bytes of data address space reserved (`usable` and the growth room).
+    pub capacity: usize,
     pub group: AtomicU32,
     /// `span::ACTIVE`, `CACHED` or `PURGED`.
     pub state: AtomicU8,
     /// The thread whose cache holds it, while cached.
     pub cache_tld: *mut Tld,
+}
+
+const ROOM_MAX: usize = 256 << 20;
+
+/// The data reservation for a block of `usable` bytes.
+fn room_for(usable: usize) -> usize {
+    usable.saturating_add(usable.min(ROOM_MAX))
 }
 
 fn pages(usable: usize) -> u64 {
@@ -88,7 +103,8 @@ fn map_new(usable: usize, align: usize) -> Option<*mut Segment> {
     let align = align.max(PAGE_SIZE);
     if align < SEG_SIZE {
         let offset = SLICE_SIZE.max(align);
-        let len = offset.checked_add(usable)?;
+        let capacity = room_for(usable);
+        let len = offset.checked_add(capacity)?;
         let base = mem::map_aligned(len, SEG_SIZE).ok()?.as_ptr();
         // SAFETY: a fresh segment-aligned mapping of `len` bytes.
         let seg = unsafe { Segment::init(base, KIND_LARGE, len) };
@@ -96,6 +112,7 @@ fn map_new(usable: usize, align: usize) -> Option<*mut Segment> {
         unsafe {
             (*seg).large.data = base.add(offset);
             (*seg).large.usable = usable;
+            (*seg).large.capacity = capacity;
         }
         Some(seg)
     } else {
@@ -110,6 +127,7 @@ fn map_new(usable: usize, align: usize) -> Option<*mut Segment> {
             (*seg).map_base = base;
             (*seg).large.data = base.add(align);
             (*seg).large.usable = usable;
+            (*seg).large.capacity = usable;
         }
         segmap::set(base as usize + align, segmap::BACK);
         Some(seg)
@@ -236,39 +254,55 @@ pub fn usable_size(seg: *mut Segment) -> usize {
     unsafe { (*seg).large.usable }
 }
 
-/// Grows or shrinks the block of `seg` in place when the mapping allows; true on
-/// success. Charges follow the new size.
-pub fn resize_in_place(seg: *mut Segment, new_size: usize) -> bool {
-    // SAFETY: the segment of a live block held by the caller.
-    let sg = unsafe { &mut *seg };
-    let old = sg.large.usable;
+/// Resizes the block of `seg` without copying: within its reservation, by `mremap` in
+/// place, or (to grow) by moving its pages to a new address. Returns the block's new
+/// address, null when none works (the block is then unchanged). Charges follow the size.
+pub fn resize(seg: *mut Segment, new_size: usize) -> *mut u8 {
     let Some(new) = new_size
         .checked_add(PAGE_SIZE - 1)
         .map(|v| v & !(PAGE_SIZE - 1))
     else {
-        return false;
+        return ptr::null_mut();
     };
-    if new == old {
-        return true;
-    }
+    // SAFETY: the segment of a live block held by the caller.
+    let sg = unsafe { &mut *seg };
+    let old = sg.large.usable;
     let group = sg.large.group.load(Ordering::Relaxed);
-    let head = sg.mapped - old;
-    if new > old {
-        if memcg::charge::try_charge(group, pages(new - old), 0).is_err() {
-            return false;
-        }
-        let grown = crate::os::mem::remap_in_place(sg.map_base, sg.mapped, head + new);
-        if !grown {
-            memcg::charge::uncharge(group, pages(new - old));
-            return false;
-        }
-    } else {
+    if new <= old {
         // SAFETY: the tail beyond the new size belongs to this mapping.
-        let tail = unsafe { sg.large.data.add(new) };
-        mem::unmap(tail, old - new);
-        memcg::charge::uncharge(group, pages(old - new));
+        mem::purge(unsafe { sg.large.data.add(new) }, old - new);
+        sg.large.usable = new;
+        Uncharge {
+            group,
+            pages: pages(old - new),
+        }
+        .apply_plain();
+        return sg.large.data;
     }
-    sg.mapped = head + new;
-    sg.large.usable = new;
-    true
+    if memcg::charge::try_charge(group, pages(new - old), 0).is_err() {
+        return ptr::null_mut();
+    }
+    if new <= sg.large.capacity {
+        sg.large.usable = new;
+        return sg.large.data;
+    }
+    let head = sg.mapped - sg.large.capacity;
+    let capacity = room_for(new);
+    if sg.map_base == seg as *mut u8 {
+        if crate::os::mem::remap_in_place(sg.map_base, sg.mapped, head + capacity) {
+            sg.mapped = head + capacity;
+            sg.large.capacity = capacity;
+            sg.large.usable = new;
+            return sg.large.data;
+        }
+        if let Some(moved) = Segment::move_large(seg, head + capacity) {
+            // SAFETY: the moved header, still ours.
+            let m = unsafe { &mut (*moved).large };
+            m.capacity = capacity;
+            m.usable = new;
+            return m.data;
+        }
+    }
+    memcg::charge::uncharge(group, pages(new - old));
+    ptr::null_mut()
 }

@@ -218,6 +218,50 @@ impl Segment {
         any
     }
 
+    /// Moves a large mapping (header and data) to a new segment-aligned address, grown to
+    /// `new_len` bytes, without copying; returns the segment at its new address.
+    pub fn move_large(seg: *mut Segment, new_len: usize) -> Option<*mut Segment> {
+        // SAFETY: the caller holds this large segment exclusively.
+        let (base, mapped, data_off) = unsafe {
+            (
+                (*seg).map_base,
+                (*seg).mapped,
+                (*seg).large.data as usize - seg as usize,
+            )
+        };
+        if base != seg as *mut u8 {
+            return None; // aligned beyond a segment: not moved
+        }
+        let to = mem::map_aligned(new_len, SEG_SIZE).ok()?.as_ptr();
+        let mut l = LIST.lock();
+        if !mem::remap_to(base, mapped, to, new_len) {
+            drop(l);
+            mem::unmap(to, new_len);
+            return None;
+        }
+        let new = to as *mut Segment;
+        // SAFETY: under the list lock: the header moved to `new`; its neighbours are
+        // listed segments whose links are repaired here.
+        unsafe {
+            (*new).map_base = to;
+            (*new).mapped = new_len;
+            (*new).large.data = to.add(data_off);
+            let (p, n) = ((*new).prev_all, (*new).next_all);
+            if p.is_null() {
+                l.head = new;
+            } else {
+                (*p).next_all = new;
+            }
+            if !n.is_null() {
+                (*n).prev_all = new;
+            }
+        }
+        drop(l);
+        segmap::set(seg as usize, segmap::NONE);
+        segmap::set(to as usize, segmap::HERE);
+        Some(new)
+    }
+
     /// Calls `f` on every segment, under the list lock (no allocation, no callbacks).
     pub fn for_each(mut f: impl FnMut(&Segment)) {
         let l = LIST.lock();

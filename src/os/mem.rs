@@ -103,6 +103,25 @@ pub fn remap_in_place(p: *mut u8, old_len: usize, new_len: usize) -> bool {
     q != libc::MAP_FAILED
 }
 
+/// Moves the pages of a mapping to `to` (which the caller has reserved: it is replaced),
+/// resizing it to `new_len`; the old range is unmapped. No copy is made.
+pub fn remap_to(p: *mut u8, old_len: usize, to: *mut u8, new_len: usize) -> bool {
+    if fault::should_fail() {
+        return false;
+    }
+    // SAFETY: the caller owns both ranges; MREMAP_FIXED replaces the reservation at `to`.
+    let q = unsafe {
+        libc::mremap(
+            p.cast(),
+            old_len,
+            new_len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            to.cast::<libc::c_void>(),
+        )
+    };
+    q != libc::MAP_FAILED
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
