@@ -48,7 +48,11 @@ fn stats(root: u32) -> AllocStats {
             if st == span::CACHED {
                 a.cached += s.bytes() as u64;
             }
-            a.allocated += s.used.load(Ordering::Relaxed) as u64 * s.block_size as u64;
+            let live = s
+                .used
+                .load(Ordering::Relaxed)
+                .saturating_sub(s.remote.load(Ordering::Relaxed));
+            a.allocated += live as u64 * s.block_size as u64;
         }
     });
     a

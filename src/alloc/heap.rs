@@ -477,19 +477,28 @@ impl Heap {
         }
     }
 
-    /// Releases every empty span this heap holds (cached or direct), for `malloc_trim`
-    /// and for reclaim in the owner thread. Returns the pages uncharged.
+    /// Releases every empty span this heap holds (emptied by local or remote frees, or
+    /// cached), for `malloc_trim` and for reclaim in the owner thread. Returns the pages
+    /// uncharged.
     pub fn trim(&mut self) -> u64 {
         let mut pages = 0;
-        for class in 0..NR_CLASSES {
-            let d = self.direct[class];
-            if d != empty_span() {
-                // SAFETY: a span we own.
-                let span = unsafe { &mut *d };
+        let lists: [*mut Span; NR_CLASSES + 1] = core::array::from_fn(|i| {
+            if i < NR_CLASSES {
+                self.queues[i].head
+            } else {
+                self.full.head
+            }
+        });
+        for mut s in lists {
+            while !s.is_null() {
+                // SAFETY: spans on our lists are live descriptors we own.
+                let span = unsafe { &mut *s };
+                let next = span.next;
                 span.collect();
                 if span.used.load(Ordering::Relaxed) == 0 {
-                    self.retire(d);
+                    self.retire(s);
                 }
+                s = next;
             }
         }
         loop {

@@ -15,7 +15,8 @@
 //! and `in_full` are shared.
 //!
 //! Invariants: `used` = blocks handed out and not yet returned to `free`/`local_free`
-//! (blocks in `thread_free` still count); `used ≤ reserved ≤ capacity`; blocks at index
+//! (blocks in `thread_free` still count; `remote` of them are there, a count kept for
+//! statistics, which may lag the list by the few pushes in flight); `used ≤ reserved ≤ capacity`; blocks at index
 //! `≥ reserved` were never handed out; a span with `group != NO_GROUP` holds a charge of
 //! `pages()` pages on that group, except in state `PURGED`.
 
@@ -58,6 +59,9 @@ pub struct Span {
     pub thread_free: AtomicPtr<Block>,
     pub start: *mut u8,
     // --- the rest ---
+    /// Blocks on `thread_free` not yet collected (for statistics: `used - remote` blocks
+    /// are live).
+    pub remote: AtomicU32,
     /// `ceil(2^32 / block_size)`: `off * magic >> 32` is `off / block_size` for every
     /// offset inside a span (spans are at most 2^17 bytes, blocks at least 16).
     pub magic: u64,
@@ -90,6 +94,7 @@ impl Span {
         local_free: ptr::null_mut(),
         thread_free: AtomicPtr::new(ptr::null_mut()),
         start: ptr::null_mut(),
+        remote: AtomicU32::new(0),
         magic: 0,
         reserved: 0,
         capacity: 0,
@@ -173,6 +178,7 @@ impl Span {
                 Err(h) => head = h,
             }
         }
+        self.remote.fetch_add(1, Ordering::Relaxed);
         self.in_full.load(Ordering::Relaxed)
             && self
                 .in_full
@@ -197,6 +203,7 @@ impl Span {
             }
             let used = self.used.load(Ordering::Relaxed);
             self.used.store(used - gained, Ordering::Relaxed);
+            self.remote.fetch_sub(gained, Ordering::Relaxed);
         }
         if !self.local_free.is_null() {
             if self.free.is_null() {
