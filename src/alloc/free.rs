@@ -85,7 +85,7 @@ pub fn free(p: *mut u8) {
     } else if owner.is_null() {
         free_abandoned(seg, s, Some(p));
     } else {
-        if span.looks_free(p) && on_thread_free(span, p as usize) {
+        if span.looks_free(p) && span.is_free_block(p as usize) {
             double_free();
         }
         if span.push_remote(p) && !span.heap.is_null() {
@@ -97,20 +97,6 @@ pub fn free(p: *mut u8) {
             free_abandoned(seg, s, None);
         }
     }
-}
-
-fn on_thread_free(span: &Span, p: usize) -> bool {
-    let mut b = span.thread_free.load(Ordering::Acquire);
-    let mut steps = 0;
-    while !b.is_null() && steps <= span.capacity {
-        if b as usize == p {
-            return true;
-        }
-        // SAFETY: `thread_free` only grows at its head, so links below are stable blocks.
-        b = span.decode(unsafe { *(b as *const usize) });
-        steps += 1;
-    }
-    false
 }
 
 #[cold]

@@ -46,6 +46,11 @@ pub struct LargeMeta {
 
 const ROOM_MAX: usize = 256 << 20;
 
+/// No block is larger than this (a quarter of the 47-bit user address space): larger
+/// requests fail before anything is charged or mapped, and no size computation below
+/// can overflow.
+pub const LARGE_MAX: usize = 1 << 45;
+
 /// The data reservation for a block of `usable` bytes.
 fn room_for(usable: usize) -> usize {
     usable.saturating_add(usable.min(ROOM_MAX))
@@ -66,6 +71,9 @@ fn charge(group: u32, usable: usize) -> bool {
 /// A block of `size` bytes aligned to `align` for `group`; `(ptr, zeroed)`, null on
 /// failure (refused charge or no memory).
 pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
+    if size > LARGE_MAX || align > LARGE_MAX {
+        return (ptr::null_mut(), false);
+    }
     let Some(usable) = size
         .max(1)
         .checked_add(PAGE_SIZE - 1)
@@ -76,7 +84,7 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
     if let Some(r) = from_cache(group, usable, align) {
         return r;
     }
-    if usable > isize::MAX as usize / 2 || !charge(group, usable) {
+    if !charge(group, usable) {
         return (ptr::null_mut(), false);
     }
     match map_new(usable, align) {
@@ -258,6 +266,9 @@ pub fn usable_size(seg: *mut Segment) -> usize {
 /// place, or (to grow) by moving its pages to a new address. Returns the block's new
 /// address, null when none works (the block is then unchanged). Charges follow the size.
 pub fn resize(seg: *mut Segment, new_size: usize) -> *mut u8 {
+    if new_size > LARGE_MAX {
+        return ptr::null_mut();
+    }
     let Some(new) = new_size
         .checked_add(PAGE_SIZE - 1)
         .map(|v| v & !(PAGE_SIZE - 1))

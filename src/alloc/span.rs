@@ -252,7 +252,9 @@ impl Span {
     }
 
     /// Whether `p` is on one of the span's free lists (or never handed out). Slow: used
-    /// only to confirm a suspected double free.
+    /// only to confirm a suspected double free. It may run in a thread other than the
+    /// owner while the owner changes its lists: every link is checked to be a block of
+    /// this span before it is followed, so the walk stays inside the span and ends.
     pub fn is_free_block(&self, p: usize) -> bool {
         let idx = (p - self.start as usize) / self.block_size as usize;
         debug_assert!(self.is_block_start(p));
@@ -265,7 +267,10 @@ impl Span {
                 if b as usize == p {
                     return true;
                 }
-                // SAFETY: lists hold encoded links between blocks of this span.
+                if !self.is_block_start(b as usize) {
+                    return false;
+                }
+                // SAFETY: `b` is a block of this span (checked above), so readable.
                 b = self.decode(unsafe { (*b).next });
                 steps += 1;
             }
