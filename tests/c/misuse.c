@@ -1,0 +1,146 @@
+/*
+ * Misuse that cgmalloc must detect: run as `misuse MODE` under LD_PRELOAD=libcgmalloc.so.
+ * Every mode must end in SIGABRT after exactly one stderr line "cgmalloc: fatal: ...".
+ * If the misuse goes unnoticed the program prints "undetected" and exits 0.
+ *
+ * Modes: double-free, double-free-large, double-free-owner-then-remote,
+ * double-free-remote-then-owner, double-free-remote-twice, double-free-abandoned,
+ * foreign-stack, foreign-static, foreign-mmap, interior, interior-large, realloc-foreign,
+ * usable-size-interior.
+ */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+static char static_buf[256] __attribute__((aligned(64)));
+
+/* Hides the pointer's provenance from the compiler, so it neither warns nor optimizes. */
+static void *launder(void *p)
+{
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+static void *free_it(void *p)
+{
+    free(launder(p));
+    return NULL;
+}
+
+/* Leaves in out[0] a live block and in out[1] a freed one of the same span, then exits:
+ * the span (kept alive by out[0]) is abandoned. */
+static void *alloc_free_exit(void *arg)
+{
+    void **out = arg;
+    out[0] = malloc(64);
+    out[1] = malloc(64);
+    memset(out[1], 2, 64);
+    free(out[1]);
+    return NULL;
+}
+
+/* Frees `p` on a new thread and waits for it. */
+static void free_on_thread(void *p)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_it, p) != 0)
+        exit(3);
+    pthread_join(t, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    /* No core dumps from the expected aborts. */
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    if (argc != 2) {
+        fprintf(stderr, "usage: misuse MODE\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    /* Some ordinary allocations first, so that the allocator is fully set up. */
+    void *warm[8];
+    for (int i = 0; i < 8; i++)
+        warm[i] = malloc((size_t)(i + 1) * 24);
+
+    if (strcmp(mode, "double-free") == 0) {
+        void *p = malloc(64);
+        memset(p, 1, 64);
+        free(p);
+        free(launder(p));
+    } else if (strcmp(mode, "double-free-large") == 0) {
+        void *p = malloc(1 << 20);
+        memset(p, 1, 1 << 20);
+        free(p);
+        free(launder(p));
+    } else if (strcmp(mode, "double-free-owner-then-remote") == 0) {
+        /* The allocating thread frees it, then another thread frees it again. */
+        void *p = malloc(64);
+        memset(p, 1, 64);
+        free(p);
+        free_on_thread(p);
+        /* Undetected, the block is now on two free lists: show the consequence. */
+        static void *v[5000];
+        int dup = 0;
+        for (int i = 0; i < 5000; i++)
+            if ((v[i] = malloc(64)) == p)
+                dup++;
+        printf("block handed out %d times\n", dup);
+    } else if (strcmp(mode, "double-free-remote-then-owner") == 0) {
+        void *p = malloc(64);
+        memset(p, 1, 64);
+        free_on_thread(p);
+        free(launder(p));
+    } else if (strcmp(mode, "double-free-remote-twice") == 0) {
+        void *p = malloc(64);
+        memset(p, 1, 64);
+        free_on_thread(p);
+        free_on_thread(p);
+    } else if (strcmp(mode, "double-free-abandoned") == 0) {
+        /* Allocated and freed by a thread that has exited since. */
+        pthread_t t;
+        void *blocks[2] = {NULL, NULL};
+        if (pthread_create(&t, NULL, alloc_free_exit, blocks) != 0)
+            return 3;
+        pthread_join(t, NULL);
+        free(launder(blocks[1]));
+    } else if (strcmp(mode, "foreign-stack") == 0) {
+        char buf[256] __attribute__((aligned(64)));
+        memset(buf, 0, sizeof buf);
+        free(launder(buf + 64));
+    } else if (strcmp(mode, "foreign-static") == 0) {
+        free(launder(static_buf + 64));
+    } else if (strcmp(mode, "foreign-mmap") == 0) {
+        void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            return 3;
+        free(launder((char *)m + 4096));
+    } else if (strcmp(mode, "interior") == 0) {
+        char *p = malloc(64);
+        memset(p, 1, 64);
+        free(launder(p + 16));
+    } else if (strcmp(mode, "interior-large") == 0) {
+        char *p = malloc(1 << 20);
+        memset(p, 1, 1 << 20);
+        free(launder(p + 4096));
+    } else if (strcmp(mode, "realloc-foreign") == 0) {
+        void *q = realloc(launder(static_buf), 100);
+        printf("realloc(foreign) = %p\n", q);
+    } else if (strcmp(mode, "usable-size-interior") == 0) {
+        char *p = malloc(64);
+        size_t n = malloc_usable_size(launder(p + 16));
+        printf("malloc_usable_size(interior) = %zu\n", n);
+    } else {
+        fprintf(stderr, "unknown mode %s\n", mode);
+        return 2;
+    }
+    for (int i = 0; i < 8; i++)
+        free(warm[i]);
+    printf("undetected\n");
+    return 0;
+}
