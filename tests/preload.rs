@@ -263,6 +263,9 @@ fn conformance_preloaded() {
     eprintln!("conformance (LD_PRELOAD): {n} passed in {:.1?}", r.elapsed);
 }
 
+/// Linked with `-lcgmalloc`. The run path is a DT_RPATH (`--disable-new-dtags`) and
+/// `LD_LIBRARY_PATH` is cleared: cargo points `LD_LIBRARY_PATH` at `target/release/deps`,
+/// which holds the `--no-default-features` build of the same library (no `malloc`).
 #[test]
 fn conformance_linked() {
     let dir = Scratch::new("conformance-linked");
@@ -275,10 +278,12 @@ fn conformance_linked() {
         &[
             &format!("-L{libdir}"),
             "-lcgmalloc",
-            &format!("-Wl,-rpath,{libdir}"),
+            &format!("-Wl,--disable-new-dtags,-rpath,{libdir}"),
         ],
     );
-    let r = run(&mut plain(Command::new(&exe)), None, TIMEOUT);
+    let mut cmd = plain(Command::new(&exe));
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let r = run(&mut cmd, None, TIMEOUT);
     let n = conformance_result(&r, "conformance (linked with -lcgmalloc)");
     eprintln!("conformance (linked): {n} passed in {:.1?}", r.elapsed);
 }
