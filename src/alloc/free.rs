@@ -16,7 +16,8 @@
 //! free slices, not at a block start, or a block already free.
 
 use super::heap::{self, Uncharge};
-use super::segment::{Segment, KIND_LARGE};
+use super::segmap;
+use super::segment::{Segment, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICE_SHIFT};
 use super::span::{self, Span};
 use super::tld;
 use crate::util::fatal::fatal;
@@ -57,9 +58,46 @@ pub fn locate(p: *mut u8) -> (*mut Segment, Option<*mut Span>) {
     (seg, Some(s as *mut Span))
 }
 
-/// Frees `p` (not null).
-#[inline]
+/// Frees `p` (not null). The common case (a small block of a span this thread owns,
+/// not already free) is handled inline; everything else goes to `free_general`.
+#[inline(always)]
 pub fn free(p: *mut u8) {
+    let a = p as usize;
+    if segmap::get(a) == segmap::HERE {
+        let base = a & !(SEG_SIZE - 1);
+        // SAFETY: the segment map names this region as a segment in use: its header is
+        // mapped and valid.
+        let sg = unsafe { &mut *(base as *mut Segment) };
+        if sg.kind.load(Ordering::Relaxed) == KIND_SPANS {
+            let s: *mut Span = &mut sg.spans[(a & (SEG_SIZE - 1)) >> SLICE_SHIFT];
+            // SAFETY: a descriptor of this segment.
+            let span = unsafe { &mut *s };
+            let me = tld::current();
+            if span.is_block_start(a)
+                && span.state.load(Ordering::Relaxed) == span::ACTIVE
+                && sg.tld.load(Ordering::Relaxed) == me
+                && !me.is_null()
+                && !span.looks_free(p)
+            {
+                span.push_local(p);
+                if span.list == span::LIST_FULL
+                    || (span.used.load(Ordering::Relaxed) == 0
+                        // SAFETY: an owned span's heap is this thread's live heap.
+                        && unsafe { (*span.heap).direct[span.class as usize] } != s)
+                {
+                    free_local_slow(span);
+                }
+                return;
+            }
+        }
+    }
+    free_general(p);
+}
+
+/// Frees `p` (not null): any case, with every misuse check.
+#[cold]
+#[inline(never)]
+fn free_general(p: *mut u8) {
     let (seg, s) = locate(p);
     let Some(s) = s else {
         let _errno = crate::os::ErrnoGuard::new();

@@ -48,40 +48,40 @@ pub struct Block {
     next: usize,
 }
 
-#[repr(C)]
+/// A span descriptor. The first cache line holds everything `malloc` and the owner's
+/// `free` touch; the rest is for slow paths and other threads.
+#[repr(C, align(64))]
 pub struct Span {
-    // --- the fast path's line ---
+    // --- the fast paths' line ---
     pub free: *mut Block,
     pub key: usize,
-    pub used: AtomicU32,
-    pub block_size: u32,
-    pub local_free: *mut Block,
-    pub thread_free: AtomicPtr<Block>,
     pub start: *mut u8,
-    // --- the rest ---
-    /// Blocks on `thread_free` not yet collected (for statistics: `used - remote` blocks
-    /// are live).
-    pub remote: AtomicU32,
     /// `ceil(2^32 / block_size)`: `off * magic >> 32` is `off / block_size` for every
     /// offset inside a span (spans are at most 2^17 bytes, blocks at least 16).
     pub magic: u64,
-    pub reserved: u32,
+    pub local_free: *mut Block,
+    pub used: AtomicU32,
+    pub block_size: u32,
     pub capacity: u32,
-    pub class: u8,
     pub state: AtomicU8,
-    /// Set while the span sits in its heap's full list; a remote free that clears it
-    /// hands the span back to the heap (`Heap::reactivated`).
-    pub in_full: AtomicBool,
-    pub slices: u8,
     /// Which of its heap's lists the span is on (owner only): `LIST_*`.
     pub list: u8,
+    pub class: u8,
+    pub slices: u8,
+    // --- the rest ---
+    pub thread_free: AtomicPtr<Block>,
+    /// Blocks on `thread_free` not yet collected (for statistics: `used - remote` blocks
+    /// are live).
+    pub remote: AtomicU32,
+    pub reserved: u32,
+    /// Set while the span sits in its heap's full list; a remote free that clears it
+    /// marks the heap `full_dirty`, and the owner takes the span back.
+    pub in_full: AtomicBool,
     pub group: AtomicU32,
     /// Owner heap (null for a free or abandoned span).
     pub heap: *mut super::heap::Heap,
     pub prev: *mut Span,
     pub next: *mut Span,
-    /// Link in the owner heap's stack of spans reactivated by remote frees.
-    pub next_reactivated: *mut Span,
 }
 
 impl Span {
@@ -107,7 +107,6 @@ impl Span {
         heap: ptr::null_mut(),
         prev: ptr::null_mut(),
         next: ptr::null_mut(),
-        next_reactivated: ptr::null_mut(),
     };
 
     pub fn pages(&self) -> u64 {
@@ -279,12 +278,15 @@ impl Span {
         on(self.free) || on(self.local_free) || on(self.thread_free.load(Ordering::Acquire))
     }
 
-    /// The first word of a block being freed looks like a free-list link of this span.
+    /// The first word of a block being freed looks like a free-list link of this span:
+    /// it decodes to null or into the span. A live block's first word does so with odds
+    /// of about 2^-48 (it was cleared when handed out, and the key is random), and a hit
+    /// is confirmed by `is_free_block`.
     #[inline]
     pub fn looks_free(&self, p: *mut u8) -> bool {
         // SAFETY: `p` is a block of this span; its first word is readable.
         let next = self.decode(unsafe { (*(p as *mut Block)).next }) as usize;
-        next == 0 || self.is_block_start(next)
+        next == 0 || next.wrapping_sub(self.start as usize) < super::segment::SLICE_SIZE
     }
 }
 
