@@ -4,8 +4,7 @@
 //! threads' stocks go back to their groups (`memcg::threads::fork_child`), their segments
 //! become abandoned, and their cached spans and mappings are released.
 
-use super::heap::{self, Uncharge};
-use super::segment::{self, Segment, KIND_LARGE, SLICES};
+use super::segment::{self, Segment, KIND_LARGE};
 use super::span;
 use super::tld;
 use crate::memcg;
@@ -32,7 +31,6 @@ extern "C" fn child() {
     parent();
     memcg::threads::fork_child();
     let me = tld::current();
-    let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
     // Only this thread exists now: the segment list can be walked and changed freely.
     Segment::for_each_unlocked(|seg| {
         // SAFETY: a listed, mapped segment; no other thread runs.
@@ -50,35 +48,7 @@ extern "C" fn child() {
         }
         sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
         sg.claim.store(0, Ordering::Relaxed);
-        let mut n = 0;
-        let mut destroyed = false;
-        for i in 1..SLICES {
-            let s: *mut span::Span = &mut sg.spans[i];
-            // SAFETY: a descriptor of this segment.
-            let sp = unsafe { &mut *s };
-            let st = sp.state.load(Ordering::Relaxed);
-            if st == span::FREE {
-                continue;
-            }
-            sp.heap = ptr::null_mut();
-            sp.list = span::LIST_NONE;
-            sp.in_full.store(false, Ordering::Relaxed);
-            sp.collect();
-            if st == span::CACHED || st == span::PURGED || sp.used.load(Ordering::Relaxed) == 0 {
-                // SAFETY: an empty span of a segment nobody else can touch.
-                let (u, empty) = unsafe { heap::release_span(seg, s) };
-                if let Some(u) = u {
-                    owed[n] = u;
-                    n += 1;
-                }
-                if empty {
-                    destroyed = true;
-                    break;
-                }
-            } else {
-                sp.state.store(span::ABANDONED, Ordering::Relaxed);
-            }
-        }
+        let (destroyed, owed, n) = tld::settle_spans(seg);
         if destroyed {
             Segment::destroy(seg);
         }

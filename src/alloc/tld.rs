@@ -213,14 +213,26 @@ pub fn thread_exit() {
 /// threads freeing their blocks. Returns whether the segment is now empty (the caller
 /// destroys it) and the uncharges owed.
 fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
-    let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
-    let mut n = 0;
     // SAFETY: `seg` is a live segment this thread owned; the claim serialises us with
     // threads freeing into it once `tld` is cleared.
-    let sg = unsafe { &mut *seg };
+    let sg = unsafe { &*seg };
     sg.lock_claim();
     sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
-    let mut destroyed = false;
+    let r = settle_spans(seg);
+    if !r.0 {
+        sg.unlock_claim();
+    }
+    r
+}
+
+/// For a segment whose owner is gone (`tld` already null) and which the caller holds:
+/// releases its empty spans (cached ones included) and marks the others `ABANDONED`.
+/// Returns whether the segment is now empty and the uncharges owed.
+pub fn settle_spans(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
+    let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
+    let mut n = 0;
+    // SAFETY: the caller holds the segment (its claim, or the only thread of a fork child).
+    let sg = unsafe { &mut *seg };
     for i in 1..SLICES {
         let s: *mut span::Span = &mut sg.spans[i];
         // SAFETY: a descriptor of this segment, which we hold.
@@ -241,17 +253,13 @@ fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
                 n += 1;
             }
             if empty {
-                destroyed = true;
-                break;
+                return (true, owed, n);
             }
         } else {
             sp.state.store(span::ABANDONED, Ordering::Release);
         }
     }
-    if !destroyed {
-        sg.unlock_claim();
-    }
-    (destroyed, owed, n)
+    (false, owed, n)
 }
 
 pub fn lock_pools_for_fork() {
