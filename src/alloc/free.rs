@@ -23,14 +23,38 @@ use super::tld;
 use crate::util::fatal::fatal;
 use std::sync::atomic::Ordering;
 
-#[cold]
-fn foreign() -> ! {
-    fatal(&[b"free(): invalid pointer (not allocated by cgmalloc)"])
+/// The entry point a misused pointer was given to, for the fatal line.
+#[derive(Clone, Copy)]
+pub enum Caller {
+    Free,
+    Realloc,
+    UsableSize,
+}
+
+impl Caller {
+    fn name(self) -> &'static [u8] {
+        match self {
+            Caller::Free => b"free(): ",
+            Caller::Realloc => b"realloc(): ",
+            Caller::UsableSize => b"malloc_usable_size(): ",
+        }
+    }
 }
 
 #[cold]
-fn interior() -> ! {
-    fatal(&[b"free(): invalid pointer (inside a block, not its start)"])
+fn foreign(caller: Caller) -> ! {
+    fatal(&[
+        caller.name(),
+        b"invalid pointer (not allocated by cgmalloc)",
+    ])
+}
+
+#[cold]
+fn interior(caller: Caller) -> ! {
+    fatal(&[
+        caller.name(),
+        b"invalid pointer (inside a block, not its start)",
+    ])
 }
 
 #[cold]
@@ -41,19 +65,23 @@ fn double_free() -> ! {
 /// The segment and span of a live small block, or the segment of a large one; fatal for
 /// anything else.
 #[inline]
-pub fn locate(p: *mut u8) -> (*mut Segment, Option<*mut Span>) {
-    let Some(seg) = Segment::of(p) else { foreign() };
+pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
+    let Some(seg) = Segment::of(p) else {
+        foreign(caller)
+    };
     // SAFETY: `Segment::of` only returns mapped segments with a valid header.
     let sg = unsafe { &mut *seg };
     if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
         if p != sg.large.data {
-            interior();
+            interior(caller);
         }
         return (seg, None);
     }
-    let Some(s) = sg.span_of(p) else { foreign() };
+    let Some(s) = sg.span_of(p) else {
+        foreign(caller)
+    };
     if !s.is_block_start(p as usize) {
-        interior();
+        interior(caller);
     }
     (seg, Some(s as *mut Span))
 }
@@ -98,7 +126,7 @@ pub fn free(p: *mut u8) {
 #[cold]
 #[inline(never)]
 fn free_general(p: *mut u8) {
-    let (seg, s) = locate(p);
+    let (seg, s) = locate(p, Caller::Free);
     let Some(s) = s else {
         let _errno = crate::os::ErrnoGuard::new();
         super::large::free(seg);
@@ -192,7 +220,7 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
 
 /// Usable bytes of the live block `p`.
 pub fn usable_size(p: *mut u8) -> usize {
-    match locate(p) {
+    match locate(p, Caller::UsableSize) {
         (seg, None) => super::large::usable_size(seg),
         // SAFETY: `locate` returned the live span of `p`.
         (_, Some(s)) => unsafe { (*s).block_size as usize },

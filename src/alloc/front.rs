@@ -119,7 +119,7 @@ pub fn usable_size(p: *mut u8) -> usize {
 /// block fits without wasting more than half of it, else a new block in the calling
 /// thread's current group. Null on failure, `p` untouched.
 pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
-    let (seg, span) = free_path::locate(p);
+    let (seg, span) = free_path::locate(p, free_path::Caller::Realloc);
     let old = match span {
         // SAFETY: `locate` returned the live span of `p`.
         Some(s) => unsafe { (*s).block_size as usize },
