@@ -16,7 +16,8 @@ unsafe impl GlobalAlloc for CgMalloc {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        alloc::free(ptr)
+        // `GlobalAlloc` never passes null.
+        alloc::free::free(ptr)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {

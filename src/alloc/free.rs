@@ -109,9 +109,7 @@ pub fn free(p: *mut u8) {
             {
                 span.push_local(p);
                 if span.list == span::LIST_FULL
-                    || (span.used.load(Ordering::Relaxed) == 0
-                        // SAFETY: an owned span's heap is this thread's live heap.
-                        && unsafe { (*span.heap).direct[span.class as usize] } != s)
+                    || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
                 {
                     free_local_slow(span);
                 }
@@ -142,9 +140,7 @@ fn free_general(p: *mut u8) {
         }
         span.push_local(p);
         if span.list == span::LIST_FULL
-            || (span.used.load(Ordering::Relaxed) == 0
-                // SAFETY: an owned span's heap is this thread's live heap.
-                && unsafe { (*span.heap).direct[span.class as usize] } != s)
+            || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
         {
             free_local_slow(span);
         }

@@ -15,7 +15,7 @@ use core::ptr;
 /// Alignment every block has.
 pub const MIN_ALIGN: usize = 16;
 
-#[inline]
+#[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
         let heap = tld::heap();
@@ -92,6 +92,7 @@ pub fn zeroed(bytes: usize, align: usize) -> *mut u8 {
 }
 
 /// A block of `size` bytes aligned to `align` (a power of two).
+#[inline(always)]
 pub fn aligned(align: usize, size: usize) -> *mut u8 {
     if align <= MIN_ALIGN {
         malloc(size)

@@ -219,6 +219,21 @@ impl Heap {
         }
     }
 
+    /// Makes `s` the span the fast path allocates from for `class`, keeping the spans'
+    /// `is_direct` flags in step (the shared empty span is never written).
+    fn set_direct(&mut self, class: usize, s: *mut Span) {
+        let old = self.direct[class];
+        if old != empty_span() {
+            // SAFETY: a span of this heap.
+            unsafe { (*old).is_direct = false };
+        }
+        if s != empty_span() {
+            // SAFETY: a span of this heap.
+            unsafe { (*s).is_direct = true };
+        }
+        self.direct[class] = s;
+    }
+
     /// Moves `s` from whichever list it is on to `to` (front of a class queue, back of the
     /// full list, front of the cache).
     fn move_list(&mut self, s: *mut Span, to: u8) {
@@ -262,7 +277,7 @@ impl Heap {
         // SAFETY: `s` is on its class queue, owned by this heap.
         let class = unsafe { (*s).class as usize };
         if self.direct[class] == s {
-            self.direct[class] = empty_span();
+            self.set_direct(class, empty_span());
         }
         self.move_list(s, span::LIST_FULL);
         // SAFETY: as above.
@@ -297,7 +312,7 @@ impl Heap {
                         continue;
                     }
                 }
-                self.direct[class] = s;
+                self.set_direct(class, s);
                 return span.pop();
             }
             self.move_to_full(s);
@@ -305,7 +320,7 @@ impl Heap {
         }
         match self.new_span(class) {
             Some(s) => {
-                self.direct[class] = s;
+                self.set_direct(class, s);
                 // SAFETY: a fresh span with free blocks, owned by us.
                 unsafe { (*s).pop() }
             }
@@ -431,7 +446,7 @@ impl Heap {
         unsafe { (*s).in_full.store(false, Ordering::Release) };
         let class = unsafe { (*s).class as usize };
         if self.direct[class] == s {
-            self.direct[class] = empty_span();
+            self.set_direct(class, empty_span());
         }
         let victim = {
             // SAFETY: the thread state outlives its heaps.

@@ -68,6 +68,8 @@ pub struct Span {
     pub list: u8,
     pub class: u8,
     pub slices: u8,
+    /// Whether the span is its heap's `direct` span for its class (owner only).
+    pub is_direct: bool,
     // --- the rest ---
     pub thread_free: AtomicPtr<Block>,
     /// Blocks on `thread_free` not yet collected (for statistics: `used - remote` blocks
@@ -103,6 +105,7 @@ impl Span {
         in_full: AtomicBool::new(false),
         slices: 0,
         list: LIST_NONE,
+        is_direct: false,
         group: AtomicU32::new(NO_GROUP),
         heap: ptr::null_mut(),
         prev: ptr::null_mut(),
