@@ -13,32 +13,46 @@
 //!
 //! Under `--cfg loom` only `counter`, `table` and `stock` are built, for the model checks.
 
+/// cbindgen:ignore
 pub mod counter;
+/// cbindgen:ignore
 pub mod events;
+/// cbindgen:ignore
 pub mod path;
+/// cbindgen:ignore
 pub mod stock;
+/// cbindgen:ignore
 pub mod table;
 
 #[cfg(not(loom))]
 pub mod callbacks;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod charge;
 #[cfg(not(loom))]
 pub mod control;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod files;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod high;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod oom;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod reclaim;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod report;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod size;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod threads;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod threshold;
 
