@@ -9,7 +9,8 @@
 //! - `stock`, `threads`: per-thread stocks of precharged pages (I4) and thread state;
 //! - `charge`: the charge path (`try_charge`), with `reclaim`, `oom`, `high`,
 //!   `threshold`, `events` and `callbacks` beside it;
-//! - `files`, `control`, `report`: the interface files and control operations.
+//! - `files`, `control`, `report`: the interface files and control operations;
+//! - `size`, `container`: size strings, and the container limit their `N%` refers to.
 //!
 //! Under `--cfg loom` only `counter`, `table` and `stock` are built, for the model checks.
 
@@ -29,6 +30,8 @@ pub mod callbacks;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod charge;
+#[cfg(not(loom))]
+pub mod container;
 #[cfg(not(loom))]
 pub mod control;
 /// cbindgen:ignore
