@@ -212,3 +212,41 @@ fn lowering_max_below_usage_refuses_until_memory_is_freed() {
     quiesce(&g);
     assert_empty(&g);
 }
+
+/// A large `realloc` refused by its own group fails after one trip down the charge path:
+/// the OOM handler runs once and `oom`/`oom_kill` count one failed allocation, as for a
+/// `malloc` of the new size. Growing in another group's thread may still move the block.
+#[test]
+fn a_refused_large_realloc_runs_the_oom_path_once() {
+    let g = Group::create("/grow").unwrap();
+    g.set_max(4 << 20).unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    g.on_oom(move |_| {
+        c.fetch_add(1, Ordering::SeqCst);
+        cgmalloc::OomAction::Fail
+    })
+    .unwrap();
+    let two = Layout::from_size_align(2 << 20, 16).unwrap();
+    let (p, grown) = {
+        let _in = g.enter().unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc(two) };
+        assert!(!p.is_null());
+        // SAFETY: `p` is live with layout `two`; the new size is non-zero.
+        let grown = unsafe { std::alloc::realloc(p, two, 10 << 20) };
+        (p, grown)
+    };
+    assert!(grown.is_null(), "10 MiB cannot fit under a 4 MiB max");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the OOM handler ran once");
+    assert_eq!((event(&g, "oom"), event(&g, "oom_kill")), (1, 1));
+    // From the root's thread, the same realloc moves the block into the root.
+    // SAFETY: `p` is still live with layout `two`.
+    let moved = unsafe { std::alloc::realloc(p, two, 10 << 20) };
+    assert!(!moved.is_null());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // SAFETY: the moved block, with its new layout.
+    unsafe { dealloc(moved, Layout::from_size_align(10 << 20, 16).unwrap()) };
+    // The old block left the group (its mapping may stay cached there, still charged).
+    assert_eq!(stat_key(&g, "allocated"), 0);
+}

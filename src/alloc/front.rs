@@ -131,9 +131,12 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
         return p;
     }
     if span.is_none() && size > SMALL_MAX && align <= SLICE_SIZE {
-        let q = large::resize(seg, size);
-        if !q.is_null() {
-            return q;
+        match large::resize(seg, size) {
+            Ok(q) => return q,
+            // The charge path already ran (and counted its OOM) for this thread's group:
+            // a new block would be charged to it again and refused again.
+            Err(large::NotResized::Refused) => return ptr::null_mut(),
+            Err(large::NotResized::NoRoom) => {}
         }
     }
     let q = aligned(align, size);

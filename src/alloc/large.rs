@@ -262,18 +262,31 @@ pub fn usable_size(seg: *mut Segment) -> usize {
     unsafe { (*seg).large.usable }
 }
 
+/// Why a block could not be resized where it is (it is then unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotResized {
+    /// The owner group, which is also the caller's, refused the extra pages after its
+    /// whole charge path (reclaim, OOM handler): a new block would be refused too.
+    Refused,
+    /// Too large, no address space to grow into, or the owner group (not the caller's)
+    /// refused without reclaim: a new block in the caller's group may still work.
+    NoRoom,
+}
+
 /// Resizes the block of `seg` without copying: within its reservation, by `mremap` in
 /// place, or (to grow) by moving its pages to a new address. Returns the block's new
-/// address, null when none works (the block is then unchanged). Charges follow the size.
-pub fn resize(seg: *mut Segment, new_size: usize) -> *mut u8 {
+/// address. Charges follow the size and stay with the block's owner group; only a
+/// caller in that group runs its whole charge path, others try it without reclaim and
+/// fall back to a new block in their own group.
+pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized> {
     if new_size > LARGE_MAX {
-        return ptr::null_mut();
+        return Err(NotResized::NoRoom);
     }
     let Some(new) = new_size
         .checked_add(PAGE_SIZE - 1)
         .map(|v| v & !(PAGE_SIZE - 1))
     else {
-        return ptr::null_mut();
+        return Err(NotResized::NoRoom);
     };
     // SAFETY: the segment of a live block held by the caller.
     let sg = unsafe { &mut *seg };
@@ -288,14 +301,20 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> *mut u8 {
             pages: pages(old - new),
         }
         .apply_plain();
-        return sg.large.data;
+        return Ok(sg.large.data);
     }
-    if memcg::charge::try_charge(group, pages(new - old), 0).is_err() {
-        return ptr::null_mut();
+    let own = group == memcg::threads::current_group();
+    let flags = if own { 0 } else { memcg::charge::NORETRY };
+    if memcg::charge::try_charge(group, pages(new - old), flags).is_err() {
+        return Err(if own {
+            NotResized::Refused
+        } else {
+            NotResized::NoRoom
+        });
     }
     if new <= sg.large.capacity {
         sg.large.usable = new;
-        return sg.large.data;
+        return Ok(sg.large.data);
     }
     let head = sg.mapped - sg.large.capacity;
     let capacity = room_for(new);
@@ -304,16 +323,16 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> *mut u8 {
             sg.mapped = head + capacity;
             sg.large.capacity = capacity;
             sg.large.usable = new;
-            return sg.large.data;
+            return Ok(sg.large.data);
         }
         if let Some(moved) = Segment::move_large(seg, head + capacity) {
             // SAFETY: the moved header, still ours.
             let m = unsafe { &mut (*moved).large };
             m.capacity = capacity;
             m.usable = new;
-            return m.data;
+            return Ok(m.data);
         }
     }
     memcg::charge::uncharge(group, pages(new - old));
-    ptr::null_mut()
+    Err(NotResized::NoRoom)
 }
