@@ -302,6 +302,27 @@ fn named_threads_join_their_groups() {
 }
 
 #[test]
+fn the_first_thread_starts_in_the_attach_group_and_its_threads_follow() {
+    let seen = run(
+        &[
+            ("CGMALLOC_CGROUP", "off"),
+            ("CGMALLOC_GROUPS", "/bench:max=1G;/w"),
+            ("CGMALLOC_ATTACH", " /bench\n"),
+            ("CGMALLOC_THREADS", "self-w*=/w"),
+        ],
+        &["--threads"],
+    );
+    assert!(seen.warnings().is_empty(), "{}", seen.stderr);
+    assert_eq!(seen.get("main.group"), "/bench");
+    assert_eq!(seen.get("thread self-worker"), "/w");
+    // Not named by any rule: created by main, so started in main's group.
+    assert_eq!(seen.get("thread self-io"), "/bench");
+    assert_eq!(seen.get("thread other-x"), "/bench");
+    let seen = run(&[("CGMALLOC_CGROUP", "off")], &[]);
+    assert_eq!(seen.get("main.group"), "/");
+}
+
+#[test]
 fn a_rule_naming_a_missing_group_leaves_the_thread_and_says_so() {
     let seen = run(
         &[
@@ -391,6 +412,9 @@ fn malformed_values_are_reported_and_ignored() {
         ("CGMALLOC_STATS", ""),
         ("CGMALLOC_STATS", "/nonexistent/dir/table.txt"),
         ("CGMALLOC_CGROUP", "maybe"),
+        ("CGMALLOC_ATTACH", "bench"),
+        ("CGMALLOC_ATTACH", "/not/there"),
+        ("CGMALLOC_ATTACH", ""),
     ];
     for &(var, value) in cases {
         let mut vars = vec![(var, value)];
@@ -410,6 +434,7 @@ fn malformed_values_are_reported_and_ignored() {
         assert_eq!(seen.get("group /a"), "missing", "{var}={value:?}");
         assert_eq!(seen.get("group /ok"), "missing", "{var}={value:?}");
         assert_eq!(seen.get("thread self-worker"), "/", "{var}={value:?}");
+        assert_eq!(seen.get("main.group"), "/", "{var}={value:?}");
         assert!(!seen.stderr.contains("cgmalloc: pid"), "{var}={value:?}");
     }
 }

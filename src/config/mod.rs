@@ -3,7 +3,8 @@
 //! (preloaded, linked, or the Rust crate's code linked into a program), before `main`.
 //!
 //! Order matters: the container limit first (`N%` sizes refer to it), then the root's
-//! limits and OOM policy, then the groups, then the thread-name rules and the exit report.
+//! limits and OOM policy, then the groups, the first thread's group (`CGMALLOC_ATTACH`, an
+//! addition to INTERFACE.md's list), the thread-name rules and the exit report.
 //!
 //! Every malformed value prints one line `cgmalloc: CGMALLOC_X: <why>; ignored` and
 //! leaves that setting unset; nothing here stops the program. Runs outside `malloc`, so
@@ -45,6 +46,11 @@ pub fn init() {
     if let Some(v) = var("CGMALLOC_GROUPS") {
         if let Err(why) = groups::apply(&v) {
             warn("CGMALLOC_GROUPS", &why);
+        }
+    }
+    if let Some(v) = var("CGMALLOC_ATTACH") {
+        if let Err(why) = attach(&v) {
+            warn("CGMALLOC_ATTACH", &why);
         }
     }
     if let Some(v) = var("CGMALLOC_THREADS") {
@@ -91,6 +97,23 @@ fn container() {
         let root = std::path::Path::new(std::ffi::OsStr::from_bytes(&root));
         size::set_container_limit(crate::memcg::container::probe_at(root));
     }
+}
+
+/// `CGMALLOC_ATTACH=PATH`: the process's first thread (the one loading the library)
+/// starts in PATH, so the threads it creates do too.
+fn attach(v: &[u8]) -> Result<(), String> {
+    let path = v.trim_ascii();
+    let group = if path == b"/" {
+        Ok(control::root())
+    } else {
+        control::open(path)
+    };
+    let group = group.map_err(|e| match e {
+        libc::ENOENT => bad_value(v, "no such group (create it with CGMALLOC_GROUPS)"),
+        _ => bad_value(v, "not a group path (/name/name...)"),
+    })?;
+    control::attach(group).map_err(|e| bad_value(v, errtext(e)))?;
+    Ok(())
 }
 
 fn root_limit(file: &str, v: &[u8]) -> Result<(), String> {

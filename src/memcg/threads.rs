@@ -370,7 +370,12 @@ pub fn thread_exit() {
 
 /// In a fork child: only the forking thread survives. Every other thread's stock goes
 /// back to its group and its attachment ends; this thread's slot takes its new tid.
+/// Requests for threads that never registered die with them.
 pub fn fork_child() {
+    for e in &PENDING {
+        e.handle.store(0, Ordering::Relaxed);
+        e.pthread.store(0, Ordering::Relaxed);
+    }
     let mine = TLS.with(|t| t.slot.get());
     for (i, s) in registered().iter().enumerate() {
         if i as u32 == mine {

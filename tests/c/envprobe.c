@@ -1,6 +1,7 @@
 /* Prints what the library made of its CGMALLOC_* environment, one `key value` line
  * each, for tests/env.rs:
  *   root.<file> <text>                      the root's limits, policy, container_limit
+ *   main.group <path>                       the group the first thread starts in
  *   group <path> <file> <text> | missing    for each path given as an argument
  *   thread <name> <path>                    threads named through pthread_setname_np:
  *                                           "self-..." by themselves, "other-..." by main
@@ -90,6 +91,10 @@ int main(int argc, char **argv) {
     for (size_t f = 0; f < NFILES; f++)
         print_file("root.", cgm_root(), FILES[f]);
     print_container_limit();
+    char main_group[256];
+    if (cgm_group_path(cgm_thread_group(), main_group, sizeof main_group) < 0)
+        strcpy(main_group, "error");
+    printf("main.group %s\n", main_group);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0) {
             threads();
