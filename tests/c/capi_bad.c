@@ -751,9 +751,71 @@ int main(void)
     BAD_EXPECT(-ENOMEM, cgm_charge(sentinel, MIB, CGM_CHARGE_NORETRY), adjust_refused);
     BAD_EXPECT(-ENOMEM, cgm_charge(child, 2 * MIB, CGM_CHARGE_NORETRY), adjust_refused);
 
+    /* ---- -ENOSPC: full tables (groups, callbacks, thresholds). ---- */
+    /* Fill the group table under /capi_bad_fill (INTERFACE.md: at least 4,096 groups). */
+    cgm_group_t fill_parent;
+    must(cgm_group_create("/capi_bad_fill", &fill_parent), "create /capi_bad_fill");
+    static cgm_group_t filled[1 << 16];
+    int nfilled = 0, r;
+    for (;;) {
+        char path[64];
+        cgm_group_t h;
+        snprintf(path, sizeof path, "/capi_bad_fill/g%d", nfilled);
+        r = cgm_group_create(path, &h);
+        if (r != 0 || nfilled + 1 == (int)(sizeof filled / sizeof filled[0]))
+            break;
+        filled[nfilled++] = h;
+    }
+    /* The root, /capi_bad_fill, the 7 live groups of /capi_bad and the dying one. */
+    if (r != -ENOSPC || nfilled + 10 < 4096) {
+        char what[128];
+        snprintf(what, sizeof what, "stopped at %d groups with %d (%s)", nfilled + 10, r,
+                 cgm_strerror(r));
+        fail(__LINE__, "filling the group table", what);
+    }
+    BAD(-ENOSPC, cgm_group_create("/capi_bad/new", &out_h));
+    BAD(-ENOSPC, cgm_group_create("/capi_bad/s/new", &out_h));
+    BAD(-EEXIST, cgm_group_create("/capi_bad/s", &out_h));
+    BAD(-EINVAL, cgm_group_create("/capi_bad/s/", &out_h));
+    /* The callback table, shared by reclaim callbacks and OOM handlers. */
+    static uint64_t ids[1 << 12];
+    int nids = 0;
+    for (;;) {
+        r = cgm_reclaimer_add(fill_parent, never_reclaim, NULL, &ids[nids]);
+        if (r != 0 || nids + 1 == (int)(sizeof ids / sizeof ids[0]))
+            break;
+        nids++;
+    }
+    if (r != -ENOSPC)
+        fail(__LINE__, "filling the callback table", "did not end with -ENOSPC");
+    BAD(-ENOSPC, cgm_reclaimer_add(sentinel, never_reclaim, NULL, &out_id));
+    BAD(-ENOSPC, cgm_oom_handler_set(sentinel, never_oom, NULL));
+    BAD(-ENOSPC, cgm_oom_handler_set(parent, never_oom, NULL));
+    BAD(-EINVAL, cgm_reclaimer_add(sentinel, NULL, NULL, &out_id));
+    for (int i = 0; i < nids; i++)
+        must(cgm_reclaimer_remove(ids[i]), "reclaimer_remove");
+    /* The threshold table: a refused registration closes both its descriptors. */
+    static int fds[1 << 12];
+    int nfds = 0;
+    for (;;) {
+        r = cgm_threshold_eventfd(fill_parent, MIB);
+        if (r < 0 || nfds + 1 == (int)(sizeof fds / sizeof fds[0]))
+            break;
+        fds[nfds++] = r;
+    }
+    if (r != -ENOSPC)
+        fail(__LINE__, "filling the threshold table", "did not end with -ENOSPC");
+    BAD(-ENOSPC, cgm_threshold_eventfd(sentinel, 4096));
+    BAD(-ENOSPC, cgm_threshold_eventfd(parent, 0));
+    for (int i = 0; i < nfds; i++)
+        must(cgm_threshold_remove(fill_parent, fds[i]), "threshold_remove");
+    for (int i = nfilled - 1; i >= 0; i--)
+        must(cgm_group_destroy(filled[i]), "destroy a /capi_bad_fill group");
+    must(cgm_group_destroy(fill_parent), "destroy /capi_bad_fill");
+
     /* Nothing registered by the refused registrations: a reclaim of the subtree calls no
      * callback, an OOM in the sentinel calls no handler. */
-    int r = cgm_group_reclaim(parent, MIB);
+    r = cgm_group_reclaim(parent, MIB);
     if (r != -EAGAIN)
         fail(__LINE__, "cgm_group_reclaim(parent, 1M)", "did not return -EAGAIN");
     if (cgm_charge(sentinel, 4 * MIB, 0) != -ENOMEM)
