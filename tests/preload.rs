@@ -15,224 +15,25 @@
 //! programs it starts. Needs `cc`, `nm`, `python3`, `perl`, `sqlite3`, `valgrind` and
 //! `sort` on `PATH`; a missing one is a failure, not a skip.
 
-use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+mod c_util;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use c_util::{linked, need, plain, preloaded, run, tail, Run, Scratch, TIMEOUT};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
 /// Flags for every C program. `-fno-builtin`: without it GCC treats the malloc family as
 /// builtins (e.g. it assumes `free` leaves `errno` alone), so some checks would be folded
 /// away instead of exercising the allocator.
 const CFLAGS: [&str; 5] = ["-O1", "-g", "-pthread", "-Wall", "-fno-builtin"];
-/// Time limit for one program run; a run that exceeds it is killed and fails the test.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `target/release/libcgmalloc.so`, which must exist and export `malloc`.
-fn library() -> PathBuf {
-    static CHECKED: OnceLock<PathBuf> = OnceLock::new();
-    CHECKED
-        .get_or_init(|| {
-            let so = Path::new(ROOT).join("target/release/libcgmalloc.so");
-            assert!(
-                so.is_file(),
-                "{} is missing: run `cargo build --release` (default features) before these \
-                 tests",
-                so.display()
-            );
-            // A build with `--no-default-features` also writes this file, without the
-            // standard names: preloading it would silently test glibc's malloc.
-            let nm = Command::new(need("nm"))
-                .args(["-D", "--defined-only"])
-                .arg(&so)
-                .env_remove("LD_PRELOAD")
-                .output()
-                .unwrap();
-            let syms = String::from_utf8_lossy(&nm.stdout);
-            assert!(
-                syms.lines().any(|l| l.ends_with(" T malloc")),
-                "{} does not export `malloc` (built without the `override` feature?): run \
-                 `cargo build --release`",
-                so.display()
-            );
-            so
-        })
-        .clone()
-}
-
-/// A fresh scratch directory for one test, removed when the test passes (kept for a look
-/// when it fails).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("preload")
-            .join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// The absolute path of a program on `PATH`, or a failure telling what to install.
-fn need(program: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(program);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "`{program}` is not installed (CI must install it, e.g. `apt-get install -y {program}`)"
-    );
-}
 
 /// Compiles `tests/c/<source>` into `<dir>/<out>` with `CFLAGS` and `extra` flags.
 fn compile(dir: &Path, source: &str, out: &str, extra: &[&str]) -> PathBuf {
-    let cc = need("cc");
-    let src = Path::new(ROOT).join("tests/c").join(source);
-    let exe = dir.join(out);
-    let output = Command::new(cc)
-        .args(CFLAGS)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .args(extra)
-        .arg("-ldl")
-        .env_remove("LD_PRELOAD")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "compiling {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    exe
-}
-
-struct Run {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "status {:?} after {:.1?}\n--- stdout (end) ---\n{}\n--- stderr (end) ---\n{}",
-            self.status,
-            self.elapsed,
-            tail(&self.stdout(), 3000),
-            tail(&self.stderr, 6000)
-        )
-    }
-
-    fn assert_success(&self, what: &str) {
-        assert!(self.status.success(), "{what} failed: {}", self.describe());
-    }
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    let mut start = s.len().saturating_sub(n);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-/// Runs `cmd` (in its own process group) with `stdin`, collecting its output; kills the
-/// whole group and fails if it has not finished within `timeout`.
-fn run(cmd: &mut Command, stdin: Option<&Path>, timeout: Duration) -> Run {
-    let desc = format!("{cmd:?}");
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    match stdin {
-        Some(p) => cmd.stdin(std::fs::File::open(p).unwrap()),
-        None => cmd.stdin(Stdio::null()),
-    };
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            // SAFETY: signalling the process group we created for this child.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-            panic!(
-                "{desc} hung: killed after {timeout:?}\n--- stderr (end) ---\n{}",
-                tail(&stderr, 6000)
-            );
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = start.elapsed();
-    // Grandchildren that outlived the child (e.g. a hung fork child) would keep the pipes
-    // open: end the group before collecting the output.
-    // SAFETY: as above; the group may well be empty by now.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-    Run {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
-        elapsed,
-    }
-}
-
-/// `cmd` with the library preloaded.
-fn preloaded(mut cmd: Command) -> Command {
-    cmd.env("LD_PRELOAD", library());
-    cmd
-}
-
-/// `cmd` without any preload.
-fn plain(mut cmd: Command) -> Command {
-    cmd.env_remove("LD_PRELOAD");
-    cmd
+    let mut after = extra.to_vec();
+    after.push("-ldl");
+    c_util::compile_c("cc", dir, source, out, &CFLAGS, &after)
 }
 
 /// The `N` of the conformance program's "N passed, 0 failed" line.
@@ -269,21 +70,10 @@ fn conformance_preloaded() {
 #[test]
 fn conformance_linked() {
     let dir = Scratch::new("conformance-linked");
-    let lib = library();
-    let libdir = lib.parent().unwrap().to_str().unwrap().to_owned();
-    let exe = compile(
-        &dir,
-        "conformance.c",
-        "conformance-linked",
-        &[
-            &format!("-L{libdir}"),
-            "-lcgmalloc",
-            &format!("-Wl,--disable-new-dtags,-rpath,{libdir}"),
-        ],
-    );
-    let mut cmd = plain(Command::new(&exe));
-    cmd.env_remove("LD_LIBRARY_PATH");
-    let r = run(&mut cmd, None, TIMEOUT);
+    let link = c_util::link_flags();
+    let link: Vec<&str> = link.iter().map(String::as_str).collect();
+    let exe = compile(&dir, "conformance.c", "conformance-linked", &link);
+    let r = run(&mut linked(Command::new(&exe)), None, TIMEOUT);
     let n = conformance_result(&r, "conformance (linked with -lcgmalloc)");
     eprintln!("conformance (linked): {n} passed in {:.1?}", r.elapsed);
 }
