@@ -12,6 +12,7 @@
 use crate::util::spin::SpinLock;
 use core::ffi::c_void;
 
+/// cbindgen:ignore
 pub const MAX_CALLBACKS: usize = 512;
 
 /// `cgm_reclaim_fn`: `(ctx, group, bytes_wanted) -> bytes freed`.
@@ -21,14 +22,19 @@ pub type OomFn = unsafe extern "C" fn(*mut c_void, *const OomInfoC) -> i32;
 /// Drops a callback's context when the registration ends.
 pub type DropFn = unsafe fn(*mut c_void);
 
-/// `struct cgm_oom_info`.
+/// `struct cgm_oom_info`: what an OOM handler is told about the refused charge.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OomInfoC {
+    /// The group being charged.
     pub group: u64,
+    /// The group whose limit refused the charge: `group` itself or an ancestor.
     pub over_limit: u64,
+    /// Bytes of the charge.
     pub bytes: usize,
+    /// `memory.current` of `over_limit`, in bytes.
     pub usage: u64,
+    /// `memory.max` of `over_limit`, in bytes.
     pub max: u64,
 }
 

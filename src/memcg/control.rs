@@ -19,18 +19,24 @@ use std::sync::atomic::Ordering;
 
 pub type Errno = i32;
 
-/// `struct cgm_stat`.
+/// `struct cgm_stat`: a group's counters in bytes (limits that are `max` read as
+/// `UINT64_MAX`) and its hierarchical `memory.events`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stat {
+    /// `memory.current`: charged to the group and its descendants, stock included.
     pub current: u64,
+    /// `memory.peak`.
     pub peak: u64,
     pub max: u64,
     pub high: u64,
     pub low: u64,
     pub min: u64,
+    /// `memory.soft_limit_in_bytes`.
     pub soft_limit: u64,
+    /// Charges refused at this group's `max` (`memory.failcnt`).
     pub failcnt: u64,
+    /// Precharged pages held in thread stocks for this group and its descendants.
     pub stock: u64,
     pub events_low: u64,
     pub events_high: u64,
@@ -99,6 +105,7 @@ fn bytes_of(pages: u64) -> u64 {
     pages.saturating_mul(PAGE_SIZE)
 }
 
+/// cbindgen:ignore
 /// Explicit charges beyond the 48-bit address space cannot be memory: refused with
 /// `ENOMEM`, so no counter can overflow its byte conversion.
 pub const MAX_CHARGE_BYTES: u64 = 1 << 48;

@@ -9,36 +9,53 @@
 //! - `stock`, `threads`: per-thread stocks of precharged pages (I4) and thread state;
 //! - `charge`: the charge path (`try_charge`), with `reclaim`, `oom`, `high`,
 //!   `threshold`, `events` and `callbacks` beside it;
-//! - `files`, `control`, `report`: the interface files and control operations.
+//! - `files`, `control`, `report`: the interface files and control operations;
+//! - `size`, `container`: size strings, and the container limit their `N%` refers to.
 //!
 //! Under `--cfg loom` only `counter`, `table` and `stock` are built, for the model checks.
 
+/// cbindgen:ignore
 pub mod counter;
+/// cbindgen:ignore
 pub mod events;
+/// cbindgen:ignore
 pub mod path;
+/// cbindgen:ignore
 pub mod stock;
+/// cbindgen:ignore
 pub mod table;
 
 #[cfg(not(loom))]
 pub mod callbacks;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod charge;
 #[cfg(not(loom))]
+pub mod container;
+#[cfg(not(loom))]
 pub mod control;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod files;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod high;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod oom;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod reclaim;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod report;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod size;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod threads;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod threshold;
 
