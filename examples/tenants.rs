@@ -109,7 +109,7 @@ fn main() -> Result<(), cgmalloc::Error> {
     let cached: usize = keep.iter().map(|(_, c)| c.lock().unwrap().len()).sum();
     println!("cache entries held: {cached}");
     cgmalloc::drain_stocks();
-    cgmalloc::memcg::report::write_table(1);
+    cgmalloc::memcg::report::write_table(1, b"cgmalloc: group report\n");
     for t in &tenants {
         let g = Group::open(&format!("/tenants/{}", t.name))?;
         let stat = g.read("memory.stat")?;

@@ -30,6 +30,9 @@ mod api;
 pub mod capi;
 /// cbindgen:ignore
 #[cfg(not(loom))]
+mod config;
+/// cbindgen:ignore
+#[cfg(not(loom))]
 mod error;
 /// cbindgen:ignore
 #[cfg(not(loom))]

@@ -44,6 +44,7 @@ fn current_heap() -> *mut Heap {
 /// Any allocation: `(block, zeroed)`.
 #[cold]
 pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
+    crate::memcg::control::apply_pending_attach();
     let heap = current_heap();
     if heap.is_null() {
         return (ptr::null_mut(), false);

@@ -1,8 +1,10 @@
-//! `pthread_create` interposed (preloaded library only): a new thread starts in its
-//! creator's group (INTERFACE.md "Semantics"). The real function is found with
-//! `dlsym(RTLD_NEXT)`; the start routine is wrapped to attach the group first.
+//! Thread functions interposed (preloaded or linked library only), the real ones found
+//! with `dlsym(RTLD_NEXT)`:
+//! - `pthread_create`: a new thread starts in its creator's group (INTERFACE.md
+//!   "Semantics"); the start routine is wrapped to attach the group first;
+//! - `pthread_setname_np`: the name is matched against `CGMALLOC_THREADS`.
 
-use core::ffi::{c_int, c_void};
+use core::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 type StartFn = extern "C" fn(*mut c_void) -> *mut c_void;
@@ -30,15 +32,20 @@ extern "C" fn trampoline(p: *mut c_void) -> *mut c_void {
     f(arg)
 }
 
-fn real() -> Option<CreateFn> {
-    let mut f = REAL.load(Ordering::Acquire);
+/// The next definition of `name` (libc's), cached in `cache`.
+///
+/// # Safety
+/// `F` is the function pointer type of `name`.
+unsafe fn lookup<F: Copy>(cache: &AtomicUsize, name: &CStr) -> Option<F> {
+    let mut f = cache.load(Ordering::Acquire);
     if f == 0 {
         // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's definition.
-        f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize;
-        REAL.store(f, Ordering::Release);
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        cache.store(f, Ordering::Release);
     }
-    // SAFETY: a non-zero result of dlsym for "pthread_create" has this signature.
-    (f != 0).then(|| unsafe { core::mem::transmute::<usize, CreateFn>(f) })
+    // SAFETY: a non-zero dlsym result for `name` is a function of type `F` (caller's
+    // contract), and `F` is pointer-sized.
+    (f != 0).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&f) })
 }
 
 /// `pthread_create(3)`, starting the thread in the creator's group.
@@ -52,13 +59,16 @@ pub unsafe extern "C" fn pthread_create(
     f: StartFn,
     arg: *mut c_void,
 ) -> c_int {
-    let Some(real) = real() else {
+    // SAFETY: a dlsym result for "pthread_create" has this signature.
+    let Some(real) = (unsafe { lookup::<CreateFn>(&REAL, c"pthread_create") }) else {
         return libc::EAGAIN;
     };
     let group = crate::memcg::control::current();
     if group == crate::memcg::control::root() {
         // SAFETY: forwarding the caller's arguments unchanged.
-        return unsafe { real(thread, attr, f, arg) };
+        let r = unsafe { real(thread, attr, f, arg) };
+        forget_requests(r, thread);
+        return r;
     }
     let start = Box::into_raw(Box::new(Start { f, arg, group }));
     // SAFETY: forwarding the caller's arguments, with our trampoline owning `start`.
@@ -66,6 +76,42 @@ pub unsafe extern "C" fn pthread_create(
     if r != 0 {
         // SAFETY: the thread was not created, so `start` is still ours.
         drop(unsafe { Box::from_raw(start) });
+    }
+    forget_requests(r, thread);
+    r
+}
+
+/// A new thread may reuse a dead thread's `pthread_t`: drop group requests made for it.
+fn forget_requests(r: c_int, thread: *mut libc::pthread_t) {
+    if r == 0 && !thread.is_null() {
+        // SAFETY: the real pthread_create succeeded and wrote the new id.
+        let id = unsafe { *thread };
+        crate::memcg::threads::forget_requests(id);
+    }
+}
+
+type SetNameFn = unsafe extern "C" fn(libc::pthread_t, *const c_char) -> c_int;
+
+static REAL_SETNAME: AtomicUsize = AtomicUsize::new(0);
+
+/// `pthread_setname_np(3)`, then the `CGMALLOC_THREADS` rules for the new name.
+///
+/// # Safety
+/// As `pthread_setname_np(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn pthread_setname_np(thread: libc::pthread_t, name: *const c_char) -> c_int {
+    // SAFETY: a dlsym result for "pthread_setname_np" has this signature.
+    let Some(real) = (unsafe { lookup::<SetNameFn>(&REAL_SETNAME, c"pthread_setname_np") }) else {
+        return libc::ENOSYS;
+    };
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let r = unsafe { real(thread, name) };
+    if r == 0 && !name.is_null() {
+        // SAFETY: the real function accepted `name`, a NUL-terminated string.
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        // SAFETY: pthread_self and pthread_equal have no preconditions.
+        let is_self = unsafe { libc::pthread_equal(thread, libc::pthread_self()) } != 0;
+        crate::config::threads::on_named(thread, is_self, name);
     }
     r
 }

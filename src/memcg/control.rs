@@ -87,6 +87,16 @@ pub fn reattach(handle: u64) {
     }
 }
 
+/// Applies an attach another thread asked of this one (`threads::request_attach`);
+/// called on the allocation slow path, between allocations. A group destroyed since is
+/// ignored.
+#[inline]
+pub fn apply_pending_attach() {
+    if let Some(h) = threads::take_pending() {
+        let _ = attach(h);
+    }
+}
+
 pub fn current() -> u64 {
     GROUPS.handle(threads::current_group())
 }

@@ -30,6 +30,7 @@ pub mod callbacks;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod charge;
+/// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod container;
 #[cfg(not(loom))]

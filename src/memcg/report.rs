@@ -53,11 +53,12 @@ fn push_cell(b: &mut FmtBuf<'_>, pages: u64) {
     pad(b, start, NUM_COL);
 }
 
-/// Writes the header and one row per live or dying group to `fd`.
-pub fn write_table(fd: i32) {
+/// Writes `title` (a line), the column header and one row per live or dying group to
+/// `fd`.
+pub fn write_table(fd: i32, title: &[u8]) {
+    crate::os::write_all(fd, title);
     let mut line = [0u8; 1536];
     let mut b = FmtBuf::new(&mut line);
-    b.push(b"cgmalloc: group report\n");
     let start = b.total();
     b.push(b"group");
     pad(&mut b, start, PATH_COL);

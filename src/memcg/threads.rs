@@ -4,8 +4,9 @@
 //! State lives in two places:
 //! - `TLS`, a `const`-initialised thread-local with no destructor (so reading it never
 //!   allocates): the current group, the registry slot, the memalloc depth;
-//! - `THREADS`, a static registry of slots `{tid, group, stock}` that other threads can
-//!   read (`cgroup.threads`) and drain (`drain_all_stock`).
+//! - `THREADS`, a static registry of slots `{tid, group, stock, pthread, pending}` that
+//!   other threads can read (`cgroup.threads`), drain (`drain_all_stock`) and ask to
+//!   change group (`request_attach`: `pthread_setname_np` on another thread).
 //!
 //! A thread registers on its first stock use or attach and gets a `pthread_key`
 //! destructor that drains its stock, detaches it from its group and frees its slot.
@@ -33,6 +34,11 @@ struct ThreadSlot {
     tid: AtomicU32,
     group: AtomicU32,
     stock: AtomicU64,
+    /// The owner's `pthread_self()`, to find it by `pthread_t`.
+    pthread: AtomicU64,
+    /// A group handle another thread asked this one to attach to (0: none); the owner
+    /// applies it on its next allocation slow path (`take_pending`).
+    pending: AtomicU64,
 }
 
 static THREADS: [ThreadSlot; MAX_THREADS] = [const {
@@ -40,6 +46,8 @@ static THREADS: [ThreadSlot; MAX_THREADS] = [const {
         tid: AtomicU32::new(0),
         group: AtomicU32::new(0),
         stock: AtomicU64::new(0),
+        pthread: AtomicU64::new(0),
+        pending: AtomicU64::new(0),
     }
 }; MAX_THREADS];
 
@@ -122,6 +130,14 @@ fn register() -> Option<&'static ThreadSlot> {
     let slot = &THREADS[i];
     slot.group
         .store(TLS.with(|t| t.group.get()), Ordering::Release);
+    // SAFETY: pthread_self has no preconditions.
+    let me = key(unsafe { libc::pthread_self() });
+    slot.pending.store(0, Ordering::SeqCst);
+    slot.pthread.store(me, Ordering::SeqCst);
+    let early = take_early_request(me);
+    if early != 0 {
+        slot.pending.store(early, Ordering::SeqCst);
+    }
     TLS.with(|t| t.slot.set(i as u32));
     exit_key::arm();
     Some(slot)
@@ -171,6 +187,104 @@ pub fn attach(id: u32) -> Result<u32, i32> {
         GROUPS.detach_thread(old);
     }
     Ok(old)
+}
+
+/// Requests for threads not registered yet: `(pthread_t, group handle)`, 0 when free.
+/// A thread takes its request when it registers.
+const MAX_PENDING: usize = 64;
+
+struct Pending {
+    pthread: AtomicU64,
+    handle: AtomicU64,
+}
+
+static PENDING: [Pending; MAX_PENDING] = [const {
+    Pending {
+        pthread: AtomicU64::new(0),
+        handle: AtomicU64::new(0),
+    }
+}; MAX_PENDING];
+
+/// A `pthread_t` as stored in the registry.
+#[allow(clippy::unnecessary_cast)] // `pthread_t` is `c_ulong`: 32 bits on some targets.
+fn key(t: libc::pthread_t) -> u64 {
+    t as u64
+}
+
+/// The slot of the registered thread `pthread`.
+fn find(pthread: u64) -> Option<&'static ThreadSlot> {
+    registered()
+        .iter()
+        .find(|s| s.tid.load(Ordering::SeqCst) != 0 && s.pthread.load(Ordering::SeqCst) == pthread)
+}
+
+/// Asks thread `pthread` to attach to the group `handle` on its next allocation slow
+/// path. A thread not registered yet gets the request when it registers (if the small
+/// table of such requests is full, the request is dropped).
+pub fn request_attach(pthread: libc::pthread_t, handle: u64) {
+    let pthread = key(pthread);
+    if let Some(slot) = find(pthread) {
+        slot.pending.store(handle, Ordering::SeqCst);
+        return;
+    }
+    let Some(entry) = PENDING.iter().find(|e| {
+        e.pthread
+            .compare_exchange(0, pthread, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+            || e.pthread.load(Ordering::SeqCst) == pthread
+    }) else {
+        return;
+    };
+    entry.handle.store(handle, Ordering::SeqCst);
+    // The thread may have registered between `find` and the store, and missed the entry:
+    // then whoever empties the entry first delivers the request.
+    if let Some(slot) = find(pthread) {
+        let h = entry.handle.swap(0, Ordering::SeqCst);
+        if h != 0 {
+            entry.pthread.store(0, Ordering::SeqCst);
+            slot.pending.store(h, Ordering::SeqCst);
+        }
+    }
+}
+
+/// At registration: a request made for this thread before it registered.
+fn take_early_request(pthread: u64) -> u64 {
+    for e in &PENDING {
+        if e.pthread.load(Ordering::SeqCst) == pthread {
+            let h = e.handle.swap(0, Ordering::SeqCst);
+            if h != 0 {
+                e.pthread.store(0, Ordering::SeqCst);
+                return h;
+            }
+        }
+    }
+    0
+}
+
+/// A new thread got `pthread` (its id may be a dead thread's): forget requests made for
+/// the dead one.
+pub fn forget_requests(pthread: libc::pthread_t) {
+    let pthread = key(pthread);
+    for e in &PENDING {
+        if e.pthread.load(Ordering::SeqCst) == pthread {
+            e.handle.store(0, Ordering::SeqCst);
+            e.pthread.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The group handle another thread asked this one to attach to, if any (taken once).
+#[inline]
+pub fn take_pending() -> Option<u64> {
+    let s = TLS.with(|t| t.slot.get());
+    let slot = THREADS.get(s as usize)?;
+    if slot.pending.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    match slot.pending.swap(0, Ordering::AcqRel) {
+        0 => None,
+        h => Some(h),
+    }
 }
 
 /// Takes `nr` pages of `id` from this thread's stock.
@@ -244,6 +358,7 @@ pub fn thread_exit() {
         let slot = &THREADS[s as usize];
         stock::drain(&slot.stock, &GROUPS);
         slot.group.store(ROOT, Ordering::Release);
+        slot.pending.store(0, Ordering::Relaxed);
         slot.tid.store(0, Ordering::Release);
     }
     let g = TLS.with(|t| t.group.replace(ROOT));
@@ -260,6 +375,9 @@ pub fn fork_child() {
     for (i, s) in registered().iter().enumerate() {
         if i as u32 == mine {
             s.tid.store(crate::os::gettid(), Ordering::Release);
+            // SAFETY: pthread_self has no preconditions.
+            let me = key(unsafe { libc::pthread_self() });
+            s.pthread.store(me, Ordering::Release);
             continue;
         }
         if s.tid.load(Ordering::Acquire) == 0 {
@@ -270,6 +388,7 @@ pub fn fork_child() {
         if g != ROOT {
             GROUPS.detach_thread(g);
         }
+        s.pending.store(0, Ordering::Relaxed);
         s.tid.store(0, Ordering::Release);
     }
 }

@@ -1,0 +1,108 @@
+//! `CGMALLOC_GROUPS=PATH:key=value,key=value;PATH:...`: groups to create at start, with
+//! keys `max high low min soft_limit` (size strings) and `oom` (`fail|abort|force`).
+//!
+//! The whole value is checked before anything is created: one malformed entry and the
+//! variable is ignored. Missing ancestors are created too (`/a/b` creates `/a`); a group
+//! that already exists gets the settings. Empty entries (`;;`, a trailing `;`) are
+//! allowed.
+
+use super::{bad_value, errtext};
+use crate::memcg::path::GroupPath;
+use crate::memcg::{control, oom, size};
+
+/// One checked entry: a path and its `(file, value)` writes.
+struct Entry<'a> {
+    path: &'a [u8],
+    writes: Vec<(&'static str, &'a [u8])>,
+}
+
+fn file_of(key: &[u8]) -> Option<&'static str> {
+    Some(match key {
+        b"max" => "memory.max",
+        b"high" => "memory.high",
+        b"low" => "memory.low",
+        b"min" => "memory.min",
+        b"soft_limit" => "memory.soft_limit_in_bytes",
+        b"oom" => "memory.oom.policy",
+        _ => return None,
+    })
+}
+
+fn parse_entry(entry: &[u8]) -> Result<Entry<'_>, String> {
+    let (path, settings) = match entry.iter().position(|&b| b == b':') {
+        Some(i) => (&entry[..i], &entry[i + 1..]),
+        None => (entry, &b""[..]),
+    };
+    GroupPath::parse(path).map_err(|_| bad_value(path, "not a group path (/name/name...)"))?;
+    let mut writes = Vec::new();
+    for kv in settings.split(|&b| b == b',').filter(|kv| !kv.is_empty()) {
+        let Some(eq) = kv.iter().position(|&b| b == b'=') else {
+            return Err(bad_value(kv, "want key=value"));
+        };
+        let (key, value) = (kv[..eq].trim_ascii(), kv[eq + 1..].trim_ascii());
+        let file = file_of(key).ok_or_else(|| {
+            bad_value(
+                key,
+                "unknown key (want max, high, low, min, soft_limit or oom)",
+            )
+        })?;
+        if key == b"oom" {
+            oom::Policy::parse(value)
+                .ok_or_else(|| bad_value(value, "want fail, abort or force"))?;
+        } else {
+            size::parse(value).map_err(|e| bad_value(value, e.why()))?;
+        }
+        writes.push((file, value));
+    }
+    Ok(Entry { path, writes })
+}
+
+/// Creates `path` and its missing ancestors; returns its handle.
+fn create_all(path: &[u8]) -> Result<u64, i32> {
+    for (i, &b) in path.iter().enumerate().skip(1) {
+        if b == b'/' {
+            match control::create(&path[..i]) {
+                Ok(_) | Err(libc::EEXIST) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    match control::create(path) {
+        Err(libc::EEXIST) => control::open(path),
+        r => r,
+    }
+}
+
+/// Checks the whole value, then creates and configures every group.
+pub fn apply(value: &[u8]) -> Result<(), String> {
+    let entries = value
+        .split(|&b| b == b';')
+        .map(|e| e.trim_ascii())
+        .filter(|e| !e.is_empty())
+        .map(parse_entry)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut failed = Vec::new();
+    for e in &entries {
+        let shown = String::from_utf8_lossy(e.path);
+        let group = if e.path == b"/" {
+            Ok(control::root())
+        } else {
+            create_all(e.path)
+        };
+        match group {
+            Ok(g) => {
+                for (file, v) in &e.writes {
+                    if let Err(err) = control::write(g, file.as_bytes(), v) {
+                        failed.push(format!("{shown}: {file}: {}", errtext(err)));
+                    }
+                }
+            }
+            Err(err) => failed.push(format!("{shown}: {}", errtext(err))),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("could not apply {}", failed.join(", ")))
+    }
+}

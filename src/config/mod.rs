@@ -1,0 +1,123 @@
+//! Configuration from the environment (INTERFACE.md "Environment"), read once when the
+//! library initialises: from an `.init_array` constructor when the library is loaded
+//! (preloaded, linked, or the Rust crate's code linked into a program), before `main`.
+//!
+//! Order matters: the container limit first (`N%` sizes refer to it), then the root's
+//! limits and OOM policy, then the groups, then the thread-name rules and the exit report.
+//!
+//! Every malformed value prints one line `cgmalloc: CGMALLOC_X: <why>; ignored` and
+//! leaves that setting unset; nothing here stops the program. Runs outside `malloc`, so
+//! it may allocate (through whichever allocator the process uses).
+
+mod groups;
+mod stats;
+pub mod threads;
+
+use crate::memcg::{control, oom, size};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static DONE: AtomicBool = AtomicBool::new(false);
+
+/// Reads and applies every `CGMALLOC_*` variable, once per process.
+pub fn init() {
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    container();
+    for (name, file) in [
+        ("CGMALLOC_MAX", "memory.max"),
+        ("CGMALLOC_HIGH", "memory.high"),
+        ("CGMALLOC_LOW", "memory.low"),
+        ("CGMALLOC_MIN", "memory.min"),
+    ] {
+        if let Some(v) = var(name) {
+            if let Err(why) = root_limit(file, &v) {
+                warn(name, &why);
+            }
+        }
+    }
+    if let Some(v) = var("CGMALLOC_OOM") {
+        match oom::Policy::parse(&v) {
+            Some(p) => oom::set_root_default(p),
+            None => warn("CGMALLOC_OOM", &bad_value(&v, "want fail, abort or force")),
+        }
+    }
+    if let Some(v) = var("CGMALLOC_GROUPS") {
+        if let Err(why) = groups::apply(&v) {
+            warn("CGMALLOC_GROUPS", &why);
+        }
+    }
+    if let Some(v) = var("CGMALLOC_THREADS") {
+        if let Err(why) = threads::set_rules(&v) {
+            warn("CGMALLOC_THREADS", &why);
+        }
+    }
+    if let Some(v) = var("CGMALLOC_STATS") {
+        if let Err(why) = stats::arm(&v) {
+            warn("CGMALLOC_STATS", &why);
+        }
+    }
+}
+
+extern "C" fn init_at_load() {
+    init();
+}
+
+// SAFETY (of the section): `.init_array` entries are `extern "C" fn()`, called once by
+// the dynamic loader (or libc start-up) before `main`.
+#[used]
+#[link_section = ".init_array"]
+static INIT_AT_LOAD: extern "C" fn() = init_at_load;
+
+/// `CGMALLOC_CGROUP`: `auto` (the default) reads the container's limit, `off` does not,
+/// and an absolute directory reads the cgroup files below it instead of below `/` (a
+/// chroot's view, or a test's fixture tree).
+fn container() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = match var("CGMALLOC_CGROUP") {
+        None => Some(b"/".to_vec()),
+        Some(v) => match v.trim_ascii() {
+            b"auto" => Some(b"/".to_vec()),
+            b"off" => None,
+            dir if dir.starts_with(b"/") => Some(dir.to_vec()),
+            _ => {
+                let why = "want auto, off or an absolute directory";
+                warn("CGMALLOC_CGROUP", &bad_value(&v, why));
+                Some(b"/".to_vec())
+            }
+        },
+    };
+    if let Some(root) = root {
+        let root = std::path::Path::new(std::ffi::OsStr::from_bytes(&root));
+        size::set_container_limit(crate::memcg::container::probe_at(root));
+    }
+}
+
+fn root_limit(file: &str, v: &[u8]) -> Result<(), String> {
+    size::parse(v).map_err(|e| bad_value(v, e.why()))?;
+    control::write(control::root(), file.as_bytes(), v)
+        .map_err(|e| format!("cannot set {file}: {}", errtext(e)))
+}
+
+/// The value of `name`, if set.
+fn var(name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStringExt;
+    std::env::var_os(name).map(OsStringExt::into_vec)
+}
+
+/// `"<value>": <why>`, the value shown escaped and cut short.
+pub(crate) fn bad_value(v: &[u8], why: &str) -> String {
+    let shown: String = v.escape_ascii().to_string().chars().take(80).collect();
+    format!("\"{shown}\": {why}")
+}
+
+pub(crate) fn errtext(errno: i32) -> &'static str {
+    let t = crate::error::describe(errno);
+    &t[..t.len() - 1]
+}
+
+/// `cgmalloc: <var>: <why>; ignored`, one line on stderr.
+pub(crate) fn warn(var: &str, why: &str) {
+    let line = format!("cgmalloc: {var}: {why}; ignored\n");
+    crate::os::write_stderr(line.as_bytes());
+}
