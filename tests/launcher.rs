@@ -554,6 +554,8 @@ fn every_option_becomes_its_variable() {
         "--thread",
         "w-*=/a",
         "--thread=main=/",
+        "--group",
+        "/c",
         "--oom",
         "force",
         "--stats=stats.txt",
@@ -575,7 +577,7 @@ fn every_option_becomes_its_variable() {
         ("CGMALLOC_MIN", "512k"),
         (
             "CGMALLOC_GROUPS",
-            "/a:max=1M,oom=abort;/a/b:high=50%,soft_limit=max",
+            "/a:max=1M,oom=abort;/a/b:high=50%,soft_limit=max;/c",
         ),
         ("CGMALLOC_THREADS", "w-*=/a;main=/"),
         ("CGMALLOC_OOM", "force"),
@@ -685,10 +687,10 @@ fn bad_invocations_are_refused_before_anything_starts() {
             vec!["--group", "16 deep"],
         ),
         (
-            vec!["--group", "/a"],
+            vec!["--group", "/a:max"],
             true,
             2,
-            vec!["--group", "PATH:KEY=VALUE"],
+            vec!["--group", "KEY=VALUE"],
         ),
         (
             vec!["--group", "/a:bogus=1"],
@@ -1020,10 +1022,28 @@ except MemoryError:
     print("caught2", n, flush=True)
 "#;
 
+/// The Python interpreter itself: `python3` on `PATH` may be a wrapper script (pyenv's
+/// shims are bash scripts that start subprocesses), and every process that inherits
+/// `CGMALLOC_STATS` appends its own table to the file.
+fn real_python() -> PathBuf {
+    let out = Command::new(need("python3"))
+        .args(["-c", "import sys; print(sys.executable)"])
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python3 -c 'print(sys.executable)' failed"
+    );
+    let exe = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(exe.is_file(), "python3 names {exe:?} as its executable");
+    exe
+}
+
 #[test]
 fn a_limit_turns_python_growth_into_memory_error() {
     let dir = Scratch::new("python-limit");
-    let python = need("python3");
+    let python = real_python();
     let r = run_for(
         launcher(["run", "--max", "64M", "--stats=stats.txt", "--"])
             .arg(&python)

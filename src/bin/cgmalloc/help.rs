@@ -35,10 +35,10 @@ Options of `run`:
   --min SIZE            hard protection from reclaim                           [CGMALLOC_MIN]
                           e.g. cgmalloc run --min 32M -- ./server
   --group PATH:KEY=VALUE,...
-                        create group PATH with settings; keys max high low min
-                        soft_limit (SIZE values) and oom (fail|abort|force);
-                        repeat for more groups, parents first; entries are joined
-                        with `;`                                               [CGMALLOC_GROUPS]
+                        create group PATH (and missing parents) with settings;
+                        keys max high low min soft_limit (SIZE values) and oom
+                        (fail|abort|force); a bare PATH creates the group with
+                        none; repeatable, joined with `;`                      [CGMALLOC_GROUPS]
                           e.g. --group /workers:max=256M,high=200M --group /workers/io:max=64M
   --thread GLOB=PATH    attach threads whose name (pthread_setname_np) matches
                         GLOB to group PATH (`/` is the root); repeatable,
@@ -51,7 +51,8 @@ Options of `run`:
                           e.g. cgmalloc run --max 1G --oom abort -- ./batch
   --stats[=FILE]        at exit, write every group's current, peak, limits and
                         events as a table to stderr, or to FILE (created or
-                        truncated first; its absolute path is passed on)      [CGMALLOC_STATS]
+                        truncated first; its absolute path is passed on); each
+                        process of COMMAND's tree writes its own table         [CGMALLOC_STATS]
                           e.g. cgmalloc run --stats -- make -j8
                                cgmalloc run --stats=usage.txt -- ./job
   --no-cgroup           do not read the container's (cgroup's) memory limit;

@@ -48,15 +48,14 @@ pub fn oom_policy(value: &str) -> Result<String, String> {
     }
 }
 
-/// `PATH:key=value,key=value`, one entry of `CGMALLOC_GROUPS`.
+/// `PATH:key=value,key=value` (or just `PATH`: create the group), one entry of
+/// `CGMALLOC_GROUPS`. As in the library, empty settings are skipped.
 pub fn group_spec(spec: &str) -> Result<String, String> {
-    let (path, settings) = spec.split_once(':').ok_or_else(|| {
-        format!("{spec:?} is not PATH:KEY=VALUE,... (e.g. /workers:max=256M,high=200M)")
-    })?;
+    let (path, settings) = spec.split_once(':').unwrap_or((spec, ""));
     let path = group_path(path.trim(), false)?;
     let mut out = path.clone();
     let mut seen: Vec<&str> = Vec::new();
-    for (i, setting) in settings.split(',').enumerate() {
+    for setting in settings.split(',').filter(|s| !s.trim().is_empty()) {
         let (key, value) = setting.split_once('=').ok_or_else(|| {
             format!(
                 "{path}: {setting:?} is not KEY=VALUE (keys: {})",
@@ -73,14 +72,14 @@ pub fn group_spec(spec: &str) -> Result<String, String> {
         if seen.contains(&key) {
             return Err(format!("{path}: {key} is given twice"));
         }
-        seen.push(key);
         let value = if key == "oom" {
             oom_policy(value)
         } else {
             size(value)
         }
         .map_err(|e| format!("{path}: {key}: {e}"))?;
-        out.push(if i == 0 { ':' } else { ',' });
+        out.push(if seen.is_empty() { ':' } else { ',' });
+        seen.push(key);
         out.push_str(key);
         out.push('=');
         out.push_str(&value);
@@ -88,11 +87,13 @@ pub fn group_spec(spec: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// `GLOB=PATH`, one entry of `CGMALLOC_THREADS`; PATH may be `/`.
+/// `GLOB=PATH`, one entry of `CGMALLOC_THREADS`; PATH may be `/`. As in the library, the
+/// last `=` separates them (a glob may contain `=`, a path cannot).
 pub fn thread_spec(spec: &str) -> Result<String, String> {
     let (glob, path) = spec
-        .split_once('=')
+        .rsplit_once('=')
         .ok_or_else(|| format!("{spec:?} is not GLOB=PATH (e.g. 'worker-*=/workers')"))?;
+    let glob = glob.trim();
     if glob.is_empty() {
         return Err(format!("{spec:?}: the thread-name glob is empty"));
     }
@@ -142,9 +143,11 @@ mod tests {
             "/a/b:max=1M,oom=abort"
         );
         assert!(group_spec("/a:soft_limit=max,high=10%,low=1K,min=0").is_ok());
+        assert_eq!(group_spec("/a").unwrap(), "/a");
+        assert_eq!(group_spec("/a:").unwrap(), "/a");
+        assert_eq!(group_spec("/a:,max=1M,").unwrap(), "/a:max=1M");
         for bad in [
-            "/a",
-            "/a:",
+            "/",
             "/:max=1M",
             "/a/../b:max=1M",
             "a:max=1M",
@@ -162,6 +165,7 @@ mod tests {
     fn threads() {
         assert_eq!(thread_spec("worker-*=/w").unwrap(), "worker-*=/w");
         assert_eq!(thread_spec("main=/").unwrap(), "main=/");
+        assert_eq!(thread_spec(" a=b = /w").unwrap(), "a=b=/w");
         for bad in ["worker", "=/w", "w=", "w=/a/../b", "a;b=/w"] {
             assert!(thread_spec(bad).is_err(), "{bad}");
         }
