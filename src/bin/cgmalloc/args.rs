@@ -1,0 +1,303 @@
+//! The command line: `cgmalloc run [OPTIONS] [--] COMMAND [ARGS...]`, `--help`,
+//! `--version`. Every option value is checked here (with `syntax.rs`), so a mistake is
+//! reported before anything starts, and `run`'s options are turned into the `CGMALLOC_*`
+//! variables COMMAND will see.
+
+use crate::syntax;
+use crate::Fail;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    Help,
+    Version,
+    /// No arguments at all: the short usage on stderr, exit 2.
+    Usage,
+    Run(Run),
+}
+
+/// `cgmalloc run`, validated.
+#[derive(Debug)]
+pub struct Run {
+    /// The variables to set for COMMAND (each overrides an inherited one of that name).
+    pub env: Vec<(&'static str, OsString)>,
+    /// `--lib`, made absolute.
+    pub lib: Option<PathBuf>,
+    /// `--stats=FILE`, made absolute: the launcher creates (truncates) it.
+    pub stats_file: Option<PathBuf>,
+    /// COMMAND and its arguments; never empty.
+    pub command: Vec<OsString>,
+}
+
+pub fn parse(argv: &[OsString]) -> Result<Invocation, Fail> {
+    let Some(first) = argv.first() else {
+        return Ok(Invocation::Usage);
+    };
+    match first.as_bytes() {
+        b"--help" | b"-h" | b"help" => Ok(Invocation::Help),
+        b"--version" | b"-V" => Ok(Invocation::Version),
+        b"run" => parse_run(&argv[1..]),
+        a if a.starts_with(b"-") => Err(Fail::usage(format!(
+            "unknown option {}",
+            first.to_string_lossy()
+        ))),
+        _ => Err(Fail::usage(format!(
+            "unknown subcommand {:?} (the only subcommand is `run`)",
+            first.to_string_lossy()
+        ))),
+    }
+}
+
+/// `--name=value` → (`--name`, Some(`value`)); `--name` → (`--name`, None).
+fn split_option(arg: &OsStr) -> (&[u8], Option<&OsStr>) {
+    let bytes = arg.as_bytes();
+    match bytes.iter().position(|&c| c == b'=') {
+        Some(i) if bytes.starts_with(b"--") => {
+            (&bytes[..i], Some(OsStr::from_bytes(&bytes[i + 1..])))
+        }
+        _ => (bytes, None),
+    }
+}
+
+/// The options of `run`, in the order of the command line (the last of a repeated
+/// single-valued option wins; `--group` and `--thread` accumulate).
+#[derive(Default)]
+struct Options {
+    limits: Vec<(&'static str, String)>,
+    groups: Vec<String>,
+    threads: Vec<String>,
+    oom: Option<String>,
+    stats: Option<OsString>,
+    stats_file: Option<PathBuf>,
+    no_cgroup: bool,
+    lib: Option<PathBuf>,
+}
+
+fn parse_run(argv: &[OsString]) -> Result<Invocation, Fail> {
+    let mut opts = Options::default();
+    let mut i = 0;
+    let command: &[OsString] = loop {
+        let Some(arg) = argv.get(i) else {
+            break &[];
+        };
+        i += 1;
+        if arg == "--" {
+            break &argv[i..];
+        }
+        if !arg.as_bytes().starts_with(b"-") {
+            // Lenient: the first argument that is not an option starts COMMAND.
+            break &argv[i - 1..];
+        }
+        let (name, inline) = split_option(arg);
+        let name = String::from_utf8_lossy(name).into_owned();
+        let mut value = |what: &str| -> Result<String, Fail> {
+            let v = take_value(argv, &mut i, inline, &name, what)?;
+            v.into_string()
+                .map_err(|_| Fail::usage(format!("{name}: the value is not valid UTF-8")))
+        };
+        let bad = |name: &str, why: String| Fail::usage(format!("{name}: {why}"));
+        match name.as_str() {
+            "--max" | "--high" | "--low" | "--min" => {
+                let v = syntax::size(&value("SIZE, e.g. 256M")?).map_err(|e| bad(&name, e))?;
+                let var = match name.as_str() {
+                    "--max" => "CGMALLOC_MAX",
+                    "--high" => "CGMALLOC_HIGH",
+                    "--low" => "CGMALLOC_LOW",
+                    _ => "CGMALLOC_MIN",
+                };
+                opts.limits.retain(|(k, _)| *k != var);
+                opts.limits.push((var, v));
+            }
+            "--group" => {
+                let v = value("PATH:KEY=VALUE,..., e.g. /workers:max=256M")?;
+                opts.groups
+                    .push(syntax::group_spec(&v).map_err(|e| bad(&name, e))?);
+            }
+            "--thread" => {
+                let v = value("GLOB=PATH, e.g. 'worker-*=/workers'")?;
+                opts.threads
+                    .push(syntax::thread_spec(&v).map_err(|e| bad(&name, e))?);
+            }
+            "--oom" => {
+                let v = value("fail, abort or force")?;
+                opts.oom = Some(syntax::oom_policy(&v).map_err(|e| bad(&name, e))?);
+            }
+            "--stats" => match inline {
+                None => {
+                    opts.stats = Some("stderr".into());
+                    opts.stats_file = None;
+                }
+                Some(file) if file.is_empty() => {
+                    return Err(Fail::usage("--stats=FILE needs a file name"));
+                }
+                Some(file) => {
+                    let path = absolute(file, "--stats")?;
+                    opts.stats = Some(path.clone().into_os_string());
+                    opts.stats_file = Some(path);
+                }
+            },
+            "--lib" => {
+                let v = take_value(argv, &mut i, inline, &name, "PATH")?;
+                if v.is_empty() {
+                    return Err(Fail::usage("--lib needs a value (PATH)"));
+                }
+                opts.lib = Some(absolute(&v, "--lib")?);
+            }
+            "--no-cgroup" | "--help" | "-h" | "--version" | "-V" if inline.is_some() => {
+                return Err(Fail::usage(format!("{name} takes no value")));
+            }
+            "--no-cgroup" => opts.no_cgroup = true,
+            "--help" | "-h" => return Ok(Invocation::Help),
+            "--version" | "-V" => return Ok(Invocation::Version),
+            _ => return Err(Fail::usage(format!("unknown option {name}"))),
+        }
+    };
+    if command.is_empty() {
+        return Err(Fail::usage(
+            "no COMMAND given (cgmalloc run [OPTIONS] -- COMMAND [ARGS...])",
+        ));
+    }
+    Ok(Invocation::Run(Run {
+        env: environment(&opts),
+        lib: opts.lib,
+        stats_file: opts.stats_file,
+        command: command.to_vec(),
+    }))
+}
+
+/// An option's value: after `=` when given so, else the next argument (`argv[*i]`,
+/// consumed) unless that is missing or looks like an option (`--...`).
+fn take_value(
+    argv: &[OsString],
+    i: &mut usize,
+    inline: Option<&OsStr>,
+    name: &str,
+    what: &str,
+) -> Result<OsString, Fail> {
+    if let Some(v) = inline {
+        return Ok(v.to_os_string());
+    }
+    match argv.get(*i) {
+        Some(next) if !next.as_bytes().starts_with(b"--") => {
+            *i += 1;
+            Ok(next.clone())
+        }
+        _ => Err(Fail::usage(format!("{name} needs a value ({what})"))),
+    }
+}
+
+/// The `CGMALLOC_*` variables the options stand for.
+fn environment(opts: &Options) -> Vec<(&'static str, OsString)> {
+    let mut env: Vec<(&'static str, OsString)> = opts
+        .limits
+        .iter()
+        .map(|(k, v)| (*k, OsString::from(v)))
+        .collect();
+    if !opts.groups.is_empty() {
+        env.push(("CGMALLOC_GROUPS", opts.groups.join(";").into()));
+    }
+    if !opts.threads.is_empty() {
+        env.push(("CGMALLOC_THREADS", opts.threads.join(";").into()));
+    }
+    if let Some(oom) = &opts.oom {
+        env.push(("CGMALLOC_OOM", oom.into()));
+    }
+    if let Some(stats) = &opts.stats {
+        env.push(("CGMALLOC_STATS", stats.clone()));
+    }
+    if opts.no_cgroup {
+        env.push(("CGMALLOC_CGROUP", "off".into()));
+    }
+    env
+}
+
+/// `path` made absolute against the current directory (not resolving symbolic links).
+fn absolute(path: &OsStr, option: &str) -> Result<PathBuf, Fail> {
+    std::path::absolute(Path::new(path)).map_err(|e| {
+        Fail::usage(format!(
+            "{option}: cannot make {} absolute: {e}",
+            Path::new(path).display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Run, Fail> {
+        let argv: Vec<OsString> = std::iter::once("run")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        match parse(&argv)? {
+            Invocation::Run(r) => Ok(r),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn var(r: &Run, name: &str) -> Option<String> {
+        r.env
+            .iter()
+            .rfind(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn both_forms_and_repeats() {
+        let r = run(&[
+            "--max=1G",
+            "--max",
+            "256M",
+            "--high= 200M ",
+            "--group",
+            "/a:max=1M",
+            "--group=/b:oom=abort",
+            "--thread",
+            "w*=/a",
+            "--thread=x=/",
+            "--stats",
+            "--no-cgroup",
+            "echo",
+            "--max",
+        ])
+        .unwrap();
+        assert_eq!(var(&r, "CGMALLOC_MAX").unwrap(), "256M");
+        assert_eq!(
+            r.env.iter().filter(|(k, _)| *k == "CGMALLOC_MAX").count(),
+            1
+        );
+        assert_eq!(var(&r, "CGMALLOC_HIGH").unwrap(), "200M");
+        assert_eq!(
+            var(&r, "CGMALLOC_GROUPS").unwrap(),
+            "/a:max=1M;/b:oom=abort"
+        );
+        assert_eq!(var(&r, "CGMALLOC_THREADS").unwrap(), "w*=/a;x=/");
+        assert_eq!(var(&r, "CGMALLOC_STATS").unwrap(), "stderr");
+        assert_eq!(var(&r, "CGMALLOC_CGROUP").unwrap(), "off");
+        assert_eq!(var(&r, "CGMALLOC_OOM"), None);
+        assert_eq!(r.command, ["echo", "--max"]);
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            &["--bogus", "--", "x"][..],
+            &["--max", "--", "x"],
+            &["--max"],
+            &["--max", "1M"],
+            &["--oom=retry", "x"],
+            &["--no-cgroup=1", "x"],
+            &["--stats=", "x"],
+            &["--lib=", "x"],
+            &["--"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse(&["frob".into()]).is_err());
+        assert!(matches!(parse(&[]), Ok(Invocation::Usage)));
+    }
+}

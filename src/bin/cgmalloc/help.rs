@@ -1,0 +1,90 @@
+//! The texts of `cgmalloc --help` and of the short usage printed when `cgmalloc` is run
+//! without arguments.
+
+/// Printed to stderr (exit 2) when `cgmalloc` runs without arguments.
+pub const USAGE: &str = "\
+usage: cgmalloc run [OPTIONS] -- COMMAND [ARGS...]
+       cgmalloc --version | --help
+Run `cgmalloc --help` for the options.
+";
+
+/// `cgmalloc --help`.
+pub const HELP: &str = "\
+cgmalloc - run a program under the cgmalloc allocator, with memory limits
+
+usage: cgmalloc run [OPTIONS] -- COMMAND [ARGS...]
+       cgmalloc --version | --help
+
+`cgmalloc run` starts COMMAND (searched on PATH) with libcgmalloc.so preloaded and its
+options passed to the library as CGMALLOC_* environment variables, and exits with
+COMMAND's exit status (128+N if COMMAND died of signal N). The `--` may be left out when
+COMMAND does not start with `-`. Options override the same variables inherited from the
+environment; variables no option sets are passed on unchanged.
+
+SIZE is a number with an optional K, M, G or T suffix (powers of 1024, either case),
+`max` (no limit), or N% (a percentage, 0-100, of the container's memory limit).
+A group PATH is /name/name/..., names of 1-64 characters from [A-Za-z0-9_.-].
+
+Options of `run`:
+  --max SIZE            the process-wide hard limit: allocations past it fail  [CGMALLOC_MAX]
+                          e.g. cgmalloc run --max 256M -- python3 job.py
+  --high SIZE           the throttle limit: past it, reclaim and slow down     [CGMALLOC_HIGH]
+                          e.g. cgmalloc run --high 200M -- ./server
+  --low SIZE            best-effort protection from reclaim                    [CGMALLOC_LOW]
+                          e.g. cgmalloc run --low 64M -- ./server
+  --min SIZE            hard protection from reclaim                           [CGMALLOC_MIN]
+                          e.g. cgmalloc run --min 32M -- ./server
+  --group PATH:KEY=VALUE,...
+                        create group PATH (and missing parents) with settings;
+                        keys max high low min soft_limit (SIZE values) and oom
+                        (fail|abort|force); a bare PATH creates the group with
+                        none; repeatable, joined with `;`                      [CGMALLOC_GROUPS]
+                          e.g. --group /workers:max=256M,high=200M --group /workers/io:max=64M
+  --thread GLOB=PATH    attach threads whose name (pthread_setname_np) matches
+                        GLOB to group PATH (`/` is the root); repeatable,
+                        joined with `;`                                        [CGMALLOC_THREADS]
+                          e.g. --thread 'worker-*=/workers'
+  --oom fail|abort|force
+                        what an allocation that hits the root's limit does:
+                        fail (return NULL, the default), abort (print the group
+                        table and abort) or force (allocate past the limit)    [CGMALLOC_OOM]
+                          e.g. cgmalloc run --max 1G --oom abort -- ./batch
+  --stats[=FILE]        at exit, write every group's current, peak, limits and
+                        events as a table to stderr, or to FILE (created or
+                        truncated first; its absolute path is passed on); each
+                        process of COMMAND's tree writes its own table         [CGMALLOC_STATS]
+                          e.g. cgmalloc run --stats -- make -j8
+                               cgmalloc run --stats=usage.txt -- ./job
+  --no-cgroup           do not read the container's (cgroup's) memory limit;
+                        N% sizes are then refused                    [CGMALLOC_CGROUP=off]
+                          e.g. cgmalloc run --no-cgroup --max 1G -- ./job
+  --lib PATH            the library to preload; default $CGMALLOC_LIB, else
+                        libcgmalloc.so beside the cgmalloc executable
+                          e.g. cgmalloc run --lib ./target/release/libcgmalloc.so -- ls
+  -h, --help            print this help and exit
+                          e.g. cgmalloc run --help
+  -V, --version         print the version and exit
+                          e.g. cgmalloc --version
+
+Every option takes its value as `--opt VALUE` or `--opt=VALUE` (only `--stats=FILE`
+for a file).
+
+Environment:
+  CGMALLOC_MAX, CGMALLOC_HIGH, CGMALLOC_LOW, CGMALLOC_MIN
+                        the root group's limits (set by --max, --high, --low, --min)
+  CGMALLOC_GROUPS       PATH:key=value,...;PATH:...  (set by --group)
+  CGMALLOC_THREADS      GLOB=PATH;GLOB=PATH  (set by --thread)
+  CGMALLOC_OOM          the root's memory.oom.policy  (set by --oom)
+  CGMALLOC_STATS        stderr or an absolute file path  (set by --stats)
+  CGMALLOC_CGROUP       auto (default) or off  (set by --no-cgroup)
+  CGMALLOC_LIB          read by the launcher: the library, when --lib is not given
+  LD_PRELOAD            the library is put first (once) in front of the inherited value
+
+Exit status:
+  COMMAND's status, or 128+N if it died of signal N;
+  2    a usage error, or the library cannot be found or read (COMMAND not started);
+  126  COMMAND was found but could not be executed;
+  127  COMMAND was not found.
+While COMMAND runs, cgmalloc ignores SIGINT and SIGQUIT (COMMAND gets them from the
+terminal) and forwards SIGTERM and SIGHUP to it.
+";

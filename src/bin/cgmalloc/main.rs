@@ -1,0 +1,107 @@
+//! `cgmalloc`, the launcher: `cgmalloc run [OPTIONS] -- COMMAND [ARGS...]` starts COMMAND
+//! with `libcgmalloc.so` preloaded and its options turned into the `CGMALLOC_*`
+//! environment variables the library reads at start (INTERFACE.md "The launcher" and
+//! "Environment"), then exits with COMMAND's status.
+//!
+//! The launcher does not link the `cgmalloc` crate: its own malloc stays glibc's. It
+//! compiles in only the library's size-string and group-path grammar (see `syntax.rs`),
+//! so it refuses exactly what the library would refuse, before anything starts.
+//!
+//! Exit status: COMMAND's own status, or `128 + N` when COMMAND died of signal N; `2` for
+//! a usage error or a library that cannot be found or read (one line
+//! `cgmalloc: <what is wrong>` on stderr, COMMAND not started); `126` when COMMAND was
+//! found but could not be executed; `127` when it was not found.
+
+mod args;
+mod child;
+mod help;
+mod library;
+mod memcg;
+mod syntax;
+
+use args::{Invocation, Run};
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Exit status for a usage error or an unusable library.
+const EXIT_USAGE: u8 = 2;
+
+/// A reason not to run COMMAND: the line to print (without the `cgmalloc: ` prefix),
+/// whether to add the hint to read `--help`, and the exit status.
+#[derive(Debug)]
+pub struct Fail {
+    pub message: String,
+    pub hint: bool,
+    pub code: u8,
+}
+
+impl Fail {
+    /// A usage error: exit 2, with the hint to read `--help`.
+    pub fn usage(message: impl Into<String>) -> Fail {
+        Fail {
+            message: message.into(),
+            hint: true,
+            code: EXIT_USAGE,
+        }
+    }
+
+    /// Any other failure, with its own exit status and no hint.
+    pub fn with_code(code: u8, message: impl Into<String>) -> Fail {
+        Fail {
+            message: message.into(),
+            hint: false,
+            code,
+        }
+    }
+
+    fn report(&self) -> ExitCode {
+        eprintln!("cgmalloc: {}", self.message);
+        if self.hint {
+            eprintln!("(see `cgmalloc --help`)");
+        }
+        ExitCode::from(self.code)
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match args::parse(&argv) {
+        Ok(Invocation::Help) => {
+            print!("{}", help::HELP);
+            ExitCode::SUCCESS
+        }
+        Ok(Invocation::Version) => {
+            println!("cgmalloc {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Invocation::Usage) => {
+            eprint!("{}", help::USAGE);
+            ExitCode::from(EXIT_USAGE)
+        }
+        Ok(Invocation::Run(run)) => match launch(run) {
+            Ok(code) => code,
+            Err(fail) => fail.report(),
+        },
+        Err(fail) => fail.report(),
+    }
+}
+
+/// Finds the library, prepares the stats file and the environment, runs COMMAND.
+fn launch(run: Run) -> Result<ExitCode, Fail> {
+    let lib = library::locate(run.lib.as_deref())?;
+    let mut env = run.env;
+    if let Some(path) = &run.stats_file {
+        // The library appends its table at exit; start from an empty file.
+        std::fs::File::create(path).map_err(|e| {
+            Fail::with_code(
+                EXIT_USAGE,
+                format!("--stats: cannot create {}: {e}", path.display()),
+            )
+        })?;
+    }
+    env.push((
+        "LD_PRELOAD",
+        library::preload_value(&lib, std::env::var_os("LD_PRELOAD")),
+    ));
+    child::run(&run.command, &env)
+}
