@@ -558,6 +558,8 @@ fn every_option_becomes_its_variable() {
         "/c",
         "--oom",
         "force",
+        "--attach",
+        "/a/b",
         "--stats=stats.txt",
         "--no-cgroup",
         "--",
@@ -581,6 +583,7 @@ fn every_option_becomes_its_variable() {
         ),
         ("CGMALLOC_THREADS", "w-*=/a;main=/"),
         ("CGMALLOC_OOM", "force"),
+        ("CGMALLOC_ATTACH", "/a/b"),
         ("CGMALLOC_STATS", stats.to_str().unwrap()),
         ("CGMALLOC_CGROUP", "off"),
         ("UNRELATED_VARIABLE", "kept"),
@@ -729,6 +732,7 @@ fn bad_invocations_are_refused_before_anything_starts() {
             2,
             vec!["--thread", "/a/../b"],
         ),
+        (vec!["--attach", "a/b"], true, 2, vec!["--attach", "a/b"]),
         (
             vec!["--no-cgroup=yes"],
             true,
@@ -848,11 +852,13 @@ fn help_documents_every_option_and_variable() {
         "--group",
         "--thread",
         "--oom",
+        "--attach",
         "--stats",
         "--no-cgroup",
         "--lib",
         "--version",
         "--help",
+        "CGMALLOC_ATTACH",
         "CGMALLOC_MAX",
         "CGMALLOC_HIGH",
         "CGMALLOC_LOW",
@@ -921,7 +927,7 @@ fn parse_table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
         .filter(|w| !w.is_empty())
         .map(str::to_string)
         .collect();
-    for word in ["current", "peak", "max", "high", "oom_kill"] {
+    for word in ["current", "peak", "max", "high", "events"] {
         assert!(
             columns.iter().any(|c| c == word),
             "the column line {columns_line:?} lacks {word}"

@@ -70,6 +70,7 @@ struct Options {
     groups: Vec<String>,
     threads: Vec<String>,
     oom: Option<String>,
+    attach: Option<String>,
     stats: Option<OsString>,
     stats_file: Option<PathBuf>,
     no_cgroup: bool,
@@ -120,6 +121,10 @@ fn parse_run(argv: &[OsString]) -> Result<Invocation, Fail> {
                 let v = value("GLOB=PATH, e.g. 'worker-*=/workers'")?;
                 opts.threads
                     .push(syntax::thread_spec(&v).map_err(|e| bad(&name, e))?);
+            }
+            "--attach" => {
+                let v = value("PATH, e.g. /job")?;
+                opts.attach = Some(syntax::group_path(v.trim(), true).map_err(|e| bad(&name, e))?);
             }
             "--oom" => {
                 let v = value("fail, abort or force")?;
@@ -204,6 +209,9 @@ fn environment(opts: &Options) -> Vec<(&'static str, OsString)> {
     }
     if let Some(oom) = &opts.oom {
         env.push(("CGMALLOC_OOM", oom.into()));
+    }
+    if let Some(path) = &opts.attach {
+        env.push(("CGMALLOC_ATTACH", path.into()));
     }
     if let Some(stats) = &opts.stats {
         env.push(("CGMALLOC_STATS", stats.clone()));

@@ -44,6 +44,9 @@ Options of `run`:
                         GLOB to group PATH (`/` is the root); repeatable,
                         joined with `;`                                        [CGMALLOC_THREADS]
                           e.g. --thread 'worker-*=/workers'
+  --attach PATH         start COMMAND's first thread, and so the threads it
+                        creates, in group PATH (made with --group)             [CGMALLOC_ATTACH]
+                          e.g. cgmalloc run --group /job:max=1G --attach /job -- ./job
   --oom fail|abort|force
                         what an allocation that hits the root's limit does:
                         fail (return NULL, the default), abort (print the group
@@ -74,9 +77,11 @@ Environment:
                         the root group's limits (set by --max, --high, --low, --min)
   CGMALLOC_GROUPS       PATH:key=value,...;PATH:...  (set by --group)
   CGMALLOC_THREADS      GLOB=PATH;GLOB=PATH  (set by --thread)
+  CGMALLOC_ATTACH       the group the first thread starts in  (set by --attach)
   CGMALLOC_OOM          the root's memory.oom.policy  (set by --oom)
   CGMALLOC_STATS        stderr or an absolute file path  (set by --stats)
-  CGMALLOC_CGROUP       auto (default) or off  (set by --no-cgroup)
+  CGMALLOC_CGROUP       auto (default), off (set by --no-cgroup), or a directory to
+                        read the cgroup files below instead of /
   CGMALLOC_LIB          read by the launcher: the library, when --lib is not given
   LD_PRELOAD            the library is put first (once) in front of the inherited value
 
