@@ -9,7 +9,7 @@ unset LD_PRELOAD
 # Loom model checks of the page counter, the stock word and the group lifecycle, in their
 # own target directory (they build the crate with --cfg loom).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-    cargo test --release --test loom -q
+    cargo test --profile loom --test loom -q
 
 # The preloadable library (default features: exports malloc & co.), for the C and
 # LD_PRELOAD tests.

@@ -5,7 +5,7 @@
 //! and pins (DESIGN.md "Ownership, free and uncharge").
 //!
 //! Run with
-//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom cargo test --release --test loom`.
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --profile loom --test loom`.
 //!
 //! The library builds under `--cfg loom` only with `loom` as a
 //! `[target.'cfg(loom)'.dependencies]` entry (the library itself names `loom::` in
