@@ -11,9 +11,10 @@ unset LD_PRELOAD
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test --profile loom --test loom -q
 
-# The preloadable library (default features: exports malloc & co.), for the C and
-# LD_PRELOAD tests.
+# The preloadable library (default features: exports malloc & co.) and the launcher, for
+# the C, LD_PRELOAD and launcher tests; then the launcher's own unit tests.
 cargo build --release
+cargo test --release --bin cgmalloc -q
 
 # Every test in its own process: the allocator's state is process-wide. Rust test
 # binaries are built without `override`, so their own malloc stays glibc's unless a test

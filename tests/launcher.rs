@@ -16,8 +16,9 @@
 //! - with the library reading its environment: `--stats` prints the group table, and
 //!   `--max 64M` turns a Python program's growth into `MemoryError`.
 //!
-//! Uses `target/release/cgmalloc` (`CARGO_BIN_EXE_cgmalloc`) and the `libcgmalloc.so`
-//! beside it, built by `cargo build --release` (default features). Needs `cc`, `nm`,
+//! Uses `target/release/cgmalloc` and the `libcgmalloc.so` beside it, built by
+//! `cargo build --release` (default features; the test binaries are built without them,
+//! and so without the launcher). Needs `cc`, `nm`,
 //! `sh` and `python3` on `PATH`; a missing one is a failure, not a skip. Every program
 //! runs in its own process group under a time limit, and is killed (failing the test)
 //! when it exceeds it.
@@ -32,7 +33,7 @@ use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const LAUNCHER: &str = env!("CARGO_BIN_EXE_cgmalloc");
+const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/cgmalloc");
 /// Time limit for one launcher run.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Time limit for the Python run, which allocates up to its limit.
@@ -126,6 +127,10 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     library();
+    assert!(
+        Path::new(LAUNCHER).is_file(),
+        "{LAUNCHER} is missing: run `cargo build --release` (default features) first"
+    );
     let mut cmd = Command::new(LAUNCHER);
     cmd.args(args).env_remove("LD_PRELOAD");
     for (key, _) in std::env::vars_os() {
