@@ -15,6 +15,9 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
 # the C, LD_PRELOAD and launcher tests; then the launcher's own unit tests.
 cargo build --release
 cargo test --release --bin cgmalloc -q
+# The examples, which tests/examples.rs runs (a test build does not put them in
+# target/release/examples).
+cargo build --release --no-default-features --examples
 
 # Every test in its own process: the allocator's state is process-wide. Rust test
 # binaries are built without `override`, so their own malloc stays glibc's unless a test
