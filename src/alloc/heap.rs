@@ -117,6 +117,8 @@ pub struct Heap {
     /// Empty spans, most recent first.
     pub cache: Queue,
     pub cache_len: u32,
+    /// Trimmed since the thread last used it (`tld::heap_for`).
+    pub idle_trimmed: bool,
 }
 
 /// The heap of a thread that has not allocated yet: every `direct` slot is empty, so the
@@ -134,6 +136,7 @@ pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
     full_dirty: AtomicBool::new(false),
     cache: Queue::EMPTY,
     cache_len: 0,
+    idle_trimmed: false,
 });
 
 #[inline]

@@ -2,8 +2,10 @@
 //! segment-aligned mapping whose first slice holds the header. The data is charged to
 //! the page: `usable` bytes, a multiple of 4 KiB, as `usable / 4096` pages.
 //!
-//! Freed mappings are cached by the freeing thread (at most `LARGE_CACHE`, each at most
-//! `CACHE_MAX_BYTES`), still charged (`CACHED`) for fast reuse by the same group. Other
+//! Freed mappings are cached by the freeing thread (unless their group is at its `max`) (at most `LARGE_CACHE`, each at most
+//! `CACHE_MAX_BYTES`, `CACHE_BUDGET` in all), still charged (`CACHED`) for fast reuse by
+//! the same group, for any size its reservation holds (the pages are fitted to the new
+//! size: a longer tail purged and uncharged, a shorter one grown with a charge). Other
 //! threads reclaiming memory purge cached mappings under the owner's cache lock (their
 //! charge is returned, state `PURGED`); a purged mapping is charged again when reused.
 //!
@@ -29,6 +31,8 @@ use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 /// Largest mapping kept in a thread's cache.
 pub const CACHE_MAX_BYTES: usize = 64 << 20;
+/// Most bytes of mappings a thread's cache holds (the newest is kept whatever its size).
+pub const CACHE_BUDGET: usize = 128 << 20;
 
 #[repr(C)]
 pub struct LargeMeta {
@@ -142,9 +146,13 @@ fn map_new(usable: usize, align: usize) -> Option<*mut Segment> {
     }
 }
 
-/// Reuses a cached mapping of this thread that fits: same group and charged, or purged
-/// (charged again to `group`).
-fn from_cache(group: u32, usable: usize, align: usize) -> Option<(*mut u8, bool)> {
+/// Reuses a cached mapping of this thread for `need` bytes: the closest in size among
+/// those that can serve it (its reservation holds `need`, and it has at most twice
+/// `need` in pages: more would purge more than a new mapping costs), one already charged
+/// to `group` first. Its pages are fitted to `need` (a longer tail purged, a shorter one
+/// grown into the reservation) and charged to `group`; a mapping cached for another
+/// group hands its resident pages over, its old group uncharged.
+fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> {
     let tld = tld::current();
     if tld.is_null() {
         return None;
@@ -153,19 +161,25 @@ fn from_cache(group: u32, usable: usize, align: usize) -> Option<(*mut u8, bool)
     let t = unsafe { &mut *tld };
     let (seg, purged) = {
         let _g = t.lock_cache();
-        let i = t.large_cache.iter().position(|&s| {
+        let mut best: Option<(usize, (bool, usize))> = None;
+        for (i, &s) in t.large_cache.iter().enumerate() {
             if s.is_null() {
-                return false;
+                continue;
             }
             // SAFETY: cached segments are live and held by this cache.
             let m = unsafe { &(*s).large };
             let st = m.state.load(Ordering::Relaxed);
-            m.usable >= usable
-                && m.usable - usable <= usable / 8
+            let fits = m.capacity >= need
+                && m.usable <= need.saturating_mul(2)
                 && m.data as usize % align.max(1) == 0
-                && (st == span::PURGED
-                    || (st == span::CACHED && m.group.load(Ordering::Relaxed) == group))
-        })?;
+                && (st == span::PURGED || st == span::CACHED);
+            let other_group = !(st == span::CACHED && m.group.load(Ordering::Relaxed) == group);
+            let rank = (other_group, m.usable.abs_diff(need));
+            if fits && best.map_or(true, |(_, r)| rank < r) {
+                best = Some((i, rank));
+            }
+        }
+        let (i, _) = best?;
         let s = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
         // SAFETY: as above.
         let m = unsafe { &(*s).large };
@@ -176,14 +190,46 @@ fn from_cache(group: u32, usable: usize, align: usize) -> Option<(*mut u8, bool)
     // SAFETY: the segment is ours now.
     let m = unsafe { &mut (*seg).large };
     m.cache_tld = ptr::null_mut();
-    if purged {
-        if !charge(group, m.usable) {
+    let old_group = m.group.load(Ordering::Relaxed);
+    let charged = if !purged && old_group == group {
+        m.usable
+    } else {
+        0
+    };
+    // Charge first, so that a refusal leaves the mapping as it was, to be released.
+    let more = need.saturating_sub(charged);
+    let ok = match (more, charged) {
+        (0, _) => true,
+        (_, 0) => charge(group, more),
+        _ => memcg::charge::try_charge(group, pages(more), 0).is_ok(),
+    };
+    if !ok {
+        if purged {
             m.state.store(span::PURGED, Ordering::Relaxed);
-            release(seg);
-            return Some((ptr::null_mut(), false));
         }
-        m.group.store(group, Ordering::Relaxed);
+        release(seg);
+        return Some((ptr::null_mut(), false));
     }
+    if !purged && old_group != group {
+        Uncharge {
+            group: old_group,
+            pages: pages(m.usable),
+        }
+        .apply();
+    }
+    if !purged && m.usable > need {
+        // SAFETY: the tail beyond `need` belongs to this mapping.
+        mem::purge(unsafe { m.data.add(need) }, m.usable - need);
+    }
+    if charged > need {
+        Uncharge {
+            group,
+            pages: pages(charged - need),
+        }
+        .apply_plain();
+    }
+    m.usable = need;
+    m.group.store(group, Ordering::Relaxed);
     Some((m.data, purged))
 }
 
@@ -195,30 +241,45 @@ pub fn free(seg: *mut Segment) {
         crate::util::fatal::fatal(&[b"double free of a large block"]);
     }
     let tld = tld::current();
-    if tld.is_null() || m.usable > CACHE_MAX_BYTES {
+    if tld.is_null()
+        || m.usable > CACHE_MAX_BYTES
+        || memcg::charge::at_max(m.group.load(Ordering::Relaxed))
+    {
         release(seg);
         return;
     }
     // SAFETY: this thread's live state.
     let t = unsafe { &mut *tld };
-    let evicted = {
+    let mut evicted = [ptr::null_mut(); LARGE_CACHE];
+    {
         let _g = t.lock_cache();
         m.cache_tld = tld;
         m.state.store(span::CACHED, Ordering::Relaxed);
-        let victim = t.large_cache[LARGE_CACHE - 1];
+        evicted[0] = t.large_cache[LARGE_CACHE - 1];
         t.large_cache.copy_within(0..LARGE_CACHE - 1, 1);
         t.large_cache[0] = seg;
-        if !victim.is_null() {
-            // SAFETY: a cached segment; make it ours before releasing it.
-            let vm = unsafe { &(*victim).large };
+        // Over the byte budget: the oldest go first (the newest always stays).
+        let mut bytes: usize = 0;
+        for (i, slot) in t.large_cache.iter_mut().enumerate() {
+            if slot.is_null() {
+                continue;
+            }
+            // SAFETY: cached segments are live and held by this cache.
+            bytes += unsafe { (**slot).large.usable };
+            if i > 0 && bytes > CACHE_BUDGET {
+                evicted[i] = core::mem::replace(slot, ptr::null_mut());
+            }
+        }
+        for &v in evicted.iter().filter(|v| !v.is_null()) {
+            // SAFETY: a segment taken out of the cache; make it ours before releasing it.
+            let vm = unsafe { &(*v).large };
             if vm.state.load(Ordering::Relaxed) == span::CACHED {
                 vm.state.store(span::ACTIVE, Ordering::Relaxed);
             }
         }
-        victim
-    };
-    if !evicted.is_null() {
-        release(evicted);
+    }
+    for v in evicted.into_iter().filter(|v| !v.is_null()) {
+        release(v);
     }
 }
 

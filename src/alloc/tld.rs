@@ -23,7 +23,7 @@ use crate::memcg;
 use core::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub const LARGE_CACHE: usize = 8;
+pub const LARGE_CACHE: usize = 16;
 
 #[repr(C)]
 pub struct Tld {
@@ -124,25 +124,63 @@ impl Tld {
 fn heap_for(tld: *mut Tld, group: u32) -> *mut Heap {
     // SAFETY: `tld` is this thread's live state.
     let t = unsafe { &mut *tld };
-    let mut h = t.heaps;
-    while !h.is_null() {
-        // SAFETY: heaps on the thread's list are live.
-        if unsafe { (*h).group } == group {
+    // Find the group's heap and unlink it, to put it first (most recently used).
+    let mut link: *mut *mut Heap = &mut t.heaps;
+    let mut found = ptr::null_mut();
+    // SAFETY: heaps on the thread's list are live and only this thread links them.
+    unsafe {
+        while !(*link).is_null() {
+            let h = *link;
+            if (*h).group == group {
+                *link = (*h).next;
+                found = h;
+                break;
+            }
+            link = &mut (*h).next;
+        }
+    }
+    let h = if found.is_null() {
+        let h = HEAPS.alloc() as *mut Heap;
+        if h.is_null() {
             return h;
         }
-        h = unsafe { (*h).next };
-    }
-    let h = HEAPS.alloc() as *mut Heap;
-    if h.is_null() {
-        return h;
-    }
-    // SAFETY: a zeroed pool object of the right size, ours alone.
+        // SAFETY: a zeroed pool object of the right size, ours alone.
+        unsafe { (*h).init(group, tld) };
+        h
+    } else {
+        found
+    };
+    // SAFETY: `h` is ours and unlinked.
     unsafe {
-        (*h).init(group, tld);
         (*h).next = t.heaps;
+        (*h).idle_trimmed = false;
     }
     t.heaps = h;
+    trim_idle_heap(t);
     h
+}
+
+/// Heaps a thread keeps warm: beyond the `WARM_HEAPS` it used last, a heap gives back its
+/// empty spans when it falls out of that window (its live blocks stay where they are), so
+/// a thread that visits many groups does not keep a span cache in each.
+const WARM_HEAPS: usize = 4;
+
+fn trim_idle_heap(t: &mut Tld) {
+    let mut h = t.heaps;
+    for _ in 0..WARM_HEAPS {
+        if h.is_null() {
+            return;
+        }
+        // SAFETY: heaps on the thread's list are live.
+        h = unsafe { (*h).next };
+    }
+    // SAFETY: as above; `h` is this thread's, not the TLS heap (which is the list head).
+    if !h.is_null() && !unsafe { (*h).idle_trimmed } {
+        unsafe {
+            (*h).idle_trimmed = true;
+            (*h).trim();
+        }
+    }
 }
 
 /// The slow path's first step: the thread's state and the heap of its current group,

@@ -140,6 +140,19 @@ pub fn usage_changed(id: u32) {
 
 /// Returns `nr` pages of `id` to the counters, or to this thread's stock when it caches
 /// `id` and `id` is live (a dying group's pages go straight back, so it can be freed).
+/// True if `id` or an ancestor is at or over its `max`: memory freed there should go back
+/// rather than be cached (a lowered limit waits for usage to drop).
+pub fn at_max(id: u32) -> bool {
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        if GROUPS.counter(g).margin() == 0 {
+            return true;
+        }
+        cur = GROUPS.parent(g);
+    }
+    false
+}
+
 pub fn uncharge(id: u32, nr: Pages) {
     if GROUPS.state(id) == super::table::LIVE {
         threads::uncharge_via_stock(id, nr);
