@@ -25,7 +25,10 @@
 
 mod c_util;
 
-use c_util::{compile_c, link_flags, linked, plain, preloaded, run, Run, Scratch, ROOT, TIMEOUT};
+use c_util::{
+    compile, compile_c, link_flags, linked, plain, preloaded, run, without_cgmalloc_vars, Run,
+    Scratch, ROOT, TIMEOUT,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -63,34 +66,22 @@ enum Mode {
 /// Compiles `tests/c/<source>` for `mode`.
 fn build(dir: &Path, source: &str, mode: Mode) -> PathBuf {
     let mut flags = c_flags();
-    let mut after = Vec::new();
-    match mode {
-        Mode::Linked => after.extend(link_flags()),
+    let after = match mode {
+        Mode::Linked => link_flags(),
         Mode::Preloaded => {
             flags.push("-DCGM_DLSYM".into());
-            after.push("-ldl".into());
+            vec!["-ldl"]
         }
-    }
+    };
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let after: Vec<&str> = after.iter().map(String::as_str).collect();
     let out = format!("{}-{mode:?}", source.trim_end_matches(".c"));
-    compile_c("cc", dir, source, &out, &flags, &after)
+    compile_c("cc", dir, format!("tests/c/{source}"), &out, &flags, &after)
 }
 
-/// `cmd` without the library's environment variables, which would change the root's
-/// settings the programs check.
-fn clean_env(mut cmd: Command) -> Command {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CGMALLOC_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-/// Runs a program built by [`build`] for `mode`.
+/// Runs a program built by [`build`] for `mode`, without the library's environment
+/// variables, which would change the root's settings the programs check.
 fn run_mode(exe: &Path, mode: Mode) -> Run {
-    let cmd = clean_env(Command::new(exe));
+    let cmd = without_cgmalloc_vars(Command::new(exe));
     let mut cmd = match mode {
         Mode::Linked => linked(cmd),
         Mode::Preloaded => preloaded(cmd),
@@ -187,7 +178,11 @@ fn capi_bad_preloaded() {
 fn dlsym_build_needs_the_preload() {
     let dir = Scratch::new("dlsym-alone");
     let exe = build(&dir, "capi.c", Mode::Preloaded);
-    let r = run(&mut plain(clean_env(Command::new(&exe))), None, TIMEOUT);
+    let r = run(
+        &mut plain(without_cgmalloc_vars(Command::new(&exe))),
+        None,
+        TIMEOUT,
+    );
     assert_eq!(
         r.status.code(),
         Some(2),
@@ -252,23 +247,10 @@ fn capi_c_covers_the_header() {
     );
 }
 
-/// Compiles `args` with `compiler`, failing the test with its messages.
-fn compiles(compiler: &str, args: &[&str]) {
-    let out = plain(Command::new(c_util::need(compiler)))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{compiler} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn header_alone_is_pedantic_c11() {
     let header = format!("{ROOT}/include/cgmalloc.h");
-    compiles(
+    compile(
         "gcc",
         &[
             "-std=c11",
@@ -288,7 +270,7 @@ fn header_alone_is_pedantic_c11() {
 #[test]
 fn header_alone_is_cxx17() {
     let header = format!("{ROOT}/include/cgmalloc.h");
-    compiles(
+    compile(
         "g++",
         &[
             "-std=c++17",
@@ -319,9 +301,19 @@ fn header_from_cxx_links_and_runs() {
         &include,
     ];
     let link = link_flags();
-    let link: Vec<&str> = link.iter().map(String::as_str).collect();
-    let exe = compile_c("g++", &dir, "header.cpp", "header-cxx", &flags, &link);
-    let r = run(&mut linked(clean_env(Command::new(&exe))), None, TIMEOUT);
+    let exe = compile_c(
+        "g++",
+        &dir,
+        "tests/c/header.cpp",
+        "header-cxx",
+        &flags,
+        &link,
+    );
+    let r = run(
+        &mut linked(without_cgmalloc_vars(Command::new(&exe))),
+        None,
+        TIMEOUT,
+    );
     r.assert_success("header.cpp (linked)");
     assert_eq!(r.stdout(), "header.cpp: ok\n", "{}", r.describe());
 }

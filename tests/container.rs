@@ -79,13 +79,31 @@ impl Fixture {
         let file = limit.file.strip_prefix(&self.root).unwrap().to_path_buf();
         Some((file, limit.hierarchy))
     }
+
+    /// The probe finds `bytes`, read from `file` (relative to the fixture root) of
+    /// `hierarchy`.
+    #[track_caller]
+    fn assert_limit(&self, bytes: u64, file: &str, hierarchy: Hierarchy) {
+        assert_eq!(self.probe(), Some(bytes));
+        assert_eq!(self.source(), Some((file.into(), hierarchy)));
+    }
+}
+
+/// The content of a limit file holding `n` bytes.
+fn bytes(n: u64) -> String {
+    format!("{n}\n")
 }
 
 /// A cgroup v2 only host or container: `0::<path>` and one cgroup2 mount at /sys/fs/cgroup.
 fn v2_fixture(name: &str, path: &str) -> Fixture {
+    v2_fixture_with_root(name, path, "/")
+}
+
+/// [`v2_fixture`] with the mount showing `mount_root` (ROOT in mountinfo) rather than `/`.
+fn v2_fixture_with_root(name: &str, path: &str, mount_root: &str) -> Fixture {
     let f = Fixture::new(name);
     f.cgroup(&format!("0::{path}\n"))
-        .mountinfo(&v2("/", "/sys/fs/cgroup"));
+        .mountinfo(&v2(mount_root, "/sys/fs/cgroup"));
     f
 }
 
@@ -94,50 +112,35 @@ fn v2_simple() {
     let f = v2_fixture("v2_simple", "/");
     f.file("/sys/fs/cgroup/memory.max", "536870912\n")
         .file("/sys/fs/cgroup/memory.high", "max\n");
-    assert_eq!(f.probe(), Some(512 * M));
-    assert_eq!(
-        f.source(),
-        Some(("sys/fs/cgroup/memory.max".into(), Hierarchy::V2))
-    );
+    f.assert_limit(512 * M, "sys/fs/cgroup/memory.max", Hierarchy::V2);
 }
 
 #[test]
 fn v2_nested_smallest_deepest() {
     let f = v2_fixture("v2_nested_smallest_deepest", "/a/b/c");
     f.file("/sys/fs/cgroup/memory.max", "max\n")
-        .file("/sys/fs/cgroup/a/memory.max", &format!("{}\n", G))
+        .file("/sys/fs/cgroup/a/memory.max", &bytes(G))
         .file("/sys/fs/cgroup/a/b/memory.max", "max\n")
-        .file("/sys/fs/cgroup/a/b/c/memory.max", &format!("{}\n", 256 * M));
+        .file("/sys/fs/cgroup/a/b/c/memory.max", &bytes(256 * M));
     assert_eq!(f.probe(), Some(256 * M));
 }
 
 #[test]
 fn v2_nested_smallest_at_ancestor() {
     let f = v2_fixture("v2_nested_smallest_at_ancestor", "/a/b/c");
-    f.file("/sys/fs/cgroup/a/memory.max", &format!("{}\n", 128 * M))
+    f.file("/sys/fs/cgroup/a/memory.max", &bytes(128 * M))
         .file("/sys/fs/cgroup/a/b/memory.max", "max\n")
-        .file("/sys/fs/cgroup/a/b/c/memory.max", &format!("{}\n", 256 * M))
-        .file(
-            "/sys/fs/cgroup/a/b/c/memory.high",
-            &format!("{}\n", 200 * M),
-        );
-    assert_eq!(f.probe(), Some(128 * M));
-    assert_eq!(
-        f.source(),
-        Some(("sys/fs/cgroup/a/memory.max".into(), Hierarchy::V2))
-    );
+        .file("/sys/fs/cgroup/a/b/c/memory.max", &bytes(256 * M))
+        .file("/sys/fs/cgroup/a/b/c/memory.high", &bytes(200 * M));
+    f.assert_limit(128 * M, "sys/fs/cgroup/a/memory.max", Hierarchy::V2);
 }
 
 #[test]
 fn v2_high_below_max() {
     let f = v2_fixture("v2_high_below_max", "/app");
-    f.file("/sys/fs/cgroup/app/memory.max", &format!("{}\n", G))
-        .file("/sys/fs/cgroup/app/memory.high", &format!("{}\n", 768 * M));
-    assert_eq!(f.probe(), Some(768 * M));
-    assert_eq!(
-        f.source(),
-        Some(("sys/fs/cgroup/app/memory.high".into(), Hierarchy::V2))
-    );
+    f.file("/sys/fs/cgroup/app/memory.max", &bytes(G))
+        .file("/sys/fs/cgroup/app/memory.high", &bytes(768 * M));
+    f.assert_limit(768 * M, "sys/fs/cgroup/app/memory.high", Hierarchy::V2);
 }
 
 #[test]
@@ -172,13 +175,10 @@ fn v1_limit() {
             "/sys/fs/cgroup/cpu,cpuacct/docker/x/memory.limit_in_bytes",
             "4096\n",
         );
-    assert_eq!(f.probe(), Some(G));
-    assert_eq!(
-        f.source(),
-        Some((
-            "sys/fs/cgroup/memory/docker/x/memory.limit_in_bytes".into(),
-            Hierarchy::V1
-        ))
+    f.assert_limit(
+        G,
+        "sys/fs/cgroup/memory/docker/x/memory.limit_in_bytes",
+        Hierarchy::V1,
     );
 }
 
@@ -202,7 +202,7 @@ fn v1_joint_controllers() {
         .mountinfo(&v1("/", "/sys/fs/cgroup/cpu,memory", "cpu,memory"))
         .file(
             "/sys/fs/cgroup/cpu,memory/job/memory.limit_in_bytes",
-            &format!("{}\n", 300 * M),
+            &bytes(300 * M),
         );
     assert_eq!(f.probe(), Some(300 * M));
 }
@@ -216,7 +216,7 @@ fn hybrid_v1_limit_unified_without_memory_files() {
         )
         .file(
             "/sys/fs/cgroup/memory/svc/memory.limit_in_bytes",
-            &format!("{}\n", 2 * G),
+            &bytes(2 * G),
         )
         .file("/sys/fs/cgroup/unified/svc/cgroup.procs", "1\n");
     assert_eq!(f.probe(), Some(2 * G));
@@ -224,41 +224,29 @@ fn hybrid_v1_limit_unified_without_memory_files() {
 
 #[test]
 fn hybrid_both_give_limits() {
-    let f = Fixture::new("hybrid_both_give_limits");
-    f.cgroup("0::/svc\n4:memory:/svc\n")
-        .mountinfo(
-            &(v2("/", "/sys/fs/cgroup/unified") + &v1("/", "/sys/fs/cgroup/memory", "memory")),
-        )
-        .file(
-            "/sys/fs/cgroup/memory/svc/memory.limit_in_bytes",
-            &format!("{}\n", 2 * G),
-        )
-        .file(
-            "/sys/fs/cgroup/unified/svc/memory.max",
-            &format!("{}\n", 3 * G),
-        );
-    assert_eq!(f.probe(), Some(2 * G));
-    assert_eq!(
-        f.source(),
-        Some((
-            "sys/fs/cgroup/memory/svc/memory.limit_in_bytes".into(),
-            Hierarchy::V1
-        ))
+    // Both hierarchies show /svc; v1 limits it to 2 GiB.
+    let hybrid = |name: &str| {
+        let f = Fixture::new(name);
+        f.cgroup("0::/svc\n4:memory:/svc\n")
+            .mountinfo(
+                &(v2("/", "/sys/fs/cgroup/unified") + &v1("/", "/sys/fs/cgroup/memory", "memory")),
+            )
+            .file(
+                "/sys/fs/cgroup/memory/svc/memory.limit_in_bytes",
+                &bytes(2 * G),
+            );
+        f
+    };
+    let f = hybrid("hybrid_both_give_limits");
+    f.file("/sys/fs/cgroup/unified/svc/memory.max", &bytes(3 * G));
+    f.assert_limit(
+        2 * G,
+        "sys/fs/cgroup/memory/svc/memory.limit_in_bytes",
+        Hierarchy::V1,
     );
 
-    let f = Fixture::new("hybrid_both_give_limits_v2_smaller");
-    f.cgroup("0::/svc\n4:memory:/svc\n")
-        .mountinfo(
-            &(v2("/", "/sys/fs/cgroup/unified") + &v1("/", "/sys/fs/cgroup/memory", "memory")),
-        )
-        .file(
-            "/sys/fs/cgroup/memory/svc/memory.limit_in_bytes",
-            &format!("{}\n", 2 * G),
-        )
-        .file(
-            "/sys/fs/cgroup/unified/svc/memory.high",
-            &format!("{}\n", G),
-        );
+    let f = hybrid("hybrid_both_give_limits_v2_smaller");
+    f.file("/sys/fs/cgroup/unified/svc/memory.high", &bytes(G));
     assert_eq!(f.probe(), Some(G));
 }
 
@@ -266,37 +254,26 @@ fn hybrid_both_give_limits() {
 fn mount_root_not_slash() {
     // The mount shows /docker/abc at /sys/fs/cgroup; the process is in /docker/abc/sub.
     let f = v2_fixture_with_root("mount_root_not_slash", "/docker/abc/sub", "/docker/abc");
-    f.file("/sys/fs/cgroup/memory.max", &format!("{}\n", G))
-        .file("/sys/fs/cgroup/sub/memory.max", &format!("{}\n", 640 * M))
+    f.file("/sys/fs/cgroup/memory.max", &bytes(G))
+        .file("/sys/fs/cgroup/sub/memory.max", &bytes(640 * M))
         // Would be read if ROOT were ignored.
         .file("/sys/fs/cgroup/docker/abc/sub/memory.max", "4096\n");
-    assert_eq!(f.probe(), Some(640 * M));
-    assert_eq!(
-        f.source(),
-        Some(("sys/fs/cgroup/sub/memory.max".into(), Hierarchy::V2))
-    );
+    f.assert_limit(640 * M, "sys/fs/cgroup/sub/memory.max", Hierarchy::V2);
 }
 
 #[test]
 fn path_not_under_mount_root_falls_back_to_mount_point() {
     // `/docker/abcdef` shares a prefix with ROOT `/docker/abc` but is not under it.
     let f = v2_fixture_with_root("path_not_under_mount_root", "/docker/abcdef", "/docker/abc");
-    f.file("/sys/fs/cgroup/memory.max", &format!("{}\n", G))
+    f.file("/sys/fs/cgroup/memory.max", &bytes(G))
         .file("/sys/fs/cgroup/def/memory.max", "4096\n");
     assert_eq!(f.probe(), Some(G));
 
     // A namespace shows a group outside it as `/..`: that must not climb out either.
     let f = v2_fixture("path_with_dot_dot", "/../outside");
-    f.file("/sys/fs/cgroup/memory.max", &format!("{}\n", G))
+    f.file("/sys/fs/cgroup/memory.max", &bytes(G))
         .file("/sys/fs/outside/memory.max", "4096\n");
     assert_eq!(f.probe(), Some(G));
-}
-
-fn v2_fixture_with_root(name: &str, path: &str, mount_root: &str) -> Fixture {
-    let f = Fixture::new(name);
-    f.cgroup(&format!("0::{path}\n"))
-        .mountinfo(&v2(mount_root, "/sys/fs/cgroup"));
-    f
 }
 
 #[test]
@@ -306,7 +283,7 @@ fn first_mount_holding_the_path_is_used() {
     f.cgroup("0::/pod/app\n")
         .mountinfo(&(v2("/other", "/mnt/other") + &v2("/pod", "/sys/fs/cgroup")))
         .file("/mnt/other/memory.max", "4096\n")
-        .file("/sys/fs/cgroup/app/memory.max", &format!("{}\n", 100 * M));
+        .file("/sys/fs/cgroup/app/memory.max", &bytes(100 * M));
     assert_eq!(f.probe(), Some(100 * M));
 }
 
@@ -315,12 +292,8 @@ fn namespace_with_escaped_mount_point() {
     let f = Fixture::new("namespace_with_escaped_mount_point");
     f.cgroup("0::/\n")
         .mountinfo(&v2("/", r"/sys/fs/my\040cgroup"))
-        .file("/sys/fs/my cgroup/memory.max", &format!("{}\n", 64 * M));
-    assert_eq!(f.probe(), Some(64 * M));
-    assert_eq!(
-        f.source(),
-        Some(("sys/fs/my cgroup/memory.max".into(), Hierarchy::V2))
-    );
+        .file("/sys/fs/my cgroup/memory.max", &bytes(64 * M));
+    f.assert_limit(64 * M, "sys/fs/my cgroup/memory.max", Hierarchy::V2);
 }
 
 #[test]
@@ -335,7 +308,7 @@ fn no_limit_files() {
 fn missing_cgroup_file() {
     let f = Fixture::new("missing_cgroup_file");
     f.mountinfo(&v2("/", "/sys/fs/cgroup"))
-        .file("/sys/fs/cgroup/memory.max", &format!("{}\n", G));
+        .file("/sys/fs/cgroup/memory.max", &bytes(G));
     assert_eq!(f.probe(), None);
 }
 
@@ -351,16 +324,14 @@ fn missing_mountinfo_falls_back_to_sys_fs_cgroup() {
     // Documented fallback: v2 at /sys/fs/cgroup, ROOT `/`.
     let f = Fixture::new("missing_mountinfo_v2_fallback");
     f.cgroup("0::/a\n")
-        .file("/sys/fs/cgroup/memory.max", &format!("{}\n", 2 * G))
-        .file("/sys/fs/cgroup/a/memory.max", &format!("{}\n", G));
+        .file("/sys/fs/cgroup/memory.max", &bytes(2 * G))
+        .file("/sys/fs/cgroup/a/memory.max", &bytes(G));
     assert_eq!(f.probe(), Some(G));
 
     // And v1 memory at /sys/fs/cgroup/memory.
     let f = Fixture::new("missing_mountinfo_v1_fallback");
-    f.cgroup("4:memory:/a\n").file(
-        "/sys/fs/cgroup/memory/a/memory.limit_in_bytes",
-        &format!("{}\n", G),
-    );
+    f.cgroup("4:memory:/a\n")
+        .file("/sys/fs/cgroup/memory/a/memory.limit_in_bytes", &bytes(G));
     assert_eq!(f.probe(), Some(G));
 }
 
@@ -369,7 +340,7 @@ fn no_cgroup_mounts() {
     let f = Fixture::new("no_cgroup_mounts");
     f.cgroup("0::/\n")
         .mountinfo("")
-        .file("/sys/fs/cgroup/memory.max", &format!("{}\n", G));
+        .file("/sys/fs/cgroup/memory.max", &bytes(G));
     assert_eq!(f.probe(), None);
 }
 
@@ -399,9 +370,9 @@ fn garbage_tables() {
             v2("/", "/sys/fs/cgroup"),
         ),
     )
-    .file("/sys/fs/cgroup/memory.max", &format!("{}\n", G))
+    .file("/sys/fs/cgroup/memory.max", &bytes(G))
     .file("/sys/fs/cgroup/app/memory.max", "abc\n")
-    .file("/sys/fs/cgroup/app/memory.high", &format!("{}\n", 900 * M))
+    .file("/sys/fs/cgroup/app/memory.high", &bytes(900 * M))
     .file("/sys/fs/cgroup/second/memory.max", "4096\n")
     .file("/x/app/memory.max", "4096\n")
     .file("/relative/app/memory.max", "4096\n");
@@ -439,8 +410,8 @@ fn garbage_limit_files() {
         &format!("{dir}/memory.high"),
         &format!("4096{}\n", " ".repeat(100)),
     );
-    f.file("/sys/fs/cgroup/memory.max", &format!("{}\n", 3 * G))
-        .file("/sys/fs/cgroup/g0/g1/memory.high", &format!("{}\n", 2 * G))
+    f.file("/sys/fs/cgroup/memory.max", &bytes(3 * G))
+        .file("/sys/fs/cgroup/g0/g1/memory.high", &bytes(2 * G))
         .cgroup(&format!("0::{path}\n"))
         .mountinfo(&v2("/", "/sys/fs/cgroup"));
     assert_eq!(f.probe(), Some(2 * G));
@@ -453,7 +424,7 @@ fn garbage_limit_files() {
 #[test]
 fn zero_is_skipped() {
     let f = v2_fixture("zero_is_skipped", "/a");
-    f.file("/sys/fs/cgroup/memory.max", &format!("{}\n", G))
+    f.file("/sys/fs/cgroup/memory.max", &bytes(G))
         .file("/sys/fs/cgroup/a/memory.max", "0\n")
         .file("/sys/fs/cgroup/a/memory.high", "0\n");
     assert_eq!(f.probe(), Some(G));
@@ -472,7 +443,7 @@ fn huge_tables_are_bounded() {
     let f = v2_fixture("huge_tables_are_bounded", "/a");
     let filler = "1 2 3:4 / /mnt rw - ext4 /dev/sda rw\n".repeat(200_000);
     f.mountinfo(&(v2("/", "/sys/fs/cgroup") + &filler))
-        .file("/sys/fs/cgroup/a/memory.max", &format!("{}\n", G));
+        .file("/sys/fs/cgroup/a/memory.max", &bytes(G));
     assert_eq!(f.probe(), Some(G));
 }
 

@@ -7,62 +7,45 @@
 //! must print exactly one line `cgmalloc: CGMALLOC_X: ...; ignored`, leave the setting
 //! at its default, and let the program run to the end. Container limits come from
 //! fixture trees (`CGMALLOC_CGROUP=<dir>`), never from the machine's own cgroup.
+//!
+//! The library is built by `cargo build --release` (default features) before the tests
+//! run. The probe runs without `LD_PRELOAD`, `LD_LIBRARY_PATH` and the caller's
+//! `CGMALLOC_*` variables, under a time limit. Needs `cc` and `nm`: a missing one is a
+//! failure, not a skip.
 
+mod c_util;
+
+use c_util::{Scratch, ROOT};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("env")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// `envprobe`, compiled once per test process and linked against the library.
 fn probe() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let lib = Path::new(ROOT).join("target/release");
-        assert!(
-            lib.join("libcgmalloc.so").is_file(),
-            "target/release/libcgmalloc.so is missing: run `cargo build --release` first"
-        );
-        let exe = scratch("probe").join("envprobe");
-        let out = Command::new("cc")
-            .args([
-                "-std=c11",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-pthread",
-                "-O1",
-                "-fno-builtin",
-            ])
-            .arg(format!("-I{ROOT}/include"))
-            .arg(Path::new(ROOT).join("tests/c/envprobe.c"))
-            .arg("-o")
-            .arg(&exe)
-            .arg(format!("-L{}", lib.display()))
-            .arg(format!("-Wl,-rpath,{}", lib.display()))
-            .arg("-lcgmalloc")
-            .env_remove("LD_PRELOAD")
-            .output()
-            .expect("`cc` must be installed");
-        assert!(
-            out.status.success(),
-            "compiling envprobe.c failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        exe
+    // The scratch directory lives as long as the process.
+    static EXE: OnceLock<(Scratch, PathBuf)> = OnceLock::new();
+    &EXE.get_or_init(|| {
+        let dir = Scratch::new("probe");
+        let include = format!("-I{ROOT}/include");
+        let flags = [
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pthread",
+            "-O1",
+            "-fno-builtin",
+            &include,
+        ];
+        let link = c_util::link_flags();
+        let exe = c_util::compile_c("cc", &dir, "tests/c/envprobe.c", "envprobe", &flags, &link);
+        (dir, exe)
     })
+    .1
 }
 
 /// What one run printed: `key -> value` from stdout, and stderr.
@@ -80,51 +63,25 @@ impl Seen {
 
     /// The `cgmalloc:` lines on stderr.
     fn warnings(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|l| l.starts_with("cgmalloc:"))
-            .collect()
+        c_util::cgmalloc_lines(&self.stderr)
     }
 }
 
 /// Runs envprobe with `vars` (and no other `CGMALLOC_*`) and `args`; it must exit 0.
 fn run(vars: &[(&str, &str)], args: &[&str]) -> Seen {
-    let mut cmd = Command::new(probe());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CGMALLOC_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env_remove("LD_PRELOAD")
-        .envs(vars.iter().copied())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("envprobe with {vars:?} did not finish in {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        status.success(),
-        "envprobe with {vars:?} failed ({status}):\n{stdout}\n{stderr}"
-    );
+    let mut cmd = c_util::linked(c_util::without_cgmalloc_vars(Command::new(probe())));
+    cmd.envs(vars.iter().copied()).args(args);
+    let r = c_util::run(&mut cmd, None, TIMEOUT);
+    r.assert_success(&format!("envprobe with {vars:?}"));
     let mut lines = BTreeMap::new();
-    for l in stdout.lines() {
+    for l in r.stdout().lines() {
         let (k, v) = l.rsplit_once(' ').unwrap();
         lines.insert(k.to_string(), v.to_string());
     }
-    Seen { lines, stderr }
+    Seen {
+        lines,
+        stderr: r.stderr,
+    }
 }
 
 const DEFAULTS: [(&str, &str); 7] = [
@@ -149,8 +106,8 @@ fn assert_root(seen: &Seen, changed: &[(&str, &str)]) {
 }
 
 /// A cgroup v2 fixture whose memory.max is `limit`; returns its root directory.
-fn fixture_v2(name: &str, limit: &str) -> PathBuf {
-    let root = scratch(name);
+fn fixture_v2(name: &str, limit: &str) -> Scratch {
+    let root = Scratch::new(name);
     std::fs::create_dir_all(root.join("proc/self")).unwrap();
     std::fs::create_dir_all(root.join("sys/fs/cgroup/app")).unwrap();
     std::fs::write(root.join("proc/self/cgroup"), "0::/app\n").unwrap();
@@ -364,7 +321,7 @@ fn stats_go_to_stderr_or_a_file() {
         .expect("a row for /a");
     assert!(a.contains("1.0M") && a.contains("oom_kill=0"), "{a}");
 
-    let dir = scratch("stats");
+    let dir = Scratch::new("stats");
     let file = dir.join("table.txt");
     std::fs::write(&file, "before\n").unwrap();
     let seen = run(

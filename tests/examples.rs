@@ -16,34 +16,40 @@
 //! here even if a program forgot to say so in its exit status. Nothing here sets
 //! `LD_PRELOAD`; it is removed from the programs' environment.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+mod c_util;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use c_util::{Run, Scratch, ROOT};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
 /// Per run. The programs take well under a second; this is for a loaded CI machine.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-struct Run {
+/// A program that ran to a successful end, and what it printed.
+struct Example {
     what: String,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+    run: Run,
 }
 
-impl Run {
-    /// Fails unless the program exited 0; returns its standard output.
-    fn success(&self) -> &str {
-        assert!(self.status.success(), "{} failed: {self}", self.what);
-        &self.stdout
+impl Example {
+    /// Runs `cmd` (without `LD_PRELOAD`) under `TIMEOUT`; it must exit 0.
+    fn run(cmd: Command, what: &str) -> Example {
+        let r = Example {
+            what: what.to_owned(),
+            run: c_util::run(&mut c_util::plain(cmd), None, TIMEOUT),
+        };
+        assert!(r.run.status.success(), "{} failed: {r}", r.what);
+        r
+    }
+
+    fn stdout(&self) -> &str {
+        self.run.stdout()
     }
 
     /// The line of the output that contains `needle`.
     fn line(&self, needle: &str) -> &str {
-        self.stdout
+        self.stdout()
             .lines()
             .find(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("{}: no line with {needle:?}: {self}", self.what))
@@ -62,12 +68,14 @@ impl Run {
     }
 }
 
-impl std::fmt::Display for Run {
+impl std::fmt::Display for Example {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
+            self.run.status,
+            self.stdout(),
+            self.run.stderr
         )
     }
 }
@@ -81,55 +89,8 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
-/// Runs `cmd` in its own process group with no `LD_PRELOAD`; kills the group and fails
-/// if it runs longer than `TIMEOUT`.
-fn run(mut cmd: Command, what: &str) -> Run {
-    cmd.env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what} ({cmd:?}): {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            // SAFETY: signalling the process group created for this child.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!(
-                "{what} did not finish within {TIMEOUT:?}: killed\n--- stdout ---\n{}",
-                out.join().unwrap()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        what: what.to_owned(),
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-/// Runs the Rust example `name` from `target/release/examples`.
-fn rust_example(name: &str) -> Run {
+/// Runs the Rust example `name` from `target/release/examples`; it must exit 0.
+fn rust_example(name: &str) -> Example {
     let exe = Path::new(ROOT).join("target/release/examples").join(name);
     assert!(
         exe.is_file(),
@@ -137,86 +98,24 @@ fn rust_example(name: &str) -> Run {
          --no-default-features --examples`, or run the tests with `--all-targets`)",
         exe.display()
     );
-    run(Command::new(&exe), &format!("example {name}"))
-}
-
-/// The absolute path of a program on `PATH`, or a failure telling what to install.
-fn need(program: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{program}` is not installed (CI must install it, e.g. `apt-get install -y gcc`)"
-            )
-        })
-}
-
-/// `target/release/libcgmalloc.so` as `cargo build --release` makes it: it must export
-/// `malloc`, or the C examples would silently keep glibc's.
-fn library_dir() -> PathBuf {
-    let so = Path::new(ROOT).join("target/release/libcgmalloc.so");
-    assert!(
-        so.is_file(),
-        "{} is missing: run `cargo build --release` before these tests",
-        so.display()
-    );
-    let nm = Command::new(need("nm"))
-        .args(["-D", "--defined-only"])
-        .arg(&so)
-        .env_remove("LD_PRELOAD")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&nm.stdout)
-            .lines()
-            .any(|l| l.ends_with(" T malloc")),
-        "{} does not export `malloc` (built with --no-default-features?): run `cargo build \
-         --release`",
-        so.display()
-    );
-    so.parent().unwrap().to_owned()
+    Example::run(Command::new(&exe), &format!("example {name}"))
 }
 
 /// Compiles `examples/c/<name>.c` with the flags its comment shows, into a scratch
-/// directory, and runs it.
-fn c_example(name: &str) -> Run {
-    let cc = need("cc");
-    let lib = library_dir();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("examples-c")
-        .join(format!("{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = Path::new(ROOT).join(format!("examples/c/{name}.c"));
-    let exe = dir.join(name);
-    let output = Command::new(cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-O2"])
-        .arg(format!("-I{ROOT}/include"))
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .arg(format!("-L{}", lib.display()))
-        .arg("-lcgmalloc")
-        // DT_RPATH (not RUNPATH), and no LD_LIBRARY_PATH below: cargo points that at
-        // target/release/deps, which holds a build of the library without `malloc`.
-        .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
-        .env_remove("LD_PRELOAD")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "compiling {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut cmd = Command::new(&exe);
-    cmd.env_remove("LD_LIBRARY_PATH");
-    let r = run(cmd, &format!("{name}.c"));
-    if r.status.success() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    r
+/// directory (kept if it fails), and runs it; it must exit 0.
+fn c_example(name: &str) -> Example {
+    let dir = Scratch::new(name);
+    let include = format!("-I{ROOT}/include");
+    let flags = [
+        "-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-O2", &include,
+    ];
+    // `-lcgmalloc` with a DT_RPATH (not RUNPATH), and no LD_LIBRARY_PATH below: cargo
+    // points that at target/release/deps, which holds a build of the library without
+    // `malloc`. `link_flags` checks that the library exports it.
+    let link = c_util::link_flags();
+    let source = format!("examples/c/{name}.c");
+    let exe = c_util::compile_c("cc", &dir, source, name, &flags, &link);
+    Example::run(c_util::linked(Command::new(&exe)), &format!("{name}.c"))
 }
 
 /// A size of the group report (`83.0M`, `512K`, `max`) in bytes; `None` for `max`.
@@ -240,7 +139,6 @@ fn report_size(s: &str) -> Option<f64> {
 #[test]
 fn tenants() {
     let r = rust_example("tenants");
-    r.success();
     for t in ["gold", "silver", "bronze"] {
         let row = r.line(&format!("/tenants/{t} "));
         let cols: Vec<&str> = row.split_whitespace().collect();
@@ -257,7 +155,6 @@ fn tenants() {
 #[test]
 fn workers() {
     let r = rust_example("workers");
-    r.success();
     assert!(r.line("workers: ok").starts_with("workers: ok"), "{r}");
     for i in 0..4 {
         let row = r.line(&format!("/workers/{i} "));
@@ -297,7 +194,6 @@ fn workers() {
 #[test]
 fn cache() {
     let r = rust_example("cache");
-    r.success();
     assert_eq!(r.num("failed fills:"), 0, "{r}");
     let calls = r.num("reclaim callback:");
     let freed = r.num_in("reclaim callback:", "calls,");
@@ -321,7 +217,6 @@ fn cache() {
 #[test]
 fn oom() {
     let r = rust_example("oom");
-    r.success();
     let accepted = r.num_in("jobs accepted", "batch:");
     assert!(
         accepted > 0 && accepted < 16,
@@ -353,7 +248,6 @@ fn oom() {
 #[test]
 fn scope() {
     let r = rust_example("scope");
-    r.success();
     assert_eq!(r.num_in("polls on thread", ""), 66, "scope: polls: {r}");
     assert!(
         r.line("first ten")
@@ -384,7 +278,6 @@ fn scope() {
 #[test]
 fn c_groups() {
     let r = c_example("groups");
-    r.success();
     assert!(r.line("worker: started in").ends_with("/app/cache"), "{r}");
     assert!(r.line("worker: attached to").ends_with("/app/work"), "{r}");
     assert_eq!(
@@ -415,9 +308,8 @@ fn c_groups() {
 #[test]
 fn c_threshold() {
     let r = c_example("threshold");
-    r.success();
     let crossings: Vec<&str> = r
-        .stdout
+        .stdout()
         .lines()
         .filter(|l| l.starts_with("watcher: crossing"))
         .collect();

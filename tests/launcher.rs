@@ -23,15 +23,18 @@
 //! runs in its own process group under a time limit, and is killed (failing the test)
 //! when it exceeds it.
 
+mod c_util;
+
+use c_util::{kill_group, need, wait_or_kill_group, Run, Scratch};
 use std::borrow::BorrowMut;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/cgmalloc");
 /// Time limit for one launcher run.
@@ -40,7 +43,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const PYTHON_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------
-// Helpers.
+// Helpers (and those of `c_util`).
 
 /// The absolute (canonical) path of `libcgmalloc.so` beside the launcher, which must
 /// exist and export `malloc`: it is the path the launcher puts in `LD_PRELOAD`.
@@ -48,75 +51,16 @@ fn library() -> PathBuf {
     static CHECKED: OnceLock<PathBuf> = OnceLock::new();
     CHECKED
         .get_or_init(|| {
+            assert!(
+                Path::new(LAUNCHER).is_file(),
+                "{LAUNCHER} is missing: run `cargo build --release` (default features) first"
+            );
             let exe = std::fs::canonicalize(LAUNCHER).unwrap();
             let so = exe.parent().unwrap().join("libcgmalloc.so");
-            assert!(
-                so.is_file(),
-                "{} is missing: run `cargo build --release` (default features) before these \
-                 tests",
-                so.display()
-            );
-            let nm = Command::new(need("nm"))
-                .args(["-D", "--defined-only"])
-                .arg(&so)
-                .env_remove("LD_PRELOAD")
-                .output()
-                .unwrap();
-            let syms = String::from_utf8_lossy(&nm.stdout);
-            assert!(
-                syms.lines().any(|l| l.ends_with(" T malloc")),
-                "{} does not export `malloc` (built without the `override` feature?): run \
-                 `cargo build --release`",
-                so.display()
-            );
+            c_util::check_library(&so);
             so
         })
         .clone()
-}
-
-/// The absolute path of a program on `PATH`, or a failure telling what to install.
-fn need(program: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(program);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "`{program}` is not installed (CI must install it, e.g. `apt-get install -y {program}`)"
-    );
-}
-
-/// A fresh scratch directory for one test, removed when the test passes (kept for a look
-/// when it fails).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("launcher")
-            .join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(std::fs::canonicalize(&dir).unwrap())
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// `cgmalloc ARGS...` with a clean environment: no `LD_PRELOAD` and no `CGMALLOC_*`
@@ -127,122 +71,15 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     library();
-    assert!(
-        Path::new(LAUNCHER).is_file(),
-        "{LAUNCHER} is missing: run `cargo build --release` (default features) first"
-    );
-    let mut cmd = Command::new(LAUNCHER);
-    cmd.args(args).env_remove("LD_PRELOAD");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CGMALLOC_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = c_util::plain(c_util::without_cgmalloc_vars(Command::new(LAUNCHER)));
+    cmd.args(args);
     cmd
 }
 
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status,
-            tail(&self.stdout, 4000),
-            tail(&self.stderr, 4000)
-        )
-    }
-
-    /// The exit code; a failure if the launcher itself died of a signal.
-    fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("the launcher did not exit normally: {}", self.describe()))
-    }
-
-    fn assert_code(&self, want: i32, what: &str) {
-        assert_eq!(self.code(), want, "{what}: {}", self.describe());
-    }
-
-    /// The lines of stderr that start with `cgmalloc:`.
-    fn cgmalloc_lines(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|l| l.starts_with("cgmalloc:"))
-            .collect()
-    }
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    let mut start = s.len().saturating_sub(n);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-/// Kills the process group of `child` (it leads one).
-fn kill_group(child: &Child) {
-    // SAFETY: signalling the process group this test created for the child.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-}
-
-/// Waits for `child`, killing its process group and failing after `timeout`.
-fn wait_with_timeout(child: &mut Child, timeout: Duration, desc: &str) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if start.elapsed() > timeout {
-            kill_group(child);
-            let _ = child.wait();
-            panic!("{desc} hung: killed after {timeout:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Runs `cmd` in its own process group with no stdin, collecting its output; kills the
-/// group and fails if it has not finished within `timeout`.
-fn run_for(mut cmd: impl BorrowMut<Command>, timeout: Duration) -> Run {
-    let cmd = cmd.borrow_mut();
-    let desc = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_with_timeout(&mut child, timeout, &desc);
-    // Leftover grandchildren would keep the pipes open.
-    kill_group(&child);
-    Run {
-        status,
-        stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
-    }
-}
-
-fn run(cmd: impl BorrowMut<Command>) -> Run {
-    run_for(cmd, TIMEOUT)
+/// group and fails if it has not finished within `TIMEOUT`.
+fn run(mut cmd: impl BorrowMut<Command>) -> Run {
+    c_util::run(cmd.borrow_mut(), None, TIMEOUT)
 }
 
 /// A launcher started in the background, for sending it signals: stdout lines arrive on
@@ -254,6 +91,14 @@ struct Background {
 }
 
 impl Background {
+    /// `cgmalloc run -- sh -c "echo ready; SCRIPT"`, once COMMAND has printed `ready`.
+    fn ready(script: &str) -> Background {
+        let script = format!("echo ready; {script}");
+        let mut bg = Background::start(launcher(["run", "--", "sh", "-c", &script]));
+        bg.wait_for_line("ready");
+        bg
+    }
+
     fn start(mut cmd: Command) -> Background {
         let desc = format!("{cmd:?}");
         cmd.stdin(Stdio::null())
@@ -300,7 +145,8 @@ impl Background {
     }
 
     fn finish(mut self) -> ExitStatus {
-        let status = wait_with_timeout(&mut self.child, TIMEOUT, &self.desc);
+        let status = wait_or_kill_group(&mut self.child, TIMEOUT)
+            .unwrap_or_else(|| panic!("{} hung: killed after {TIMEOUT:?}", self.desc));
         kill_group(&self.child);
         status
     }
@@ -310,21 +156,8 @@ impl Background {
 fn compile_shared(dir: &Path, name: &str, code: &str) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     std::fs::write(&src, code).unwrap();
-    let out = dir.join(name);
-    let r = Command::new(need("cc"))
-        .args(["-shared", "-fPIC", "-O1", "-Wall", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .env_remove("LD_PRELOAD")
-        .output()
-        .unwrap();
-    assert!(
-        r.status.success(),
-        "compiling {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&r.stderr)
-    );
-    out
+    let flags = ["-shared", "-fPIC", "-O1", "-Wall"];
+    c_util::compile_c("cc", dir, &src, name, &flags, &[])
 }
 
 /// A shared library whose constructor prints `tiny-marker <pid>` to stderr.
@@ -375,7 +208,7 @@ fn exit_status_is_the_commands() {
         "--max",
     ]));
     r.assert_code(0, "COMMAND's own options");
-    assert_eq!(r.stdout, "--max\n", "{}", r.describe());
+    assert_eq!(r.stdout(), "--max\n", "{}", r.describe());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -391,14 +224,7 @@ fn death_by_signal_is_128_plus_n() {
 #[test]
 fn sigterm_and_sighup_are_forwarded_to_the_command() {
     for (signal, want) in [(libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
-        let mut bg = Background::start(launcher([
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "echo ready; exec sleep 60",
-        ]));
-        bg.wait_for_line("ready");
+        let bg = Background::ready("exec sleep 60");
         bg.signal_launcher(signal);
         let status = bg.finish();
         assert_eq!(
@@ -413,14 +239,7 @@ fn sigterm_and_sighup_are_forwarded_to_the_command() {
 #[test]
 fn sigint_and_sigquit_do_not_end_the_launcher() {
     // Sent to the launcher alone: it ignores them and still reports COMMAND's status.
-    let mut bg = Background::start(launcher([
-        "run",
-        "--",
-        "sh",
-        "-c",
-        "echo ready; sleep 1; exit 5",
-    ]));
-    bg.wait_for_line("ready");
+    let bg = Background::ready("sleep 1; exit 5");
     bg.signal_launcher(libc::SIGINT);
     bg.signal_launcher(libc::SIGQUIT);
     let status = bg.finish();
@@ -428,14 +247,7 @@ fn sigint_and_sigquit_do_not_end_the_launcher() {
 
     // Sent to the whole group, as by a terminal: COMMAND (which does not inherit the
     // launcher's ignoring) dies of it, and the launcher reports 128+2.
-    let mut bg = Background::start(launcher([
-        "run",
-        "--",
-        "sh",
-        "-c",
-        "echo ready; exec sleep 60",
-    ]));
-    bg.wait_for_line("ready");
+    let bg = Background::ready("exec sleep 60");
     bg.signal_group(libc::SIGINT);
     let status = bg.finish();
     assert_eq!(status.code(), Some(130), "{status:?}");
@@ -451,7 +263,7 @@ fn command_starts_with_no_blocked_signals() {
         "/proc/self/status",
     ]));
     r.assert_code(0, "grep SigBlk");
-    let mask = r.stdout.trim().strip_prefix("SigBlk:").unwrap().trim();
+    let mask = r.stdout().trim().strip_prefix("SigBlk:").unwrap().trim();
     assert!(
         mask.chars().all(|c| c == '0'),
         "COMMAND starts with blocked signals: {}",
@@ -473,7 +285,7 @@ fn library_goes_first_in_ld_preload() {
     let tiny_s = tiny.to_str().unwrap();
     let r = run(launcher(["run", "--", "sh", "-c", SHOW_PRELOAD]).env("LD_PRELOAD", &tiny));
     r.assert_code(0, "sh with an inherited preload");
-    let mut lines = r.stdout.lines();
+    let mut lines = r.stdout().lines();
     assert_eq!(
         lines.next(),
         Some(&*format!("{lib}:{tiny_s}")),
@@ -506,7 +318,7 @@ fn library_goes_first_in_ld_preload() {
             run(launcher(["run", "--", "sh", "-c", SHOW_PRELOAD]).env("LD_PRELOAD", &inherited));
         r.assert_code(0, "sh");
         assert_eq!(
-            r.stdout.lines().next(),
+            r.stdout().lines().next(),
             Some(&*want),
             "inherited LD_PRELOAD={inherited:?}: {}",
             r.describe()
@@ -514,7 +326,7 @@ fn library_goes_first_in_ld_preload() {
     }
     // Unset.
     let r = run(launcher(["run", "--", "sh", "-c", SHOW_PRELOAD]));
-    assert_eq!(r.stdout.lines().next(), Some(&*lib), "{}", r.describe());
+    assert_eq!(r.stdout().lines().next(), Some(&*lib), "{}", r.describe());
 }
 
 #[test]
@@ -527,11 +339,11 @@ fn lib_option_and_cgmalloc_lib_choose_the_library() {
         launcher(["run", "--lib", "libtiny.so", "--", "sh", "-c", SHOW_PRELOAD]).current_dir(&*dir),
     );
     r.assert_code(0, "--lib");
-    assert_eq!(r.stdout.lines().next(), Some(tiny_s), "{}", r.describe());
+    assert_eq!(r.stdout().lines().next(), Some(tiny_s), "{}", r.describe());
     // `CGMALLOC_LIB`, and `--lib` overriding it.
     let r = run(launcher(["run", "--", "sh", "-c", SHOW_PRELOAD]).env("CGMALLOC_LIB", &tiny));
     r.assert_code(0, "CGMALLOC_LIB");
-    assert_eq!(r.stdout.lines().next(), Some(tiny_s), "{}", r.describe());
+    assert_eq!(r.stdout().lines().next(), Some(tiny_s), "{}", r.describe());
     let r = run(
         launcher(["run", "--lib=/nonexistent/lib.so", "--", "true"]).env("CGMALLOC_LIB", &tiny)
     );
@@ -575,7 +387,7 @@ fn every_option_becomes_its_variable() {
     .env("CGMALLOC_OOM", "fail")
     .env("UNRELATED_VARIABLE", "kept"));
     r.assert_code(0, "env");
-    let env = parse_env(&r.stdout);
+    let env = parse_env(r.stdout());
     let stats = dir.join("stats.txt");
     let want = [
         ("CGMALLOC_MAX", "256M"),
@@ -614,7 +426,7 @@ fn every_option_becomes_its_variable() {
         .env("CGMALLOC_HIGH", "100M")
         .env("CGMALLOC_GROUPS", "/z:max=1M"));
     r.assert_code(0, "env");
-    let env = parse_env(&r.stdout);
+    let env = parse_env(r.stdout());
     assert_eq!(
         env.get("CGMALLOC_STATS").map(String::as_str),
         Some("stderr")
@@ -639,7 +451,7 @@ fn every_option_becomes_its_variable() {
 
     // The last of a repeated single-valued option wins; white space around sizes goes.
     let r = run(launcher(["run", "--max", "1G", "--max= 2G ", "--", "env"]));
-    let env = parse_env(&r.stdout);
+    let env = parse_env(r.stdout());
     assert_eq!(
         env.get("CGMALLOC_MAX").map(String::as_str),
         Some("2G"),
@@ -651,6 +463,26 @@ fn every_option_becomes_its_variable() {
 // ---------------------------------------------------------------------------------------
 // 5. Bad input.
 
+/// `r` exited `code` after exactly one `cgmalloc:` line, which names every one of `words`.
+#[track_caller]
+fn assert_refused(r: &Run, code: i32, what: &str, words: &[&str]) {
+    r.assert_code(code, what);
+    let lines = r.cgmalloc_lines();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: want one cgmalloc: line: {}",
+        r.describe()
+    );
+    for word in words {
+        assert!(
+            lines[0].contains(word),
+            "{what}: {:?} lacks {word:?}",
+            lines[0]
+        );
+    }
+}
+
 #[test]
 fn bad_invocations_are_refused_before_anything_starts() {
     let dir = Scratch::new("bad-input");
@@ -660,129 +492,61 @@ fn bad_invocations_are_refused_before_anything_starts() {
     std::fs::write(&not_executable, format!("#!/bin/sh\n{touch}\n")).unwrap();
     let deep17 = "/a".repeat(17);
     let group17 = format!("{deep17}:max=1M");
-    // (options before COMMAND, whether COMMAND follows, exit status, words the line names)
-    let cases: Vec<(Vec<&str>, bool, i32, Vec<&str>)> = vec![
-        (vec!["--bogus"], true, 2, vec!["unknown option", "--bogus"]),
-        (vec!["--max"], true, 2, vec!["--max", "needs a value"]),
-        (vec!["--max", "12Q"], true, 2, vec!["--max", "12Q"]),
-        (vec!["--max=-5"], true, 2, vec!["--max", "-5"]),
-        (vec!["--high", "-5"], true, 2, vec!["--high", "-5"]),
+    // (options before COMMAND, whether COMMAND follows, words the line names): exit 2.
+    let cases: &[(&[&str], bool, &[&str])] = &[
+        (&["--bogus"], true, &["unknown option", "--bogus"]),
+        (&["--max"], true, &["--max", "needs a value"]),
+        (&["--max", "12Q"], true, &["--max", "12Q"]),
+        (&["--max=-5"], true, &["--max", "-5"]),
+        (&["--high", "-5"], true, &["--high", "-5"]),
         (
-            vec!["--low", "99999999999999999999T"],
+            &["--low", "99999999999999999999T"],
             true,
-            2,
-            vec!["--low", "too large"],
+            &["--low", "too large"],
         ),
-        (vec!["--min=101%"], true, 2, vec!["--min", "101%"]),
-        (vec!["--max="], true, 2, vec!["--max", "empty"]),
+        (&["--min=101%"], true, &["--min", "101%"]),
+        (&["--max="], true, &["--max", "empty"]),
         (
-            vec!["--group", "/a/../b:max=1M"],
+            &["--group", "/a/../b:max=1M"],
             true,
-            2,
-            vec!["--group", "/a/../b"],
+            &["--group", "/a/../b"],
         ),
-        (vec!["--group=/:max=1M"], true, 2, vec!["--group", "root"]),
+        (&["--group=/:max=1M"], true, &["--group", "root"]),
+        (&["--group", "a:max=1M"], true, &["--group", "\"a\""]),
+        (&["--group", &group17], true, &["--group", "16 deep"]),
+        (&["--group", "/a:max"], true, &["--group", "KEY=VALUE"]),
+        (&["--group", "/a:bogus=1"], true, &["--group", "bogus"]),
+        (&["--group", "/a:max=12Q"], true, &["--group", "12Q"]),
+        (&["--group", "/a:oom=maybe"], true, &["--group", "maybe"]),
+        (&["--oom", "maybe"], true, &["--oom", "maybe"]),
+        (&["--thread", "worker"], true, &["--thread", "GLOB=PATH"]),
+        (&["--thread", "=/a"], true, &["--thread", "glob is empty"]),
+        (&["--thread", "w=/a/../b"], true, &["--thread", "/a/../b"]),
+        (&["--attach", "a/b"], true, &["--attach", "a/b"]),
+        (&["--no-cgroup=yes"], true, &["--no-cgroup", "no value"]),
+        (&["--stats="], true, &["--stats", "file name"]),
+        (&["--max", "1G"], false, &["no COMMAND"]),
         (
-            vec!["--group", "a:max=1M"],
+            &["--lib", "/nonexistent/libcgmalloc.so"],
             true,
-            2,
-            vec!["--group", "\"a\""],
-        ),
-        (
-            vec!["--group", &group17],
-            true,
-            2,
-            vec!["--group", "16 deep"],
-        ),
-        (
-            vec!["--group", "/a:max"],
-            true,
-            2,
-            vec!["--group", "KEY=VALUE"],
-        ),
-        (
-            vec!["--group", "/a:bogus=1"],
-            true,
-            2,
-            vec!["--group", "bogus"],
+            &["/nonexistent/libcgmalloc.so", "--lib", "CGMALLOC_LIB"],
         ),
         (
-            vec!["--group", "/a:max=12Q"],
+            &["--stats=/nonexistent/dir/stats.txt"],
             true,
-            2,
-            vec!["--group", "12Q"],
-        ),
-        (
-            vec!["--group", "/a:oom=maybe"],
-            true,
-            2,
-            vec!["--group", "maybe"],
-        ),
-        (vec!["--oom", "maybe"], true, 2, vec!["--oom", "maybe"]),
-        (
-            vec!["--thread", "worker"],
-            true,
-            2,
-            vec!["--thread", "GLOB=PATH"],
-        ),
-        (
-            vec!["--thread", "=/a"],
-            true,
-            2,
-            vec!["--thread", "glob is empty"],
-        ),
-        (
-            vec!["--thread", "w=/a/../b"],
-            true,
-            2,
-            vec!["--thread", "/a/../b"],
-        ),
-        (vec!["--attach", "a/b"], true, 2, vec!["--attach", "a/b"]),
-        (
-            vec!["--no-cgroup=yes"],
-            true,
-            2,
-            vec!["--no-cgroup", "no value"],
-        ),
-        (vec!["--stats="], true, 2, vec!["--stats", "file name"]),
-        (vec!["--max", "1G"], false, 2, vec!["no COMMAND"]),
-        (
-            vec!["--lib", "/nonexistent/libcgmalloc.so"],
-            true,
-            2,
-            vec!["/nonexistent/libcgmalloc.so", "--lib", "CGMALLOC_LIB"],
-        ),
-        (
-            vec!["--stats=/nonexistent/dir/stats.txt"],
-            true,
-            2,
-            vec!["--stats", "/nonexistent/dir/stats.txt"],
+            &["--stats", "/nonexistent/dir/stats.txt"],
         ),
     ];
-    for (options, with_command, code, words) in &cases {
+    for &(options, with_command, words) in cases {
         let mut args = vec!["run"];
         args.extend(options);
-        if *with_command {
+        if with_command {
             args.extend(["--", "sh", "-c", &touch]);
         }
         let r = run(launcher(&args));
         let what = format!("cgmalloc {}", args.join(" "));
-        r.assert_code(*code, &what);
-        let lines = r.cgmalloc_lines();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{what}: want one cgmalloc: line: {}",
-            r.describe()
-        );
-        for word in words {
-            assert!(
-                lines[0].contains(word),
-                "{what}: {:?} lacks {word:?}",
-                lines[0]
-            );
-        }
-        assert!(r.stdout.is_empty(), "{what}: {}", r.describe());
+        assert_refused(&r, 2, &what, words);
+        assert!(r.stdout().is_empty(), "{what}: {}", r.describe());
         assert!(!marker.exists(), "{what}: COMMAND was started");
     }
     // Usage errors point to --help.
@@ -795,17 +559,7 @@ fn bad_invocations_are_refused_before_anything_starts() {
         (vec!["--bogus"], vec!["unknown option", "--bogus"]),
         (vec!["run"], vec!["no COMMAND"]),
     ] {
-        let r = run(launcher(&args));
-        r.assert_code(2, &format!("{args:?}"));
-        let lines = r.cgmalloc_lines();
-        assert_eq!(lines.len(), 1, "{args:?}: {}", r.describe());
-        for word in words {
-            assert!(
-                lines[0].contains(word),
-                "{args:?}: {:?} lacks {word:?}",
-                lines[0]
-            );
-        }
+        assert_refused(&run(launcher(&args)), 2, &format!("{args:?}"), &words);
     }
 
     // A command that is missing, or cannot be executed.
@@ -827,17 +581,12 @@ fn bad_invocations_are_refused_before_anything_starts() {
         ),
         (dir.to_str().unwrap(), 126, vec!["cannot execute"]),
     ] {
-        let r = run(launcher(["run", "--", command]));
-        r.assert_code(code, command);
-        let lines = r.cgmalloc_lines();
-        assert_eq!(lines.len(), 1, "{command}: {}", r.describe());
-        for word in words {
-            assert!(
-                lines[0].contains(word),
-                "{command}: {:?} lacks {word:?}",
-                lines[0]
-            );
-        }
+        assert_refused(
+            &run(launcher(["run", "--", command])),
+            code,
+            command,
+            &words,
+        );
     }
     assert!(!marker.exists(), "a command that cannot be executed ran");
 }
@@ -877,15 +626,15 @@ fn help_documents_every_option_and_variable() {
         "LD_PRELOAD",
         "cgmalloc run",
     ] {
-        assert!(r.stdout.contains(word), "--help does not mention {word}");
+        assert!(r.stdout().contains(word), "--help does not mention {word}");
     }
     // Every option line has an example.
-    let examples = r.stdout.matches("e.g.").count();
+    let examples = r.stdout().matches("e.g.").count();
     assert!(examples >= 12, "only {examples} examples in --help");
     // `run --help` is the same text.
     let r2 = run(launcher(["run", "--help"]));
     r2.assert_code(0, "run --help");
-    assert_eq!(r.stdout, r2.stdout);
+    assert_eq!(r.stdout(), r2.stdout());
 }
 
 #[test]
@@ -893,13 +642,13 @@ fn version_and_usage() {
     let r = run(launcher(["--version"]));
     r.assert_code(0, "--version");
     assert_eq!(
-        r.stdout,
+        r.stdout(),
         format!("cgmalloc {}\n", env!("CARGO_PKG_VERSION"))
     );
     // No arguments: usage on stderr, exit 2.
     let r = run(&mut launcher::<[&str; 0], &str>([]));
     r.assert_code(2, "no arguments");
-    assert!(r.stdout.is_empty(), "{}", r.describe());
+    assert!(r.stdout().is_empty(), "{}", r.describe());
     assert!(r.stderr.contains("cgmalloc run"), "{}", r.describe());
 }
 
@@ -1037,9 +786,8 @@ except MemoryError:
 /// shims are bash scripts that start subprocesses), and every process that inherits
 /// `CGMALLOC_STATS` appends its own table to the file.
 fn real_python() -> PathBuf {
-    let out = Command::new(need("python3"))
+    let out = c_util::plain(Command::new(need("python3")))
         .args(["-c", "import sys; print(sys.executable)"])
-        .env_remove("LD_PRELOAD")
         .output()
         .unwrap();
     assert!(
@@ -1055,7 +803,7 @@ fn real_python() -> PathBuf {
 fn a_limit_turns_python_growth_into_memory_error() {
     let dir = Scratch::new("python-limit");
     let python = real_python();
-    let r = run_for(
+    let r = c_util::run(
         launcher(["run", "--max", "64M", "--stats=stats.txt", "--"])
             .arg(&python)
             .args(["-c", PYTHON_GROW])
@@ -1063,10 +811,11 @@ fn a_limit_turns_python_growth_into_memory_error() {
             // Every Python object through malloc (not pymalloc's mmap'd arenas), so the
             // small objects are charged too.
             .env("PYTHONMALLOC", "malloc"),
+        None,
         PYTHON_TIMEOUT,
     );
     r.assert_code(0, "python3 under --max 64M");
-    let mut lines = r.stdout.lines();
+    let mut lines = r.stdout().lines();
     assert_eq!(lines.next(), Some("caught"), "{}", r.describe());
     let second = lines.next().unwrap_or("");
     assert!(second.starts_with("caught2 "), "{}", r.describe());

@@ -33,7 +33,7 @@ const CFLAGS: [&str; 5] = ["-O1", "-g", "-pthread", "-Wall", "-fno-builtin"];
 fn compile(dir: &Path, source: &str, out: &str, extra: &[&str]) -> PathBuf {
     let mut after = extra.to_vec();
     after.push("-ldl");
-    c_util::compile_c("cc", dir, source, out, &CFLAGS, &after)
+    c_util::compile_c("cc", dir, format!("tests/c/{source}"), out, &CFLAGS, &after)
 }
 
 /// The `N` of the conformance program's "N passed, 0 failed" line.
@@ -71,7 +71,6 @@ fn conformance_preloaded() {
 fn conformance_linked() {
     let dir = Scratch::new("conformance-linked");
     let link = c_util::link_flags();
-    let link: Vec<&str> = link.iter().map(String::as_str).collect();
     let exe = compile(&dir, "conformance.c", "conformance-linked", &link);
     let r = run(&mut linked(Command::new(&exe)), None, TIMEOUT);
     let n = conformance_result(&r, "conformance (linked with -lcgmalloc)");
@@ -261,7 +260,7 @@ fn same_stdout(what: &str, make: impl Fn() -> Command + Sync, stdin: Option<&Pat
     assert!(
         base.stdout == pre.stdout,
         "{what}: output differs under LD_PRELOAD\n--- plain ---\n{}\n--- preloaded ---\n{}",
-        tail(&base.stdout(), 3000),
+        tail(base.stdout(), 3000),
         pre.describe()
     );
 }

@@ -1,15 +1,19 @@
-//! Helpers shared by the tests that build and run C programs against the library
-//! (`preload.rs`, `capi.rs`): the library's path, scratch directories, finding programs,
-//! compiling `tests/c/*`, and running a child with a time limit.
+//! Helpers shared by the tests that build and run programs: the library's path (and the
+//! check that it exports `malloc`), scratch directories, finding programs, compiling C,
+//! and running a child in its own process group with a time limit.
 //!
-//! Nothing here sets `LD_PRELOAD` for the test process itself, only for the programs it
-//! starts. Not every test file uses every helper.
+//! Used by `preload.rs` and `capi.rs` (C programs preloaded with or linked against the
+//! library), `env.rs` (a probe linked against it), `examples.rs` (the Rust and C
+//! examples) and `launcher.rs` (`cgmalloc run`). Nothing here sets `LD_PRELOAD` for the
+//! test process itself, only for the programs it starts. Not every test file uses every
+//! helper.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,53 +22,64 @@ pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Time limit for one program run; a run that exceeds it is killed and fails the test.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `target/release/libcgmalloc.so`, which must exist and export `malloc`.
+/// `target/release/libcgmalloc.so`, which must exist and export `malloc` (checked once).
 pub fn library() -> PathBuf {
     static CHECKED: OnceLock<PathBuf> = OnceLock::new();
     CHECKED
         .get_or_init(|| {
             let so = Path::new(ROOT).join("target/release/libcgmalloc.so");
-            assert!(
-                so.is_file(),
-                "{} is missing: run `cargo build --release` (default features) before these \
-                 tests",
-                so.display()
-            );
-            // A build with `--no-default-features` also writes this file, without the
-            // standard names: preloading it would silently test glibc's malloc.
-            let nm = Command::new(need("nm"))
-                .args(["-D", "--defined-only"])
-                .arg(&so)
-                .env_remove("LD_PRELOAD")
-                .output()
-                .unwrap();
-            let syms = String::from_utf8_lossy(&nm.stdout);
-            assert!(
-                syms.lines().any(|l| l.ends_with(" T malloc")),
-                "{} does not export `malloc` (built without the `override` feature?): run \
-                 `cargo build --release`",
-                so.display()
-            );
+            check_library(&so);
             so
         })
         .clone()
 }
 
+/// Fails unless `so` exists and exports `malloc`, with what to build.
+pub fn check_library(so: &Path) {
+    assert!(
+        so.is_file(),
+        "{} is missing: run `cargo build --release` (default features) before these tests",
+        so.display()
+    );
+    // A build with `--no-default-features` also writes this file, without the standard
+    // names: preloading it (or linking against it) would silently test glibc's malloc.
+    let nm = plain(Command::new(need("nm")))
+        .args(["-D", "--defined-only"])
+        .arg(so)
+        .output()
+        .unwrap();
+    let syms = String::from_utf8_lossy(&nm.stdout);
+    assert!(
+        syms.lines().any(|l| l.ends_with(" T malloc")),
+        "{} does not export `malloc` (built without the `override` feature?): run `cargo \
+         build --release`",
+        so.display()
+    );
+}
+
 /// Flags that link a program against the library: `-lcgmalloc`, with a run path that is
 /// a DT_RPATH (`--disable-new-dtags`), which `LD_LIBRARY_PATH` does not override. Run the
 /// program with [`linked`].
-pub fn link_flags() -> Vec<String> {
-    let lib = library();
-    let libdir = lib.parent().unwrap().to_str().unwrap().to_owned();
-    vec![
-        format!("-L{libdir}"),
-        "-lcgmalloc".to_owned(),
-        format!("-Wl,--disable-new-dtags,-rpath,{libdir}"),
-    ]
+pub fn link_flags() -> Vec<&'static str> {
+    static FLAGS: OnceLock<Vec<String>> = OnceLock::new();
+    FLAGS
+        .get_or_init(|| {
+            let lib = library();
+            let libdir = lib.parent().unwrap().to_str().unwrap().to_owned();
+            vec![
+                format!("-L{libdir}"),
+                "-lcgmalloc".to_owned(),
+                format!("-Wl,--disable-new-dtags,-rpath,{libdir}"),
+            ]
+        })
+        .iter()
+        .map(String::as_str)
+        .collect()
 }
 
 /// A fresh scratch directory for one test, removed when the test passes (kept for a look
-/// when it fails). It lives under `CARGO_TARGET_TMPDIR/<test file>/`.
+/// when it fails). It lives under `CARGO_TARGET_TMPDIR/<test file>/`, and its path is
+/// canonical (what a child's `getcwd` reports).
 pub struct Scratch(PathBuf);
 
 impl Scratch {
@@ -74,7 +89,7 @@ impl Scratch {
             .join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        Scratch(std::fs::canonicalize(&dir).unwrap())
     }
 }
 
@@ -108,48 +123,56 @@ pub fn need(program: &str) -> PathBuf {
     );
 }
 
-/// Compiles `tests/c/<source>` into `<dir>/<out>` with `compiler` (a program on `PATH`):
-/// `compiler <flags> -o <out> <source> <after>`, where `after` holds what must follow the
-/// source (libraries). Fails the test with the compiler's messages.
+/// Runs `compiler ARGS` (a program on `PATH`, without `LD_PRELOAD`); fails the test with
+/// the compiler's messages.
+pub fn compile<S: AsRef<OsStr>>(compiler: &str, args: &[S]) {
+    let out = plain(Command::new(need(compiler)))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{compiler} {:?} failed:\n{}",
+        args.iter().map(AsRef::as_ref).collect::<Vec<&OsStr>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Compiles `source` (relative to the crate root, or absolute) into `<dir>/<out>` with
+/// `compiler`: `compiler <flags> -o <out> <source> <after>`, where `after` holds what
+/// must follow the source (libraries). Returns the path of `<out>`.
 pub fn compile_c(
     compiler: &str,
     dir: &Path,
-    source: &str,
+    source: impl AsRef<Path>,
     out: &str,
     flags: &[&str],
     after: &[&str],
 ) -> PathBuf {
-    let cc = need(compiler);
-    let src = Path::new(ROOT).join("tests/c").join(source);
+    let src = Path::new(ROOT).join(source);
     let exe = dir.join(out);
-    let output = Command::new(cc)
-        .args(flags)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .args(after)
-        .env_remove("LD_PRELOAD")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "compiling {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut args: Vec<&OsStr> = flags.iter().map(OsStr::new).collect();
+    args.extend([OsStr::new("-o"), exe.as_os_str(), src.as_os_str()]);
+    args.extend(after.iter().map(OsStr::new));
+    compile(compiler, &args);
     exe
 }
 
+/// How a program run by [`run`] ended, and what it printed.
 pub struct Run {
     pub status: ExitStatus,
+    /// Standard output as written (compare these bytes when they matter).
     pub stdout: Vec<u8>,
     pub stderr: String,
     pub elapsed: Duration,
+    /// `stdout` as text (invalid UTF-8 replaced).
+    stdout_text: String,
 }
 
 impl Run {
-    pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
+    /// Standard output as text (invalid UTF-8 replaced).
+    pub fn stdout(&self) -> &str {
+        &self.stdout_text
     }
 
     pub fn describe(&self) -> String {
@@ -157,14 +180,41 @@ impl Run {
             "status {:?} after {:.1?}\n--- stdout (end) ---\n{}\n--- stderr (end) ---\n{}",
             self.status,
             self.elapsed,
-            tail(&self.stdout(), 3000),
+            tail(self.stdout(), 4000),
             tail(&self.stderr, 6000)
         )
     }
 
+    #[track_caller]
     pub fn assert_success(&self, what: &str) {
         assert!(self.status.success(), "{what} failed: {}", self.describe());
     }
+
+    /// The exit code; a failure if the program died of a signal.
+    #[track_caller]
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("the program did not exit normally: {}", self.describe()))
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, want: i32, what: &str) {
+        assert_eq!(self.code(), want, "{what}: {}", self.describe());
+    }
+
+    /// The lines of stderr that start with `cgmalloc:`.
+    pub fn cgmalloc_lines(&self) -> Vec<&str> {
+        cgmalloc_lines(&self.stderr)
+    }
+}
+
+/// The lines of `text` that start with `cgmalloc:` (what the library and the launcher
+/// print).
+pub fn cgmalloc_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.starts_with("cgmalloc:"))
+        .collect()
 }
 
 pub fn tail(s: &str, n: usize) -> &str {
@@ -173,6 +223,30 @@ pub fn tail(s: &str, n: usize) -> &str {
         start += 1;
     }
     &s[start..]
+}
+
+/// Kills the process group that `child` leads (started with `process_group(0)`).
+pub fn kill_group(child: &Child) {
+    // SAFETY: signalling the process group the test created for this child; it may well
+    // be empty by now.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+}
+
+/// Waits for `child`, which leads its own process group, at most `timeout`: `None` when
+/// it had not finished by then, and the group was killed and the child reaped.
+pub fn wait_or_kill_group(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() > timeout {
+            kill_group(child);
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Runs `cmd` (in its own process group) with `stdin`, collecting its output; kills the
@@ -202,32 +276,28 @@ pub fn run(cmd: &mut Command, stdin: Option<&Path>, timeout: Duration) -> Run {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            // SAFETY: signalling the process group we created for this child.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-            panic!(
-                "{desc} hung: killed after {timeout:?}\n--- stderr (end) ---\n{}",
-                tail(&stderr, 6000)
-            );
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill_group(&mut child, timeout);
     let elapsed = start.elapsed();
     // Grandchildren that outlived the child (e.g. a hung fork child) would keep the pipes
     // open: end the group before collecting the output.
-    // SAFETY: as above; the group may well be empty by now.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    kill_group(&child);
+    let stdout = out_reader.join().unwrap();
+    let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+    let Some(status) = status else {
+        panic!(
+            "{desc} hung: killed after {timeout:?}\n--- stdout (end) ---\n{}\n--- stderr \
+             (end) ---\n{}",
+            tail(&stdout_text, 4000),
+            tail(&stderr, 6000)
+        );
+    };
     Run {
         status,
-        stdout: out_reader.join().unwrap(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
+        stdout,
+        stderr,
         elapsed,
+        stdout_text,
     }
 }
 
@@ -240,6 +310,17 @@ pub fn preloaded(mut cmd: Command) -> Command {
 /// `cmd` without any preload.
 pub fn plain(mut cmd: Command) -> Command {
     cmd.env_remove("LD_PRELOAD");
+    cmd
+}
+
+/// `cmd` without the `CGMALLOC_*` variables of whoever runs the tests: the program sees
+/// only those the test sets.
+pub fn without_cgmalloc_vars(mut cmd: Command) -> Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CGMALLOC_") {
+            cmd.env_remove(key);
+        }
+    }
     cmd
 }
 
