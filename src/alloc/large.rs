@@ -162,7 +162,10 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     let (seg, purged) = {
         let _g = t.lock_cache();
         let mut best: Option<(usize, (bool, usize))> = None;
-        for (i, &s) in t.large_cache.iter().enumerate() {
+        // Newest first: a block freed and asked for again is found at once.
+        for k in 0..LARGE_CACHE {
+            let i = (t.large_head + LARGE_CACHE - 1 - k) % LARGE_CACHE;
+            let s = t.large_cache[i];
             if s.is_null() {
                 continue;
             }
@@ -171,18 +174,22 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             let st = m.state.load(Ordering::Relaxed);
             let fits = m.capacity >= need
                 && m.usable <= need.saturating_mul(2)
-                && m.data as usize % align.max(1) == 0
+                && m.data as usize & (align.max(1) - 1) == 0
                 && (st == span::PURGED || st == span::CACHED);
             let other_group = !(st == span::CACHED && m.group.load(Ordering::Relaxed) == group);
             let rank = (other_group, m.usable.abs_diff(need));
             if fits && best.map_or(true, |(_, r)| rank < r) {
                 best = Some((i, rank));
+                if rank == (false, 0) {
+                    break;
+                }
             }
         }
         let (i, _) = best?;
         let s = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
         // SAFETY: as above.
         let m = unsafe { &(*s).large };
+        t.large_bytes -= m.usable;
         let purged = m.state.load(Ordering::Relaxed) == span::PURGED;
         m.state.store(span::ACTIVE, Ordering::Relaxed);
         (s, purged)
@@ -251,26 +258,35 @@ pub fn free(seg: *mut Segment) {
     // SAFETY: this thread's live state.
     let t = unsafe { &mut *tld };
     let mut evicted = [ptr::null_mut(); LARGE_CACHE];
+    let mut n = 0;
     {
         let _g = t.lock_cache();
         m.cache_tld = tld;
         m.state.store(span::CACHED, Ordering::Relaxed);
-        evicted[0] = t.large_cache[LARGE_CACHE - 1];
-        t.large_cache.copy_within(0..LARGE_CACHE - 1, 1);
-        t.large_cache[0] = seg;
-        // Over the byte budget: the oldest go first (the newest always stays).
-        let mut bytes: usize = 0;
-        for (i, slot) in t.large_cache.iter_mut().enumerate() {
-            if slot.is_null() {
-                continue;
-            }
-            // SAFETY: cached segments are live and held by this cache.
-            bytes += unsafe { (**slot).large.usable };
-            if i > 0 && bytes > CACHE_BUDGET {
-                evicted[i] = core::mem::replace(slot, ptr::null_mut());
-            }
+        // A ring, oldest at `large_head`: the new mapping takes the oldest's place.
+        let slot = t.large_head;
+        let old = core::mem::replace(&mut t.large_cache[slot], seg);
+        t.large_head = (slot + 1) % LARGE_CACHE;
+        t.large_bytes += m.usable;
+        let mut take = |t: &mut Tld, v: *mut Segment| {
+            // SAFETY: a segment that was in this cache.
+            t.large_bytes -= unsafe { (*v).large.usable };
+            evicted[n] = v;
+            n += 1;
+        };
+        if !old.is_null() {
+            take(t, old);
         }
-        for &v in evicted.iter().filter(|v| !v.is_null()) {
+        // Over the byte budget: the oldest go first; the newest always stays.
+        let mut i = t.large_head;
+        while t.large_bytes > CACHE_BUDGET && i != slot {
+            let v = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
+            if !v.is_null() {
+                take(t, v);
+            }
+            i = (i + 1) % LARGE_CACHE;
+        }
+        for &v in &evicted[..n] {
             // SAFETY: a segment taken out of the cache; make it ours before releasing it.
             let vm = unsafe { &(*v).large };
             if vm.state.load(Ordering::Relaxed) == span::CACHED {
@@ -278,7 +294,7 @@ pub fn free(seg: *mut Segment) {
             }
         }
     }
-    for v in evicted.into_iter().filter(|v| !v.is_null()) {
+    for &v in &evicted[..n] {
         release(v);
     }
 }
@@ -310,6 +326,7 @@ pub fn drop_cache(t: &mut Tld) {
             }
         }
         t.large_cache = [ptr::null_mut(); LARGE_CACHE];
+        t.large_bytes = 0;
         taken
     };
     for s in taken.into_iter().filter(|s| !s.is_null()) {

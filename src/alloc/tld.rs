@@ -31,6 +31,10 @@ pub struct Tld {
     pub segments: *mut Segment,
     /// Freed large mappings kept for reuse (still charged unless purged).
     pub large_cache: [*mut Segment; LARGE_CACHE],
+    /// Where the next freed mapping goes in the `large_cache` ring (the oldest entry).
+    pub large_head: usize,
+    /// Sum of `usable` over `large_cache` (constant while a mapping is cached).
+    pub large_bytes: usize,
     /// Guards span states in this thread's caches against reclaiming threads.
     cache_lock: AtomicU32,
     rng: u64,
