@@ -44,7 +44,11 @@ fn current_heap() -> *mut Heap {
 /// Any allocation: `(block, zeroed)`.
 #[cold]
 pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
-    crate::memcg::control::apply_pending_attach();
+    if size <= SMALL_MAX {
+        // Between allocations, before the heap is chosen: a group change another thread
+        // asked for (large allocations check on a cache miss, in `large::alloc`).
+        crate::memcg::control::apply_pending_attach();
+    }
     let heap = current_heap();
     if heap.is_null() {
         return (ptr::null_mut(), false);

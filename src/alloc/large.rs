@@ -88,6 +88,8 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
     if let Some(r) = from_cache(group, usable, align) {
         return r;
     }
+    // A group change another thread asked for applies from the next allocation on.
+    memcg::control::apply_pending_attach();
     if !charge(group, usable) {
         return (ptr::null_mut(), false);
     }
@@ -161,6 +163,27 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     let t = unsafe { &mut *tld };
     let (seg, purged) = {
         let _g = t.lock_cache();
+        // The newest, when it is the same size in the same group: a block freed and
+        // asked for again.
+        let newest = (t.large_head + LARGE_CACHE - 1) % LARGE_CACHE;
+        let s = t.large_cache[newest];
+        if !s.is_null() {
+            // SAFETY: cached segments are live and held by this cache.
+            let m = unsafe { &(*s).large };
+            if m.usable == need
+                && m.data as usize & (align.max(1) - 1) == 0
+                && m.state.load(Ordering::Relaxed) == span::CACHED
+                && m.group.load(Ordering::Relaxed) == group
+            {
+                t.large_cache[newest] = ptr::null_mut();
+                t.large_bytes -= need;
+                m.state.store(span::ACTIVE, Ordering::Relaxed);
+                drop(_g);
+                // SAFETY: the segment is ours now.
+                unsafe { (*s).large.cache_tld = ptr::null_mut() };
+                return Some((m.data, false));
+            }
+        }
         let mut best: Option<(usize, (bool, usize))> = None;
         // Newest first: a block freed and asked for again is found at once.
         for k in 0..LARGE_CACHE {
