@@ -252,7 +252,7 @@ fn named_threads_join_their_groups() {
     assert!(seen.warnings().is_empty(), "{}", seen.stderr);
     assert_eq!(seen.get("thread self-worker"), "/w");
     assert_eq!(seen.get("thread self-io"), "/io");
-    // Named by main while it waited: it moves on its next allocation slow path.
+    // Named by main while it waited: it moves at its next span refill or large-cache miss.
     assert_eq!(seen.get("thread other-worker"), "/w");
     // No rule matches: the thread stays where it started.
     assert_eq!(seen.get("thread other-x"), "/");

@@ -4,8 +4,9 @@
 //!
 //! Rules are checked once at start (one malformed rule and the variable is ignored);
 //! the groups are looked up when a thread is named, so they may be created later. The
-//! calling thread moves at once; another thread moves on its next allocation slow path
-//! (it must have been seen by cgmalloc, i.e. have allocated or attached).
+//! calling thread moves at once; another thread moves at its next span refill or
+//! large-cache miss (it must have been seen by cgmalloc, i.e. have allocated or
+//! attached).
 //!
 //! Only builds with `override` interpose `pthread_setname_np`; without it the rules are
 //! checked but never consulted.

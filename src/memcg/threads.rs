@@ -37,7 +37,7 @@ struct ThreadSlot {
     /// The owner's `pthread_self()`, to find it by `pthread_t`.
     pthread: AtomicU64,
     /// A group handle another thread asked this one to attach to (0: none); the owner
-    /// applies it on its next allocation slow path (`take_pending`).
+    /// applies it at its next span refill or large-cache miss (`take_pending`).
     pending: AtomicU64,
 }
 
