@@ -2,12 +2,14 @@
 //! segment-aligned mapping whose first slice holds the header. The data is charged to
 //! the page: `usable` bytes, a multiple of 4 KiB, as `usable / 4096` pages.
 //!
-//! Freed mappings are cached by the freeing thread (unless their group is at its `max`) (at most `LARGE_CACHE`, each at most
-//! `CACHE_MAX_BYTES`, `CACHE_BUDGET` in all), still charged (`CACHED`) for fast reuse by
-//! the same group, for any size its reservation holds (the pages are fitted to the new
-//! size: a longer tail purged and uncharged, a shorter one grown with a charge). Other
-//! threads reclaiming memory purge cached mappings under the owner's cache lock (their
-//! charge is returned, state `PURGED`); a purged mapping is charged again when reused.
+//! Freed mappings are cached by the freeing thread, unless their group is at its `max`
+//! (a ring of at most `LARGE_CACHE`, each at most `CACHE_MAX_BYTES`, `CACHE_BUDGET` in
+//! all), still charged (`CACHED`), for reuse at any size a mapping's reservation holds
+//! (its pages are fitted to the new size: a longer tail purged and uncharged, a shorter
+//! one grown with a charge; another group's mapping changes hands with its charge). Every
+//! entry is `CACHED` or `PURGED` while in the ring. Other threads reclaiming memory purge
+//! cached mappings under the owner's cache lock (their charge is returned, state
+//! `PURGED`); a purged mapping is charged again when reused.
 //!
 //! Growth room: a mapping reserves twice its size (up to 256 MiB more) of address space
 //! after the data. Pages past `usable` are never touched (a shrink purges them), so they
@@ -161,30 +163,12 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     }
     // SAFETY: this thread's live state.
     let t = unsafe { &mut *tld };
-    let (seg, purged) = {
+    let (seg, purged, exact) = {
         let _g = t.lock_cache();
-        // The newest, when it is the same size in the same group: a block freed and
-        // asked for again.
-        let newest = (t.large_head + LARGE_CACHE - 1) % LARGE_CACHE;
-        let s = t.large_cache[newest];
-        if !s.is_null() {
-            // SAFETY: cached segments are live and held by this cache.
-            let m = unsafe { &(*s).large };
-            if m.usable == need
-                && m.data as usize & (align.max(1) - 1) == 0
-                && m.state.load(Ordering::Relaxed) == span::CACHED
-                && m.group.load(Ordering::Relaxed) == group
-            {
-                t.large_cache[newest] = ptr::null_mut();
-                t.large_bytes -= need;
-                m.state.store(span::ACTIVE, Ordering::Relaxed);
-                drop(_g);
-                // SAFETY: the segment is ours now.
-                unsafe { (*s).large.cache_tld = ptr::null_mut() };
-                return Some((m.data, false));
-            }
-        }
-        let mut best: Option<(usize, (bool, usize))> = None;
+        // Score: the size difference, with every mapping not charged to `group` (another
+        // group's, or purged) ranked after those that are. 0 is an exact fit.
+        let (mut best, mut best_i) = (usize::MAX, 0);
+        let mask = align.max(1) - 1;
         // Newest first: a block freed and asked for again is found at once.
         for k in 0..LARGE_CACHE {
             let i = (t.large_head + LARGE_CACHE - 1 - k) % LARGE_CACHE;
@@ -194,32 +178,38 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             }
             // SAFETY: cached segments are live and held by this cache.
             let m = unsafe { &(*s).large };
-            let st = m.state.load(Ordering::Relaxed);
-            let fits = m.capacity >= need
-                && m.usable <= need.saturating_mul(2)
-                && m.data as usize & (align.max(1) - 1) == 0
-                && (st == span::PURGED || st == span::CACHED);
-            let other_group = !(st == span::CACHED && m.group.load(Ordering::Relaxed) == group);
-            let rank = (other_group, m.usable.abs_diff(need));
-            if fits && best.map_or(true, |(_, r)| rank < r) {
-                best = Some((i, rank));
-                if rank == (false, 0) {
+            if m.capacity < need || m.usable > need.saturating_mul(2) || m.data as usize & mask != 0
+            {
+                continue;
+            }
+            let ours = m.state.load(Ordering::Relaxed) == span::CACHED
+                && m.group.load(Ordering::Relaxed) == group;
+            let score = m.usable.abs_diff(need) | (usize::from(!ours) << 63);
+            if score < best {
+                (best, best_i) = (score, i);
+                if score == 0 {
                     break;
                 }
             }
         }
-        let (i, _) = best?;
-        let s = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
+        if best == usize::MAX {
+            return None;
+        }
+        let s = core::mem::replace(&mut t.large_cache[best_i], ptr::null_mut());
         // SAFETY: as above.
         let m = unsafe { &(*s).large };
         t.large_bytes -= m.usable;
         let purged = m.state.load(Ordering::Relaxed) == span::PURGED;
         m.state.store(span::ACTIVE, Ordering::Relaxed);
-        (s, purged)
+        (s, purged, best == 0)
     };
     // SAFETY: the segment is ours now.
     let m = unsafe { &mut (*seg).large };
     m.cache_tld = ptr::null_mut();
+    if exact {
+        // Already charged to `group`, with `need` bytes: nothing to fit.
+        return Some((m.data, false));
+    }
     let old_group = m.group.load(Ordering::Relaxed);
     let charged = if !purged && old_group == group {
         m.usable
