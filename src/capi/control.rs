@@ -119,14 +119,23 @@ fn snprintf_with(
     Ok(total)
 }
 
-/// Writes a result through a checked out-parameter; returns 0.
+/// Runs `op` and writes its result to `out`: `-EINVAL` for a NULL `out` before `op`
+/// runs (so it changes nothing), `out` untouched when `op` fails.
 ///
 /// # Safety
-/// `out` is non-NULL and valid for a write of `T`.
-unsafe fn put<T>(out: *mut T, value: T) -> c_int {
-    // SAFETY: per this function's contract.
-    unsafe { out.write(value) };
-    0
+/// `out` is NULL or valid for a write of `T`.
+unsafe fn with_out<T>(out: *mut T, op: impl FnOnce() -> Result<T, Errno>) -> c_int {
+    if out.is_null() {
+        return err(libc::EINVAL);
+    }
+    match op() {
+        Ok(v) => {
+            // SAFETY: non-NULL, and writable per this function's contract.
+            unsafe { out.write(v) };
+            0
+        }
+        Err(e) => err(e),
+    }
 }
 
 /// The root group's handle.
@@ -142,15 +151,8 @@ pub extern "C" fn cgm_root() -> cgm_group_t {
 /// `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn cgm_group_create(path: *const c_char, out: *mut cgm_group_t) -> c_int {
-    if out.is_null() {
-        return err(libc::EINVAL);
-    }
     // SAFETY: per this function's contract.
-    match unsafe { string(path) }.and_then(control::create) {
-        // SAFETY: `out` was checked above and is writable.
-        Ok(h) => unsafe { put(out, h) },
-        Err(e) => err(e),
-    }
+    unsafe { with_out(out, || string(path).and_then(control::create)) }
 }
 
 /// Writes the handle of the live group at `path` to `*out`; `-ENOENT` if there is none.
@@ -159,15 +161,8 @@ pub unsafe extern "C" fn cgm_group_create(path: *const c_char, out: *mut cgm_gro
 /// As for [`cgm_group_create`].
 #[no_mangle]
 pub unsafe extern "C" fn cgm_group_open(path: *const c_char, out: *mut cgm_group_t) -> c_int {
-    if out.is_null() {
-        return err(libc::EINVAL);
-    }
     // SAFETY: per this function's contract.
-    match unsafe { string(path) }.and_then(control::open) {
-        // SAFETY: `out` was checked above and is writable.
-        Ok(h) => unsafe { put(out, h) },
-        Err(e) => err(e),
-    }
+    unsafe { with_out(out, || string(path).and_then(control::open)) }
 }
 
 /// Destroys the group. `-EBUSY` with children or attached threads, `-EPERM` for the
@@ -255,14 +250,8 @@ pub unsafe extern "C" fn cgm_group_write(
 /// `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn cgm_group_stat(group: cgm_group_t, out: *mut Stat) -> c_int {
-    if out.is_null() {
-        return err(libc::EINVAL);
-    }
-    match control::stat(group) {
-        // SAFETY: `out` was checked above and is writable.
-        Ok(s) => unsafe { put(out, s) },
-        Err(e) => err(e),
-    }
+    // SAFETY: per this function's contract.
+    unsafe { with_out(out, || control::stat(group)) }
 }
 
 /// Registers `fn(ctx, group, bytes_wanted)`, called when `group` or an ancestor hits a
@@ -281,15 +270,9 @@ pub unsafe extern "C" fn cgm_reclaimer_add(
     let Some(f) = r#fn else {
         return err(libc::EINVAL);
     };
-    if id_out.is_null() {
-        return err(libc::EINVAL);
-    }
-    // SAFETY: the caller vouches for `f` and `ctx`; there is no context to drop.
-    match unsafe { control::reclaimer_add(group, f, ctx, None) } {
-        // SAFETY: `id_out` was checked above and is writable.
-        Ok(id) => unsafe { put(id_out, id) },
-        Err(e) => err(e),
-    }
+    // SAFETY: `id_out` per this function's contract; the caller vouches for `f` and
+    // `ctx`, and there is no context to drop.
+    unsafe { with_out(id_out, || control::reclaimer_add(group, f, ctx, None)) }
 }
 
 /// Unregisters a reclaim callback; `-ENOENT` for an unknown id. A call already running
