@@ -40,10 +40,15 @@ pub fn describe(errno: i32) -> &'static str {
     }
 }
 
+/// [`describe`] without the NUL, for Rust text.
+pub fn text(errno: i32) -> &'static str {
+    let t = describe(errno);
+    &t[..t.len() - 1]
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = describe(self.errno);
-        write!(f, "{} (errno {})", &text[..text.len() - 1], self.errno)
+        write!(f, "{} (errno {})", text(self.errno), self.errno)
     }
 }
 

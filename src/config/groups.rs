@@ -6,7 +6,8 @@
 //! that already exists gets the settings. Empty entries (`;;`, a trailing `;`) are
 //! allowed.
 
-use super::{bad_value, errtext};
+use super::{bad_value, entries};
+use crate::error;
 use crate::memcg::path::GroupPath;
 use crate::memcg::{control, oom, size};
 
@@ -57,7 +58,8 @@ fn parse_entry(entry: &[u8]) -> Result<Entry<'_>, String> {
     Ok(Entry { path, writes })
 }
 
-/// Creates `path` and its missing ancestors; returns its handle.
+/// Creates `path` and its missing ancestors; returns its handle (an existing group's,
+/// the root's for `/`).
 fn create_all(path: &[u8]) -> Result<u64, i32> {
     for (i, &b) in path.iter().enumerate().skip(1) {
         if b == b'/' {
@@ -75,29 +77,19 @@ fn create_all(path: &[u8]) -> Result<u64, i32> {
 
 /// Checks the whole value, then creates and configures every group.
 pub fn apply(value: &[u8]) -> Result<(), String> {
-    let entries = value
-        .split(|&b| b == b';')
-        .map(|e| e.trim_ascii())
-        .filter(|e| !e.is_empty())
-        .map(parse_entry)
-        .collect::<Result<Vec<_>, _>>()?;
+    let parsed = entries(value, parse_entry)?;
     let mut failed = Vec::new();
-    for e in &entries {
+    for e in &parsed {
         let shown = String::from_utf8_lossy(e.path);
-        let group = if e.path == b"/" {
-            Ok(control::root())
-        } else {
-            create_all(e.path)
-        };
-        match group {
+        match create_all(e.path) {
             Ok(g) => {
                 for (file, v) in &e.writes {
                     if let Err(err) = control::write(g, file.as_bytes(), v) {
-                        failed.push(format!("{shown}: {file}: {}", errtext(err)));
+                        failed.push(format!("{shown}: {file}: {}", error::text(err)));
                     }
                 }
             }
-            Err(err) => failed.push(format!("{shown}: {}", errtext(err))),
+            Err(err) => failed.push(format!("{shown}: {}", error::text(err))),
         }
     }
     if failed.is_empty() {

@@ -102,24 +102,18 @@ fn container() {
 /// `CGMALLOC_ATTACH=PATH`: the process's first thread (the one loading the library)
 /// starts in PATH, so the threads it creates do too.
 fn attach(v: &[u8]) -> Result<(), String> {
-    let path = v.trim_ascii();
-    let group = if path == b"/" {
-        Ok(control::root())
-    } else {
-        control::open(path)
-    };
-    let group = group.map_err(|e| match e {
+    let group = control::open(v.trim_ascii()).map_err(|e| match e {
         libc::ENOENT => bad_value(v, "no such group (create it with CGMALLOC_GROUPS)"),
         _ => bad_value(v, "not a group path (/name/name...)"),
     })?;
-    control::attach(group).map_err(|e| bad_value(v, errtext(e)))?;
+    control::attach(group).map_err(|e| bad_value(v, crate::error::text(e)))?;
     Ok(())
 }
 
 fn root_limit(file: &str, v: &[u8]) -> Result<(), String> {
     size::parse(v).map_err(|e| bad_value(v, e.why()))?;
     control::write(control::root(), file.as_bytes(), v)
-        .map_err(|e| format!("cannot set {file}: {}", errtext(e)))
+        .map_err(|e| format!("cannot set {file}: {}", crate::error::text(e)))
 }
 
 /// The value of `name`, if set.
@@ -134,9 +128,18 @@ pub(crate) fn bad_value(v: &[u8], why: &str) -> String {
     format!("\"{shown}\": {why}")
 }
 
-pub(crate) fn errtext(errno: i32) -> &'static str {
-    let t = crate::error::describe(errno);
-    &t[..t.len() - 1]
+/// The non-empty `;`-separated entries of `value`, trimmed, each parsed; the first that
+/// does not parse voids the whole value.
+pub(crate) fn entries<'a, T>(
+    value: &'a [u8],
+    parse: impl Fn(&'a [u8]) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    value
+        .split(|&b| b == b';')
+        .map(|e| e.trim_ascii())
+        .filter(|e| !e.is_empty())
+        .map(parse)
+        .collect()
 }
 
 /// `cgmalloc: <var>: <why>; ignored`, one line on stderr.

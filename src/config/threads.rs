@@ -12,7 +12,7 @@
 //! checked but never consulted.
 #![cfg_attr(not(feature = "override"), allow(dead_code))]
 
-use super::{bad_value, warn};
+use super::{bad_value, entries, warn};
 use crate::memcg::path::GroupPath;
 use crate::memcg::{control, threads};
 use crate::util::glob;
@@ -42,12 +42,7 @@ fn parse_rule(rule: &[u8]) -> Result<Rule, String> {
 
 /// Checks and installs the rules.
 pub fn set_rules(value: &[u8]) -> Result<(), String> {
-    let rules = value
-        .split(|&b| b == b';')
-        .map(|r| r.trim_ascii())
-        .filter(|r| !r.is_empty())
-        .map(parse_rule)
-        .collect::<Result<Vec<_>, _>>()?;
+    let rules = entries(value, parse_rule)?;
     let _ = RULES.set(rules);
     Ok(())
 }
@@ -61,12 +56,7 @@ pub fn on_named(pthread: libc::pthread_t, is_self: bool, name: &[u8]) {
     let Some(rule) = rules.iter().find(|r| glob::matches(&r.glob, name)) else {
         return;
     };
-    let group = if rule.path == b"/" {
-        Ok(control::root())
-    } else {
-        control::open(&rule.path)
-    };
-    let Ok(group) = group else {
+    let Ok(group) = control::open(&rule.path) else {
         let why = format!(
             "thread \"{}\": no group {}",
             name.escape_ascii(),
