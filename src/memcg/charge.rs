@@ -138,8 +138,6 @@ pub fn usage_changed(id: u32) {
     }
 }
 
-/// Returns `nr` pages of `id` to the counters, or to this thread's stock when it caches
-/// `id` and `id` is live (a dying group's pages go straight back, so it can be freed).
 /// True if `id` or an ancestor is at or over its `max`: memory freed there should go back
 /// rather than be cached (a lowered limit waits for usage to drop).
 pub fn at_max(id: u32) -> bool {
@@ -153,6 +151,8 @@ pub fn at_max(id: u32) -> bool {
     false
 }
 
+/// Returns `nr` pages of `id` to the counters, or to this thread's stock when it caches
+/// `id` and `id` is live (a dying group's pages go straight back, so it can be freed).
 pub fn uncharge(id: u32, nr: Pages) {
     if GROUPS.state(id) == super::table::LIVE {
         threads::uncharge_via_stock(id, nr);

@@ -88,8 +88,8 @@ pub fn reattach(handle: u64) {
 }
 
 /// Applies an attach another thread asked of this one (`threads::request_attach`);
-/// called on the allocation slow path, between allocations. A group destroyed since is
-/// ignored.
+/// called from the allocator between allocations (span refills, large-cache misses). A
+/// group destroyed since is ignored.
 #[inline]
 pub fn apply_pending_attach() {
     if let Some(h) = threads::take_pending() {

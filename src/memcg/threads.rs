@@ -218,8 +218,8 @@ fn find(pthread: u64) -> Option<&'static ThreadSlot> {
         .find(|s| s.tid.load(Ordering::SeqCst) != 0 && s.pthread.load(Ordering::SeqCst) == pthread)
 }
 
-/// Asks thread `pthread` to attach to the group `handle` on its next allocation slow
-/// path. A thread not registered yet gets the request when it registers (if the small
+/// Asks thread `pthread` to attach to the group `handle` at its next span refill or
+/// large-cache miss. A thread not registered yet gets the request when it registers (if the small
 /// table of such requests is full, the request is dropped).
 pub fn request_attach(pthread: libc::pthread_t, handle: u64) {
     let pthread = key(pthread);
