@@ -354,3 +354,10 @@ impl Group {
 pub fn drain_stocks() {
     control::drain_stocks();
 }
+
+/// `malloc_trim`: gives the calling thread's empty spans and free pages, every cached
+/// large mapping's pages and every cached segment back to the kernel (uncharging what
+/// was charged); true if anything was released.
+pub fn trim() -> bool {
+    crate::alloc::account::trim()
+}

@@ -129,6 +129,19 @@ fn misuse(mode: &str) {
         "misuse `{mode}`: stderr must be exactly one `cgmalloc: fatal: ...` line, got {:?}",
         r.stderr
     );
+    // The line names the misuse the mode commits.
+    let says = if mode.starts_with("double-free") {
+        "double free"
+    } else if mode.contains("interior") {
+        "inside a block"
+    } else {
+        "not allocated by cgmalloc"
+    };
+    assert!(
+        lines[0].contains(says),
+        "misuse `{mode}`: the fatal line should say {says:?}: {:?}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -139,6 +152,19 @@ fn misuse_double_free() {
 #[test]
 fn misuse_double_free_large() {
     misuse("double-free-large");
+}
+
+/// A medium block (a span of its own) freed twice by its owner: the second free finds
+/// the span in its heap's cache.
+#[test]
+fn misuse_double_free_medium() {
+    misuse("double-free-medium");
+}
+
+/// A medium block freed twice by other threads (uncharged by the first).
+#[test]
+fn misuse_double_free_medium_remote() {
+    misuse("double-free-medium-remote");
 }
 
 /// Freed by its owner thread, then again by another thread.
@@ -186,6 +212,12 @@ fn misuse_interior() {
 #[test]
 fn misuse_interior_large() {
     misuse("interior-large");
+}
+
+/// A pointer into a later slice of a multi-slice medium span.
+#[test]
+fn misuse_interior_medium() {
+    misuse("interior-medium");
 }
 
 #[test]

@@ -41,12 +41,22 @@ fn stats(root: u32) -> AllocStats {
         for i in 1..SLICES {
             let s = &sg.spans[i];
             let st = s.state.load(Ordering::Relaxed);
-            if st == span::FREE || st == span::PURGED || !inside(s.group.load(Ordering::Relaxed)) {
+            if st == span::FREE
+                || st == span::INTERIOR
+                || st == span::PURGED
+                || !inside(s.group.load(Ordering::Relaxed))
+            {
                 continue;
             }
-            a.small += s.bytes() as u64;
+            let bytes = s.pages() * 4096;
+            if s.class == span::MEDIUM {
+                // A medium block is charged to the page, as a large mapping is.
+                a.large += bytes;
+            } else {
+                a.small += bytes;
+            }
             if st == span::CACHED {
-                a.cached += s.bytes() as u64;
+                a.cached += bytes;
             }
             let live = s
                 .used
@@ -156,10 +166,15 @@ fn purge_cached(root: u32, owed: &mut [Uncharge; BATCH]) -> usize {
     n
 }
 
-/// `malloc_trim`: returns the calling thread's empty spans, every cached mapping's
-/// pages and every cached segment to the kernel; true if anything was released.
+/// `malloc_trim`: returns the calling thread's empty spans and free slices, every cached
+/// mapping's pages and every cached segment to the kernel; true if anything was released.
 pub fn trim() -> bool {
     let mut any = reclaim(crate::memcg::table::ROOT, u64::MAX) > 0;
+    let t = tld::current();
+    if !t.is_null() {
+        // SAFETY: this thread's live state.
+        unsafe { (*t).purge_all() };
+    }
     any |= Segment::release_cached();
     any
 }

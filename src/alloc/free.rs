@@ -4,7 +4,9 @@
 //! Three cases, by the owner of the block's segment:
 //! - this thread: push on the span's `local_free` (no atomics);
 //! - another live thread: push on the span's `thread_free` (one CAS); if the span sat on
-//!   its heap's full list, mark the heap so the owner takes it back;
+//!   its heap's full list, mark the heap so the owner takes it back. A medium block's
+//!   span is uncharged by the freeing thread before the push (its owner releases the
+//!   slices when it next allocates);
 //! - nobody (the owner exited): under the segment's claim, free locally and release the
 //!   span when it empties. A remote free that races with the owner's exit checks the
 //!   owner again after its push (both sides sequentially consistent), and settles the
@@ -150,6 +152,20 @@ fn free_general(p: *mut u8) {
         if span.looks_free(p) && span.is_free_block(p as usize) {
             double_free();
         }
+        if span.class == span::MEDIUM {
+            // The span is the block: its charge goes back now, not when the owner
+            // collects it (which may be much later). Before the push, which hands the
+            // span to the owner.
+            let _errno = crate::os::ErrnoGuard::new();
+            let group = span.group.swap(span::NO_GROUP, Ordering::Relaxed);
+            if group != span::NO_GROUP {
+                Uncharge {
+                    group,
+                    pages: span.pages(),
+                }
+                .apply();
+            }
+        }
         if span.push_remote(p) && !span.heap.is_null() {
             // SAFETY: heaps live in never-unmapped pool memory; on a recycled heap the
             // flag only causes a spurious scan.
@@ -167,6 +183,10 @@ fn free_local_slow(span: &mut Span) {
     let h = span.heap;
     // SAFETY: the owner's span has its owner's heap.
     let heap = unsafe { &mut *h };
+    if span.class == span::MEDIUM {
+        heap.free_medium(span);
+        return;
+    }
     if span.list == span::LIST_FULL {
         heap.unfull(span);
     }
@@ -198,10 +218,14 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
             span.push_local(p);
         }
         if span.used.load(Ordering::Relaxed) == 0 {
+            let now = crate::os::coarse_now_ns();
             // SAFETY: an empty span of a segment we hold the claim of.
-            let (u, empty) = unsafe { heap::release_span(seg, s) };
+            let (u, empty) = unsafe { heap::release_span(seg, s, now) };
             owed = u;
             destroyed = empty;
+            if !empty {
+                sg.purge_expired(now);
+            }
         }
     }
     if destroyed {

@@ -2,13 +2,14 @@
 //! results (null on failure), no `errno`; the C layer adds C's rules.
 //!
 //! Fast path (`malloc` of at most `SMALL_MAX` bytes): a TLS load (the heap), a size-class
-//! lookup, a pop from the direct span's free list. Everything else is in `alloc_slow`.
+//! lookup, a pop from the direct span's free list. Everything else is in `alloc_slow`:
+//! medium blocks (up to `MEDIUM_MAX`, a span each) and large mappings.
 
 use super::free as free_path;
 use super::heap::{empty_heap, Heap};
 use super::large;
 use super::segment::SLICE_SIZE;
-use super::size_class::{self, SMALL_MAX};
+use super::size_class::{self, MEDIUM_MAX, SMALL_MAX};
 use super::tld;
 use core::ptr;
 
@@ -44,7 +45,7 @@ fn current_heap() -> *mut Heap {
 /// Any allocation: `(block, zeroed)`.
 #[cold]
 pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
-    if size <= SMALL_MAX {
+    if size <= MEDIUM_MAX {
         // Between allocations, before the heap is chosen: a group change another thread
         // asked for (large allocations check on a cache miss, in `large::alloc`).
         crate::memcg::control::apply_pending_attach();
@@ -69,6 +70,10 @@ pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
             }
             class += 1;
         }
+    }
+    if align <= SLICE_SIZE && size <= MEDIUM_MAX {
+        // A medium block starts on a slice boundary.
+        return heap.alloc_medium(size);
     }
     large::alloc(heap.group, size, align)
 }

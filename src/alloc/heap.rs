@@ -4,7 +4,9 @@
 //! spans that may have free blocks; spans found with none move to `full`, and come back
 //! when a remote free clears their `in_full` flag (which marks the heap `full_dirty`).
 //! Empty spans are cached (still charged, `CACHED`), at most `CACHE_MAX` per heap; the
-//! oldest beyond that is released: uncharged, purged and returned to its segment.
+//! oldest beyond that is released: uncharged and returned to its segment (which purges
+//! it later, see `segment`). A medium block has a span of its own, on the full list
+//! while it lives and released as soon as it is freed.
 //!
 //! Only the owner thread touches a heap's queues. The span cache is also read by other
 //! threads reclaiming memory, under the thread's `cache_lock`: they may purge a `CACHED`
@@ -13,16 +15,19 @@
 //! Every charge, uncharge or user callback happens with the heap consistent and no lock
 //! held, because a callback may allocate or free on this very heap.
 
-use super::segment::{Segment, SLICE_SHIFT};
+use super::segment::{Segment, SLICE_SHIFT, SLICE_SIZE};
 use super::size_class::{self, NR_CLASSES};
 use super::span::{self, Span};
 use super::tld::Tld;
 use crate::memcg;
+use crate::os::mem::PAGE_SIZE;
 use core::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Empty spans kept per heap before the oldest is released.
 pub const CACHE_MAX: u32 = 8;
+/// Of those, medium spans (kept for a block of as many slices asked for again).
+const MEDIUM_CACHE: u32 = 2;
 /// Bytes of never-used blocks made available at a time (memory is touched lazily).
 const EXTEND_BYTES: usize = 16 << 10;
 
@@ -117,6 +122,8 @@ pub struct Heap {
     /// Empty spans, most recent first.
     pub cache: Queue,
     pub cache_len: u32,
+    /// Medium spans in `cache`.
+    pub medium_cached: u32,
     /// Trimmed since the thread last used it (`tld::heap_for`).
     pub idle_trimmed: bool,
 }
@@ -136,6 +143,7 @@ pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
     full_dirty: AtomicBool::new(false),
     cache: Queue::EMPTY,
     cache_len: 0,
+    medium_cached: 0,
     idle_trimmed: false,
 });
 
@@ -166,28 +174,26 @@ impl Uncharge {
     }
 }
 
-/// Releases an empty span's slices (and the segment when it was the last span); returns
-/// the uncharge owed, if the span was charged. The caller owns the segment (owner
-/// thread or claim holder) and applies the uncharge afterwards.
+/// Releases an empty span's slices (dirty: the holder of the segment purges them when
+/// due) and returns the uncharge owed, if the span was charged, and whether the segment
+/// has no span left. The caller owns the segment (owner thread or claim holder) and
+/// applies the uncharge afterwards.
 ///
 /// # Safety
 /// `seg` is the segment of `s`, owned by the caller; `s` is on no list.
-pub unsafe fn release_span(seg: *mut Segment, s: *mut Span) -> (Option<Uncharge>, bool) {
+pub unsafe fn release_span(seg: *mut Segment, s: *mut Span, now: u64) -> (Option<Uncharge>, bool) {
     // SAFETY: by the contract `s` and `seg` are valid and owned by the caller.
-    let (state, group, pages, bytes, start) = unsafe {
+    let (state, group, pages) = unsafe {
         (
             (*s).state.load(Ordering::Relaxed),
             (*s).group.load(Ordering::Relaxed),
             (*s).pages(),
-            (*s).bytes(),
-            (*s).start,
         )
     };
     let owed =
         (state != span::PURGED && group != span::NO_GROUP).then_some(Uncharge { group, pages });
-    crate::os::mem::purge(start, bytes);
     // SAFETY: as above.
-    let seg_empty = unsafe { (*seg).release_slice(&mut *s) };
+    let seg_empty = unsafe { (*seg).release_slices(&mut *s, now) };
     (owed, seg_empty)
 }
 
@@ -203,11 +209,14 @@ impl Heap {
         self.full_dirty.store(false, Ordering::Relaxed);
         self.cache = Queue::EMPTY;
         self.cache_len = 0;
+        self.medium_cached = 0;
     }
 
     /// Brings back spans that remote frees took out of the full list.
     fn reactivate(&mut self) {
-        if !self.full_dirty.swap(false, Ordering::Acquire) {
+        if !self.full_dirty.load(Ordering::Relaxed)
+            || !self.full_dirty.swap(false, Ordering::Acquire)
+        {
             return;
         }
         let mut s = self.full.head;
@@ -216,7 +225,13 @@ impl Heap {
             let next = unsafe { (*s).next };
             // SAFETY: as above.
             if !unsafe { (*s).in_full.load(Ordering::Acquire) } {
-                self.move_list(s, span::LIST_CLASS);
+                // SAFETY: as above.
+                if unsafe { (*s).class } == span::MEDIUM {
+                    // Its one block was freed by another thread.
+                    self.free_medium(s);
+                } else {
+                    self.move_list(s, span::LIST_CLASS);
+                }
             }
             s = next;
         }
@@ -249,6 +264,7 @@ impl Heap {
                 span::LIST_CACHE => {
                     self.cache.remove(s);
                     self.cache_len -= 1;
+                    self.medium_cached -= u32::from(class == span::MEDIUM as usize);
                 }
                 _ => {}
             }
@@ -258,6 +274,7 @@ impl Heap {
                 span::LIST_CACHE => {
                     self.cache.push_front(s);
                     self.cache_len += 1;
+                    self.medium_cached += u32::from(class == span::MEDIUM as usize);
                 }
                 _ => {}
             }
@@ -365,7 +382,7 @@ impl Heap {
             // SAFETY: cached spans are live descriptors owned by this heap.
             let span = unsafe { &mut *s };
             let st = span.state.load(Ordering::Relaxed);
-            if (st == span::CACHED) == charged {
+            if (st == span::CACHED) == charged && span.class != span::MEDIUM {
                 self.move_list(s, span::LIST_NONE);
                 span.state.store(span::ACTIVE, Ordering::Relaxed);
                 return Some(s);
@@ -377,21 +394,165 @@ impl Heap {
 
     /// A fresh slice from this thread's segments (mapping a new segment if needed).
     fn fresh_slice(&mut self) -> Option<*mut Span> {
+        self.fresh_slices(1).map(|(s, _)| s)
+    }
+
+    /// A new span of `n` slices from this thread's segments (mapping a new segment if
+    /// needed), and whether its memory reads as zeros.
+    fn fresh_slices(&mut self, n: usize) -> Option<(*mut Span, bool)> {
         // SAFETY: the heap's thread state is live while the thread runs.
         let tld = unsafe { &mut *self.tld };
+        tld.purge_due(crate::os::coarse_now_ns());
         let mut seg = tld.segments;
         while !seg.is_null() {
             // SAFETY: segments on the owner's list are live and ours.
             let sg = unsafe { &mut *seg };
-            if let Some(s) = sg.take_slice() {
-                return Some(s as *mut Span);
+            if let Some((s, zeroed)) = sg.take_slices(n) {
+                return Some((s as *mut Span, zeroed));
             }
             seg = sg.next_owned;
         }
         let seg = Segment::create_spans()?;
         tld.adopt_segment(seg);
         // SAFETY: a new segment we own, with every slice but the header free.
-        unsafe { (*seg).take_slice() }.map(|s| s as *mut Span)
+        unsafe { (*seg).take_slices(n) }.map(|(s, zeroed)| (s as *mut Span, zeroed))
+    }
+
+    /// A medium block of `size` bytes (`size ≤ MEDIUM_MAX`), aligned to a slice: a span
+    /// of its own, charged to the page. `(block, zeroed)`; null when the group refuses
+    /// the charge or memory is exhausted.
+    pub fn alloc_medium(&mut self, size: usize) -> (*mut u8, bool) {
+        self.reactivate();
+        let usable = (size.max(1) + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let pages = (usable / PAGE_SIZE) as u64;
+        let slices = usable.div_ceil(SLICE_SIZE);
+        let (s, zeroed) = match self.take_cached_medium(slices, usable) {
+            Some(found) => match self.refit_medium(found, pages) {
+                Some(r) => r,
+                None => return (ptr::null_mut(), false),
+            },
+            None => {
+                if memcg::charge::try_charge(self.group, pages, 0).is_err() {
+                    return (ptr::null_mut(), false);
+                }
+                // The charge may have run callbacks that used this heap; it is
+                // consistent again.
+                let Some(r) = self.fresh_slices(slices) else {
+                    memcg::charge::uncharge(self.group, pages);
+                    return (ptr::null_mut(), false);
+                };
+                memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
+                r
+            }
+        };
+        // SAFETY: a span we own, on no list, charged for `usable` bytes.
+        let span = unsafe { &mut *s };
+        span.class = span::MEDIUM;
+        span.free = ptr::null_mut();
+        span.local_free = ptr::null_mut();
+        span.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+        span.remote.store(0, Ordering::Relaxed);
+        span.block_size = usable as u32;
+        span.magic = (1u64 << 32).div_ceil(usable as u64);
+        span.capacity = 1;
+        span.reserved = 1;
+        span.used.store(1, Ordering::Relaxed);
+        // SAFETY: the thread state outlives its heaps.
+        span.key = unsafe { (*self.tld).next_key() };
+        span.heap = self;
+        span.group.store(self.group, Ordering::Relaxed);
+        span.state.store(span::ACTIVE, Ordering::Relaxed);
+        // On the full list: a remote free of its block tells the owner through `in_full`.
+        span.in_full.store(true, Ordering::Relaxed);
+        self.move_list(s, span::LIST_FULL);
+        let p = span.start;
+        if !zeroed {
+            // A live block's first word must not look like a free-list link.
+            // SAFETY: the block's first word, inside the span.
+            unsafe { (p as *mut usize).write(0) };
+        }
+        (p, zeroed)
+    }
+
+    /// A cached medium span of `slices` slices, one of `usable` bytes first; with
+    /// whether it was purged (then uncharged and zeroed). It is `ACTIVE` and on no list.
+    fn take_cached_medium(&mut self, slices: usize, usable: usize) -> Option<(*mut Span, bool)> {
+        if self.medium_cached == 0 {
+            return None;
+        }
+        // SAFETY: the thread's cache lock guards span states against reclaimers.
+        let _g = unsafe { (*self.tld).lock_cache() };
+        let mut found: *mut Span = ptr::null_mut();
+        let mut s = self.cache.head;
+        while !s.is_null() {
+            // SAFETY: cached spans are live descriptors owned by this heap.
+            let span = unsafe { &*s };
+            if span.class == span::MEDIUM && span.slices as usize == slices {
+                found = s;
+                if span.block_size as usize == usable {
+                    break;
+                }
+            }
+            s = span.next;
+        }
+        if found.is_null() {
+            return None;
+        }
+        self.move_list(found, span::LIST_NONE);
+        // SAFETY: as above.
+        let st = unsafe { &(*found).state };
+        let purged = st.load(Ordering::Relaxed) == span::PURGED;
+        st.store(span::ACTIVE, Ordering::Relaxed);
+        Some((found, purged))
+    }
+
+    /// Charges a cached medium span for `pages` pages: the difference from what it holds
+    /// (all of them if it was purged). On refusal the span is released and `None`
+    /// returned.
+    fn refit_medium(
+        &mut self,
+        (s, purged): (*mut Span, bool),
+        pages: u64,
+    ) -> Option<(*mut Span, bool)> {
+        // SAFETY: a span we own, on no list.
+        let held = if purged { 0 } else { unsafe { (*s).pages() } };
+        if pages > held {
+            // The span is on no list and `ACTIVE`: callbacks run by the charge cannot
+            // reach it.
+            if memcg::charge::try_charge(self.group, pages - held, 0).is_err() {
+                if purged {
+                    // SAFETY: as above; it holds no charge.
+                    unsafe { (*s).state.store(span::PURGED, Ordering::Relaxed) };
+                }
+                self.release(s);
+                return None;
+            }
+            if purged {
+                memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
+            }
+        } else if held > pages {
+            memcg::charge::uncharge(self.group, held - pages);
+        }
+        Some((s, purged))
+    }
+
+    /// The owner freed (or collected) the block of medium span `s`: cache the span, or
+    /// release it (beyond `MEDIUM_CACHE`, or when the freeing thread already uncharged
+    /// it).
+    pub fn free_medium(&mut self, s: *mut Span) {
+        self.move_list(s, span::LIST_NONE);
+        // SAFETY: a span of this heap.
+        let span = unsafe { &mut *s };
+        span.in_full.store(false, Ordering::Relaxed);
+        span.collect();
+        if self.medium_cached < MEDIUM_CACHE
+            && span.group.load(Ordering::Relaxed) != span::NO_GROUP
+            && !memcg::charge::at_max(self.group)
+        {
+            self.cache_span(s);
+        } else {
+            self.release(s);
+        }
     }
 
     /// Formats span `s` for `class` and queues it.
@@ -451,6 +612,12 @@ impl Heap {
         if self.direct[class] == s {
             self.set_direct(class, empty_span());
         }
+        self.cache_span(s);
+    }
+
+    /// Puts an empty span on no list (or its queue) in the cache; releases the oldest
+    /// beyond `CACHE_MAX`.
+    fn cache_span(&mut self, s: *mut Span) {
         let victim = {
             // SAFETY: the thread state outlives its heaps.
             let _g = unsafe { (*self.tld).lock_cache() };
@@ -484,11 +651,17 @@ impl Heap {
     /// Releases a span of this heap that is on no list.
     pub fn release(&mut self, s: *mut Span) {
         let seg = (s as usize & !(super::segment::SEG_SIZE - 1)) as *mut Segment;
+        let now = crate::os::coarse_now_ns();
         // SAFETY: `s` is ours and listed nowhere; its segment is owned by this thread.
-        let (owed, seg_empty) = unsafe { release_span(seg, s) };
+        let (owed, seg_empty) = unsafe { release_span(seg, s, now) };
+        // SAFETY: the thread state outlives its heaps.
+        let tld = unsafe { &mut *self.tld };
         if seg_empty {
-            // SAFETY: the thread state outlives its heaps.
-            unsafe { (*self.tld).drop_segment(seg) };
+            tld.drop_segment(seg);
+        } else {
+            // SAFETY: a segment this thread owns.
+            tld.note_dirty(unsafe { (*seg).purge_at });
+            tld.purge_due(now);
         }
         if let Some(u) = owed {
             u.apply();
@@ -514,7 +687,11 @@ impl Heap {
                 let next = span.next;
                 span.collect();
                 if span.used.load(Ordering::Relaxed) == 0 {
-                    self.retire(s);
+                    if span.class == span::MEDIUM {
+                        self.free_medium(s);
+                    } else {
+                        self.retire(s);
+                    }
                 }
                 s = next;
             }

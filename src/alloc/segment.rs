@@ -1,9 +1,20 @@
 //! Segments: 4 MiB regions aligned to 4 MiB, so any pointer finds its segment by masking.
 //!
 //! A span segment is 64 slices of 64 KiB. Slice 0 holds this header and the span
-//! descriptors (out of band: no header precedes any block); each of slices 1–63 is one
-//! span, so the span of a pointer is `spans[(p - segment) >> 16]`. A large mapping is a
-//! segment of kind `LARGE` holding one block, its data after the header slice.
+//! descriptors (out of band: no header precedes any block); slices 1–63 are carved into
+//! spans of one slice (small blocks) or of several (one medium block). The descriptor of
+//! a span's first slice describes it, so the span of a pointer is
+//! `spans[(p - segment) >> 16]`; the descriptors of its other slices are `INTERIOR` and
+//! point back to the first. A large mapping is a segment of kind `LARGE` holding one
+//! block, its data after the header slice.
+//!
+//! Deferred purge: a released span's slices are uncharged at once but keep their pages
+//! (`dirty`) for `PURGE_DELAY_NS`, so memory freed and allocated again soon costs no
+//! page faults and no `madvise`. New spans prefer dirty slices. Whoever holds the
+//! segment (its owner thread, the claim holder of an abandoned one, or the thread taking
+//! it out of the segment cache) purges dirty slices whose delay has passed; pages of
+//! dirty slices are the only resident memory charged to no group, at most 63 slices a
+//! segment and only for the delay while the allocator is in use.
 //!
 //! Ownership: a span segment belongs to one thread (`tld`), which alone changes its slice
 //! map. When that thread exits with live blocks in it, the segment is abandoned
@@ -14,7 +25,9 @@
 //! a segment is unlinked under the same lock before it is unmapped.
 //!
 //! Invariants: `free_slices` bit `i` set iff slice `i` belongs to no span (its descriptor
-//! is `FREE`); `nr_spans` counts spans not `FREE`. The segment map names a span segment
+//! is `FREE`); `dirty ⊆ free_slices`, and a free slice not `dirty` reads as zeros (never
+//! touched since it was mapped or purged); `purge_at` is 0 iff `dirty` is 0; `nr_spans`
+//! counts spans. The segment map names a span segment
 //! (`HERE`) exactly while it is in use: a cached segment is out of the map, so a stale
 //! pointer into it is foreign.
 
@@ -23,13 +36,15 @@ use super::span::{self, Span};
 use crate::os::mem;
 use crate::util::spin::SpinLock;
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 pub const SEG_SHIFT: usize = 22;
 pub const SEG_SIZE: usize = 1 << SEG_SHIFT;
 pub const SLICE_SHIFT: usize = 16;
 pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
 pub const SLICES: usize = SEG_SIZE / SLICE_SIZE;
+/// How long a released span's pages are kept before they are given back to the kernel.
+pub const PURGE_DELAY_NS: u64 = 10_000_000;
 
 pub const KIND_SPANS: u8 = 1;
 pub const KIND_LARGE: u8 = 2;
@@ -45,6 +60,10 @@ pub struct Segment {
     /// Held by a thread freeing into an abandoned segment.
     pub claim: AtomicU32,
     pub free_slices: u64,
+    /// Free slices whose pages may be resident (released, not purged yet).
+    pub dirty: u64,
+    /// When the dirty slices are due to be purged (monotonic ns); 0 when none are.
+    pub purge_at: u64,
     pub nr_spans: AtomicU32,
     /// Links in the owner's list of span segments.
     pub next_owned: *mut Segment,
@@ -74,13 +93,18 @@ static LIST: SpinLock<List> = SpinLock::new(List {
     head: ptr::null_mut(),
 });
 
-/// Span segments ready for reuse: purged, unlinked from the global list, still mapped,
-/// chained through `next_all`. Span segments are unmapped only by `release_cached`
-/// (`malloc_trim`): a thread that pushed a block on a span's `thread_free` may still read
-/// the segment's header after another thread released it.
+/// Span segments ready for reuse: empty, unlinked from the global list, still mapped,
+/// most recently emptied first (their dirty slices still resident), chained through
+/// `next_all`. Span segments are unmapped only by `release_cached` (`malloc_trim`): a
+/// thread that pushed a block on a span's `thread_free` may still read the segment's
+/// header just after another thread released it.
 static CACHE: SpinLock<List> = SpinLock::new(List {
     head: ptr::null_mut(),
 });
+
+/// The earliest `purge_at` of the cached segments (0: none is dirty), or earlier; read
+/// without the lock by threads' slow paths to see whether `purge_cached_due` has work.
+static CACHE_DUE: AtomicU64 = AtomicU64::new(0);
 
 impl Segment {
     /// The segment of a pointer cgmalloc handed out, or `None` for foreign memory.
@@ -99,8 +123,13 @@ impl Segment {
         if slice == 0 || slice >= SLICES {
             return None;
         }
-        let s = &mut self.spans[slice];
-        (s.state.load(Ordering::Relaxed) != span::FREE).then_some(s)
+        let s = &self.spans[slice];
+        let slice = match s.state.load(Ordering::Relaxed) {
+            span::FREE => return None,
+            span::INTERIOR => (s.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT,
+            _ => slice,
+        };
+        Some(&mut self.spans[slice])
     }
 
     /// Maps (or reuses) a new span segment, linked on the global list.
@@ -114,13 +143,21 @@ impl Segment {
             }
             s
         };
-        let base = if reuse.is_null() {
-            mem::map_aligned(SEG_SIZE, SEG_SIZE).ok()?.as_ptr()
-        } else {
-            reuse as *mut u8
-        };
-        // SAFETY: a fresh or cached (purged, unlisted) mapping of `SEG_SIZE` bytes.
-        Some(unsafe { Self::init(base, KIND_SPANS, SEG_SIZE) })
+        if reuse.is_null() {
+            let base = mem::map_aligned(SEG_SIZE, SEG_SIZE).ok()?.as_ptr();
+            // SAFETY: a fresh mapping of `SEG_SIZE` bytes: zeroed, nothing dirty.
+            return Some(unsafe { Self::init(base, KIND_SPANS, SEG_SIZE) });
+        }
+        // SAFETY: a cached segment is ours now; its dirty slices survive the formatting.
+        let (dirty, purge_at) = unsafe { ((*reuse).dirty, (*reuse).purge_at) };
+        // SAFETY: a cached (unlisted) mapping of `SEG_SIZE` bytes.
+        let seg = unsafe { Self::init(reuse.cast(), KIND_SPANS, SEG_SIZE) };
+        // SAFETY: as above; all its slices but the header are free.
+        unsafe {
+            (*seg).dirty = dirty;
+            (*seg).purge_at = purge_at;
+        }
+        Some(seg)
     }
 
     /// Formats the header at `base` (mapped by the caller, `mapped` bytes from `base`),
@@ -138,6 +175,8 @@ impl Segment {
             (*seg).tld.store(ptr::null_mut(), Ordering::Relaxed);
             (*seg).claim.store(0, Ordering::Relaxed);
             (*seg).free_slices = !1u64;
+            (*seg).dirty = 0;
+            (*seg).purge_at = 0;
             (*seg).nr_spans.store(0, Ordering::Relaxed);
             (*seg).next_owned = ptr::null_mut();
             (*seg).prev_owned = ptr::null_mut();
@@ -194,20 +233,85 @@ impl Segment {
         }
         if kind == KIND_SPANS {
             segmap::set(seg as usize, segmap::NONE);
-            mem::purge(seg.cast(), SEG_SIZE);
-            let mut c = CACHE.lock();
-            // SAFETY: the purged header is still mapped and ours.
-            unsafe { (*seg).next_all = c.head };
-            c.head = seg;
+            Self::cache(seg);
             return;
         }
         segmap::set(seg as usize, segmap::NONE);
         mem::unmap(base, mapped);
     }
 
+    /// Puts an empty span segment (out of the map and the list) in the cache, first in
+    /// line for reuse.
+    fn cache(seg: *mut Segment) {
+        let mut c = CACHE.lock();
+        // SAFETY: the header is still mapped and ours.
+        let at = unsafe {
+            (*seg).next_all = c.head;
+            (*seg).purge_at
+        };
+        c.head = seg;
+        let due = CACHE_DUE.load(Ordering::Relaxed);
+        if at != 0 && (due == 0 || at < due) {
+            CACHE_DUE.store(at, Ordering::Relaxed);
+        }
+    }
+
+    /// Purges the dirty slices of cached segments that are due at `now` (outside the
+    /// cache lock), and moves those segments to the back of the line.
+    pub fn purge_cached_due(now: u64) {
+        let due = CACHE_DUE.load(Ordering::Relaxed);
+        if due == 0 || due > now {
+            return;
+        }
+        const BATCH: usize = 16;
+        let mut taken = [ptr::null_mut::<Segment>(); BATCH];
+        let mut n = 0;
+        {
+            let mut c = CACHE.lock();
+            let mut next_due = 0;
+            let mut link: *mut *mut Segment = &mut c.head;
+            // SAFETY: cached segments are mapped; only the cache lock holder links them.
+            unsafe {
+                while !(*link).is_null() {
+                    let s = *link;
+                    let at = (*s).purge_at;
+                    if at != 0 && at <= now && n < BATCH {
+                        *link = (*s).next_all;
+                        taken[n] = s;
+                        n += 1;
+                        continue;
+                    }
+                    if at != 0 && (next_due == 0 || at < next_due) {
+                        next_due = at;
+                    }
+                    link = &mut (*s).next_all;
+                }
+            }
+            CACHE_DUE.store(next_due, Ordering::Relaxed);
+        }
+        for &s in &taken[..n] {
+            // SAFETY: taken out of the cache: ours until put back.
+            unsafe { (*s).purge_dirty() };
+        }
+        let mut c = CACHE.lock();
+        let mut link: *mut *mut Segment = &mut c.head;
+        // SAFETY: as above.
+        unsafe {
+            while !(*link).is_null() {
+                link = &mut (**link).next_all;
+            }
+            for &s in &taken[..n] {
+                (*s).next_all = ptr::null_mut();
+                *link = s;
+                link = &mut (*s).next_all;
+            }
+        }
+    }
+
     /// Unmaps every cached span segment; true if any was.
     pub fn release_cached() -> bool {
         let mut head = core::mem::replace(&mut CACHE.lock().head, ptr::null_mut());
+        CACHE_DUE.store(0, Ordering::Relaxed);
         let any = !head.is_null();
         while !head.is_null() {
             // SAFETY: cached segments are mapped and unreferenced.
@@ -259,6 +363,12 @@ impl Segment {
         drop(l);
         segmap::set(seg as usize, segmap::NONE);
         segmap::set(to as usize, segmap::HERE);
+        // Data aligned to a segment starts one region after the header, marked `BACK`.
+        let (old_data, new_data) = (seg as usize + data_off, to as usize + data_off);
+        if segmap::get(old_data) == segmap::BACK {
+            segmap::set(old_data, segmap::NONE);
+            segmap::set(new_data, segmap::BACK);
+        }
         Some(new)
     }
 
@@ -286,29 +396,84 @@ impl Segment {
         }
     }
 
-    /// Takes a free slice for a new span and returns its descriptor.
-    pub fn take_slice(&mut self) -> Option<&mut Span> {
-        if self.free_slices == 0 {
+    /// Takes `n` contiguous free slices (`1 ≤ n < SLICES`) for a new span, dirty ones
+    /// first (their pages are resident), and returns its descriptor and whether its memory
+    /// reads as zeros (no slice was dirty).
+    pub fn take_slices(&mut self, n: usize) -> Option<(&mut Span, bool)> {
+        // Bit `i` of `runs`: slices `i..i+n` are all free (and of `dirty_runs`, all dirty).
+        let (mut runs, mut dirty_runs) = (self.free_slices, self.dirty);
+        for k in 1..n {
+            runs &= self.free_slices >> k;
+            dirty_runs &= self.dirty >> k;
+        }
+        if runs == 0 {
             return None;
         }
-        let i = self.free_slices.trailing_zeros() as usize;
-        self.free_slices &= !(1 << i);
+        let i = if dirty_runs != 0 { dirty_runs } else { runs }.trailing_zeros() as usize;
+        let mask = run_mask(i, n);
+        let zeroed = self.dirty & mask == 0;
+        self.free_slices &= !mask;
+        self.dirty &= !mask;
+        if self.dirty == 0 {
+            self.purge_at = 0;
+        }
         self.nr_spans.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: slice `i` lies inside this segment's mapping.
-        let start = unsafe { (self as *mut Segment as *mut u8).add(i << SLICE_SHIFT) };
+        let base = self as *mut Segment as *mut u8;
+        // SAFETY: slices `i..i+n` lie inside this segment's mapping.
+        let start = unsafe { base.add(i << SLICE_SHIFT) };
+        for j in i + 1..i + n {
+            let d = &mut self.spans[j];
+            *d = Span::EMPTY;
+            d.start = start;
+            d.state.store(span::INTERIOR, Ordering::Relaxed);
+        }
         let s = &mut self.spans[i];
         *s = Span::EMPTY;
-        s.slices = 1;
+        s.slices = n as u8;
         s.start = start;
-        Some(s)
+        Some((s, zeroed))
     }
 
-    /// Returns a span's slice; true when the segment has no span left.
-    pub fn release_slice(&mut self, span: &mut Span) -> bool {
+    /// Returns a span's slices, dirty (the caller purges them when due); true when the
+    /// segment has no span left.
+    pub fn release_slices(&mut self, span: &mut Span, now: u64) -> bool {
         let i = (span.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
-        self.free_slices |= 1 << i;
+        let n = span.slices as usize;
+        for j in i + 1..i + n {
+            self.spans[j] = Span::EMPTY;
+        }
         *span = Span::EMPTY;
+        let mask = run_mask(i, n);
+        self.free_slices |= mask;
+        if self.dirty == 0 {
+            self.purge_at = now + PURGE_DELAY_NS;
+        }
+        self.dirty |= mask;
         self.nr_spans.fetch_sub(1, Ordering::Relaxed) == 1
+    }
+
+    /// Purges the dirty slices if they are due at `now`; true if they were.
+    pub fn purge_expired(&mut self, now: u64) -> bool {
+        if self.purge_at == 0 || self.purge_at > now {
+            return false;
+        }
+        self.purge_dirty();
+        true
+    }
+
+    /// Gives the pages of every dirty slice back to the kernel, one call per run.
+    pub fn purge_dirty(&mut self) {
+        let base = self as *mut Segment as *mut u8;
+        let mut d = self.dirty;
+        while d != 0 {
+            let i = d.trailing_zeros() as usize;
+            let n = (!(d >> i)).trailing_zeros() as usize;
+            // SAFETY: free slices of this segment: mapped, and no block lives there.
+            mem::purge(unsafe { base.add(i << SLICE_SHIFT) }, n << SLICE_SHIFT);
+            d &= !run_mask(i, n);
+        }
+        self.dirty = 0;
+        self.purge_at = 0;
     }
 
     /// Holds the claim of an abandoned segment.
@@ -325,6 +490,11 @@ impl Segment {
     pub fn unlock_claim(&self) {
         self.claim.store(0, Ordering::Release);
     }
+}
+
+/// Bits `i..i+n` (`i + n ≤ 64`).
+fn run_mask(i: usize, n: usize) -> u64 {
+    (u64::MAX >> (64 - n)) << i
 }
 
 /// Takes the segment locks for `fork()`.

@@ -9,9 +9,12 @@
 //! Invariants: `size_of(class_of(n)) ≥ n`; classes grow strictly; `class_of` of a
 //! class's own size is that class.
 
-/// Largest block served from spans; larger requests are large mappings, charged to the
-/// page and cached for reuse.
+/// Largest block served from size classes; larger requests are medium or large blocks,
+/// charged to the page.
 pub const SMALL_MAX: usize = 32 << 10;
+/// Largest medium block: a span of its own in a segment (at most 16 slices). Larger
+/// blocks are large mappings.
+pub const MEDIUM_MAX: usize = 1 << 20;
 /// Sizes up to this use the lookup table.
 pub const LOOKUP_MAX: usize = 1024;
 

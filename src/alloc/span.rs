@@ -1,5 +1,7 @@
 //! Spans: runs of 64 KiB slices of a segment holding blocks of one size class, the unit
-//! charged to a group (mimalloc's "page").
+//! charged to a group (mimalloc's "page"). A small-block span is one slice, charged
+//! whole; a medium span (`class == MEDIUM`) holds one block above `SMALL_MAX`, charged
+//! to the page (`block_size` bytes, a page multiple), in as many slices as it needs.
 //!
 //! Free-list sharding (mimalloc): a span has three free lists,
 //! - `free`: blocks ready to hand out, popped by the owner on the fast path;
@@ -35,6 +37,11 @@ pub const CACHED: u8 = 2;
 pub const PURGED: u8 = 3;
 /// Has live blocks; its owner thread exited.
 pub const ABANDONED: u8 = 4;
+/// Not a span: a later slice of a multi-slice span, whose `start` is the span's start.
+pub const INTERIOR: u8 = 5;
+
+/// The class of a medium span (one block, no size class, on no class queue).
+pub const MEDIUM: u8 = u8::MAX;
 
 /// Heap lists a span can be on.
 pub const LIST_NONE: u8 = 0;
@@ -57,7 +64,8 @@ pub struct Span {
     pub key: usize,
     pub start: *mut u8,
     /// `ceil(2^32 / block_size)`: `off * magic >> 32` is `off / block_size` for every
-    /// offset inside a span (spans are at most 2^17 bytes, blocks at least 16).
+    /// offset inside a small-block span (one slice, blocks of at least 16 bytes); inside a
+    /// medium span's one block it is 0 or 1, and only offset 0 passes `is_block_start`.
     pub magic: u64,
     pub local_free: *mut Block,
     pub used: AtomicU32,
@@ -112,8 +120,14 @@ impl Span {
         next: ptr::null_mut(),
     };
 
+    /// Pages charged for the span (unless `PURGED`): every slice of a small-block span,
+    /// the block of a medium one.
     pub fn pages(&self) -> u64 {
-        (self.slices as u64) << (super::segment::SLICE_SHIFT - 12)
+        if self.class == MEDIUM {
+            (self.block_size >> 12) as u64
+        } else {
+            (self.slices as u64) << (super::segment::SLICE_SHIFT - 12)
+        }
     }
 
     pub fn bytes(&self) -> usize {
@@ -249,7 +263,7 @@ impl Span {
     #[inline]
     pub fn is_block_start(&self, p: usize) -> bool {
         let off = p.wrapping_sub(self.start as usize) as u64;
-        let index = (off * self.magic) >> 32;
+        let index = off.wrapping_mul(self.magic) >> 32;
         off < (1 << 20) && index < self.capacity as u64 && index * self.block_size as u64 == off
     }
 

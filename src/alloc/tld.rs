@@ -35,6 +35,9 @@ pub struct Tld {
     pub large_head: usize,
     /// Sum of `usable` over `large_cache` (constant while a mapping is cached).
     pub large_bytes: usize,
+    /// The earliest `purge_at` of the owned segments (0: none has dirty slices), or
+    /// earlier.
+    purge_at: u64,
     /// Guards span states in this thread's caches against reclaiming threads.
     cache_lock: AtomicU32,
     rng: u64,
@@ -93,8 +96,47 @@ impl Tld {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1) as usize
     }
 
+    /// An owned segment has dirty slices due at `at`.
+    pub fn note_dirty(&mut self, at: u64) {
+        if at != 0 && (self.purge_at == 0 || at < self.purge_at) {
+            self.purge_at = at;
+        }
+    }
+
+    /// Purges the dirty slices of owned and cached segments that are due at `now`.
+    pub fn purge_due(&mut self, now: u64) {
+        Segment::purge_cached_due(now);
+        if self.purge_at == 0 || self.purge_at > now {
+            return;
+        }
+        self.purge_at = 0;
+        let mut seg = self.segments;
+        while !seg.is_null() {
+            // SAFETY: segments on the owner's list are live and ours.
+            let sg = unsafe { &mut *seg };
+            sg.purge_expired(now);
+            self.note_dirty(sg.purge_at);
+            seg = sg.next_owned;
+        }
+    }
+
+    /// Purges the dirty slices of every owned segment (`malloc_trim`).
+    pub fn purge_all(&mut self) {
+        self.purge_at = 0;
+        let mut seg = self.segments;
+        while !seg.is_null() {
+            // SAFETY: segments on the owner's list are live and ours.
+            let sg = unsafe { &mut *seg };
+            sg.purge_dirty();
+            seg = sg.next_owned;
+        }
+    }
+
     pub fn adopt_segment(&mut self, seg: *mut Segment) {
+        // A segment from the cache may come with dirty slices.
         // SAFETY: a new segment, not yet visible to other threads' frees.
+        self.note_dirty(unsafe { (*seg).purge_at });
+        // SAFETY: as above.
         unsafe {
             (*seg).tld.store(self, Ordering::Release);
             (*seg).prev_owned = ptr::null_mut();
@@ -269,8 +311,20 @@ fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
 
 /// For a segment whose owner is gone (`tld` already null) and which the caller holds:
 /// releases its empty spans (cached ones included) and marks the others `ABANDONED`.
-/// Returns whether the segment is now empty and the uncharges owed.
+/// Returns whether the segment is now empty (the caller destroys it, and it goes to the
+/// segment cache with its dirty slices) and the uncharges owed. A segment left with
+/// live blocks has its free slices purged: no thread takes new spans from it.
 pub fn settle_spans(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
+    let r = settle(seg);
+    if !r.0 {
+        // SAFETY: the caller holds the segment.
+        unsafe { (*seg).purge_dirty() };
+    }
+    r
+}
+
+fn settle(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
+    let now = crate::os::coarse_now_ns();
     let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
     let mut n = 0;
     // SAFETY: the caller holds the segment (its claim, or the only thread of a fork child).
@@ -280,7 +334,7 @@ pub fn settle_spans(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
         // SAFETY: a descriptor of this segment, which we hold.
         let sp = unsafe { &mut *s };
         let st = sp.state.load(Ordering::Relaxed);
-        if st == span::FREE {
+        if st == span::FREE || st == span::INTERIOR {
             continue;
         }
         sp.collect();
@@ -289,7 +343,7 @@ pub fn settle_spans(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
         sp.in_full.store(false, Ordering::Relaxed);
         if st == span::CACHED || st == span::PURGED || sp.used.load(Ordering::Relaxed) == 0 {
             // SAFETY: an empty span of a segment we hold.
-            let (u, empty) = unsafe { heap::release_span(seg, s) };
+            let (u, empty) = unsafe { heap::release_span(seg, s, now) };
             if let Some(u) = u {
                 owed[n] = u;
                 n += 1;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -724,6 +725,26 @@ static void test_large_blocks(void)
         free(p);
     }
     CHECK(bad == 0, "%d large blocks unusable on reuse", bad);
+
+    /* A block aligned to 4 MiB that must move to grow (a page fenced off right after
+       it) is found at its new address by malloc_usable_size, realloc and free. */
+    size_t n = opaque(3 << 20);
+    unsigned char *p = aligned_alloc(opaque(4 << 20), n);
+    CHECK(p && aligned_to(p, 4 << 20), "aligned_alloc(4 MiB, 3 MiB) = %p", (void *)p);
+    if (!p)
+        return;
+    void *fence = mmap(p + malloc_usable_size(p), 4096, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    fill(p, n, 61);
+    unsigned char *q = realloc(p, opaque(9 << 20));
+    CHECK(q && filled(q, n, 61) && malloc_usable_size(q) >= (9u << 20),
+          "realloc(4 MiB-aligned 3 MiB -> 9 MiB) = %p (fence %p)", (void *)q, fence);
+    unsigned char *r = q ? realloc(q, opaque(20 << 20)) : NULL;
+    CHECK(r && filled(r, n, 61) && malloc_usable_size(r) >= (20u << 20),
+          "realloc(moved block -> 20 MiB) = %p", (void *)r);
+    free(r ? r : q);
+    if (fence != MAP_FAILED)
+        munmap(fence, 4096);
 }
 
 /* ---- threads: allocate, exchange, cross-thread free ---- */

@@ -3,10 +3,10 @@
  * Every mode must end in SIGABRT after exactly one stderr line "cgmalloc: fatal: ...".
  * If the misuse goes unnoticed the program prints "undetected" and exits 0.
  *
- * Modes: double-free, double-free-large, double-free-owner-then-remote,
- * double-free-remote-then-owner, double-free-remote-twice, double-free-abandoned,
- * foreign-stack, foreign-static, foreign-mmap, interior, interior-large, realloc-foreign,
- * usable-size-interior.
+ * Modes: double-free, double-free-large, double-free-medium, double-free-medium-remote,
+ * double-free-owner-then-remote, double-free-remote-then-owner, double-free-remote-twice,
+ * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
+ * interior-large, interior-medium, realloc-foreign, usable-size-interior.
  */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -74,10 +74,20 @@ int main(int argc, char **argv)
         free(p);
         free(launder(p));
     } else if (strcmp(mode, "double-free-large") == 0) {
-        void *p = malloc(1 << 20);
-        memset(p, 1, 1 << 20);
+        void *p = malloc(2 << 20);
+        memset(p, 1, 2 << 20);
         free(p);
         free(launder(p));
+    } else if (strcmp(mode, "double-free-medium") == 0) {
+        void *p = malloc(200000);
+        memset(p, 1, 200000);
+        free(p);
+        free(launder(p));
+    } else if (strcmp(mode, "double-free-medium-remote") == 0) {
+        void *p = malloc(200000);
+        memset(p, 1, 200000);
+        free_on_thread(p);
+        free_on_thread(p);
     } else if (strcmp(mode, "double-free-owner-then-remote") == 0) {
         /* The allocating thread frees it, then another thread frees it again. */
         void *p = malloc(64);
@@ -125,9 +135,14 @@ int main(int argc, char **argv)
         memset(p, 1, 64);
         free(launder(p + 16));
     } else if (strcmp(mode, "interior-large") == 0) {
-        char *p = malloc(1 << 20);
-        memset(p, 1, 1 << 20);
+        char *p = malloc(2 << 20);
+        memset(p, 1, 2 << 20);
         free(launder(p + 4096));
+    } else if (strcmp(mode, "interior-medium") == 0) {
+        /* In the block's third 64 KiB slice. */
+        char *p = malloc(200000);
+        memset(p, 1, 200000);
+        free(launder(p + 150000));
     } else if (strcmp(mode, "realloc-foreign") == 0) {
         void *q = realloc(launder(static_buf), 100);
         printf("realloc(foreign) = %p\n", q);
