@@ -208,7 +208,10 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     let span = unsafe { &mut *s };
     let mut owed: Option<Uncharge> = None;
     let mut destroyed = false;
-    if span.state.load(Ordering::Relaxed) != span::FREE {
+    // Anything but `ABANDONED` means there is nothing left to do: the exiting owner
+    // collected our block and released the span (or the whole segment, which may since
+    // have been reused).
+    if span.state.load(Ordering::Relaxed) == span::ABANDONED {
         span.collect();
         if let Some(p) = p {
             if span.looks_free(p) && span.is_free_block(p as usize) {
@@ -223,8 +226,10 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
             let (u, empty) = unsafe { heap::release_span(seg, s, now) };
             owed = u;
             destroyed = empty;
-            if !empty {
-                sg.purge_expired(now);
+            // No thread takes new spans here, and none may come back to purge later:
+            // purge now, batched to at least 8 slices (or once the delay has passed).
+            if !empty && !sg.purge_expired(now) && sg.dirty.count_ones() >= 8 {
+                sg.purge_dirty();
             }
         }
     }

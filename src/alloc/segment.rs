@@ -233,6 +233,14 @@ impl Segment {
         }
         if kind == KIND_SPANS {
             segmap::set(seg as usize, segmap::NONE);
+            // Destroyed by its owner or by the holder of its claim: a thread still
+            // waiting for the claim (a remote freer that saw the owner exit) gets it and
+            // finds every span `FREE`.
+            // SAFETY: the header is still mapped and ours.
+            unsafe {
+                (*seg).tld.store(ptr::null_mut(), Ordering::Relaxed);
+                (*seg).claim.store(0, Ordering::Release);
+            }
             Self::cache(seg);
             return;
         }
@@ -310,8 +318,11 @@ impl Segment {
 
     /// Unmaps every cached span segment; true if any was.
     pub fn release_cached() -> bool {
-        let mut head = core::mem::replace(&mut CACHE.lock().head, ptr::null_mut());
-        CACHE_DUE.store(0, Ordering::Relaxed);
+        let mut head = {
+            let mut c = CACHE.lock();
+            CACHE_DUE.store(0, Ordering::Relaxed);
+            core::mem::replace(&mut c.head, ptr::null_mut())
+        };
         let any = !head.is_null();
         while !head.is_null() {
             // SAFETY: cached segments are mapped and unreferenced.
