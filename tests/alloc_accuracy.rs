@@ -2,7 +2,8 @@
 //!
 //! Accuracy: in a group, one thread allocates N = 50 MiB in blocks of random sizes from
 //! 4 KiB to 1 MiB (log-uniform, so that about 3/8 of the blocks are small blocks in
-//! spans and the rest large mappings; and, in a second test, uniform) and keeps them:
+//! spans and the rest medium blocks, a span each; and, in a second test, uniform) and
+//! keeps them:
 //! - `N ≤ memory.current ≤ 1.125·N + 32 pages` (the bound for one thread: block rounding
 //!   and span slack within 12.5%, plus at most one stock);
 //! - `memory.stat`: `allocated ≥ N`; `allocated + cached ≤ small + large`; and

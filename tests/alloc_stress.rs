@@ -3,7 +3,7 @@
 //! refused allocation is a null to handle, not an abort).
 //!
 //! - Sizes are log-uniform from 1 B to 256 KiB (every octave equally likely: small
-//!   blocks in spans and large mappings above 32 KiB), plus 1% from 1 to 8 MiB; 2% of
+//!   blocks in spans, medium blocks above 32 KiB), plus 1% from 1 to 8 MiB; 2% of
 //!   the blocks are over-aligned (32 B to 64 KiB).
 //! - Every block carries a pattern derived from a per-block key (every byte up to 4 KiB;
 //!   head, tail and 8 bytes every 16 KiB above, every 256 KiB from 1 MiB), checked

@@ -1,8 +1,8 @@
 //! Thread churn with `CgMalloc` as the global allocator: 100,000 thread create / join
 //! cycles. Each thread attaches to `/tc`, allocates a `Box<[u8; 100]>` (a small block in
-//! a span) and a 40 KiB `Vec` (a large mapping), fills both, hands one of them to the
-//! main thread (alternately) and drops the other before exiting; the main thread checks
-//! and frees what it was handed.
+//! a span) and a 40 KiB `Vec` (a medium block, a span of its own), fills both, hands one
+//! of them to the main thread (alternately) and drops the other before exiting; the main
+//! thread checks and frees what it was handed.
 //!
 //! Every 10,000 cycles, and at the end, with no worker alive, every stock drained and
 //! the caches reclaimed, `/tc` reads exactly 0 (its baseline): nothing leaks per thread

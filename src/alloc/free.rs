@@ -227,8 +227,8 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
             owed = u;
             destroyed = empty;
             // No thread takes new spans here, and none may come back to purge later:
-            // purge now, batched to at least 8 slices (or once the delay has passed).
-            if !empty && !sg.purge_expired(now) && sg.dirty.count_ones() >= 8 {
+            // purge now. (An emptied segment goes to the cache with its dirty slices.)
+            if !empty {
                 sg.purge_dirty();
             }
         }

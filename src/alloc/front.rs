@@ -8,8 +8,10 @@
 use super::free as free_path;
 use super::heap::{empty_heap, Heap};
 use super::large;
+use super::medium;
 use super::segment::SLICE_SIZE;
 use super::size_class::{self, MEDIUM_MAX, SMALL_MAX};
+use super::span;
 use super::tld;
 use core::ptr;
 
@@ -138,6 +140,17 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     };
     if span.is_some() && size <= old && (size >= old / 2 || old <= 64) {
         return p;
+    }
+    if let Some(s) = span {
+        // SAFETY: `locate` returned the live span of `p`.
+        if unsafe { (*s).class } == span::MEDIUM && size > old && size <= MEDIUM_MAX {
+            match medium::grow(seg, s, size) {
+                Ok(()) => return p,
+                // As for a large block below.
+                Err(medium::NotGrown::Refused) => return ptr::null_mut(),
+                Err(medium::NotGrown::NoRoom) => {}
+            }
+        }
     }
     if span.is_none() && size > SMALL_MAX && align <= SLICE_SIZE {
         match large::resize(seg, size) {

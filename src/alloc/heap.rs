@@ -15,19 +15,16 @@
 //! Every charge, uncharge or user callback happens with the heap consistent and no lock
 //! held, because a callback may allocate or free on this very heap.
 
-use super::segment::{Segment, SLICE_SHIFT, SLICE_SIZE};
+use super::segment::{Segment, SLICE_SHIFT};
 use super::size_class::{self, NR_CLASSES};
 use super::span::{self, Span};
 use super::tld::Tld;
 use crate::memcg;
-use crate::os::mem::PAGE_SIZE;
 use core::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Empty spans kept per heap before the oldest is released.
 pub const CACHE_MAX: u32 = 8;
-/// Of those, medium spans (kept for a block of as many slices asked for again).
-const MEDIUM_CACHE: u32 = 2;
 /// Bytes of never-used blocks made available at a time (memory is touched lazily).
 const EXTEND_BYTES: usize = 16 << 10;
 
@@ -213,7 +210,7 @@ impl Heap {
     }
 
     /// Brings back spans that remote frees took out of the full list.
-    fn reactivate(&mut self) {
+    pub(super) fn reactivate(&mut self) {
         if !self.full_dirty.load(Ordering::Relaxed)
             || !self.full_dirty.swap(false, Ordering::Acquire)
         {
@@ -254,7 +251,7 @@ impl Heap {
 
     /// Moves `s` from whichever list it is on to `to` (front of a class queue, back of the
     /// full list, front of the cache).
-    fn move_list(&mut self, s: *mut Span, to: u8) {
+    pub(super) fn move_list(&mut self, s: *mut Span, to: u8) {
         // SAFETY: `s` is a span of this heap; `list` says where it is.
         unsafe {
             let class = (*s).class as usize;
@@ -399,7 +396,7 @@ impl Heap {
 
     /// A new span of `n` slices from this thread's segments (mapping a new segment if
     /// needed), and whether its memory reads as zeros.
-    fn fresh_slices(&mut self, n: usize) -> Option<(*mut Span, bool)> {
+    pub(super) fn fresh_slices(&mut self, n: usize) -> Option<(*mut Span, bool)> {
         // SAFETY: the heap's thread state is live while the thread runs.
         let tld = unsafe { &mut *self.tld };
         tld.purge_due(crate::os::coarse_now_ns());
@@ -416,143 +413,6 @@ impl Heap {
         tld.adopt_segment(seg);
         // SAFETY: a new segment we own, with every slice but the header free.
         unsafe { (*seg).take_slices(n) }.map(|(s, zeroed)| (s as *mut Span, zeroed))
-    }
-
-    /// A medium block of `size` bytes (`size ≤ MEDIUM_MAX`), aligned to a slice: a span
-    /// of its own, charged to the page. `(block, zeroed)`; null when the group refuses
-    /// the charge or memory is exhausted.
-    pub fn alloc_medium(&mut self, size: usize) -> (*mut u8, bool) {
-        self.reactivate();
-        let usable = (size.max(1) + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-        let pages = (usable / PAGE_SIZE) as u64;
-        let slices = usable.div_ceil(SLICE_SIZE);
-        let (s, zeroed) = match self.take_cached_medium(slices, usable) {
-            Some(found) => match self.refit_medium(found, pages) {
-                Some(r) => r,
-                None => return (ptr::null_mut(), false),
-            },
-            None => {
-                if memcg::charge::try_charge(self.group, pages, 0).is_err() {
-                    return (ptr::null_mut(), false);
-                }
-                // The charge may have run callbacks that used this heap; it is
-                // consistent again.
-                let Some(r) = self.fresh_slices(slices) else {
-                    memcg::charge::uncharge(self.group, pages);
-                    return (ptr::null_mut(), false);
-                };
-                memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
-                r
-            }
-        };
-        // SAFETY: a span we own, on no list, charged for `usable` bytes.
-        let span = unsafe { &mut *s };
-        span.class = span::MEDIUM;
-        span.free = ptr::null_mut();
-        span.local_free = ptr::null_mut();
-        span.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
-        span.remote.store(0, Ordering::Relaxed);
-        span.block_size = usable as u32;
-        span.magic = (1u64 << 32).div_ceil(usable as u64);
-        span.capacity = 1;
-        span.reserved = 1;
-        span.used.store(1, Ordering::Relaxed);
-        // SAFETY: the thread state outlives its heaps.
-        span.key = unsafe { (*self.tld).next_key() };
-        span.heap = self;
-        span.group.store(self.group, Ordering::Relaxed);
-        span.state.store(span::ACTIVE, Ordering::Relaxed);
-        // On the full list: a remote free of its block tells the owner through `in_full`.
-        span.in_full.store(true, Ordering::Relaxed);
-        self.move_list(s, span::LIST_FULL);
-        let p = span.start;
-        if !zeroed {
-            // A live block's first word must not look like a free-list link.
-            // SAFETY: the block's first word, inside the span.
-            unsafe { (p as *mut usize).write(0) };
-        }
-        (p, zeroed)
-    }
-
-    /// A cached medium span of `slices` slices, one of `usable` bytes first; with
-    /// whether it was purged (then uncharged and zeroed). It is `ACTIVE` and on no list.
-    fn take_cached_medium(&mut self, slices: usize, usable: usize) -> Option<(*mut Span, bool)> {
-        if self.medium_cached == 0 {
-            return None;
-        }
-        // SAFETY: the thread's cache lock guards span states against reclaimers.
-        let _g = unsafe { (*self.tld).lock_cache() };
-        let mut found: *mut Span = ptr::null_mut();
-        let mut s = self.cache.head;
-        while !s.is_null() {
-            // SAFETY: cached spans are live descriptors owned by this heap.
-            let span = unsafe { &*s };
-            if span.class == span::MEDIUM && span.slices as usize == slices {
-                found = s;
-                if span.block_size as usize == usable {
-                    break;
-                }
-            }
-            s = span.next;
-        }
-        if found.is_null() {
-            return None;
-        }
-        self.move_list(found, span::LIST_NONE);
-        // SAFETY: as above.
-        let st = unsafe { &(*found).state };
-        let purged = st.load(Ordering::Relaxed) == span::PURGED;
-        st.store(span::ACTIVE, Ordering::Relaxed);
-        Some((found, purged))
-    }
-
-    /// Charges a cached medium span for `pages` pages: the difference from what it holds
-    /// (all of them if it was purged). On refusal the span is released and `None`
-    /// returned.
-    fn refit_medium(
-        &mut self,
-        (s, purged): (*mut Span, bool),
-        pages: u64,
-    ) -> Option<(*mut Span, bool)> {
-        // SAFETY: a span we own, on no list.
-        let held = if purged { 0 } else { unsafe { (*s).pages() } };
-        if pages > held {
-            // The span is on no list and `ACTIVE`: callbacks run by the charge cannot
-            // reach it.
-            if memcg::charge::try_charge(self.group, pages - held, 0).is_err() {
-                if purged {
-                    // SAFETY: as above; it holds no charge.
-                    unsafe { (*s).state.store(span::PURGED, Ordering::Relaxed) };
-                }
-                self.release(s);
-                return None;
-            }
-            if purged {
-                memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
-            }
-        } else if held > pages {
-            memcg::charge::uncharge(self.group, held - pages);
-        }
-        Some((s, purged))
-    }
-
-    /// The owner freed (or collected) the block of medium span `s`: cache the span, or
-    /// release it (beyond `MEDIUM_CACHE`, or when the freeing thread already uncharged
-    /// it).
-    pub fn free_medium(&mut self, s: *mut Span) {
-        self.move_list(s, span::LIST_NONE);
-        // SAFETY: a span of this heap.
-        let span = unsafe { &mut *s };
-        span.in_full.store(false, Ordering::Relaxed);
-        span.collect();
-        if self.medium_cached < MEDIUM_CACHE
-            && span.group.load(Ordering::Relaxed) != span::NO_GROUP
-            && !memcg::charge::at_max(self.group)
-        {
-            self.cache_span(s);
-        } else {
-            self.release(s);
-        }
     }
 
     /// Formats span `s` for `class` and queues it.
@@ -617,7 +477,7 @@ impl Heap {
 
     /// Puts an empty span on no list (or its queue) in the cache; releases the oldest
     /// beyond `CACHE_MAX`.
-    fn cache_span(&mut self, s: *mut Span) {
+    pub(super) fn cache_span(&mut self, s: *mut Span) {
         let victim = {
             // SAFETY: the thread state outlives its heaps.
             let _g = unsafe { (*self.tld).lock_cache() };

@@ -4,9 +4,10 @@
 //!
 //! Map, bottom up: `segmap` (which memory is ours), `segment` (4 MiB regions of 64 KiB
 //! slices), `span` (blocks of one class, three free lists), `heap` (one thread's spans
-//! for one group), `large` (big blocks in their own mappings), `tld` (thread state and
-//! exit), `free` (the free path), `front` (entry points), `account` (statistics and
-//! reclaim for the accounting engine), `meta` (pools for heaps and thread states).
+//! for one group), `medium` (blocks up to 1 MiB, a span each), `large` (bigger blocks in
+//! their own mappings), `tld` (thread state and exit), `free` (the free path), `front`
+//! (entry points), `account` (statistics and reclaim for the accounting engine), `meta`
+//! (pools for heaps and thread states).
 
 pub mod account;
 pub mod fork;
@@ -14,6 +15,7 @@ pub mod free;
 pub mod front;
 pub mod heap;
 pub mod large;
+pub mod medium;
 pub mod meta;
 pub mod segmap;
 pub mod segment;

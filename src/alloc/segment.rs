@@ -445,6 +445,41 @@ impl Segment {
         Some((s, zeroed))
     }
 
+    /// Whether the slices after `span` are free up to `slices` slices in all.
+    pub fn can_extend(&self, span: &Span, slices: usize) -> bool {
+        let i = (span.start as usize - self as *const Segment as usize) >> SLICE_SHIFT;
+        let n = span.slices as usize;
+        if i + slices > SLICES {
+            return false;
+        }
+        let more = run_mask(i + n, slices - n);
+        self.free_slices & more == more
+    }
+
+    /// Grows `span` (one block) to `slices` slices with the free slices after it (owner
+    /// only); false if they are not free.
+    pub fn extend_span(&mut self, span: &mut Span, slices: usize) -> bool {
+        if !self.can_extend(span, slices) {
+            return false;
+        }
+        let i = (span.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
+        let n = span.slices as usize;
+        let more = run_mask(i + n, slices - n);
+        self.free_slices &= !more;
+        self.dirty &= !more;
+        if self.dirty == 0 {
+            self.purge_at = 0;
+        }
+        for j in i + n..i + slices {
+            let d = &mut self.spans[j];
+            *d = Span::EMPTY;
+            d.start = span.start;
+            d.state.store(span::INTERIOR, Ordering::Relaxed);
+        }
+        span.slices = slices as u8;
+        true
+    }
+
     /// Returns a span's slices, dirty (the caller purges them when due); true when the
     /// segment has no span left.
     pub fn release_slices(&mut self, span: &mut Span, now: u64) -> bool {
