@@ -127,6 +127,10 @@ pub struct TreeMeta<const N: usize> {
 
 pub struct GroupTable<const N: usize> {
     slots: [Slot; N],
+    /// Slots from this index on have never been used: scans of the table stop here, so
+    /// they touch only the pages of slots in use (the table is 2 MiB). Raised under the
+    /// tree lock before a slot goes live, never lowered.
+    bound: AtomicU32,
     tree: SpinLock<TreeMeta<N>>,
 }
 
@@ -164,6 +168,7 @@ impl<const N: usize> GroupTable<N> {
     pub const fn new() -> Self {
         GroupTable {
             slots: [const { Slot::new() }; N],
+            bound: AtomicU32::new(1),
             tree: SpinLock::new(TreeMeta {
                 names: [[0; NAME_MAX]; N],
                 name_len: [0; N],
@@ -177,6 +182,7 @@ impl<const N: usize> GroupTable<N> {
     pub fn new() -> Self {
         GroupTable {
             slots: core::array::from_fn(|_| Slot::new()),
+            bound: AtomicU32::new(1),
             tree: SpinLock::new(TreeMeta {
                 names: [[0; NAME_MAX]; N],
                 name_len: [0; N],
@@ -394,7 +400,7 @@ impl<const N: usize> GroupTable<N> {
 
     /// Ids of every live or dying slot, root first.
     pub fn in_use(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..N as u32).filter(move |&id| self.state(id) != FREE)
+        (0..self.bound.load(Ordering::Acquire)).filter(move |&id| self.state(id) != FREE)
     }
 
     /// Live and dying slots in the subtree of `root`, `root` included.
@@ -405,7 +411,7 @@ impl<const N: usize> GroupTable<N> {
 
     /// Finds the live child of `parent` called `name`.
     fn find_child(&self, meta: &TreeMeta<N>, parent: u32, name: &[u8]) -> Option<u32> {
-        (1..N as u32).find(|&id| {
+        (1..self.bound.load(Ordering::Acquire)).find(|&id| {
             let s = &self.slots[id as usize];
             s.life.load(Ordering::SeqCst) & STATE_MASK == LIVE
                 && s.parent.load(Ordering::Relaxed) == parent
@@ -436,6 +442,9 @@ impl<const N: usize> GroupTable<N> {
             .find(|&i| self.slots[i].life.load(Ordering::SeqCst) == FREE)
             .ok_or(libc::ENOSPC)? as u32;
         meta.scan_hint = id as usize + 1;
+        if id + 1 > self.bound.load(Ordering::Relaxed) {
+            self.bound.store(id + 1, Ordering::Release);
+        }
         let serial = meta.next_serial;
         meta.next_serial += 1;
         meta.names[id as usize][..name.len()].copy_from_slice(name);
@@ -487,7 +496,7 @@ impl<const N: usize> GroupTable<N> {
         if self.serial(id) != serial || self.state(id) != LIVE {
             return Err(libc::ENOENT);
         }
-        let live_children = (1..N as u32).any(|c| {
+        let live_children = (1..self.bound.load(Ordering::Acquire)).any(|c| {
             self.state(c) == LIVE && self.slots[c as usize].parent.load(Ordering::Relaxed) == id
         });
         if live_children {
