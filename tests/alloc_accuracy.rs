@@ -142,10 +142,7 @@ fn accuracy(path: &str, seed: u64, sizes: impl Fn(&mut Rng) -> usize) {
         "after free: {st:?}, stat {s:?}"
     );
     assert!(st["cached"] <= st["small"] + st["large"], "{st:?}");
-    quiesce(&g);
-    assert_empty(&g);
-    let st = kv(&g, "memory.stat");
-    assert_eq!(st["nr_charges"], st["nr_uncharges"], "{st:?}");
+    assert_all_returned(&g);
 }
 
 #[test]

@@ -94,9 +94,6 @@ fn frees_racing_with_owner_exit() {
     for f in freers {
         assert_eq!(f.join().unwrap(), 0, "corrupted blocks");
     }
-    quiesce(&g);
-    assert_empty(&g);
-    let st = kv(&g, "memory.stat");
-    assert_eq!(st["nr_charges"], st["nr_uncharges"], "{st:?}");
+    assert_all_returned(&g);
     g.destroy().unwrap();
 }

@@ -90,10 +90,7 @@ fn medium_blocks_are_charged_to_the_page() {
     let st = kv(&g, "memory.stat");
     assert_eq!(st["allocated"], 0, "{st:?}");
     assert!(st["cached"] <= st["large"], "{st:?}");
-    quiesce(&g);
-    assert_empty(&g);
-    let st = kv(&g, "memory.stat");
-    assert_eq!(st["nr_charges"], st["nr_uncharges"], "{st:?}");
+    assert_all_returned(&g);
     g.destroy().unwrap();
 }
 
@@ -143,10 +140,7 @@ fn a_remote_free_uncharges_at_once() {
     assert_eq!(stat_key(&g, "allocated"), 0);
     checked.wait();
     owner.join().unwrap();
-    quiesce(&g);
-    assert_empty(&g);
-    let st = kv(&g, "memory.stat");
-    assert_eq!(st["nr_charges"], st["nr_uncharges"], "{st:?}");
+    assert_all_returned(&g);
     g.destroy().unwrap();
 }
 

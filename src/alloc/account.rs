@@ -48,7 +48,7 @@ fn stats(root: u32) -> AllocStats {
             {
                 continue;
             }
-            let bytes = s.pages() * 4096;
+            let bytes = s.pages() * crate::os::mem::PAGE_SIZE as u64;
             if s.class == span::MEDIUM {
                 // A medium block is charged to the page, as a large mapping is.
                 a.large += bytes;

@@ -9,6 +9,7 @@ use super::free as free_path;
 use super::heap::{empty_heap, Heap};
 use super::large;
 use super::medium;
+use super::resize::NotResized;
 use super::segment::SLICE_SIZE;
 use super::size_class::{self, MEDIUM_MAX, SMALL_MAX};
 use super::span;
@@ -141,25 +142,20 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     if span.is_some() && size <= old && (size >= old / 2 || old <= 64) {
         return p;
     }
-    if let Some(s) = span {
+    let in_place = match span {
         // SAFETY: `locate` returned the live span of `p`.
-        if unsafe { (*s).class } == span::MEDIUM && size > old && size <= MEDIUM_MAX {
-            match medium::grow(seg, s, size) {
-                Ok(()) => return p,
-                // As for a large block below.
-                Err(medium::NotGrown::Refused) => return ptr::null_mut(),
-                Err(medium::NotGrown::NoRoom) => {}
-            }
+        Some(s) if unsafe { (*s).class } == span::MEDIUM && size > old && size <= MEDIUM_MAX => {
+            Some(medium::grow(seg, s, size).map(|()| p))
         }
-    }
-    if span.is_none() && size > SMALL_MAX && align <= SLICE_SIZE {
-        match large::resize(seg, size) {
-            Ok(q) => return q,
-            // The charge path already ran (and counted its OOM) for this thread's group:
-            // a new block would be charged to it again and refused again.
-            Err(large::NotResized::Refused) => return ptr::null_mut(),
-            Err(large::NotResized::NoRoom) => {}
-        }
+        None if size > SMALL_MAX && align <= SLICE_SIZE => Some(large::resize(seg, size)),
+        _ => None,
+    };
+    match in_place {
+        Some(Ok(q)) => return q,
+        // The charge path already ran (and counted its OOM) for this thread's group:
+        // a new block would be charged to it again and refused again.
+        Some(Err(NotResized::Refused)) => return ptr::null_mut(),
+        Some(Err(NotResized::NoRoom)) | None => {}
     }
     let q = aligned(align, size);
     if !q.is_null() {

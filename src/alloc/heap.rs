@@ -420,21 +420,10 @@ impl Heap {
         // SAFETY: `s` is a span we own, on no list.
         let span = unsafe { &mut *s };
         let size = size_class::size_of(class);
-        span.block_size = size as u32;
-        span.magic = (1u64 << 32).div_ceil(size as u64);
-        span.class = class as u8;
-        span.capacity = (span.bytes() / size) as u32;
-        span.reserved = 0;
-        span.free = ptr::null_mut();
-        span.local_free = ptr::null_mut();
-        span.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
-        span.used.store(0, Ordering::Relaxed);
-        span.in_full.store(false, Ordering::Relaxed);
         // SAFETY: the thread state outlives its heaps.
-        span.key = unsafe { (*self.tld).next_key() };
-        span.heap = self;
-        span.group.store(self.group, Ordering::Relaxed);
-        span.state.store(span::ACTIVE, Ordering::Relaxed);
+        let key = unsafe { (*self.tld).next_key() };
+        let capacity = (span.bytes() / size) as u32;
+        span.format(class as u8, size, capacity, key, self, self.group);
         let n = (EXTEND_BYTES / size).max(1) as u32;
         span.extend(n);
         span.list = span::LIST_NONE;

@@ -22,6 +22,7 @@
 //! after the header and its region is marked `BACK` in the segment map.
 
 use super::heap::Uncharge;
+use super::resize::{charge_growth, NotResized};
 use super::segmap;
 use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SIZE};
 use super::span;
@@ -80,11 +81,7 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
     if size > LARGE_MAX || align > LARGE_MAX {
         return (ptr::null_mut(), false);
     }
-    let Some(usable) = size
-        .max(1)
-        .checked_add(PAGE_SIZE - 1)
-        .map(|v| v & !(PAGE_SIZE - 1))
-    else {
+    let Some(usable) = mem::page_ceil(size.max(1)) else {
         return (ptr::null_mut(), false);
     };
     if let Some(r) = from_cache(group, usable, align) {
@@ -353,30 +350,15 @@ pub fn usable_size(seg: *mut Segment) -> usize {
     unsafe { (*seg).large.usable }
 }
 
-/// Why a block could not be resized where it is (it is then unchanged).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotResized {
-    /// The owner group, which is also the caller's, refused the extra pages after its
-    /// whole charge path (reclaim, OOM handler): a new block would be refused too.
-    Refused,
-    /// Too large, no address space to grow into, or the owner group (not the caller's)
-    /// refused without reclaim: a new block in the caller's group may still work.
-    NoRoom,
-}
-
 /// Resizes the block of `seg` without copying: within its reservation, by `mremap` in
 /// place, or (to grow) by moving its pages to a new address. Returns the block's new
-/// address. Charges follow the size and stay with the block's owner group; only a
-/// caller in that group runs its whole charge path, others try it without reclaim and
-/// fall back to a new block in their own group.
+/// address. Charges follow the size and stay with the block's owner group
+/// (`charge_growth`).
 pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized> {
     if new_size > LARGE_MAX {
         return Err(NotResized::NoRoom);
     }
-    let Some(new) = new_size
-        .checked_add(PAGE_SIZE - 1)
-        .map(|v| v & !(PAGE_SIZE - 1))
-    else {
+    let Some(new) = mem::page_ceil(new_size) else {
         return Err(NotResized::NoRoom);
     };
     // SAFETY: the segment of a live block held by the caller.
@@ -394,15 +376,7 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized>
         .apply_plain();
         return Ok(sg.large.data);
     }
-    let own = group == memcg::threads::current_group();
-    let flags = if own { 0 } else { memcg::charge::NORETRY };
-    if memcg::charge::try_charge(group, pages(new - old), flags).is_err() {
-        return Err(if own {
-            NotResized::Refused
-        } else {
-            NotResized::NoRoom
-        });
-    }
+    charge_growth(group, pages(new - old))?;
     if new <= sg.large.capacity {
         sg.large.usable = new;
         return Ok(sg.large.data);

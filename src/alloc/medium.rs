@@ -13,18 +13,20 @@
 //! slices right after it, which only the segment's owner thread may take.
 
 use super::heap::Heap;
+use super::resize::{charge_growth, NotResized};
 use super::segment::{Segment, SLICE_SIZE};
 use super::span::{self, Span};
 use crate::memcg;
-use crate::os::mem::PAGE_SIZE;
+use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
 use std::sync::atomic::Ordering;
 
 /// Medium spans a heap's cache keeps (among its `CACHE_MAX` spans).
 const MEDIUM_CACHE: u32 = 2;
 
+/// The bytes of a medium block of `size` bytes (`size ≤ MEDIUM_MAX`: no overflow).
 fn usable_for(size: usize) -> usize {
-    (size.max(1) + PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+    mem::page_ceil(size.max(1)).unwrap_or(usize::MAX)
 }
 
 impl Heap {
@@ -55,23 +57,14 @@ impl Heap {
                 r
             }
         };
+        // SAFETY: the thread state outlives its heaps.
+        let key = unsafe { (*self.tld).next_key() };
         // SAFETY: a span we own, on no list, charged for `usable` bytes.
         let span = unsafe { &mut *s };
-        span.class = span::MEDIUM;
-        span.free = ptr::null_mut();
-        span.local_free = ptr::null_mut();
-        span.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
-        span.remote.store(0, Ordering::Relaxed);
-        span.block_size = usable as u32;
-        span.magic = (1u64 << 32).div_ceil(usable as u64);
-        span.capacity = 1;
+        span.format(span::MEDIUM, usable, 1, key, self, self.group);
+        // Its one block, handed out now.
         span.reserved = 1;
         span.used.store(1, Ordering::Relaxed);
-        // SAFETY: the thread state outlives its heaps.
-        span.key = unsafe { (*self.tld).next_key() };
-        span.heap = self;
-        span.group.store(self.group, Ordering::Relaxed);
-        span.state.store(span::ACTIVE, Ordering::Relaxed);
         // On the full list: a remote free of its block tells the owner through `in_full`.
         span.in_full.store(true, Ordering::Relaxed);
         self.move_list(s, span::LIST_FULL);
@@ -166,23 +159,11 @@ impl Heap {
     }
 }
 
-/// Why `grow` left a block where it was (unchanged).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotGrown {
-    /// The block's group, which is the caller's, refused the pages after its whole
-    /// charge path: a new block would be refused too.
-    Refused,
-    /// No room after the block (or the caller does not own its segment, or the group of
-    /// another caller refused without reclaim): a new block may still work.
-    NoRoom,
-}
-
 /// Grows the medium block of span `s` in segment `seg` to `new_size` bytes in place
 /// (`new_size ≤ MEDIUM_MAX`, larger than its `block_size`): within its last slice, or
 /// into the free slices right after it when this thread owns the segment. The extra
-/// pages are charged to the block's group; only a caller in that group runs its whole
-/// charge path.
-pub fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(), NotGrown> {
+/// pages are charged to the block's group (`charge_growth`).
+pub fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(), NotResized> {
     // SAFETY: the live segment and span of a block the caller holds.
     let (sg, span) = unsafe { (&mut *seg, &mut *s) };
     let usable = usable_for(new_size);
@@ -190,25 +171,16 @@ pub fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(), NotG
     let mine =
         sg.tld.load(Ordering::Relaxed) == super::tld::current() && !super::tld::current().is_null();
     if slices > span.slices as usize && (!mine || !sg.can_extend(span, slices)) {
-        return Err(NotGrown::NoRoom);
+        return Err(NotResized::NoRoom);
     }
     let group = span.group.load(Ordering::Relaxed);
     let more = ((usable - span.block_size as usize) / PAGE_SIZE) as u64;
-    let own = group == memcg::threads::current_group();
-    let flags = if own { 0 } else { memcg::charge::NORETRY };
-    if memcg::charge::try_charge(group, more, flags).is_err() {
-        return Err(if own {
-            NotGrown::Refused
-        } else {
-            NotGrown::NoRoom
-        });
-    }
+    charge_growth(group, more)?;
     // A callback run by the charge may have taken the slices (it ran in this thread).
     if slices > span.slices as usize && !sg.extend_span(span, slices) {
         memcg::charge::uncharge(group, more);
-        return Err(NotGrown::NoRoom);
+        return Err(NotResized::NoRoom);
     }
-    span.block_size = usable as u32;
-    span.magic = (1u64 << 32).div_ceil(usable as u64);
+    span.set_block_size(usable);
     Ok(())
 }

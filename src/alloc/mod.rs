@@ -6,8 +6,8 @@
 //! slices), `span` (blocks of one class, three free lists), `heap` (one thread's spans
 //! for one group), `medium` (blocks up to 1 MiB, a span each), `large` (bigger blocks in
 //! their own mappings), `tld` (thread state and exit), `free` (the free path), `front`
-//! (entry points), `account` (statistics and reclaim for the accounting engine), `meta`
-//! (pools for heaps and thread states).
+//! (entry points), `resize` (growing a block where it is), `account` (statistics and
+//! reclaim for the accounting engine), `meta` (pools for heaps and thread states).
 
 pub mod account;
 pub mod fork;
@@ -17,6 +17,7 @@ pub mod heap;
 pub mod large;
 pub mod medium;
 pub mod meta;
+pub mod resize;
 pub mod segmap;
 pub mod segment;
 pub mod size_class;

@@ -119,14 +119,14 @@ impl Segment {
     /// The span holding `p` (a pointer into this span segment's slices).
     #[inline]
     pub fn span_of(&mut self, p: *const u8) -> Option<&mut Span> {
-        let slice = (p as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
+        let slice = self.slice_of(p);
         if slice == 0 || slice >= SLICES {
             return None;
         }
         let s = &self.spans[slice];
         let slice = match s.state.load(Ordering::Relaxed) {
             span::FREE => return None,
-            span::INTERIOR => (s.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT,
+            span::INTERIOR => self.slice_of(s.start),
             _ => slice,
         };
         Some(&mut self.spans[slice])
@@ -143,25 +143,18 @@ impl Segment {
             }
             s
         };
-        if reuse.is_null() {
-            let base = mem::map_aligned(SEG_SIZE, SEG_SIZE).ok()?.as_ptr();
-            // SAFETY: a fresh mapping of `SEG_SIZE` bytes: zeroed, nothing dirty.
-            return Some(unsafe { Self::init(base, KIND_SPANS, SEG_SIZE) });
-        }
-        // SAFETY: a cached segment is ours now; its dirty slices survive the formatting.
-        let (dirty, purge_at) = unsafe { ((*reuse).dirty, (*reuse).purge_at) };
-        // SAFETY: a cached (unlisted) mapping of `SEG_SIZE` bytes.
-        let seg = unsafe { Self::init(reuse.cast(), KIND_SPANS, SEG_SIZE) };
-        // SAFETY: as above; all its slices but the header are free.
-        unsafe {
-            (*seg).dirty = dirty;
-            (*seg).purge_at = purge_at;
-        }
-        Some(seg)
+        let base = if reuse.is_null() {
+            mem::map_aligned(SEG_SIZE, SEG_SIZE).ok()?.as_ptr()
+        } else {
+            reuse as *mut u8
+        };
+        // SAFETY: a fresh or cached (unlisted) mapping of `SEG_SIZE` bytes.
+        Some(unsafe { Self::init(base, KIND_SPANS, SEG_SIZE) })
     }
 
     /// Formats the header at `base` (mapped by the caller, `mapped` bytes from `base`),
-    /// links the segment and enters it in the segment map.
+    /// links the segment and enters it in the segment map. `dirty` and `purge_at` are
+    /// kept: zero in a fresh mapping, a cached segment's dirty slices in a reused one.
     ///
     /// # Safety
     /// `base` is a segment-aligned mapping of at least one slice that nothing references.
@@ -175,8 +168,6 @@ impl Segment {
             (*seg).tld.store(ptr::null_mut(), Ordering::Relaxed);
             (*seg).claim.store(0, Ordering::Relaxed);
             (*seg).free_slices = !1u64;
-            (*seg).dirty = 0;
-            (*seg).purge_at = 0;
             (*seg).nr_spans.store(0, Ordering::Relaxed);
             (*seg).next_owned = ptr::null_mut();
             (*seg).prev_owned = ptr::null_mut();
@@ -407,6 +398,31 @@ impl Segment {
         }
     }
 
+    /// The index of the slice holding `p` (a pointer into this segment).
+    fn slice_of(&self, p: *const u8) -> usize {
+        (p as usize - self as *const Segment as usize) >> SLICE_SHIFT
+    }
+
+    /// Gives the free slices `first..end` to the span starting at slice `head`: they
+    /// leave `free_slices` and `dirty`, and those after `head` become `INTERIOR`
+    /// descriptors pointing back to it.
+    fn take_run(&mut self, head: usize, first: usize, end: usize) {
+        let mask = run_mask(first, end - first);
+        self.free_slices &= !mask;
+        self.dirty &= !mask;
+        if self.dirty == 0 {
+            self.purge_at = 0;
+        }
+        // SAFETY: slice `head` lies inside this segment's mapping.
+        let start = unsafe { (self as *mut Segment as *mut u8).add(head << SLICE_SHIFT) };
+        for j in first.max(head + 1)..end {
+            let d = &mut self.spans[j];
+            *d = Span::EMPTY;
+            d.start = start;
+            d.state.store(span::INTERIOR, Ordering::Relaxed);
+        }
+    }
+
     /// Takes `n` contiguous free slices (`1 ≤ n < SLICES`) for a new span, dirty ones
     /// first (their pages are resident), and returns its descriptor and whether its memory
     /// reads as zeros (no slice was dirty).
@@ -423,21 +439,10 @@ impl Segment {
         let i = if dirty_runs != 0 { dirty_runs } else { runs }.trailing_zeros() as usize;
         let mask = run_mask(i, n);
         let zeroed = self.dirty & mask == 0;
-        self.free_slices &= !mask;
-        self.dirty &= !mask;
-        if self.dirty == 0 {
-            self.purge_at = 0;
-        }
+        self.take_run(i, i, i + n);
         self.nr_spans.fetch_add(1, Ordering::Relaxed);
-        let base = self as *mut Segment as *mut u8;
-        // SAFETY: slices `i..i+n` lie inside this segment's mapping.
-        let start = unsafe { base.add(i << SLICE_SHIFT) };
-        for j in i + 1..i + n {
-            let d = &mut self.spans[j];
-            *d = Span::EMPTY;
-            d.start = start;
-            d.state.store(span::INTERIOR, Ordering::Relaxed);
-        }
+        // SAFETY: slice `i` lies inside this segment's mapping.
+        let start = unsafe { (self as *mut Segment as *mut u8).add(i << SLICE_SHIFT) };
         let s = &mut self.spans[i];
         *s = Span::EMPTY;
         s.slices = n as u8;
@@ -447,7 +452,7 @@ impl Segment {
 
     /// Whether the slices after `span` are free up to `slices` slices in all.
     pub fn can_extend(&self, span: &Span, slices: usize) -> bool {
-        let i = (span.start as usize - self as *const Segment as usize) >> SLICE_SHIFT;
+        let i = self.slice_of(span.start);
         let n = span.slices as usize;
         if i + slices > SLICES {
             return false;
@@ -462,20 +467,9 @@ impl Segment {
         if !self.can_extend(span, slices) {
             return false;
         }
-        let i = (span.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
+        let i = self.slice_of(span.start);
         let n = span.slices as usize;
-        let more = run_mask(i + n, slices - n);
-        self.free_slices &= !more;
-        self.dirty &= !more;
-        if self.dirty == 0 {
-            self.purge_at = 0;
-        }
-        for j in i + n..i + slices {
-            let d = &mut self.spans[j];
-            *d = Span::EMPTY;
-            d.start = span.start;
-            d.state.store(span::INTERIOR, Ordering::Relaxed);
-        }
+        self.take_run(i, i + n, i + slices);
         span.slices = slices as u8;
         true
     }
@@ -483,7 +477,7 @@ impl Segment {
     /// Returns a span's slices, dirty (the caller purges them when due); true when the
     /// segment has no span left.
     pub fn release_slices(&mut self, span: &mut Span, now: u64) -> bool {
-        let i = (span.start as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
+        let i = self.slice_of(span.start);
         let n = span.slices as usize;
         for j in i + 1..i + n {
             self.spans[j] = Span::EMPTY;

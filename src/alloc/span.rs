@@ -134,6 +134,39 @@ impl Span {
         (self.slices as usize) << super::segment::SLICE_SHIFT
     }
 
+    /// Sets the block size and the `magic` that divides by it.
+    pub fn set_block_size(&mut self, size: usize) {
+        self.block_size = size as u32;
+        self.magic = (1u64 << 32).div_ceil(size as u64);
+    }
+
+    /// Formats a span its owner took (on no list) as an `ACTIVE` span of `heap` and
+    /// `group` holding `capacity` blocks of `size` bytes of `class`, none handed out yet.
+    pub fn format(
+        &mut self,
+        class: u8,
+        size: usize,
+        capacity: u32,
+        key: usize,
+        heap: *mut super::heap::Heap,
+        group: u32,
+    ) {
+        self.class = class;
+        self.set_block_size(size);
+        self.capacity = capacity;
+        self.reserved = 0;
+        self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
+        self.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+        self.remote.store(0, Ordering::Relaxed);
+        self.used.store(0, Ordering::Relaxed);
+        self.in_full.store(false, Ordering::Relaxed);
+        self.key = key;
+        self.heap = heap;
+        self.group.store(group, Ordering::Relaxed);
+        self.state.store(ACTIVE, Ordering::Relaxed);
+    }
+
     #[inline]
     pub fn encode(&self, p: *mut Block) -> usize {
         p as usize ^ self.key
@@ -317,8 +350,7 @@ mod tests {
             let size = crate::alloc::size_class::size_of(class);
             let mut s = Span::EMPTY;
             s.start = 0x10_0000 as *mut u8;
-            s.block_size = size as u32;
-            s.magic = (1u64 << 32).div_ceil(size as u64);
+            s.set_block_size(size);
             s.capacity = ((128 << 10) / size) as u32;
             let end = s.capacity as usize * size;
             for off in (0..end + 64).step_by(16) {

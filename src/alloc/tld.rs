@@ -106,9 +106,18 @@ impl Tld {
     /// Purges the dirty slices of owned and cached segments that are due at `now`.
     pub fn purge_due(&mut self, now: u64) {
         Segment::purge_cached_due(now);
-        if self.purge_at == 0 || self.purge_at > now {
-            return;
+        if self.purge_at != 0 && self.purge_at <= now {
+            self.purge_owned(now);
         }
+    }
+
+    /// Purges the dirty slices of every owned segment (`malloc_trim`).
+    pub fn purge_all(&mut self) {
+        self.purge_owned(u64::MAX);
+    }
+
+    /// Purges the owned segments' dirty slices due at `now`; notes the next deadline.
+    fn purge_owned(&mut self, now: u64) {
         self.purge_at = 0;
         let mut seg = self.segments;
         while !seg.is_null() {
@@ -116,18 +125,6 @@ impl Tld {
             let sg = unsafe { &mut *seg };
             sg.purge_expired(now);
             self.note_dirty(sg.purge_at);
-            seg = sg.next_owned;
-        }
-    }
-
-    /// Purges the dirty slices of every owned segment (`malloc_trim`).
-    pub fn purge_all(&mut self) {
-        self.purge_at = 0;
-        let mut seg = self.segments;
-        while !seg.is_null() {
-            // SAFETY: segments on the owner's list are live and ours.
-            let sg = unsafe { &mut *seg };
-            sg.purge_dirty();
             seg = sg.next_owned;
         }
     }

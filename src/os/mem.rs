@@ -16,6 +16,11 @@ use core::ptr::NonNull;
 
 pub const PAGE_SIZE: usize = 4096;
 
+/// `n` rounded up to a whole number of pages; `None` if that overflows.
+pub fn page_ceil(n: usize) -> Option<usize> {
+    n.checked_add(PAGE_SIZE - 1).map(|v| v & !(PAGE_SIZE - 1))
+}
+
 fn mmap(len: usize) -> Result<NonNull<u8>, i32> {
     if fault::should_fail() {
         return Err(libc::ENOMEM);

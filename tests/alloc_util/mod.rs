@@ -125,6 +125,15 @@ pub fn assert_empty(g: &Group) {
     assert!(s.peak >= s.current, "{path}: peak {} < current", s.peak);
 }
 
+/// Quiesces `g`, then asserts that it holds nothing (`assert_empty`) and that every page
+/// run it was charged for was uncharged (`nr_charges == nr_uncharges`).
+pub fn assert_all_returned(g: &Group) {
+    quiesce(g);
+    assert_empty(g);
+    let st = kv(g, "memory.stat");
+    assert_eq!(st["nr_charges"], st["nr_uncharges"], "{st:?}");
+}
+
 /// The byte a pattern with key `key` holds at offset `i`.
 #[inline]
 pub fn pat(key: u64, i: usize) -> u8 {
