@@ -2,8 +2,10 @@
 //! after it in both processes, so the child never inherits a lock held by a thread that
 //! does not exist there. In the child, only the forking thread survives: the other
 //! threads' stocks go back to their groups (`memcg::threads::fork_child`), their segments
-//! become abandoned, and their cached spans and mappings are released.
+//! become abandoned (the abandoned list is rebuilt from scratch), and their cached spans
+//! and mappings are released.
 
+use super::abandoned;
 use super::segment::{self, Segment, KIND_LARGE};
 use super::span;
 use super::tld;
@@ -16,11 +18,13 @@ extern "C" fn prepare() {
     memcg::callbacks::lock_for_fork();
     memcg::threshold::lock_for_fork();
     segment::lock_for_fork();
+    abandoned::lock_for_fork();
     tld::lock_pools_for_fork();
 }
 
 extern "C" fn parent() {
     tld::unlock_pools_after_fork();
+    abandoned::unlock_after_fork();
     segment::unlock_after_fork();
     memcg::threshold::unlock_after_fork();
     memcg::callbacks::unlock_after_fork();
@@ -31,6 +35,7 @@ extern "C" fn child() {
     parent();
     memcg::threads::fork_child();
     let me = tld::current();
+    abandoned::reset_in_child();
     // Only this thread exists now: the segment list can be walked and changed freely.
     Segment::for_each_unlocked(|seg| {
         // SAFETY: a listed, mapped segment; no other thread runs.
@@ -51,6 +56,8 @@ extern "C" fn child() {
         let (destroyed, owed, n) = tld::settle_spans(seg);
         if destroyed {
             Segment::destroy(seg);
+        } else {
+            abandoned::push(seg);
         }
         for u in &owed[..n] {
             u.apply();

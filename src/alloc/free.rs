@@ -10,13 +10,16 @@
 //! - nobody (the owner exited): under the segment's claim, free locally and release the
 //!   span when it empties. A remote free that races with the owner's exit checks the
 //!   owner again after its push (both sides sequentially consistent), and settles the
-//!   span itself if the owner is gone.
+//!   span itself if the owner is gone. A thread adopting the segment holds the claim
+//!   while it takes the spans over, so a free that finds an owner under the claim frees
+//!   again as a remote or local free.
 //!
 //! `errno` is preserved: only the slow paths make system calls, and they restore it.
 //!
 //! Misuse is fatal with one line: a pointer outside cgmalloc's segments, into a header or
 //! free slices, not at a block start, or a block already free.
 
+use super::abandoned;
 use super::heap::{self, Uncharge};
 use super::segmap;
 use super::segment::{Segment, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICE_SHIFT};
@@ -204,6 +207,15 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     // on `thread_free`, which only the claim holder can retire).
     let sg = unsafe { &mut *seg };
     sg.lock_claim();
+    if !sg.tld.load(Ordering::Relaxed).is_null() {
+        // Adopted while we waited: the new owner collects what was pushed; a block not
+        // yet freed is freed again, to its new owner.
+        sg.unlock_claim();
+        if let Some(p) = p {
+            free_general(p);
+        }
+        return;
+    }
     // SAFETY: the claim gives us the span.
     let span = unsafe { &mut *s };
     let mut owed: Option<Uncharge> = None;
@@ -226,14 +238,13 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
             let (u, empty) = unsafe { heap::release_span(seg, s, now) };
             owed = u;
             destroyed = empty;
-            // No thread takes new spans here, and none may come back to purge later:
-            // purge now. (An emptied segment goes to the cache with its dirty slices.)
             if !empty {
-                sg.purge_dirty();
+                abandoned::note_dirty(sg.purge_at);
             }
         }
     }
     if destroyed {
+        abandoned::unlink(seg);
         Segment::destroy(seg);
     } else {
         sg.unlock_claim();

@@ -315,6 +315,35 @@ impl Heap {
     /// Allocates a block of `class` when `direct[class]` is empty.
     pub fn alloc_class(&mut self, class: usize) -> *mut u8 {
         self.reactivate();
+        let p = self.alloc_queued(class);
+        if !p.is_null() {
+            return p;
+        }
+        if self.adopt() {
+            let p = self.alloc_queued(class);
+            if !p.is_null() {
+                return p;
+            }
+        }
+        match self.new_span(class) {
+            Some(s) => {
+                self.set_direct(class, s);
+                // SAFETY: a fresh span with free blocks, owned by us.
+                unsafe { (*s).pop() }
+            }
+            None => ptr::null_mut(),
+        }
+    }
+
+    /// Adopts an abandoned segment of this heap's group, if one waits.
+    fn adopt(&mut self) -> bool {
+        // SAFETY: the heap's thread state is live while the thread runs.
+        super::abandoned::waiting() && unsafe { (*self.tld).adopt_abandoned(self) }
+    }
+
+    /// A block from the spans queued for `class` (null if none has one), moving spans
+    /// found full to the full list.
+    fn alloc_queued(&mut self, class: usize) -> *mut u8 {
         let mut s = self.queues[class].head;
         while !s.is_null() {
             // SAFETY: spans on our queues are live descriptors we own.
@@ -335,13 +364,33 @@ impl Heap {
             self.move_to_full(s);
             s = next;
         }
-        match self.new_span(class) {
-            Some(s) => {
-                self.set_direct(class, s);
-                // SAFETY: a fresh span with free blocks, owned by us.
-                unsafe { (*s).pop() }
-            }
-            None => ptr::null_mut(),
+        ptr::null_mut()
+    }
+
+    /// Takes over a live span of a segment this thread just adopted (on no list): it
+    /// joins its class queue, or the full list for a medium block.
+    pub(super) fn adopt_span(&mut self, s: *mut Span) {
+        // SAFETY: a span of a segment we own, on no list.
+        let span = unsafe { &mut *s };
+        span.heap = self;
+        span.list = span::LIST_NONE;
+        span.is_direct = false;
+        span.state.store(span::ACTIVE, Ordering::Relaxed);
+        if span.class != span::MEDIUM {
+            self.move_list(s, span::LIST_CLASS);
+            return;
+        }
+        self.move_list(s, span::LIST_FULL);
+        span.in_full.store(true, Ordering::SeqCst);
+        // Freed by another thread before the flag was up: `reactivate` frees it (as
+        // `move_to_full` does for small spans).
+        if !span.thread_free.load(Ordering::SeqCst).is_null()
+            && span
+                .in_full
+                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.full_dirty.store(true, Ordering::Release);
         }
     }
 
@@ -408,6 +457,12 @@ impl Heap {
                 return Some((s as *mut Span, zeroed));
             }
             seg = sg.next_owned;
+        }
+        if super::abandoned::waiting() && tld.adopt_abandoned(self) {
+            // SAFETY: the segment just adopted heads the list.
+            if let Some((s, zeroed)) = unsafe { (*tld.segments).take_slices(n) } {
+                return Some((s as *mut Span, zeroed));
+            }
         }
         let seg = Segment::create_spans()?;
         tld.adopt_segment(seg);

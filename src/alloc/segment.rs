@@ -18,8 +18,8 @@
 //!
 //! Ownership: a span segment belongs to one thread (`tld`), which alone changes its slice
 //! map. When that thread exits with live blocks in it, the segment is abandoned
-//! (`tld` null): then whoever frees into it takes its `claim` lock first, and the last
-//! span released unmaps it.
+//! (`tld` null, see `abandoned.rs`): then whoever frees into it takes its `claim` lock
+//! first, until a thread adopts it or the last span released sends it to the cache.
 //!
 //! Every segment is on the global list (under `LIST`), which statistics and reclaim walk;
 //! a segment is unlinked under the same lock before it is unmapped.
@@ -57,8 +57,11 @@ pub struct Segment {
     pub kind: AtomicU8,
     /// Owner thread's allocator state; null when abandoned.
     pub tld: AtomicPtr<super::tld::Tld>,
-    /// Held by a thread freeing into an abandoned segment.
+    /// Held by a thread freeing into, purging or adopting an abandoned segment.
     pub claim: AtomicU32,
+    /// Abandoned: the group all its live spans are charged to (`abandoned::MIXED` if
+    /// several), set before it is listed.
+    pub orphan_group: u32,
     pub free_slices: u64,
     /// Free slices whose pages may be resident (released, not purged yet).
     pub dirty: u64,
@@ -525,6 +528,15 @@ impl Segment {
         {
             core::hint::spin_loop();
         }
+    }
+
+    /// Takes the claim if it is free.
+    pub fn try_claim(&self) -> bool {
+        self.claim.load(Ordering::Relaxed) == 0
+            && self
+                .claim
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     }
 
     pub fn unlock_claim(&self) {

@@ -14,6 +14,7 @@
 //!
 //! Invariant: a segment's `tld` is this thread's `Tld` exactly while it is on `segments`.
 
+use super::abandoned;
 use super::heap::{self, empty_heap, Heap, Uncharge};
 use super::meta::Pool;
 use super::segment::{Segment, SLICES};
@@ -103,9 +104,11 @@ impl Tld {
         }
     }
 
-    /// Purges the dirty slices of owned and cached segments that are due at `now`.
+    /// Purges the dirty slices of owned, cached and abandoned segments that are due at
+    /// `now`.
     pub fn purge_due(&mut self, now: u64) {
         Segment::purge_cached_due(now);
+        abandoned::purge_due(now);
         if self.purge_at != 0 && self.purge_at <= now {
             self.purge_owned(now);
         }
@@ -130,8 +133,9 @@ impl Tld {
     }
 
     pub fn adopt_segment(&mut self, seg: *mut Segment) {
-        // A segment from the cache may come with dirty slices.
-        // SAFETY: a new segment, not yet visible to other threads' frees.
+        // A segment from the cache or the abandoned list may come with dirty slices.
+        // SAFETY: a segment no other thread owns or holds: new, from the cache, or
+        // abandoned and claimed by us.
         self.note_dirty(unsafe { (*seg).purge_at });
         // SAFETY: as above.
         unsafe {
@@ -143,6 +147,55 @@ impl Tld {
             }
         }
         self.segments = seg;
+    }
+
+    /// Adopts an abandoned segment whose live spans are all charged to `heap`'s group:
+    /// the segment becomes this thread's, its live spans `heap`'s, and spans emptied
+    /// since are released. False if no segment qualified.
+    pub fn adopt_abandoned(&mut self, heap: &mut Heap) -> bool {
+        let Some(seg) = abandoned::take(heap.group) else {
+            return false;
+        };
+        // Claimed and off the list: from here the segment is ours. Frees that saw `tld`
+        // null wait for the claim, then find the new owner and free again.
+        self.adopt_segment(seg);
+        let now = crate::os::coarse_now_ns();
+        let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
+        let mut n = 0;
+        let mut emptied = false;
+        // SAFETY: a segment we own and hold the claim of.
+        let sg = unsafe { &mut *seg };
+        for i in 1..SLICES {
+            let s: *mut span::Span = &mut sg.spans[i];
+            // SAFETY: a descriptor of our segment.
+            let sp = unsafe { &mut *s };
+            if sp.state.load(Ordering::Relaxed) != span::ABANDONED {
+                continue;
+            }
+            sp.collect();
+            if sp.used.load(Ordering::Relaxed) == 0 {
+                // SAFETY: an empty span of our segment, on no list.
+                let (u, empty) = unsafe { heap::release_span(seg, s, now) };
+                if let Some(u) = u {
+                    owed[n] = u;
+                    n += 1;
+                }
+                emptied = empty;
+            } else {
+                heap.adopt_span(s);
+            }
+        }
+        if emptied {
+            // Every span was gone: the segment goes to the cache (its claim released).
+            self.drop_segment(seg);
+        } else {
+            self.note_dirty(sg.purge_at);
+            sg.unlock_claim();
+        }
+        for u in &owed[..n] {
+            u.apply();
+        }
+        !emptied
     }
 
     /// Unlinks an owned segment that has no span left and destroys it.
@@ -290,9 +343,9 @@ pub fn thread_exit() {
     TLDS.free(tld.cast());
 }
 
-/// Gives up ownership of a segment: releases its empty spans, leaves the rest to the
-/// threads freeing their blocks. Returns whether the segment is now empty (the caller
-/// destroys it) and the uncharges owed.
+/// Gives up ownership of a segment: releases its empty spans and lists it for adoption
+/// if live blocks remain. Returns whether the segment is now empty (the caller destroys
+/// it) and the uncharges owed.
 fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
     // SAFETY: `seg` is a live segment this thread owned; the claim serialises us with
     // threads freeing into it once `tld` is cleared.
@@ -301,29 +354,23 @@ fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
     sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
     let r = settle_spans(seg);
     if !r.0 {
+        abandoned::push(seg);
         sg.unlock_claim();
     }
     r
 }
 
 /// For a segment whose owner is gone (`tld` already null) and which the caller holds:
-/// releases its empty spans (cached ones included) and marks the others `ABANDONED`.
-/// Returns whether the segment is now empty (the caller destroys it, and it goes to the
-/// segment cache with its dirty slices) and the uncharges owed. A segment left with
-/// live blocks has its free slices purged: no thread takes new spans from it.
+/// releases its empty spans (cached ones included), marks the others `ABANDONED` and
+/// notes their group in `orphan_group`. Returns whether the segment is now empty (the
+/// caller destroys it, and it goes to the segment cache with its dirty slices) and the
+/// uncharges owed. A segment left with live blocks keeps its dirty slices, for the
+/// thread that adopts it (`abandoned::purge_due` purges them if none does in time).
 pub fn settle_spans(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
-    let r = settle(seg);
-    if !r.0 {
-        // SAFETY: the caller holds the segment.
-        unsafe { (*seg).purge_dirty() };
-    }
-    r
-}
-
-fn settle(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
     let now = crate::os::coarse_now_ns();
     let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
     let mut n = 0;
+    let mut orphans = span::NO_GROUP;
     // SAFETY: the caller holds the segment (its claim, or the only thread of a fork child).
     let sg = unsafe { &mut *seg };
     for i in 1..SLICES {
@@ -337,6 +384,7 @@ fn settle(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
         sp.collect();
         sp.heap = ptr::null_mut();
         sp.list = span::LIST_NONE;
+        sp.is_direct = false;
         sp.in_full.store(false, Ordering::Relaxed);
         if st == span::CACHED || st == span::PURGED || sp.used.load(Ordering::Relaxed) == 0 {
             // SAFETY: an empty span of a segment we hold.
@@ -350,8 +398,15 @@ fn settle(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
             }
         } else {
             sp.state.store(span::ABANDONED, Ordering::Release);
+            let g = sp.group.load(Ordering::Relaxed);
+            orphans = match orphans {
+                span::NO_GROUP => g,
+                o if o == g || g == span::NO_GROUP => o,
+                _ => abandoned::MIXED,
+            };
         }
     }
+    sg.orphan_group = orphans;
     (false, owed, n)
 }
 

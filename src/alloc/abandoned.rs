@@ -1,0 +1,182 @@
+//! Abandoned segments: span segments whose owner thread exited while blocks in them were
+//! still live, waiting for a thread to adopt them.
+//!
+//! They wait on one global list, linked through `next_owned`/`prev_owned` (unused while a
+//! segment has no owner). A thread that needs a span adopts one whose live spans are all
+//! charged to its heap's group (`orphan_group`): the segment becomes its own, the live
+//! spans join its heap's queues, so the frees still to come are local frees and the
+//! segment's free slices are reused. Until then a thread freeing into the segment takes
+//! its claim (see `free.rs`); the one releasing its last span unlinks it.
+//!
+//! Dirty slices of abandoned segments are purged once due by whichever thread's slow
+//! path sees `DUE` pass, under the segment's claim.
+//!
+//! Lock order: a segment's claim, then the list lock. Under the list lock a thread only
+//! tries claims (never waits for one), so the two orders cannot deadlock.
+//!
+//! Invariant: a span segment in use whose `tld` is null and whose claim is free is on the
+//! list; only a thread holding the claim (to adopt the segment) takes it off.
+
+use super::segment::Segment;
+use crate::util::spin::SpinLock;
+use core::ptr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// `orphan_group` of a segment whose live spans belong to more than one group (never
+/// adopted).
+pub const MIXED: u32 = u32::MAX - 1;
+
+/// How many listed segments a thread looking for one to adopt examines.
+const SCAN: usize = 16;
+
+struct List {
+    head: *mut Segment,
+}
+
+// SAFETY: the list's pointers are only followed under the lock.
+unsafe impl Send for List {}
+
+static LIST: SpinLock<List> = SpinLock::new(List {
+    head: ptr::null_mut(),
+});
+
+/// Segments on the list, read without the lock by the slow paths.
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// The earliest `purge_at` of the listed segments (`u64::MAX`: none is dirty), or earlier.
+static DUE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Whether any segment waits to be adopted (a hint).
+#[inline]
+pub fn waiting() -> bool {
+    COUNT.load(Ordering::Relaxed) != 0
+}
+
+/// Puts a segment whose owner just left on the list. The caller holds its claim, has
+/// cleared `tld` and set `orphan_group`.
+pub fn push(seg: *mut Segment) {
+    // SAFETY: the caller holds the segment.
+    note_dirty(unsafe { (*seg).purge_at });
+    let mut l = LIST.lock();
+    // SAFETY: under the list lock; `seg` is held by the caller and `l.head` is listed.
+    unsafe {
+        (*seg).prev_owned = ptr::null_mut();
+        (*seg).next_owned = l.head;
+        if !l.head.is_null() {
+            (*l.head).prev_owned = seg;
+        }
+    }
+    l.head = seg;
+    COUNT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Takes a listed segment off the list, for its last span is gone. The caller holds its
+/// claim.
+pub fn unlink(seg: *mut Segment) {
+    let mut l = LIST.lock();
+    unlink_locked(&mut l, seg);
+}
+
+fn unlink_locked(l: &mut List, seg: *mut Segment) {
+    // SAFETY: under the list lock, `seg` and its neighbours are listed segments.
+    unsafe {
+        let (p, n) = ((*seg).prev_owned, (*seg).next_owned);
+        if p.is_null() {
+            l.head = n;
+        } else {
+            (*p).next_owned = n;
+        }
+        if !n.is_null() {
+            (*n).prev_owned = p;
+        }
+        (*seg).prev_owned = ptr::null_mut();
+        (*seg).next_owned = ptr::null_mut();
+    }
+    COUNT.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Takes off the list a segment whose live spans all belong to `group` and returns it
+/// with its claim held; `None` if none of the first `SCAN` listed segments qualifies or
+/// can be claimed at once.
+pub fn take(group: u32) -> Option<*mut Segment> {
+    let mut l = LIST.lock();
+    let mut s = l.head;
+    for _ in 0..SCAN {
+        if s.is_null() {
+            break;
+        }
+        // SAFETY: listed segments are mapped; `orphan_group` is written before `push`.
+        let sg = unsafe { &*s };
+        if sg.orphan_group == group && sg.try_claim() {
+            unlink_locked(&mut l, s);
+            return Some(s);
+        }
+        s = sg.next_owned;
+    }
+    None
+}
+
+/// A listed segment has dirty slices due at `at` (0: none).
+pub fn note_dirty(at: u64) {
+    if at != 0 {
+        DUE.fetch_min(at, Ordering::Relaxed);
+    }
+}
+
+/// Purges the due dirty slices of listed segments that can be claimed at once.
+pub fn purge_due(now: u64) {
+    if DUE.load(Ordering::Relaxed) > now {
+        return;
+    }
+    const BATCH: usize = 16;
+    let mut held = [ptr::null_mut::<Segment>(); BATCH];
+    let mut n = 0;
+    let mut next_due = u64::MAX;
+    {
+        let l = LIST.lock();
+        DUE.store(u64::MAX, Ordering::Relaxed);
+        let mut s = l.head;
+        while !s.is_null() {
+            // SAFETY: listed segments are mapped.
+            let sg = unsafe { &*s };
+            let next = sg.next_owned;
+            if !sg.try_claim() {
+                // Its holder is busy with it: look again soon.
+                next_due = next_due.min(now + super::segment::PURGE_DELAY_NS / 4);
+            } else if sg.purge_at != 0 && sg.purge_at <= now && n < BATCH {
+                held[n] = s;
+                n += 1;
+            } else {
+                if sg.purge_at != 0 {
+                    next_due = next_due.min(sg.purge_at);
+                }
+                sg.unlock_claim();
+            }
+            s = next;
+        }
+    }
+    for &s in &held[..n] {
+        // SAFETY: claimed above, and still listed: ours until the claim is dropped.
+        unsafe {
+            (*s).purge_dirty();
+            (*s).unlock_claim();
+        }
+    }
+    DUE.fetch_min(next_due, Ordering::Relaxed);
+}
+
+/// In a fork child, whose other threads are gone: forgets the list, which the caller
+/// rebuilds with `push`.
+pub fn reset_in_child() {
+    LIST.lock().head = ptr::null_mut();
+    COUNT.store(0, Ordering::Relaxed);
+    DUE.store(u64::MAX, Ordering::Relaxed);
+}
+
+pub fn lock_for_fork() {
+    LIST.lock_for_fork();
+}
+
+pub fn unlock_after_fork() {
+    LIST.force_unlock();
+}
