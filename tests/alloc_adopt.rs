@@ -3,8 +3,8 @@
 //! span, which adopts them (its frees of the blocks left there are then local, and the
 //! segment's free room is reused); threads of another group leave them alone, and so
 //! does everyone for a segment whose live blocks belong to several groups. Dirty slices
-//! of a segment nobody adopts are purged once due. Every test ends with its groups at
-//! exactly 0.
+//! of a segment nobody adopts are purged once due, and a fork child still finds the
+//! segments its parent abandoned. Every test ends with its groups at exactly 0.
 //!
 //! Each test uses groups of its own, so that no test adopts another's segments.
 
@@ -322,4 +322,67 @@ fn generations_of_threads_adopt_each_others_segments() {
         assert_all_returned(&g);
         g.destroy().unwrap();
     }
+}
+
+/// What a fork child is told: the group and the segments its parent abandoned there.
+struct ForkArg {
+    g: Group,
+    segments: BTreeSet<usize>,
+}
+
+/// A raw thread (it never allocates before forking, so it has no allocator state): forks;
+/// the child exits 0 if a thread of the group adopts one of the abandoned segments.
+extern "C" fn fork_and_adopt(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: the `ForkArg` the test keeps alive until this thread is joined.
+    let a = unsafe { &*(arg as *const ForkArg) };
+    // SAFETY: fork in a process whose allocator handles it; the child only allocates
+    // through cgmalloc and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let p = first_block_in(&a.g, 64);
+        let code = i32::from(!a.segments.contains(&segment_of(p)));
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    code as isize as *mut libc::c_void
+}
+
+#[test]
+fn a_fork_child_keeps_the_abandoned_segments_for_adoption() {
+    let g = Group::create("/adopt-fork").unwrap();
+    let live = leave_blocks(&g, 4000, 64);
+    // On the heap: in the child, glibc reuses the stacks of the threads that did not
+    // survive the fork (this test's thread among them) for new threads.
+    let arg = Box::new(ForkArg {
+        g,
+        segments: live.iter().map(|&p| segment_of(p)).collect(),
+    });
+    let mut t: libc::pthread_t = 0;
+    let mut ret: *mut libc::c_void = std::ptr::null_mut();
+    // SAFETY: `arg` outlives the thread, which is joined here.
+    unsafe {
+        let argp = &*arg as *const ForkArg as *mut libc::c_void;
+        assert_eq!(
+            libc::pthread_create(&mut t, std::ptr::null(), fork_and_adopt, argp),
+            0
+        );
+        assert_eq!(libc::pthread_join(t, &mut ret), 0);
+    }
+    assert_eq!(
+        ret as isize, 0,
+        "in the child of a fork from a thread that never allocated, no thread of the \
+         group adopted a segment its parent abandoned"
+    );
+    drop(arg);
+    free_all(live, 64);
+    assert_all_returned(&g);
+    g.destroy().unwrap();
 }

@@ -55,8 +55,6 @@ pub fn waiting() -> bool {
 /// Puts a segment whose owner just left on the list. The caller holds its claim, has
 /// cleared `tld` and set `orphan_group`.
 pub fn push(seg: *mut Segment) {
-    // SAFETY: the caller holds the segment.
-    note_dirty(unsafe { (*seg).purge_at });
     let mut l = LIST.lock();
     // SAFETY: under the list lock; `seg` is held by the caller and `l.head` is listed.
     unsafe {
@@ -68,6 +66,10 @@ pub fn push(seg: *mut Segment) {
     }
     l.head = seg;
     COUNT.fetch_add(1, Ordering::Relaxed);
+    // Under the lock, so that a `purge_due` walk either sees the segment or comes after
+    // this deadline.
+    // SAFETY: the caller holds the segment.
+    note_dirty(unsafe { (*seg).purge_at });
 }
 
 /// Takes a listed segment off the list, for its last span is gone. The caller holds its

@@ -48,7 +48,9 @@ extern "C" fn child() {
             }
             return;
         }
-        if sg.tld.load(Ordering::Relaxed) == me {
+        // (A forking thread that never allocated owns nothing: `me` null must not
+        // match the segments already abandoned.)
+        if !me.is_null() && sg.tld.load(Ordering::Relaxed) == me {
             return;
         }
         sg.tld.store(ptr::null_mut(), Ordering::SeqCst);

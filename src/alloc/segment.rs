@@ -169,7 +169,9 @@ impl Segment {
             (*seg).magic = MAGIC;
             (*seg).kind.store(kind, Ordering::Relaxed);
             (*seg).tld.store(ptr::null_mut(), Ordering::Relaxed);
-            (*seg).claim.store(0, Ordering::Relaxed);
+            // `claim` is left alone: 0 in a fresh mapping and released by `destroy`, it
+            // may be held again by a late freer of the segment's previous life, who
+            // finds nothing to do and releases it.
             (*seg).free_slices = !1u64;
             (*seg).nr_spans.store(0, Ordering::Relaxed);
             (*seg).next_owned = ptr::null_mut();
