@@ -8,8 +8,8 @@
 //! segment's free slices are reused. Until then a thread freeing into the segment takes
 //! its claim (see `free.rs`); the one releasing its last span unlinks it.
 //!
-//! Dirty slices of abandoned segments are purged once due by whichever thread's slow
-//! path sees `DUE` pass, under the segment's claim.
+//! Dirty slices of abandoned segments are aged and purged (see `segment.rs`) by whichever
+//! thread's slow path sees `DUE` pass, under the segment's claim.
 //!
 //! Lock order: a segment's claim, then the list lock. Under the list lock a thread only
 //! tries claims (never waits for one), so the two orders cannot deadlock.
@@ -125,7 +125,8 @@ pub fn note_dirty(at: u64) {
     }
 }
 
-/// Purges the due dirty slices of listed segments that can be claimed at once.
+/// Ages the dirty slices of the listed segments that are due and can be claimed at once
+/// (`Segment::purge_expired`).
 pub fn purge_due(now: u64) {
     if DUE.load(Ordering::Relaxed) > now {
         return;
@@ -160,7 +161,10 @@ pub fn purge_due(now: u64) {
     for &s in &held[..n] {
         // SAFETY: claimed above, and still listed: ours until the claim is dropped.
         unsafe {
-            (*s).purge_dirty();
+            (*s).purge_expired(now);
+            if (*s).purge_at != 0 {
+                next_due = next_due.min((*s).purge_at);
+            }
             (*s).unlock_claim();
         }
     }

@@ -1,6 +1,7 @@
 //! What the allocator tells the accounting engine: its statistics (`memory.stat`'s
-//! `allocated`, `small`, `large`, `cached`) and its reclaimable cache (empty spans and
-//! freed large mappings still charged), through the hooks `memcg` calls.
+//! `allocated`, `small`, `large`, `cached`) and its reclaimable cache (empty spans, freed
+//! large mappings and live mappings' slack, still charged), through the hooks `memcg`
+//! calls.
 //!
 //! Both walk the global segment list, so nothing is counted on the fast path. Reclaim
 //! frees the calling thread's own empty spans directly; other threads' cached spans and
@@ -8,6 +9,7 @@
 //! and the uncharges are applied after every lock is dropped.
 
 use super::heap::Uncharge;
+use super::large::SLACK_BUSY;
 use super::segment::{Segment, KIND_LARGE, SLICES};
 use super::span;
 use super::tld;
@@ -29,7 +31,9 @@ fn stats(root: u32) -> AllocStats {
             let m = &sg.large;
             let st = m.state.load(Ordering::Relaxed);
             if st != span::PURGED && inside(m.group.load(Ordering::Relaxed)) {
-                a.large += m.usable as u64;
+                let slack = (m.slack.load(Ordering::Relaxed) & !SLACK_BUSY) as u64;
+                a.large += m.usable as u64 + slack;
+                a.cached += slack;
                 if st == span::CACHED {
                     a.cached += m.usable as u64;
                 } else {
@@ -74,10 +78,14 @@ const BATCH: usize = 64;
 fn reclaim(root: u32, want: u64) -> u64 {
     let mut got = own_thread(root);
     while got < want {
-        let mut owed = [Uncharge { group: 0, pages: 0 }; BATCH];
+        let mut owed = [(Uncharge { group: 0, pages: 0 }, false); BATCH];
         let n = purge_cached(root, &mut owed);
-        for u in &owed[..n] {
-            u.apply();
+        for (u, part) in &owed[..n] {
+            if *part {
+                u.apply_plain();
+            } else {
+                u.apply();
+            }
             got += u.pages;
         }
         if n < BATCH {
@@ -108,8 +116,9 @@ fn own_thread(root: u32) -> u64 {
 }
 
 /// Purges other threads' cached spans and mappings in the subtree (at most `BATCH`),
-/// recording the uncharges owed; returns how many.
-fn purge_cached(root: u32, owed: &mut [Uncharge; BATCH]) -> usize {
+/// recording the uncharges owed (with whether each is part of a page run: a live
+/// block's slack); returns how many.
+fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
     let mut n = 0;
     Segment::for_each(|sg| {
         if n == BATCH {
@@ -117,6 +126,20 @@ fn purge_cached(root: u32, owed: &mut [Uncharge; BATCH]) -> usize {
         }
         if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
             let m = &sg.large;
+            if m.state.load(Ordering::Relaxed) == span::ACTIVE {
+                // A live block's slack. The list lock keeps the mapping (a free waits
+                // for the purge before it can unmap it).
+                let g = m.group.load(Ordering::Relaxed);
+                if GROUPS.is_descendant(g, root) {
+                    let bytes = m.purge_slack();
+                    if bytes != 0 {
+                        let pages = (bytes / 4096) as u64;
+                        owed[n] = (Uncharge { group: g, pages }, true);
+                        n += 1;
+                    }
+                }
+                return;
+            }
             if m.state.load(Ordering::Relaxed) != span::CACHED || m.cache_tld.is_null() {
                 return;
             }
@@ -126,10 +149,8 @@ fn purge_cached(root: u32, owed: &mut [Uncharge; BATCH]) -> usize {
             if m.state.load(Ordering::Relaxed) == span::CACHED && GROUPS.is_descendant(g, root) {
                 crate::os::mem::purge(m.data, m.usable);
                 m.state.store(span::PURGED, Ordering::Relaxed);
-                owed[n] = Uncharge {
-                    group: g,
-                    pages: (m.usable / 4096) as u64,
-                };
+                let pages = (m.usable / 4096) as u64;
+                owed[n] = (Uncharge { group: g, pages }, false);
                 n += 1;
             }
             return;
@@ -155,10 +176,13 @@ fn purge_cached(root: u32, owed: &mut [Uncharge; BATCH]) -> usize {
             {
                 crate::os::mem::purge(s.start, s.bytes());
                 s.state.store(span::PURGED, Ordering::Relaxed);
-                owed[n] = Uncharge {
-                    group: g,
-                    pages: s.pages(),
-                };
+                owed[n] = (
+                    Uncharge {
+                        group: g,
+                        pages: s.pages(),
+                    },
+                    false,
+                );
                 n += 1;
             }
         }

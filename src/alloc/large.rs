@@ -5,8 +5,10 @@
 //! Freed mappings are cached by the freeing thread, unless their group is at its `max`
 //! (a ring of at most `LARGE_CACHE`, each at most `CACHE_MAX_BYTES`, `CACHE_BUDGET` in
 //! all), still charged (`CACHED`), for reuse at any size a mapping's reservation holds
-//! (its pages are fitted to the new size: a longer tail purged and uncharged, a shorter
-//! one grown with a charge; another group's mapping changes hands with its charge). Every
+//! (its pages are fitted to the new size: a longer tail kept as the block's `slack`,
+//! still charged and counted as cached, unless the group is at its `max`, where it is
+//! purged and uncharged; a shorter one grown with a charge; another group's mapping
+//! changes hands with its charge). Every
 //! entry is `CACHED` or `PURGED` while in the ring. Other threads reclaiming memory purge
 //! cached mappings under the owner's cache lock (their charge is returned, state
 //! `PURGED`); a purged mapping is charged again when reused.
@@ -30,7 +32,7 @@ use super::tld::{self, Tld, LARGE_CACHE};
 use crate::memcg;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// Largest mapping kept in a thread's cache.
 pub const CACHE_MAX_BYTES: usize = 64 << 20;
@@ -49,6 +51,60 @@ pub struct LargeMeta {
     pub state: AtomicU8,
     /// The thread whose cache holds it, while cached.
     pub cache_tld: *mut Tld,
+    /// Bytes right after `usable` that are resident and still charged to `group`, left
+    /// over when a cached mapping served a smaller block: reported as `cached`, taken
+    /// back by the block when it is resized or freed, purged by reclaim (`SLACK_BUSY`
+    /// set while it does).
+    pub slack: AtomicUsize,
+}
+
+/// Set in `slack` while a reclaiming thread purges it.
+pub const SLACK_BUSY: usize = 1 << 63;
+
+impl LargeMeta {
+    /// Takes the slack back into the block's own bytes (the holder of a live block,
+    /// before it changes `usable`); waits for a reclaimer purging it.
+    fn absorb_slack(&mut self) {
+        loop {
+            let v = self.slack.load(Ordering::Acquire);
+            if v == 0 {
+                return;
+            }
+            if v & SLACK_BUSY != 0 {
+                core::hint::spin_loop();
+                continue;
+            }
+            if self
+                .slack
+                .compare_exchange(v, 0, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.usable += v;
+                return;
+            }
+        }
+    }
+
+    /// For reclaim: purges the slack of a live block and returns the bytes uncharged
+    /// owed to `group`; 0 if there is none or its holder is taking it.
+    pub fn purge_slack(&self) -> usize {
+        let v = self.slack.load(Ordering::Relaxed);
+        if v == 0
+            || v & SLACK_BUSY != 0
+            || self
+                .slack
+                .compare_exchange(v, v | SLACK_BUSY, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return 0;
+        }
+        // While the flag is up the holder does not change `usable`, and the pages after
+        // it are ours to purge.
+        // SAFETY: the slack lies inside the mapping, right after the block.
+        mem::purge(unsafe { self.data.add(self.usable) }, v);
+        self.slack.store(0, Ordering::Release);
+        v
+    }
 }
 
 const ROOM_MAX: usize = 256 << 20;
@@ -149,10 +205,11 @@ fn map_new(usable: usize, align: usize) -> Option<*mut Segment> {
 
 /// Reuses a cached mapping of this thread for `need` bytes: the closest in size among
 /// those that can serve it (its reservation holds `need`, and it has at most twice
-/// `need` in pages: more would purge more than a new mapping costs), one already charged
-/// to `group` first. Its pages are fitted to `need` (a longer tail purged, a shorter one
-/// grown into the reservation) and charged to `group`; a mapping cached for another
-/// group hands its resident pages over, its old group uncharged.
+/// `need` in pages: more would keep too much as slack), one already charged to `group`
+/// first. Its pages are fitted to `need` (a longer tail kept as slack, or purged and
+/// uncharged when the group is at its `max`; a shorter one grown into the reservation)
+/// and charged to `group`; a mapping cached for another group hands its resident pages
+/// over, its old group uncharged.
 fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> {
     let tld = tld::current();
     if tld.is_null() {
@@ -234,6 +291,12 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         }
         .apply();
     }
+    if charged > need && !memcg::charge::at_max(group) {
+        // The pages beyond `need` stay resident and charged, as the group's cache.
+        m.slack.store(m.usable - need, Ordering::Release);
+        m.usable = need;
+        return Some((m.data, false));
+    }
     if !purged && m.usable > need {
         // SAFETY: the tail beyond `need` belongs to this mapping.
         mem::purge(unsafe { m.data.add(need) }, m.usable - need);
@@ -257,6 +320,7 @@ pub fn free(seg: *mut Segment) {
     if m.state.load(Ordering::Relaxed) != span::ACTIVE {
         crate::util::fatal::fatal(&[b"double free of a large block"]);
     }
+    m.absorb_slack();
     let tld = tld::current();
     if tld.is_null()
         || m.usable > CACHE_MAX_BYTES
@@ -363,6 +427,7 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized>
     };
     // SAFETY: the segment of a live block held by the caller.
     let sg = unsafe { &mut *seg };
+    sg.large.absorb_slack();
     let old = sg.large.usable;
     let group = sg.large.group.load(Ordering::Relaxed);
     if new <= old {

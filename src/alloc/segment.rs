@@ -9,12 +9,17 @@
 //! block, its data after the header slice.
 //!
 //! Deferred purge: a released span's slices are uncharged at once but keep their pages
-//! (`dirty`) for `PURGE_DELAY_NS`, so memory freed and allocated again soon costs no
-//! page faults and no `madvise`. New spans prefer dirty slices. Whoever holds the
+//! (`dirty`), so memory freed and allocated again soon costs no page faults and no
+//! `madvise`. New spans prefer dirty slices. A slice is purged once it has been unused for
+//! `PURGE_DELAY_NS`, never just after its release: dirty slices form two generations, the
+//! young one (released since the last look) and the aging one, with the time of its
+//! newest release; a look purges a generation all of whose slices are old enough, and
+//! turns a young generation whose oldest is into the aging one. Under steady frees a
+//! slice is purged within about three delays. Whoever holds the
 //! segment (its owner thread, the claim holder of an abandoned one, or the thread taking
-//! it out of the segment cache) purges dirty slices whose delay has passed; pages of
-//! dirty slices are the only resident memory charged to no group, at most 63 slices a
-//! segment and only for the delay while the allocator is in use.
+//! it out of the segment cache) does this on its span-level slow paths; pages of dirty
+//! slices are the only resident memory charged to no group, at most 63 slices a segment
+//! and only for those delays while the allocator is in use.
 //!
 //! Ownership: a span segment belongs to one thread (`tld`), which alone changes its slice
 //! map. When that thread exits with live blocks in it, the segment is abandoned
@@ -25,8 +30,8 @@
 //! a segment is unlinked under the same lock before it is unmapped.
 //!
 //! Invariants: `free_slices` bit `i` set iff slice `i` belongs to no span (its descriptor
-//! is `FREE`); `dirty ⊆ free_slices`, and a free slice not `dirty` reads as zeros (never
-//! touched since it was mapped or purged); `purge_at` is 0 iff `dirty` is 0; `nr_spans`
+//! is `FREE`); `aging ⊆ dirty ⊆ free_slices`, and a free slice not `dirty` reads as zeros
+//! (never touched since it was mapped or purged); `purge_at` is 0 iff `dirty` is 0; `nr_spans`
 //! counts spans. The segment map names a span segment
 //! (`HERE`) exactly while it is in use: a cached segment is out of the map, so a stale
 //! pointer into it is foreign.
@@ -44,7 +49,7 @@ pub const SLICE_SHIFT: usize = 16;
 pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
 pub const SLICES: usize = SEG_SIZE / SLICE_SIZE;
 /// How long a released span's pages are kept before they are given back to the kernel.
-pub const PURGE_DELAY_NS: u64 = 10_000_000;
+pub const PURGE_DELAY_NS: u64 = 20_000_000;
 
 pub const KIND_SPANS: u8 = 1;
 pub const KIND_LARGE: u8 = 2;
@@ -65,7 +70,14 @@ pub struct Segment {
     pub free_slices: u64,
     /// Free slices whose pages may be resident (released, not purged yet).
     pub dirty: u64,
-    /// When the dirty slices are due to be purged (monotonic ns); 0 when none are.
+    /// Dirty slices of the older generation, all unused since `aging_due - PURGE_DELAY_NS`
+    /// at least: purged at `aging_due`. The others (`dirty & !aging`) are the young
+    /// generation, released between `young_first` and `young_last`.
+    aging: u64,
+    aging_due: u64,
+    young_first: u64,
+    young_last: u64,
+    /// When the dirty slices are next looked at (monotonic ns); 0 when none is dirty.
     pub purge_at: u64,
     pub nr_spans: AtomicU32,
     /// Links in the owner's list of span segments.
@@ -260,8 +272,8 @@ impl Segment {
         }
     }
 
-    /// Purges the dirty slices of cached segments that are due at `now` (outside the
-    /// cache lock), and moves those segments to the back of the line.
+    /// Ages the dirty slices of cached segments that are due at `now` (outside the cache
+    /// lock; `purge_expired`), and moves those segments to the back of the line.
     pub fn purge_cached_due(now: u64) {
         let due = CACHE_DUE.load(Ordering::Relaxed);
         if due == 0 || due > now {
@@ -293,11 +305,22 @@ impl Segment {
             }
             CACHE_DUE.store(next_due, Ordering::Relaxed);
         }
+        let mut next_due = 0;
         for &s in &taken[..n] {
             // SAFETY: taken out of the cache: ours until put back.
-            unsafe { (*s).purge_dirty() };
+            let at = unsafe {
+                (*s).purge_expired(now);
+                (*s).purge_at
+            };
+            if at != 0 && (next_due == 0 || at < next_due) {
+                next_due = at;
+            }
         }
         let mut c = CACHE.lock();
+        let due = CACHE_DUE.load(Ordering::Relaxed);
+        if next_due != 0 && (due == 0 || next_due < due) {
+            CACHE_DUE.store(next_due, Ordering::Relaxed);
+        }
         let mut link: *mut *mut Segment = &mut c.head;
         // SAFETY: as above.
         unsafe {
@@ -415,6 +438,7 @@ impl Segment {
         let mask = run_mask(first, end - first);
         self.free_slices &= !mask;
         self.dirty &= !mask;
+        self.aging &= !mask;
         if self.dirty == 0 {
             self.purge_at = 0;
         }
@@ -490,6 +514,10 @@ impl Segment {
         *span = Span::EMPTY;
         let mask = run_mask(i, n);
         self.free_slices |= mask;
+        if self.dirty & !self.aging == 0 {
+            self.young_first = now;
+        }
+        self.young_last = now;
         if self.dirty == 0 {
             self.purge_at = now + PURGE_DELAY_NS;
         }
@@ -497,19 +525,46 @@ impl Segment {
         self.nr_spans.fetch_sub(1, Ordering::Relaxed) == 1
     }
 
-    /// Purges the dirty slices if they are due at `now`; true if they were.
-    pub fn purge_expired(&mut self, now: u64) -> bool {
+    /// Once `purge_at` has passed: purges each generation of dirty slices all unused for
+    /// the delay at `now`, makes a young generation whose oldest slice is the aging one,
+    /// and sets the next `purge_at`.
+    pub fn purge_expired(&mut self, now: u64) {
         if self.purge_at == 0 || self.purge_at > now {
-            return false;
+            return;
         }
-        self.purge_dirty();
-        true
+        if self.aging != 0 && self.aging_due <= now {
+            self.purge_slices(self.aging);
+            self.aging = 0;
+        }
+        let young = self.dirty & !self.aging;
+        if young != 0 && self.young_first + PURGE_DELAY_NS <= now {
+            if self.young_last + PURGE_DELAY_NS <= now {
+                self.purge_slices(young);
+            } else if self.aging == 0 {
+                self.aging = young;
+                self.aging_due = self.young_last + PURGE_DELAY_NS;
+            }
+        }
+        self.purge_at = if self.aging != 0 {
+            self.aging_due
+        } else if self.dirty != 0 {
+            self.young_first + PURGE_DELAY_NS
+        } else {
+            0
+        };
     }
 
-    /// Gives the pages of every dirty slice back to the kernel, one call per run.
+    /// Gives the pages of every dirty slice back to the kernel now.
     pub fn purge_dirty(&mut self) {
+        self.purge_slices(self.dirty);
+        self.aging = 0;
+        self.purge_at = 0;
+    }
+
+    /// Gives the pages of the dirty slices in `set` back to the kernel, one call per run.
+    fn purge_slices(&mut self, set: u64) {
         let base = self as *mut Segment as *mut u8;
-        let mut d = self.dirty;
+        let mut d = set;
         while d != 0 {
             let i = d.trailing_zeros() as usize;
             let n = (!(d >> i)).trailing_zeros() as usize;
@@ -517,8 +572,7 @@ impl Segment {
             mem::purge(unsafe { base.add(i << SLICE_SHIFT) }, n << SLICE_SHIFT);
             d &= !run_mask(i, n);
         }
-        self.dirty = 0;
-        self.purge_at = 0;
+        self.dirty &= !set;
     }
 
     /// Holds the claim of an abandoned segment.

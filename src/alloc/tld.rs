@@ -110,23 +110,28 @@ impl Tld {
         Segment::purge_cached_due(now);
         abandoned::purge_due(now);
         if self.purge_at != 0 && self.purge_at <= now {
-            self.purge_owned(now);
+            self.purge_owned_due(now);
         }
     }
 
     /// Purges the dirty slices of every owned segment (`malloc_trim`).
     pub fn purge_all(&mut self) {
-        self.purge_owned(u64::MAX);
+        self.purge_owned(|sg| sg.purge_dirty());
     }
 
-    /// Purges the owned segments' dirty slices due at `now`; notes the next deadline.
-    fn purge_owned(&mut self, now: u64) {
+    /// Ages the owned segments' dirty slices at `now` (`Segment::purge_expired`).
+    fn purge_owned_due(&mut self, now: u64) {
+        self.purge_owned(|sg| sg.purge_expired(now));
+    }
+
+    /// Applies `purge` to every owned segment; notes the next deadline.
+    fn purge_owned(&mut self, mut purge: impl FnMut(&mut Segment)) {
         self.purge_at = 0;
         let mut seg = self.segments;
         while !seg.is_null() {
             // SAFETY: segments on the owner's list are live and ours.
             let sg = unsafe { &mut *seg };
-            sg.purge_expired(now);
+            purge(sg);
             self.note_dirty(sg.purge_at);
             seg = sg.next_owned;
         }
