@@ -203,10 +203,10 @@ fn map_new(usable: usize, align: usize) -> Option<*mut Segment> {
     }
 }
 
-/// Reuses a cached mapping of this thread for `need` bytes: the closest in size among
-/// those that can serve it (its reservation holds `need`, and it has at most twice
-/// `need` in pages: more would keep too much as slack), one already charged to `group`
-/// first. Its pages are fitted to `need` (a longer tail kept as slack, or purged and
+/// Reuses a cached mapping of this thread for `need` bytes: among those that can serve
+/// it (its reservation holds `need`, and it has at most twice `need` in pages: more
+/// would keep too much as slack), one already charged to `group` first, then one at
+/// least as long, then the closest in size. Its pages are fitted to `need` (a longer tail kept as slack, or purged and
 /// uncharged when the group is at its `max`; a shorter one grown into the reservation)
 /// and charged to `group`; a mapping cached for another group hands its resident pages
 /// over, its old group uncharged.
@@ -238,7 +238,11 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             }
             let ours = m.state.load(Ordering::Relaxed) == span::CACHED
                 && m.group.load(Ordering::Relaxed) == group;
-            let score = m.usable.abs_diff(need) | (usize::from(!ours) << 63);
+            // A longer mapping costs nothing now (its tail is kept as slack); a shorter
+            // one faults in the pages it grows by: longer ones rank first.
+            let score = m.usable.abs_diff(need)
+                | (usize::from(m.usable < need) << 62)
+                | (usize::from(!ours) << 63);
             if score < best {
                 (best, best_i) = (score, i);
                 if score == 0 {
