@@ -13,8 +13,9 @@
 //! cached mappings under the owner's cache lock (their charge is returned, state
 //! `PURGED`); a purged mapping is charged again when reused.
 //!
-//! Growth room: a mapping reserves twice its size (up to 256 MiB more) of address space
-//! after the data. Pages past `usable` are never touched (a shrink purges them), so they
+//! Growth room: a mapping reserves four times its size (up to 256 MiB more) of address
+//! space after the data, so that, cached, it can serve a block up to four times larger.
+//! Pages past `usable` and the slack are never touched (a shrink purges them), so they
 //! are neither resident nor charged, and `realloc` grows into them with a charge and no
 //! system call. Beyond the reservation it tries `mremap` in place, then moves the pages
 //! to a new address (`mremap` to a fixed address: no copy).
@@ -116,7 +117,7 @@ pub const LARGE_MAX: usize = 1 << 45;
 
 /// The data reservation for a block of `usable` bytes.
 fn room_for(usable: usize) -> usize {
-    usable.saturating_add(usable.min(ROOM_MAX))
+    usable.saturating_add(usable.saturating_mul(3).min(ROOM_MAX))
 }
 
 fn pages(usable: usize) -> u64 {
