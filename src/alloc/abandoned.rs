@@ -17,10 +17,10 @@
 //! Invariant: a span segment in use whose `tld` is null and whose claim is free is on the
 //! list; only a thread holding the claim (to adopt the segment) takes it off.
 
-use super::segment::Segment;
+use super::segment::{DueHint, Segment};
 use crate::util::spin::SpinLock;
 use core::ptr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `orphan_group` of a segment whose live spans belong to more than one group (never
 /// adopted).
@@ -43,8 +43,8 @@ static LIST: SpinLock<List> = SpinLock::new(List {
 /// Segments on the list, read without the lock by the slow paths.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
-/// The earliest `purge_at` of the listed segments (`u64::MAX`: none is dirty), or earlier.
-static DUE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// When `purge_due` has work.
+static DUE: DueHint = DueHint::new();
 
 /// Whether any segment waits to be adopted (a hint).
 #[inline]
@@ -56,20 +56,13 @@ pub fn waiting() -> bool {
 /// cleared `tld` and set `orphan_group`.
 pub fn push(seg: *mut Segment) {
     let mut l = LIST.lock();
-    // SAFETY: under the list lock; `seg` is held by the caller and `l.head` is listed.
-    unsafe {
-        (*seg).prev_owned = ptr::null_mut();
-        (*seg).next_owned = l.head;
-        if !l.head.is_null() {
-            (*l.head).prev_owned = seg;
-        }
-    }
-    l.head = seg;
+    // SAFETY: under the list lock; `seg`, held by the caller, is on no list.
+    unsafe { Segment::link_owned(&mut l.head, seg) };
     COUNT.fetch_add(1, Ordering::Relaxed);
     // Under the lock, so that a `purge_due` walk either sees the segment or comes after
     // this deadline.
     // SAFETY: the caller holds the segment.
-    note_dirty(unsafe { (*seg).purge_at });
+    DUE.note(unsafe { (*seg).purge_at });
 }
 
 /// Takes a listed segment off the list, for its last span is gone. The caller holds its
@@ -80,20 +73,8 @@ pub fn unlink(seg: *mut Segment) {
 }
 
 fn unlink_locked(l: &mut List, seg: *mut Segment) {
-    // SAFETY: under the list lock, `seg` and its neighbours are listed segments.
-    unsafe {
-        let (p, n) = ((*seg).prev_owned, (*seg).next_owned);
-        if p.is_null() {
-            l.head = n;
-        } else {
-            (*p).next_owned = n;
-        }
-        if !n.is_null() {
-            (*n).prev_owned = p;
-        }
-        (*seg).prev_owned = ptr::null_mut();
-        (*seg).next_owned = ptr::null_mut();
-    }
+    // SAFETY: under the list lock, `seg` is listed.
+    unsafe { Segment::unlink_owned(&mut l.head, seg) };
     COUNT.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -120,24 +101,21 @@ pub fn take(group: u32) -> Option<*mut Segment> {
 
 /// A listed segment has dirty slices due at `at` (0: none).
 pub fn note_dirty(at: u64) {
-    if at != 0 {
-        DUE.fetch_min(at, Ordering::Relaxed);
-    }
+    DUE.note(at);
 }
 
 /// Ages the dirty slices of the listed segments that are due and can be claimed at once
 /// (`Segment::purge_expired`).
 pub fn purge_due(now: u64) {
-    if DUE.load(Ordering::Relaxed) > now {
+    if !DUE.is_due(now) {
         return;
     }
     const BATCH: usize = 16;
     let mut held = [ptr::null_mut::<Segment>(); BATCH];
     let mut n = 0;
-    let mut next_due = u64::MAX;
     {
         let l = LIST.lock();
-        DUE.store(u64::MAX, Ordering::Relaxed);
+        DUE.reset();
         let mut s = l.head;
         while !s.is_null() {
             // SAFETY: listed segments are mapped.
@@ -145,14 +123,12 @@ pub fn purge_due(now: u64) {
             let next = sg.next_owned;
             if !sg.try_claim() {
                 // Its holder is busy with it: look again soon.
-                next_due = next_due.min(now + super::segment::PURGE_DELAY_NS / 4);
+                DUE.note(now + super::segment::PURGE_DELAY_NS / 4);
             } else if sg.purge_at != 0 && sg.purge_at <= now && n < BATCH {
                 held[n] = s;
                 n += 1;
             } else {
-                if sg.purge_at != 0 {
-                    next_due = next_due.min(sg.purge_at);
-                }
+                DUE.note(sg.purge_at);
                 sg.unlock_claim();
             }
             s = next;
@@ -162,13 +138,10 @@ pub fn purge_due(now: u64) {
         // SAFETY: claimed above, and still listed: ours until the claim is dropped.
         unsafe {
             (*s).purge_expired(now);
-            if (*s).purge_at != 0 {
-                next_due = next_due.min((*s).purge_at);
-            }
+            DUE.note((*s).purge_at);
             (*s).unlock_claim();
         }
     }
-    DUE.fetch_min(next_due, Ordering::Relaxed);
 }
 
 /// In a fork child, whose other threads are gone: forgets the list, which the caller
@@ -176,7 +149,7 @@ pub fn purge_due(now: u64) {
 pub fn reset_in_child() {
     LIST.lock().head = ptr::null_mut();
     COUNT.store(0, Ordering::Relaxed);
-    DUE.store(u64::MAX, Ordering::Relaxed);
+    DUE.reset();
 }
 
 pub fn lock_for_fork() {

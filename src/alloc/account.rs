@@ -9,7 +9,7 @@
 //! and the uncharges are applied after every lock is dropped.
 
 use super::heap::Uncharge;
-use super::large::SLACK_BUSY;
+use super::large::{self, SLACK_BUSY};
 use super::segment::{Segment, KIND_LARGE, SLICES};
 use super::span;
 use super::tld;
@@ -131,9 +131,8 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
                 // for the purge before it can unmap it).
                 let g = m.group.load(Ordering::Relaxed);
                 if GROUPS.is_descendant(g, root) {
-                    let bytes = m.purge_slack();
-                    if bytes != 0 {
-                        let pages = (bytes / 4096) as u64;
+                    let pages = large::pages(m.purge_slack());
+                    if pages != 0 {
                         owed[n] = (Uncharge { group: g, pages }, true);
                         n += 1;
                     }
@@ -149,7 +148,7 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
             if m.state.load(Ordering::Relaxed) == span::CACHED && GROUPS.is_descendant(g, root) {
                 crate::os::mem::purge(m.data, m.usable);
                 m.state.store(span::PURGED, Ordering::Relaxed);
-                let pages = (m.usable / 4096) as u64;
+                let pages = large::pages(m.usable);
                 owed[n] = (Uncharge { group: g, pages }, false);
                 n += 1;
             }

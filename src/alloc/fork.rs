@@ -55,15 +55,13 @@ extern "C" fn child() {
         }
         sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
         sg.claim.store(0, Ordering::Relaxed);
-        let (destroyed, owed, n) = tld::settle_spans(seg);
+        let (destroyed, owed) = tld::settle_spans(seg);
         if destroyed {
             Segment::destroy(seg);
         } else {
             abandoned::push(seg);
         }
-        for u in &owed[..n] {
-            u.apply();
-        }
+        owed.apply();
     });
 }
 

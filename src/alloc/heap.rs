@@ -15,7 +15,7 @@
 //! Every charge, uncharge or user callback happens with the heap consistent and no lock
 //! held, because a callback may allocate or free on this very heap.
 
-use super::segment::{Segment, SLICE_SHIFT};
+use super::segment::{Segment, SLICES, SLICE_SHIFT};
 use super::size_class::{self, NR_CLASSES};
 use super::span::{self, Span};
 use super::tld::Tld;
@@ -171,6 +171,37 @@ impl Uncharge {
     }
 }
 
+/// The uncharges owed for spans of one segment released while it was held, applied
+/// once it is not.
+pub struct Owed {
+    list: [Uncharge; SLICES],
+    n: usize,
+}
+
+impl Owed {
+    pub fn new() -> Self {
+        Owed {
+            list: [Uncharge { group: 0, pages: 0 }; SLICES],
+            n: 0,
+        }
+    }
+
+    /// Records what `release_span` owes (a segment has fewer spans than `SLICES`).
+    pub fn add(&mut self, u: Option<Uncharge>) {
+        if let Some(u) = u {
+            self.list[self.n] = u;
+            self.n += 1;
+        }
+    }
+
+    /// Applies them, with no lock held.
+    pub fn apply(&self) {
+        for u in &self.list[..self.n] {
+            u.apply();
+        }
+    }
+}
+
 /// Releases an empty span's slices (dirty: the holder of the segment purges them when
 /// due) and returns the uncharge owed, if the span was charged, and whether the segment
 /// has no span left. The caller owns the segment (owner thread or claim holder) and
@@ -297,19 +328,25 @@ impl Heap {
             self.set_direct(class, empty_span());
         }
         self.move_list(s, span::LIST_FULL);
-        // SAFETY: as above.
-        unsafe {
-            (*s).in_full.store(true, Ordering::SeqCst);
-            // A remote free between our collect and the flag would be missed: look again.
-            if !(*s).thread_free.load(Ordering::SeqCst).is_null()
-                && (*s)
-                    .in_full
-                    .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                self.move_list(s, span::LIST_CLASS);
-            }
+        if !Self::raise_in_full(s) {
+            self.move_list(s, span::LIST_CLASS);
         }
+    }
+
+    /// Raises `in_full` on a span just put on the full list (so a remote free tells the
+    /// owner); false if a remote free came in before the flag was up (it is down again:
+    /// the span has blocks to collect).
+    fn raise_in_full(s: *mut Span) -> bool {
+        // SAFETY: a span of this heap.
+        let span = unsafe { &*s };
+        span.in_full.store(true, Ordering::SeqCst);
+        // A remote free between the owner's collect and the flag would be missed: look
+        // again.
+        span.thread_free.load(Ordering::SeqCst).is_null()
+            || span
+                .in_full
+                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
     }
 
     /// Allocates a block of `class` when `direct[class]` is empty.
@@ -381,15 +418,8 @@ impl Heap {
             return;
         }
         self.move_list(s, span::LIST_FULL);
-        span.in_full.store(true, Ordering::SeqCst);
-        // Freed by another thread before the flag was up: `reactivate` frees it (as
-        // `move_to_full` does for small spans).
-        if !span.thread_free.load(Ordering::SeqCst).is_null()
-            && span
-                .in_full
-                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
+        if !Self::raise_in_full(s) {
+            // Freed by another thread meanwhile: `reactivate` frees it.
             self.full_dirty.store(true, Ordering::Release);
         }
     }
@@ -458,7 +488,7 @@ impl Heap {
             }
             seg = sg.next_owned;
         }
-        if super::abandoned::waiting() && tld.adopt_abandoned(self) {
+        if self.adopt() {
             // SAFETY: the segment just adopted heads the list.
             if let Some((s, zeroed)) = unsafe { (*tld.segments).take_slices(n) } {
                 return Some((s as *mut Span, zeroed));

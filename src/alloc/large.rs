@@ -120,7 +120,8 @@ fn room_for(usable: usize) -> usize {
     usable.saturating_add(usable.saturating_mul(3).min(ROOM_MAX))
 }
 
-fn pages(usable: usize) -> u64 {
+/// The pages charged for `usable` bytes (a page multiple).
+pub fn pages(usable: usize) -> u64 {
     (usable / PAGE_SIZE) as u64
 }
 

@@ -80,7 +80,8 @@ pub struct Segment {
     /// When the dirty slices are next looked at (monotonic ns); 0 when none is dirty.
     pub purge_at: u64,
     pub nr_spans: AtomicU32,
-    /// Links in the owner's list of span segments.
+    /// Links in the owner's list of span segments, or, abandoned, in the list of
+    /// abandoned segments (`link_owned`, `unlink_owned`).
     pub next_owned: *mut Segment,
     pub prev_owned: *mut Segment,
     /// Links in the global list.
@@ -117,9 +118,35 @@ static CACHE: SpinLock<List> = SpinLock::new(List {
     head: ptr::null_mut(),
 });
 
-/// The earliest `purge_at` of the cached segments (0: none is dirty), or earlier; read
-/// without the lock by threads' slow paths to see whether `purge_cached_due` has work.
-static CACHE_DUE: AtomicU64 = AtomicU64::new(0);
+/// The earliest `purge_at` among a set of segments that no single thread owns (cached or
+/// abandoned ones), or earlier: read without a lock by threads' slow paths to see whether
+/// a purge walk has work. A walk `reset`s it under the set's lock and `note`s the
+/// deadlines it leaves, so a deadline noted meanwhile is never lost.
+pub struct DueHint(AtomicU64);
+
+impl DueHint {
+    pub const fn new() -> Self {
+        DueHint(AtomicU64::new(u64::MAX))
+    }
+
+    /// A segment of the set has dirty slices to look at `at` (0: none).
+    pub fn note(&self, at: u64) {
+        if at != 0 {
+            self.0.fetch_min(at, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_due(&self, now: u64) -> bool {
+        self.0.load(Ordering::Relaxed) <= now
+    }
+
+    pub fn reset(&self) {
+        self.0.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+/// When `purge_cached_due` has work.
+static CACHE_DUE: DueHint = DueHint::new();
 
 impl Segment {
     /// The segment of a pointer cgmalloc handed out, or `None` for foreign memory.
@@ -266,17 +293,13 @@ impl Segment {
             (*seg).purge_at
         };
         c.head = seg;
-        let due = CACHE_DUE.load(Ordering::Relaxed);
-        if at != 0 && (due == 0 || at < due) {
-            CACHE_DUE.store(at, Ordering::Relaxed);
-        }
+        CACHE_DUE.note(at);
     }
 
     /// Ages the dirty slices of cached segments that are due at `now` (outside the cache
     /// lock; `purge_expired`), and moves those segments to the back of the line.
     pub fn purge_cached_due(now: u64) {
-        let due = CACHE_DUE.load(Ordering::Relaxed);
-        if due == 0 || due > now {
+        if !CACHE_DUE.is_due(now) {
             return;
         }
         const BATCH: usize = 16;
@@ -284,7 +307,7 @@ impl Segment {
         let mut n = 0;
         {
             let mut c = CACHE.lock();
-            let mut next_due = 0;
+            CACHE_DUE.reset();
             let mut link: *mut *mut Segment = &mut c.head;
             // SAFETY: cached segments are mapped; only the cache lock holder links them.
             unsafe {
@@ -297,30 +320,17 @@ impl Segment {
                         n += 1;
                         continue;
                     }
-                    if at != 0 && (next_due == 0 || at < next_due) {
-                        next_due = at;
-                    }
+                    CACHE_DUE.note(at);
                     link = &mut (*s).next_all;
                 }
             }
-            CACHE_DUE.store(next_due, Ordering::Relaxed);
         }
-        let mut next_due = 0;
         for &s in &taken[..n] {
             // SAFETY: taken out of the cache: ours until put back.
-            let at = unsafe {
-                (*s).purge_expired(now);
-                (*s).purge_at
-            };
-            if at != 0 && (next_due == 0 || at < next_due) {
-                next_due = at;
-            }
+            unsafe { (*s).purge_expired(now) };
         }
+        // Put back, deadlines noted, under the lock: a walk sees them or comes after.
         let mut c = CACHE.lock();
-        let due = CACHE_DUE.load(Ordering::Relaxed);
-        if next_due != 0 && (due == 0 || next_due < due) {
-            CACHE_DUE.store(next_due, Ordering::Relaxed);
-        }
         let mut link: *mut *mut Segment = &mut c.head;
         // SAFETY: as above.
         unsafe {
@@ -331,6 +341,7 @@ impl Segment {
                 (*s).next_all = ptr::null_mut();
                 *link = s;
                 link = &mut (*s).next_all;
+                CACHE_DUE.note((*s).purge_at);
             }
         }
     }
@@ -339,7 +350,7 @@ impl Segment {
     pub fn release_cached() -> bool {
         let mut head = {
             let mut c = CACHE.lock();
-            CACHE_DUE.store(0, Ordering::Relaxed);
+            CACHE_DUE.reset();
             core::mem::replace(&mut c.head, ptr::null_mut())
         };
         let any = !head.is_null();
@@ -583,6 +594,43 @@ impl Segment {
             .is_err()
         {
             core::hint::spin_loop();
+        }
+    }
+
+    /// Puts `seg` first on the list at `head` linked through `next_owned`/`prev_owned`.
+    ///
+    /// # Safety
+    /// The caller has that list to itself; `seg` is on no such list.
+    pub unsafe fn link_owned(head: &mut *mut Segment, seg: *mut Segment) {
+        // SAFETY: by the contract, `seg` and the listed head are ours to relink.
+        unsafe {
+            (*seg).prev_owned = ptr::null_mut();
+            (*seg).next_owned = *head;
+            if !head.is_null() {
+                (**head).prev_owned = seg;
+            }
+        }
+        *head = seg;
+    }
+
+    /// Takes `seg` off the list at `head` linked through `next_owned`/`prev_owned`.
+    ///
+    /// # Safety
+    /// The caller has that list to itself; `seg` is on it.
+    pub unsafe fn unlink_owned(head: &mut *mut Segment, seg: *mut Segment) {
+        // SAFETY: by the contract, `seg` and its neighbours are ours to relink.
+        unsafe {
+            let (p, n) = ((*seg).prev_owned, (*seg).next_owned);
+            if p.is_null() {
+                *head = n;
+            } else {
+                (*p).next_owned = n;
+            }
+            if !n.is_null() {
+                (*n).prev_owned = p;
+            }
+            (*seg).prev_owned = ptr::null_mut();
+            (*seg).next_owned = ptr::null_mut();
         }
     }
 

@@ -15,7 +15,7 @@
 //! Invariant: a segment's `tld` is this thread's `Tld` exactly while it is on `segments`.
 
 use super::abandoned;
-use super::heap::{self, empty_heap, Heap, Uncharge};
+use super::heap::{self, empty_heap, Heap, Owed};
 use super::meta::Pool;
 use super::segment::{Segment, SLICES};
 use super::span;
@@ -140,18 +140,12 @@ impl Tld {
     pub fn adopt_segment(&mut self, seg: *mut Segment) {
         // A segment from the cache or the abandoned list may come with dirty slices.
         // SAFETY: a segment no other thread owns or holds: new, from the cache, or
-        // abandoned and claimed by us.
-        self.note_dirty(unsafe { (*seg).purge_at });
-        // SAFETY: as above.
+        // abandoned and claimed by us (so on no list).
         unsafe {
+            self.note_dirty((*seg).purge_at);
             (*seg).tld.store(self, Ordering::Release);
-            (*seg).prev_owned = ptr::null_mut();
-            (*seg).next_owned = self.segments;
-            if !self.segments.is_null() {
-                (*self.segments).prev_owned = seg;
-            }
+            Segment::link_owned(&mut self.segments, seg);
         }
-        self.segments = seg;
     }
 
     /// Adopts an abandoned segment whose live spans are all charged to `heap`'s group:
@@ -165,8 +159,7 @@ impl Tld {
         // null wait for the claim, then find the new owner and free again.
         self.adopt_segment(seg);
         let now = crate::os::coarse_now_ns();
-        let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
-        let mut n = 0;
+        let mut owed = Owed::new();
         let mut emptied = false;
         // SAFETY: a segment we own and hold the claim of.
         let sg = unsafe { &mut *seg };
@@ -181,10 +174,7 @@ impl Tld {
             if sp.used.load(Ordering::Relaxed) == 0 {
                 // SAFETY: an empty span of our segment, on no list.
                 let (u, empty) = unsafe { heap::release_span(seg, s, now) };
-                if let Some(u) = u {
-                    owed[n] = u;
-                    n += 1;
-                }
+                owed.add(u);
                 emptied = empty;
             } else {
                 heap.adopt_span(s);
@@ -197,26 +187,14 @@ impl Tld {
             self.note_dirty(sg.purge_at);
             sg.unlock_claim();
         }
-        for u in &owed[..n] {
-            u.apply();
-        }
+        owed.apply();
         !emptied
     }
 
     /// Unlinks an owned segment that has no span left and destroys it.
     pub fn drop_segment(&mut self, seg: *mut Segment) {
-        // SAFETY: `seg` is on our list.
-        unsafe {
-            let (p, n) = ((*seg).prev_owned, (*seg).next_owned);
-            if p.is_null() {
-                self.segments = n;
-            } else {
-                (*p).next_owned = n;
-            }
-            if !n.is_null() {
-                (*n).prev_owned = p;
-            }
-        }
+        // SAFETY: `seg` is on our list, which only this thread links.
+        unsafe { Segment::unlink_owned(&mut self.segments, seg) };
         Segment::destroy(seg);
     }
 }
@@ -328,14 +306,12 @@ pub fn thread_exit() {
         // Reclaiming threads purge cached spans under this lock; hold it while spans
         // change hands, and destroy segments (which takes the segment list lock) after.
         let guard = t.lock_cache();
-        let (destroy, owed, n) = abandon_segment(seg);
+        let (destroy, owed) = abandon_segment(seg);
         drop(guard);
         if destroy {
             Segment::destroy(seg);
         }
-        for u in &owed[..n] {
-            u.apply();
-        }
+        owed.apply();
         seg = next;
     }
     let mut h = t.heaps;
@@ -351,7 +327,7 @@ pub fn thread_exit() {
 /// Gives up ownership of a segment: releases its empty spans and lists it for adoption
 /// if live blocks remain. Returns whether the segment is now empty (the caller destroys
 /// it) and the uncharges owed.
-fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
+fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
     // SAFETY: `seg` is a live segment this thread owned; the claim serialises us with
     // threads freeing into it once `tld` is cleared.
     let sg = unsafe { &*seg };
@@ -371,10 +347,9 @@ fn abandon_segment(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
 /// caller destroys it, and it goes to the segment cache with its dirty slices) and the
 /// uncharges owed. A segment left with live blocks keeps its dirty slices, for the
 /// thread that adopts it (`abandoned::purge_due` purges them if none does in time).
-pub fn settle_spans(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
+pub fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
     let now = crate::os::coarse_now_ns();
-    let mut owed = [Uncharge { group: 0, pages: 0 }; SLICES];
-    let mut n = 0;
+    let mut owed = Owed::new();
     let mut orphans = span::NO_GROUP;
     // SAFETY: the caller holds the segment (its claim, or the only thread of a fork child).
     let sg = unsafe { &mut *seg };
@@ -394,12 +369,9 @@ pub fn settle_spans(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
         if st == span::CACHED || st == span::PURGED || sp.used.load(Ordering::Relaxed) == 0 {
             // SAFETY: an empty span of a segment we hold.
             let (u, empty) = unsafe { heap::release_span(seg, s, now) };
-            if let Some(u) = u {
-                owed[n] = u;
-                n += 1;
-            }
+            owed.add(u);
             if empty {
-                return (true, owed, n);
+                return (true, owed);
             }
         } else {
             sp.state.store(span::ABANDONED, Ordering::Release);
@@ -412,7 +384,7 @@ pub fn settle_spans(seg: *mut Segment) -> (bool, [Uncharge; SLICES], usize) {
         }
     }
     sg.orphan_group = orphans;
-    (false, owed, n)
+    (false, owed)
 }
 
 pub fn lock_pools_for_fork() {
