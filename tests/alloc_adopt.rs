@@ -15,17 +15,13 @@ mod alloc_util;
 
 use alloc_util::*;
 use cgmalloc::Group;
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{alloc, dealloc};
 use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 const SEG: usize = 4 * MIB;
-
-fn layout(size: usize) -> Layout {
-    Layout::from_size_align(size, 16).unwrap()
-}
 
 fn segment_of(p: usize) -> usize {
     p & !(SEG - 1)
@@ -168,16 +164,6 @@ fn a_segment_of_two_groups_is_not_adopted() {
     b.destroy().unwrap();
 }
 
-/// Resident pages of `len` bytes at `p` (page-aligned).
-fn resident(p: usize, len: usize) -> usize {
-    let page = PAGE as usize;
-    let mut vec = vec![0u8; len.div_ceil(page)];
-    // SAFETY: `vec` has one byte per page of the range; mincore only reads the mapping.
-    let r = unsafe { libc::mincore(p as *mut libc::c_void, len, vec.as_mut_ptr()) };
-    assert_eq!(r, 0, "mincore");
-    vec.iter().filter(|&&b| b & 1 != 0).count()
-}
-
 #[test]
 fn dirty_slices_of_an_abandoned_segment_are_purged_when_due() {
     const BLOCK: usize = 512 * KIB;
@@ -205,7 +191,12 @@ fn dirty_slices_of_an_abandoned_segment_are_purged_when_due() {
     .join()
     .unwrap();
     let pages = 5 * BLOCK / PAGE as usize;
-    let sum = || freed.iter().map(|&p| resident(p, BLOCK)).sum::<usize>();
+    let sum = || {
+        freed
+            .iter()
+            .map(|&p| resident(p as *const u8, BLOCK))
+            .sum::<usize>()
+    };
     let before = sum();
     assert!(
         before * 10 >= pages * 9,

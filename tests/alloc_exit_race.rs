@@ -25,10 +25,6 @@ struct Block(*mut u8, usize, u64);
 // SAFETY: plain memory owned by whoever holds it.
 unsafe impl Send for Block {}
 
-fn layout(size: usize) -> std::alloc::Layout {
-    std::alloc::Layout::from_size_align(size, 16).unwrap()
-}
-
 #[test]
 fn frees_racing_with_owner_exit() {
     let g = Group::create("/xr").unwrap();

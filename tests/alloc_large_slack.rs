@@ -12,22 +12,8 @@ mod alloc_util;
 
 use alloc_util::*;
 use cgmalloc::Group;
-use std::alloc::{alloc, dealloc, realloc, Layout};
+use std::alloc::{alloc, dealloc, realloc};
 use std::thread;
-
-fn layout(size: usize) -> Layout {
-    Layout::from_size_align(size, 16).unwrap()
-}
-
-/// Resident pages of `len` bytes at `p` (page-aligned).
-fn resident(p: *mut u8, len: usize) -> usize {
-    let page = PAGE as usize;
-    let mut vec = vec![0u8; len.div_ceil(page)];
-    // SAFETY: `vec` has one byte per page of the range; mincore only reads the mapping.
-    let r = unsafe { libc::mincore(p.cast(), len, vec.as_mut_ptr()) };
-    assert_eq!(r, 0, "mincore");
-    vec.iter().filter(|&&b| b & 1 != 0).count()
-}
 
 /// A block of `size` bytes, every page written, then freed: it becomes a cached mapping.
 fn cache_one(size: usize) {
@@ -41,10 +27,6 @@ fn cache_one(size: usize) {
     }
 }
 
-fn mib(g: &Group, key: &str) -> u64 {
-    stat_key(g, key)
-}
-
 #[test]
 fn a_smaller_block_keeps_the_rest_as_cached_slack() {
     let g = Group::create("/slack").unwrap();
@@ -52,8 +34,8 @@ fn a_smaller_block_keeps_the_rest_as_cached_slack() {
         g.attach_current_thread().unwrap();
         let m = MIB as u64;
         cache_one(8 * MIB);
-        assert_eq!(mib(&g, "large"), 8 * m);
-        assert_eq!(mib(&g, "cached"), 8 * m);
+        assert_eq!(stat_key(&g, "large"), 8 * m);
+        assert_eq!(stat_key(&g, "cached"), 8 * m);
 
         // The cached 8 MiB serve 5 MiB: 3 MiB stay resident and charged, as cache.
         let size = 5 * MIB;
@@ -63,9 +45,9 @@ fn a_smaller_block_keeps_the_rest_as_cached_slack() {
         let key = 0x51ac;
         // SAFETY: a live block of `size` bytes.
         unsafe { fill(p, size, key) };
-        assert_eq!(mib(&g, "large"), 8 * m);
-        assert_eq!(mib(&g, "cached"), 3 * m);
-        assert_eq!(mib(&g, "allocated"), 5 * m);
+        assert_eq!(stat_key(&g, "large"), 8 * m);
+        assert_eq!(stat_key(&g, "cached"), 3 * m);
+        assert_eq!(stat_key(&g, "allocated"), 5 * m);
         assert!(current(&g) >= 8 * m);
         // SAFETY: the slack lies in the block's mapping, right after it.
         let slack = unsafe { p.add(size) };
@@ -73,8 +55,8 @@ fn a_smaller_block_keeps_the_rest_as_cached_slack() {
 
         // Reclaim purges and uncharges the slack of the live block.
         reclaim_all(&g);
-        assert_eq!(mib(&g, "cached"), 0);
-        assert_eq!(mib(&g, "large"), 5 * m);
+        assert_eq!(stat_key(&g, "cached"), 0);
+        assert_eq!(stat_key(&g, "large"), 5 * m);
         assert_eq!(
             resident(slack, 3 * MIB),
             0,
@@ -87,8 +69,8 @@ fn a_smaller_block_keeps_the_rest_as_cached_slack() {
         // SAFETY: a live block of this layout.
         let p = unsafe { realloc(p, layout(size), 7 * MIB) };
         assert!(!p.is_null());
-        assert_eq!(mib(&g, "large"), 7 * m);
-        assert_eq!(mib(&g, "cached"), 0);
+        assert_eq!(stat_key(&g, "large"), 7 * m);
+        assert_eq!(stat_key(&g, "cached"), 0);
         // SAFETY: the live block, grown.
         assert_eq!(unsafe { check(p, size, key) }, None);
         // SAFETY: a live block of this layout.
@@ -99,14 +81,14 @@ fn a_smaller_block_keeps_the_rest_as_cached_slack() {
         // SAFETY: non-zero size.
         let p = unsafe { alloc(layout(size)) };
         assert!(!p.is_null());
-        assert_eq!(mib(&g, "cached"), 2 * m);
+        assert_eq!(stat_key(&g, "cached"), 2 * m);
         // SAFETY: a live block of `size` bytes.
         unsafe { fill(p, size, key) };
         // SAFETY: a live block of this layout.
         let p = unsafe { realloc(p, layout(size), 6 * MIB) };
         assert!(!p.is_null());
-        assert_eq!(mib(&g, "large"), 6 * m);
-        assert_eq!(mib(&g, "cached"), 0);
+        assert_eq!(stat_key(&g, "large"), 6 * m);
+        assert_eq!(stat_key(&g, "cached"), 0);
         // SAFETY: the live block.
         assert_eq!(unsafe { check(p, size, key) }, None);
 
@@ -115,11 +97,11 @@ fn a_smaller_block_keeps_the_rest_as_cached_slack() {
         unsafe { dealloc(p, layout(6 * MIB)) };
         // SAFETY: non-zero size.
         let p = std::hint::black_box(unsafe { alloc(layout(size)) });
-        assert_eq!(mib(&g, "cached"), m);
+        assert_eq!(stat_key(&g, "cached"), m);
         // SAFETY: a live block of this layout.
         unsafe { dealloc(p, layout(size)) };
-        assert_eq!(mib(&g, "cached"), 6 * m);
-        assert_eq!(mib(&g, "allocated"), 0);
+        assert_eq!(stat_key(&g, "cached"), 6 * m);
+        assert_eq!(stat_key(&g, "allocated"), 0);
     })
     .join()
     .unwrap();
@@ -140,8 +122,8 @@ fn a_group_at_its_max_keeps_no_slack() {
         // The limit goes before anything else allocates here (reading a file does).
         g.set_max(u64::MAX).unwrap();
         assert!(!p.is_null());
-        assert_eq!(mib(&g, "cached"), 0);
-        assert_eq!(mib(&g, "large"), 5 * MIB as u64);
+        assert_eq!(stat_key(&g, "cached"), 0);
+        assert_eq!(stat_key(&g, "large"), 5 * MIB as u64);
         // SAFETY: the tail lies in the block's mapping, right after it.
         assert_eq!(resident(unsafe { p.add(5 * MIB) }, 3 * MIB), 0);
         // SAFETY: a live block of this layout.

@@ -16,21 +16,10 @@ use std::time::Duration;
 
 const PAGE_BYTES: usize = PAGE as usize;
 
-/// Resident pages of `len` bytes at `p` (page-aligned); an unmapped range counts none.
-fn resident(p: *mut u8, len: usize) -> usize {
-    let mut vec = vec![0u8; len.div_ceil(PAGE_BYTES)];
-    // SAFETY: `vec` has one byte per page of the range; mincore only reads the mapping.
-    let r = unsafe { libc::mincore(p.cast(), len, vec.as_mut_ptr()) };
-    if r != 0 {
-        return 0;
-    }
-    vec.iter().filter(|&&b| b & 1 != 0).count()
-}
-
 fn freed_resident(blocks: &[(usize, usize)]) -> usize {
     blocks
         .iter()
-        .map(|&(p, len)| resident(p as *mut u8, len))
+        .map(|&(p, len)| resident(p as *const u8, len))
         .sum()
 }
 

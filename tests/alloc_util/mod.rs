@@ -1,7 +1,7 @@
 //! Helpers shared by the `alloc_*` integration tests (which run with `CgMalloc` as the
 //! global allocator): a small deterministic RNG, interface-file parsing, quiescing a
-//! group (every stock drained, every cached span reclaimed) and the block patterns the
-//! tests write and check.
+//! group (every stock drained, every cached span reclaimed), the block patterns the
+//! tests write and check, and page residency.
 //!
 //! Not every test file uses every helper.
 #![allow(dead_code)]
@@ -201,4 +201,23 @@ pub unsafe fn check_upto(p: *const u8, size: usize, upto: usize, key: u64) -> Op
         }
     });
     bad
+}
+
+/// The layout of a block of `size` bytes aligned to 16.
+pub fn layout(size: usize) -> std::alloc::Layout {
+    std::alloc::Layout::from_size_align(size, 16).unwrap()
+}
+
+/// Resident pages of `len` bytes at `p` (page-aligned), read with `mincore`; a range
+/// that is not mapped counts none.
+pub fn resident(p: *const u8, len: usize) -> usize {
+    let mut vec = vec![0u8; len.div_ceil(PAGE as usize)];
+    // SAFETY: `vec` has one byte per page of the range; mincore only reads the mapping.
+    let r = unsafe { libc::mincore(p as *mut libc::c_void, len, vec.as_mut_ptr()) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOMEM), "mincore: {e}");
+        return 0;
+    }
+    vec.iter().filter(|&&b| b & 1 != 0).count()
 }
