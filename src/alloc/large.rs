@@ -8,7 +8,9 @@
 //! (its pages are fitted to the new size: a longer tail kept as the block's `slack`,
 //! still charged and counted as cached, unless the group is at its `max`, where it is
 //! purged and uncharged; a shorter one grown with a charge; another group's mapping
-//! changes hands with its charge). Every
+//! changes hands with its charge). A block that no cached mapping serves, and the pages
+//! a shorter one grows by, are filled with other cached mappings' resident pages moved
+//! by `harvest` rather than faulted in. Every
 //! entry is `CACHED` or `PURGED` while in the ring. Other threads reclaiming memory purge
 //! cached mappings under the owner's cache lock (their charge is returned, state
 //! `PURGED`); a purged mapping is charged again when reused.
@@ -24,6 +26,7 @@
 //! the header's segment; for alignments of a segment or more, the data starts one segment
 //! after the header and its region is marked `BACK` in the segment map.
 
+use super::harvest;
 use super::heap::Uncharge;
 use super::resize::{charge_growth, NotResized};
 use super::segmap;
@@ -38,7 +41,7 @@ use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 /// Largest mapping kept in a thread's cache.
 pub const CACHE_MAX_BYTES: usize = 64 << 20;
 /// Most bytes of mappings a thread's cache holds (the newest is kept whatever its size).
-pub const CACHE_BUDGET: usize = 128 << 20;
+pub const CACHE_BUDGET: usize = 192 << 20;
 
 #[repr(C)]
 pub struct LargeMeta {
@@ -57,6 +60,9 @@ pub struct LargeMeta {
     /// back by the block when it is resized or freed, purged by reclaim (`SLACK_BUSY`
     /// set while it does).
     pub slack: AtomicUsize,
+    /// Where the data's address-space areas may begin: pages moved in by `harvest`
+    /// split the mapping's area.
+    pub cuts: harvest::Cuts,
 }
 
 /// Set in `slack` while a reclaiming thread purges it.
@@ -156,7 +162,14 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             let m = unsafe { &mut (*seg).large };
             m.group.store(group, Ordering::Relaxed);
             m.state.store(span::ACTIVE, Ordering::Release);
-            (m.data, true)
+            // Cached pages rather than fresh ones: no fault, but not zeroed.
+            match harvest::harvest(m, 0, usable) {
+                Some(moved) => (m.data, moved == 0),
+                None => {
+                    release(seg);
+                    (ptr::null_mut(), false)
+                }
+            }
         }
         None => {
             Uncharge {
@@ -314,9 +327,20 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         }
         .apply_plain();
     }
+    let (old, mut zeroed) = (m.usable, purged);
     m.usable = need;
     m.group.store(group, Ordering::Relaxed);
-    Some((m.data, purged))
+    if old < need {
+        // A shorter mapping grows with other cached mappings' pages.
+        match harvest::harvest(m, old, need) {
+            Some(moved) => zeroed &= moved == 0,
+            None => {
+                release(seg);
+                return Some((ptr::null_mut(), false));
+            }
+        }
+    }
+    Some((m.data, zeroed))
 }
 
 /// Frees the large block of `seg`: into this thread's cache, or released.
@@ -387,6 +411,7 @@ pub fn release(seg: *mut Segment) {
         group: m.group.load(Ordering::Relaxed),
         pages: pages(m.usable),
     });
+    harvest::forget(m);
     Segment::destroy(seg);
     if let Some(u) = owed {
         u.apply();

@@ -5,7 +5,7 @@
 //! Map, bottom up: `segmap` (which memory is ours), `segment` (4 MiB regions of 64 KiB
 //! slices), `span` (blocks of one class, three free lists), `heap` (one thread's spans
 //! for one group), `medium` (blocks up to 1 MiB, a span each), `large` (bigger blocks in
-//! their own mappings), `tld` (thread state and exit), `abandoned` (segments of exited threads),
+//! their own mappings), `harvest` (cached mappings' pages moved into new blocks), `tld` (thread state and exit), `abandoned` (segments of exited threads),
 //! `free` (the free path), `front`
 //! (entry points), `resize` (growing a block where it is), `account` (statistics and
 //! reclaim for the accounting engine), `meta` (pools for heaps and thread states).
@@ -15,6 +15,7 @@ pub mod account;
 pub mod fork;
 pub mod free;
 pub mod front;
+pub mod harvest;
 pub mod heap;
 pub mod large;
 pub mod medium;

@@ -24,7 +24,7 @@ use crate::memcg;
 use core::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub const LARGE_CACHE: usize = 16;
+pub const LARGE_CACHE: usize = 32;
 
 #[repr(C)]
 pub struct Tld {

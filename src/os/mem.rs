@@ -8,6 +8,9 @@
 //!   reads zeros (`MADV_DONTNEED`).
 //! - `unmap` releases a range that was mapped here; `remap` moves or grows a mapping
 //!   (`mremap` with `MREMAP_MAYMOVE`), keeping its contents.
+//! - `move_pages` moves the pages of one range onto another (`MREMAP_DONTUNMAP`): the
+//!   source stays mapped, empty (it reads zeros); on failure the destination is mapped
+//!   again, untouched, or `false` is returned with it possibly unmapped (`Moved::Lost`).
 //!
 //! None of them allocates.
 
@@ -127,6 +130,60 @@ pub fn remap_to(p: *mut u8, old_len: usize, to: *mut u8, new_len: usize) -> bool
     q != libc::MAP_FAILED
 }
 
+/// What `move_pages` did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Moved {
+    /// The pages now back the destination; the source is mapped and empty.
+    Yes,
+    /// Nothing moved; both ranges are as they were (the destination mapped, untouched).
+    No,
+    /// Nothing moved, and the destination could not be mapped again: it may be a hole.
+    Lost,
+}
+
+/// Moves the pages behind `src..src+len` to `dst..dst+len` without copying or faulting
+/// (`mremap` with `MREMAP_FIXED | MREMAP_DONTUNMAP`, Linux 5.7 and later): afterwards
+/// `dst` holds what `src` held, and `src` stays mapped, reading zeros. The caller owns
+/// both ranges (private anonymous memory mapped here), and `dst` holds nothing it needs:
+/// it is replaced.
+pub fn move_pages(src: *mut u8, dst: *mut u8, len: usize) -> Moved {
+    if fault::should_fail() {
+        return Moved::No;
+    }
+    // SAFETY: the caller owns both ranges; MREMAP_FIXED replaces the destination, and
+    // MREMAP_DONTUNMAP leaves the source mapped.
+    let q = unsafe {
+        libc::mremap(
+            src.cast(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
+            dst.cast::<libc::c_void>(),
+        )
+    };
+    if q != libc::MAP_FAILED {
+        return Moved::Yes;
+    }
+    // The kernel may have unmapped the destination before refusing: map it again.
+    // SAFETY: the caller owns `dst..dst+len` and needs nothing in it; MAP_FIXED replaces
+    // whatever is there with fresh zero pages.
+    let r = unsafe {
+        libc::mmap(
+            dst.cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if r == dst.cast() {
+        Moved::No
+    } else {
+        Moved::Lost
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,8 +208,41 @@ mod tests {
         fault::fail_after(1);
         assert!(map(PAGE_SIZE).is_ok());
         assert_eq!(map(PAGE_SIZE).err(), Some(libc::ENOMEM));
+        assert_eq!(move_pages(q, q, PAGE_SIZE), Moved::No);
         fault::clear();
         let r = map(PAGE_SIZE).unwrap();
         unmap(r.as_ptr(), PAGE_SIZE);
+    }
+
+    #[test]
+    fn move_pages_keeps_contents_and_empties_the_source() {
+        let len = 64 * PAGE_SIZE;
+        let a = map(len).unwrap().as_ptr();
+        let b = map(2 * len).unwrap().as_ptr();
+        // SAFETY: both ranges were just mapped read-write.
+        unsafe {
+            for i in 0..64 {
+                *a.add(i * PAGE_SIZE) = i as u8 + 1;
+            }
+            *b = 9;
+        }
+        // SAFETY: `b + len` lies inside `b`'s mapping.
+        let dst = unsafe { b.add(len) };
+        assert_eq!(move_pages(a, dst, len), Moved::Yes);
+        // SAFETY: every range read is still mapped.
+        unsafe {
+            for i in 0..64 {
+                assert_eq!(*dst.add(i * PAGE_SIZE), i as u8 + 1);
+                assert_eq!(*a.add(i * PAGE_SIZE), 0);
+            }
+            assert_eq!(*b, 9);
+        }
+        // A source of two mappings (or a refusal) leaves the destination mapped.
+        let r = move_pages(b, a, len);
+        assert_ne!(r, Moved::Lost);
+        // SAFETY: `a` is mapped whatever the outcome.
+        unsafe { assert_eq!(*a, if r == Moved::Yes { 9 } else { 0 }) };
+        unmap(a, len);
+        unmap(b, 2 * len);
     }
 }

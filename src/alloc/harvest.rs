@@ -1,0 +1,249 @@
+//! Harvest: a large block being formed or grown takes resident pages from the thread's
+//! cached mappings instead of faulting in fresh ones.
+//!
+//! The pages of a cached mapping are resident, charged and unused; a new block would
+//! otherwise fault in (and the kernel zero) every page it touches. `harvest` moves the
+//! tail pages of cached mappings onto the block's untouched range with `mremap`
+//! (`os::mem::move_pages`: page-table entries change hands, nothing is copied, faulted
+//! or zeroed; about 80 µs for 16 MiB against 6 ms of faults), so any cached memory can
+//! serve a block of any size, as a page heap that splits and merges runs would.
+//!
+//! Invariants:
+//! - A donor is `CACHED` in the calling thread's ring. Under the cache lock it is taken
+//!   out (`ACTIVE`: reclaimers leave it alone, and it cannot be reused), its tail moved
+//!   without the lock, and it is put back in the same slot with fewer `usable` bytes
+//!   (only the owner thread fills its ring, so the slot is still empty), or released
+//!   when nothing is left.
+//! - Charges follow the pages: the caller has charged the block's group for the whole
+//!   range; each donor's group is uncharged for what it gave, after the lock is
+//!   dropped.
+//! - Moved pages keep their address-space area: a block's range that received pages is
+//!   split where they begin and end, and carries the areas the donor's range had.
+//!   `Cuts` records, per mapping, every data offset where an area may begin (a superset:
+//!   the kernel may merge areas, never split them further, as the source of a
+//!   `MREMAP_DONTUNMAP` move on a `MAP_NORESERVE` mapping keeps its one area). A move
+//!   that would leave a mapping more than `CUTS` cuts is not made, and the cuts of every
+//!   live mapping add up to at most `CUTS_TOTAL` (`TOTAL`), so the process stays far
+//!   below the kernel's `vm.max_map_count` (65,530 by default).
+//! - A kernel that refuses the move (before 5.7, or a source spanning several areas
+//!   before 6.17) leaves the block's range mapped and untouched: the caller faults it in
+//!   as before. Only when that range cannot even be mapped again does `harvest` fail, and
+//!   the caller releases the block.
+
+use super::heap::Uncharge;
+use super::large::{self, LargeMeta};
+use super::segment::Segment;
+use super::span;
+use super::tld::{self, LARGE_CACHE};
+use crate::os::mem::{self, Moved, PAGE_SIZE};
+use core::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Most cuts one mapping keeps.
+pub const CUTS: usize = 16;
+/// Most cuts over every live mapping of the process.
+const CUTS_TOTAL: usize = 16 << 10;
+/// Below this a range is faulted in: a move costs a system call and a TLB flush.
+const MIN_BYTES: usize = 64 << 10;
+
+/// Sum of `Cuts::n` over every live large mapping.
+static TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+/// The data offsets (in pages, sorted, distinct) at which an address-space area of a
+/// large mapping may begin, besides the mapping's own start. All zero in a new header.
+#[derive(Clone, Copy)]
+pub struct Cuts {
+    at: [u32; CUTS],
+    n: u8,
+}
+
+impl Cuts {
+    fn slice(&self) -> &[u32] {
+        &self.at[..self.n as usize]
+    }
+
+    /// The cuts of `self` after `src`'s pages `src_lo..src_hi` replace pages `lo..hi`:
+    /// those outside `lo..hi`, the two ends, and `src`'s cuts inside its range shifted
+    /// into place; `None` if that makes more than `CUTS`.
+    fn receive(&self, lo: u32, hi: u32, src: &Cuts, src_lo: u32, src_hi: u32) -> Option<Cuts> {
+        let mut out = Cuts {
+            at: [0; CUTS],
+            n: 0,
+        };
+        let mut push = |c: u32| -> Option<()> {
+            let n = out.n as usize;
+            if n > 0 && out.at[n - 1] >= c {
+                return Some(()); // merged ends (sorted input never goes back)
+            }
+            *out.at.get_mut(n)? = c;
+            out.n += 1;
+            Some(())
+        };
+        for &c in self.slice().iter().filter(|&&c| c < lo) {
+            push(c)?;
+        }
+        push(lo)?;
+        for &c in src.slice().iter().filter(|&&c| c > src_lo && c < src_hi) {
+            push(c - src_lo + lo)?;
+        }
+        push(hi)?;
+        for &c in self.slice().iter().filter(|&&c| c > hi) {
+            push(c)?;
+        }
+        Some(out)
+    }
+}
+
+/// A large mapping is released: its cuts go with it.
+pub fn forget(m: &LargeMeta) {
+    if m.cuts.n != 0 {
+        TOTAL.fetch_sub(m.cuts.n as usize, Ordering::Relaxed);
+    }
+}
+
+/// Fills `m`'s data from byte `from` to byte `to` (page multiples within its reservation,
+/// not resident, charged by the caller to `m`'s group) with resident pages moved out of
+/// the calling thread's cached mappings, the largest first. Returns the bytes moved (the
+/// rest is left to fault in), or `None` when a refused move left part of the range
+/// unmapped: the block is unusable and the caller releases it.
+pub fn harvest(m: &mut LargeMeta, from: usize, to: usize) -> Option<usize> {
+    let want = to - from;
+    let tld = tld::current();
+    if want < MIN_BYTES || tld.is_null() || m.cuts.n as usize + 2 > CUTS {
+        return Some(0);
+    }
+    // SAFETY: this thread's live state.
+    let t = unsafe { &mut *tld };
+    let mut donors = [(0usize, ptr::null_mut::<Segment>()); LARGE_CACHE];
+    let mut n = 0;
+    {
+        let _g = t.lock_cache();
+        let mut got = 0;
+        while got < want && n < LARGE_CACHE {
+            let mut best: Option<(usize, usize)> = None;
+            for (i, &s) in t.large_cache.iter().enumerate() {
+                if s.is_null() {
+                    continue;
+                }
+                // SAFETY: cached segments are live and held by this cache.
+                let d = unsafe { &(*s).large };
+                if d.state.load(Ordering::Relaxed) == span::CACHED
+                    && best.map_or(true, |(_, u)| d.usable > u)
+                {
+                    best = Some((i, d.usable));
+                }
+            }
+            let Some((i, usable)) = best else { break };
+            let s = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
+            // SAFETY: as above; taken out under the lock, it is ours now.
+            unsafe { (*s).large.state.store(span::ACTIVE, Ordering::Relaxed) };
+            t.large_bytes -= usable;
+            donors[n] = (i, s);
+            n += 1;
+            got += usable;
+        }
+    }
+    let mut owed = [Uncharge { group: 0, pages: 0 }; LARGE_CACHE];
+    let (mut at, mut lost) = (from, false);
+    for (k, &(_, s)) in donors[..n].iter().enumerate() {
+        // SAFETY: a donor taken out of the cache above, ours alone.
+        let d = unsafe { &mut (*s).large };
+        if at == to || lost {
+            continue;
+        }
+        let take = d.usable.min(to - at);
+        let page = |b: usize| (b / PAGE_SIZE) as u32;
+        let (src_lo, lo) = (page(d.usable - take), page(at));
+        let Some(cuts) = m
+            .cuts
+            .receive(lo, page(at + take), &d.cuts, src_lo, page(d.usable))
+        else {
+            continue;
+        };
+        let added = (cuts.n - m.cuts.n) as usize;
+        if TOTAL.load(Ordering::Relaxed) + added > CUTS_TOTAL {
+            break;
+        }
+        // SAFETY: the donor's last `take` bytes of data and the block's range at `at`
+        // both lie inside their mappings.
+        let (src, dst) = unsafe { (d.data.add(d.usable - take), m.data.add(at)) };
+        match mem::move_pages(src, dst, take) {
+            Moved::Yes => {}
+            Moved::No => break,
+            Moved::Lost => {
+                lost = true;
+                continue;
+            }
+        }
+        m.cuts = cuts;
+        TOTAL.fetch_add(added, Ordering::Relaxed);
+        d.usable -= take;
+        owed[k] = Uncharge {
+            group: d.group.load(Ordering::Relaxed),
+            pages: large::pages(take),
+        };
+        at += take;
+    }
+    let mut empty = [ptr::null_mut::<Segment>(); LARGE_CACHE];
+    let mut ne = 0;
+    {
+        let _g = t.lock_cache();
+        for &(i, s) in &donors[..n] {
+            // SAFETY: as above.
+            let d = unsafe { &(*s).large };
+            if d.usable == 0 {
+                empty[ne] = s;
+                ne += 1;
+                continue;
+            }
+            // Only this thread fills its ring: the slot it came from is still free.
+            t.large_cache[i] = s;
+            t.large_bytes += d.usable;
+            d.state.store(span::CACHED, Ordering::Relaxed);
+        }
+    }
+    for &s in &empty[..ne] {
+        large::release(s);
+    }
+    for u in &owed[..n] {
+        u.apply_plain();
+    }
+    (!lost).then_some(at - from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cuts(v: &[u32]) -> Cuts {
+        let mut c = Cuts {
+            at: [0; CUTS],
+            n: v.len() as u8,
+        };
+        c.at[..v.len()].copy_from_slice(v);
+        c
+    }
+
+    #[test]
+    fn a_move_cuts_at_its_ends_and_brings_the_sources_cuts() {
+        let none = cuts(&[]);
+        // Into a fresh mapping from a fresh one: the moved range is one area of its own.
+        assert_eq!(
+            none.receive(0, 8, &none, 100, 108).unwrap().slice(),
+            &[0, 8]
+        );
+        // The source's cuts inside its range come along, shifted; those outside do not.
+        let src = cuts(&[50, 103, 105, 200]);
+        let dst = cuts(&[2, 4, 30]);
+        let got = dst.receive(4, 12, &src, 100, 108).unwrap();
+        assert_eq!(got.slice(), &[2, 4, 7, 9, 12, 30]);
+        // Cuts inside the replaced range disappear.
+        let got = cuts(&[5, 6, 20]).receive(4, 12, &none, 0, 8).unwrap();
+        assert_eq!(got.slice(), &[4, 12, 20]);
+        // More than `CUTS` is refused.
+        let full: Vec<u32> = (0..CUTS as u32).map(|i| i * 10 + 100).collect();
+        assert!(cuts(&full).receive(0, 8, &none, 0, 8).is_none());
+        let many: Vec<u32> = (1..CUTS as u32).collect();
+        assert!(none.receive(0, 64, &cuts(&many), 0, 64).is_none());
+    }
+}
