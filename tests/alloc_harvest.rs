@@ -188,6 +188,34 @@ fn a_zeroed_block_over_harvested_pages_reads_zeros() {
     });
 }
 
+#[test]
+fn a_harvested_block_grows_past_its_reservation_by_copy() {
+    let g = Group::create("/harvest-realloc").unwrap();
+    in_group(&g, |g| {
+        let big = 12 * MIB;
+        let donor = block(big, 1);
+        free(donor, big);
+        let mut size = 2 * MIB;
+        let mut p = block(size, 5);
+        assert_eq!(stat_key(g, "cached"), 10 * M, "the block was not harvested");
+        // Within its reservation (four times its size), then far past it: a mapping of
+        // several areas is copied, not moved by `mremap`.
+        for new in [6 * MIB, 40 * MIB] {
+            // SAFETY: a live block of `size` bytes.
+            p = unsafe { std::alloc::realloc(p, layout(size), new) };
+            assert!(!p.is_null());
+            // SAFETY: the grown block keeps its first `size` bytes and is writable.
+            unsafe {
+                assert_eq!(check_upto(p, 2 * MIB, 2 * MIB, 5), None);
+                p.add(new - 1).write(1);
+            }
+            size = new;
+            assert_eq!(stat_key(g, "allocated"), new as u64);
+        }
+        free(p, size);
+    });
+}
+
 /// Sixteen live blocks of 1–32 MiB replaced at random (the shape of `malloc_large`), in
 /// two groups, contents checked; everything returned at the end.
 #[test]

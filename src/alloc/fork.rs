@@ -42,7 +42,13 @@ extern "C" fn child() {
         let sg = unsafe { &mut *seg };
         if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
             let m = &sg.large;
-            if m.state.load(Ordering::Relaxed) == span::CACHED && m.cache_tld != me {
+            // Cached by a thread that is gone, or taken out of its cache (to evict, to
+            // lend pages, or to serve a block it did not get to hand out).
+            let st = m.state.load(Ordering::Relaxed);
+            let in_cache = st == span::CACHED
+                || st == span::PURGED
+                || (st == span::ACTIVE && !m.cache_tld.is_null());
+            if in_cache && m.cache_tld != me {
                 m.state.store(span::ACTIVE, Ordering::Relaxed);
                 super::large::release(seg);
             }

@@ -62,6 +62,22 @@ impl Cuts {
         &self.at[..self.n as usize]
     }
 
+    /// Whether the data may span more than one area.
+    pub fn any(&self) -> bool {
+        self.n != 0
+    }
+
+    /// Where the area holding the page before `page` begins: the last cut below it, or
+    /// 0.
+    fn last_below(&self, page: u32) -> u32 {
+        self.slice()
+            .iter()
+            .rev()
+            .find(|&&c| c < page)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The cuts of `self` after `src`'s pages `src_lo..src_hi` replace pages `lo..hi`:
     /// those outside `lo..hi`, the two ends, and `src`'s cuts inside its range shifted
     /// into place; `None` if that makes more than `CUTS`.
@@ -101,14 +117,17 @@ pub fn forget(m: &LargeMeta) {
     }
 }
 
-/// Fills `m`'s data from byte `from` to byte `to` (page multiples within its reservation,
-/// not resident, charged by the caller to `m`'s group) with resident pages moved out of
-/// the calling thread's cached mappings, the largest first. Returns the bytes moved (the
-/// rest is left to fault in), or `None` when a refused move left part of the range
-/// unmapped: the block is unusable and the caller releases it.
-pub fn harvest(m: &mut LargeMeta, from: usize, to: usize) -> Option<usize> {
+/// Fills the data of large mapping `seg` from byte `from` to byte `to` (page multiples
+/// within its reservation, not resident, charged by the caller to its group) with
+/// resident pages moved out of the calling thread's cached mappings, the largest first,
+/// each from its last area only. Returns the bytes moved (the rest is left to fault
+/// in), or `None` when a refused move may have given part of the range to another
+/// mapping: then the block is released here, that range left alone.
+pub fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
     let want = to - from;
     let tld = tld::current();
+    // SAFETY: the caller holds the block's mapping exclusively.
+    let m = unsafe { &mut (*seg).large };
     if want < MIN_BYTES || tld.is_null() || m.cuts.n as usize + 2 > CUTS {
         return Some(0);
     }
@@ -135,7 +154,8 @@ pub fn harvest(m: &mut LargeMeta, from: usize, to: usize) -> Option<usize> {
             }
             let Some((i, usable)) = best else { break };
             let s = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
-            // SAFETY: as above; taken out under the lock, it is ours now.
+            // SAFETY: as above; taken out under the lock, it is ours now (a fork child
+            // releases it: `ACTIVE` with `cache_tld` set).
             unsafe { (*s).large.state.store(span::ACTIVE, Ordering::Relaxed) };
             t.large_bytes -= usable;
             donors[n] = (i, s);
@@ -143,45 +163,52 @@ pub fn harvest(m: &mut LargeMeta, from: usize, to: usize) -> Option<usize> {
             got += usable;
         }
     }
-    let mut owed = [Uncharge { group: 0, pages: 0 }; LARGE_CACHE];
-    let (mut at, mut lost) = (from, false);
-    for (k, &(_, s)) in donors[..n].iter().enumerate() {
+    let page = |b: usize| (b / PAGE_SIZE) as u32;
+    let mut at = from;
+    let mut lost = None;
+    for &(_, s) in &donors[..n] {
+        if at == to {
+            break;
+        }
         // SAFETY: a donor taken out of the cache above, ours alone.
         let d = unsafe { &mut (*s).large };
-        if at == to || lost {
-            continue;
-        }
-        let take = d.usable.min(to - at);
-        let page = |b: usize| (b / PAGE_SIZE) as u32;
-        let (src_lo, lo) = (page(d.usable - take), page(at));
-        let Some(cuts) = m
-            .cuts
-            .receive(lo, page(at + take), &d.cuts, src_lo, page(d.usable))
-        else {
-            continue;
+        // From the donor's last area only: a source of several areas is refused by
+        // kernels before 6.17, some of them after unmapping the destination.
+        let tail = d.cuts.last_below(page(d.usable)) as usize * PAGE_SIZE;
+        let take = (d.usable - tail).min(to - at);
+        let (src_lo, lo, hi) = (page(d.usable - take), page(at), page(at + take));
+        let Some(cuts) = m.cuts.receive(lo, hi, &d.cuts, src_lo, page(d.usable)) else {
+            break;
         };
-        let added = (cuts.n - m.cuts.n) as usize;
-        if TOTAL.load(Ordering::Relaxed) + added > CUTS_TOTAL {
+        let (old_n, new_n) = (m.cuts.n as usize, cuts.n as usize);
+        if new_n > old_n && TOTAL.load(Ordering::Relaxed) + (new_n - old_n) > CUTS_TOTAL {
             break;
         }
         // SAFETY: the donor's last `take` bytes of data and the block's range at `at`
         // both lie inside their mappings.
         let (src, dst) = unsafe { (d.data.add(d.usable - take), m.data.add(at)) };
-        match mem::move_pages(src, dst, take) {
-            Moved::Yes => {}
-            Moved::No => break,
-            Moved::Lost => {
-                lost = true;
-                continue;
-            }
+        let moved = mem::move_pages(src, dst, take);
+        if moved == Moved::Lost {
+            lost = Some((dst as usize, take));
+            break;
         }
+        // Moved or mapped again, the range may be an area of its own.
         m.cuts = cuts;
-        TOTAL.fetch_add(added, Ordering::Relaxed);
+        if new_n > old_n {
+            TOTAL.fetch_add(new_n - old_n, Ordering::Relaxed);
+        } else {
+            TOTAL.fetch_sub(old_n - new_n, Ordering::Relaxed);
+        }
+        if moved == Moved::No {
+            break;
+        }
         d.usable -= take;
-        owed[k] = Uncharge {
+        // At once, so that no uncharge is pending while the donor is out of the cache.
+        Uncharge {
             group: d.group.load(Ordering::Relaxed),
             pages: large::pages(take),
-        };
+        }
+        .apply_plain();
         at += take;
     }
     let mut empty = [ptr::null_mut::<Segment>(); LARGE_CACHE];
@@ -205,10 +232,13 @@ pub fn harvest(m: &mut LargeMeta, from: usize, to: usize) -> Option<usize> {
     for &s in &empty[..ne] {
         large::release(s);
     }
-    for u in &owed[..n] {
-        u.apply_plain();
+    match lost {
+        None => Some(at - from),
+        Some((hole, len)) => {
+            large::release_except(seg, hole, len);
+            None
+        }
     }
-    (!lost).then_some(at - from)
 }
 
 #[cfg(test)]
@@ -245,5 +275,15 @@ mod tests {
         assert!(cuts(&full).receive(0, 8, &none, 0, 8).is_none());
         let many: Vec<u32> = (1..CUTS as u32).collect();
         assert!(none.receive(0, 64, &cuts(&many), 0, 64).is_none());
+    }
+
+    #[test]
+    fn the_last_area_begins_at_the_last_cut_below() {
+        assert_eq!(cuts(&[]).last_below(10), 0);
+        let c = cuts(&[0, 4, 9]);
+        assert_eq!(c.last_below(10), 9);
+        assert_eq!(c.last_below(9), 4);
+        assert_eq!(c.last_below(4), 0);
+        assert!(c.any() && !cuts(&[]).any());
     }
 }

@@ -162,13 +162,11 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             let m = unsafe { &mut (*seg).large };
             m.group.store(group, Ordering::Relaxed);
             m.state.store(span::ACTIVE, Ordering::Release);
+            let data = m.data;
             // Cached pages rather than fresh ones: no fault, but not zeroed.
-            match harvest::harvest(m, 0, usable) {
-                Some(moved) => (m.data, moved == 0),
-                None => {
-                    release(seg);
-                    (ptr::null_mut(), false)
-                }
+            match harvest::harvest(seg, 0, usable) {
+                Some(moved) => (data, moved == 0),
+                None => (ptr::null_mut(), false),
             }
         }
         None => {
@@ -327,20 +325,17 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         }
         .apply_plain();
     }
-    let (old, mut zeroed) = (m.usable, purged);
+    let (old, mut zeroed, data) = (m.usable, purged, m.data);
     m.usable = need;
     m.group.store(group, Ordering::Relaxed);
     if old < need {
         // A shorter mapping grows with other cached mappings' pages.
-        match harvest::harvest(m, old, need) {
+        match harvest::harvest(seg, old, need) {
             Some(moved) => zeroed &= moved == 0,
-            None => {
-                release(seg);
-                return Some((ptr::null_mut(), false));
-            }
+            None => return Some((ptr::null_mut(), false)),
         }
     }
-    Some((m.data, zeroed))
+    Some((data, zeroed))
 }
 
 /// Frees the large block of `seg`: into this thread's cache, or released.
@@ -405,6 +400,11 @@ pub fn free(seg: *mut Segment) {
 
 /// Unmaps a large segment the caller holds, returning its charge if it has one.
 pub fn release(seg: *mut Segment) {
+    release_except(seg, 0, 0);
+}
+
+/// `release`, leaving `hole..hole+hole_len` unmapped by us (`Segment::destroy_except`).
+pub fn release_except(seg: *mut Segment, hole: usize, hole_len: usize) {
     // SAFETY: the caller holds the segment exclusively.
     let m = unsafe { &(*seg).large };
     let owed = (m.state.load(Ordering::Relaxed) != span::PURGED).then(|| Uncharge {
@@ -412,7 +412,7 @@ pub fn release(seg: *mut Segment) {
         pages: pages(m.usable),
     });
     harvest::forget(m);
-    Segment::destroy(seg);
+    Segment::destroy_except(seg, hole, hole_len);
     if let Some(u) = owed {
         u.apply();
     }
@@ -479,7 +479,9 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized>
     }
     let head = sg.mapped - sg.large.capacity;
     let capacity = room_for(new);
-    if sg.map_base == seg as *mut u8 {
+    // A mapping of several areas (pages moved in by `harvest`) is neither resized nor
+    // moved by `mremap`: the caller copies.
+    if sg.map_base == seg as *mut u8 && !sg.large.cuts.any() {
         if crate::os::mem::remap_in_place(sg.map_base, sg.mapped, head + capacity) {
             sg.mapped = head + capacity;
             sg.large.capacity = capacity;

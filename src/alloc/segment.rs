@@ -240,6 +240,12 @@ impl Segment {
 
     /// Unlinks and unmaps (or caches) a segment nobody references any more.
     pub fn destroy(seg: *mut Segment) {
+        Self::destroy_except(seg, 0, 0);
+    }
+
+    /// `destroy`, leaving `hole..hole+hole_len` of a large mapping alone: a range the
+    /// kernel may have given to another mapping (`os::mem::Moved::Lost`).
+    pub fn destroy_except(seg: *mut Segment, hole: usize, hole_len: usize) {
         let mut l = LIST.lock();
         // SAFETY: under the list lock, `seg` and its neighbours are listed segments.
         unsafe {
@@ -280,7 +286,15 @@ impl Segment {
             return;
         }
         segmap::set(seg as usize, segmap::NONE);
-        mem::unmap(base, mapped);
+        if hole_len == 0 {
+            mem::unmap(base, mapped);
+            return;
+        }
+        let (start, end) = (base as usize, base as usize + mapped);
+        mem::unmap(base, hole - start);
+        if hole + hole_len < end {
+            mem::unmap((hole + hole_len) as *mut u8, end - hole - hole_len);
+        }
     }
 
     /// Puts an empty span segment (out of the map and the list) in the cache, first in
