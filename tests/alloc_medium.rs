@@ -206,3 +206,147 @@ fn aligned_and_zeroed_medium_blocks() {
     assert_empty(&g);
     g.destroy().unwrap();
 }
+
+/// What the owner thread of `parked_spans_*` is told to do, in its group.
+enum Step {
+    Alloc(usize),
+    Free,
+    Done,
+}
+
+#[test]
+fn a_parked_span_is_purged_by_another_threads_reclaim_and_reused_exactly() {
+    // The owner frees a medium block, which stays charged as `cached` (its span parked);
+    // a reclaim from this thread purges and uncharges it exactly once; the owner's next
+    // block of as many slices reuses it, charged afresh, zeroed; a block of another page
+    // count in the same slices is refitted to its pages.
+    let g = Arc::new(Group::create("/med_parked").unwrap());
+    let (to_owner, steps) = std::sync::mpsc::channel::<Step>();
+    let (to_main, acks) = std::sync::mpsc::channel::<(usize, usize)>();
+    let owner = {
+        let g = g.clone();
+        thread::spawn(move || {
+            let mut live: Option<Raw> = None;
+            for step in steps {
+                let reply = {
+                    let _in = g.enter().unwrap();
+                    match step {
+                        Step::Alloc(n) => {
+                            let layout = layout(n);
+                            // SAFETY: non-zero size.
+                            let p = unsafe { alloc(layout) };
+                            assert!(!p.is_null());
+                            // SAFETY: a live block of `n` bytes.
+                            let zero = unsafe { std::slice::from_raw_parts(p, n) }
+                                .iter()
+                                .all(|&b| b == 0);
+                            // SAFETY: as above.
+                            unsafe { p.write_bytes(0x5a, n) };
+                            live = Some(Raw(p, layout));
+                            (p as usize, zero as usize)
+                        }
+                        Step::Free => {
+                            let Raw(p, layout) = live.take().unwrap();
+                            // SAFETY: the live block with its layout.
+                            unsafe { dealloc(p, layout) };
+                            (p as usize, 0)
+                        }
+                        Step::Done => break,
+                    }
+                };
+                to_main.send(reply).unwrap();
+            }
+        })
+    };
+    let ask = |s: Step| {
+        to_owner.send(s).unwrap();
+        acks.recv().unwrap()
+    };
+    let exact = |large: u64, cached: u64, what: &str| {
+        cgmalloc::drain_stocks();
+        let st = kv(&g, "memory.stat");
+        assert_eq!(st["large"], large, "{what}: {st:?}");
+        assert_eq!(st["cached"], cached, "{what}: {st:?}");
+        assert_eq!(current(&g), large, "{what}: memory.current, {st:?}");
+    };
+    let n = 250_000;
+    let (p, _) = ask(Step::Alloc(n));
+    exact(page_round(n), 0, "live");
+    ask(Step::Free);
+    exact(page_round(n), page_round(n), "parked");
+    assert!(resident(p as *const u8, page_round(n) as usize) > 0);
+    let before = kv(&g, "memory.stat")["nr_uncharges"];
+    reclaim_all(&g);
+    exact(0, 0, "purged by another thread's reclaim");
+    assert_eq!(resident(p as *const u8, page_round(n) as usize), 0);
+    assert_eq!(kv(&g, "memory.stat")["nr_uncharges"], before + 1);
+    // The purged span again: charged in full, zeroed.
+    let (q, zero) = ask(Step::Alloc(n));
+    assert_eq!((q, zero), (p, 1), "the parked span, zeroed by its purge");
+    exact(page_round(n), 0, "reused after the purge");
+    ask(Step::Free);
+    exact(page_round(n), page_round(n), "parked again");
+    // Fewer pages in as many slices: the charged parked span, refitted.
+    let m = 200_000;
+    assert_eq!(
+        page_round(m).div_ceil(64 << 10),
+        page_round(n).div_ceil(64 << 10)
+    );
+    let (q, zero) = ask(Step::Alloc(m));
+    assert_eq!((q, zero), (p, 0), "the parked span, not purged");
+    exact(page_round(m), 0, "reused while charged");
+    ask(Step::Free);
+    exact(page_round(m), page_round(m), "parked, refitted");
+    to_owner.send(Step::Done).unwrap();
+    owner.join().unwrap();
+    // The owner's exit released its parked span.
+    assert_all_returned(&g);
+    Arc::into_inner(g).unwrap().destroy().unwrap();
+}
+
+#[test]
+fn parked_spans_reclaimed_while_their_owner_reuses_them() {
+    // The owner allocates and frees one medium block over and over (its span parked in
+    // between), checking that the block keeps what it wrote while it lives; this thread
+    // reclaims meanwhile. A purge of a block in use would zero it; a lost race would
+    // leave a charge or uncharge twice.
+    let g = Arc::new(Group::create("/med_parked_race").unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let owner = {
+        let (g, stop) = (g.clone(), stop.clone());
+        thread::spawn(move || {
+            let _in = g.enter().unwrap();
+            let n = 3 * 64 * KIB;
+            let layout = layout(n);
+            let mut rounds = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds < 1000 {
+                // SAFETY: non-zero size.
+                let p = unsafe { alloc(layout) };
+                assert!(!p.is_null());
+                for off in (0..n).step_by(PAGE_BYTES) {
+                    // SAFETY: inside the live block, 8-aligned.
+                    unsafe { (p.add(off) as *mut u64).write(rounds ^ off as u64) };
+                }
+                std::hint::spin_loop();
+                for off in (0..n).step_by(PAGE_BYTES) {
+                    // SAFETY: as above.
+                    let v = unsafe { (p.add(off) as *const u64).read() };
+                    assert_eq!(v, rounds ^ off as u64, "round {rounds}, offset {off}");
+                }
+                // SAFETY: the live block with its layout.
+                unsafe { dealloc(p, layout) };
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(1500) {
+        reclaim_all(&g);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = owner.join().unwrap();
+    assert!(rounds >= 1000);
+    assert_all_returned(&g);
+    Arc::into_inner(g).unwrap().destroy().unwrap();
+}

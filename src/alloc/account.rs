@@ -6,7 +6,9 @@
 //! Both walk the global segment list, so nothing is counted on the fast path. Reclaim
 //! frees the calling thread's own empty spans directly; other threads' cached spans and
 //! mappings are purged in place under their cache lock (state `PURGED`, charge returned),
-//! and the uncharges are applied after every lock is dropped.
+//! and the uncharges are applied after every lock is dropped. A span is purged only
+//! after the reclaimer won it with `CACHED -> PURGING` (its owner may take a parked span
+//! back without the lock: the state protocol in `span`).
 
 use super::heap::Uncharge;
 use super::large::{self, SLACK_BUSY};
@@ -48,6 +50,7 @@ fn stats(root: u32) -> AllocStats {
             if st == span::FREE
                 || st == span::INTERIOR
                 || st == span::PURGED
+                || st == span::PURGING
                 || !inside(s.group.load(Ordering::Relaxed))
             {
                 continue;
@@ -59,7 +62,7 @@ fn stats(root: u32) -> AllocStats {
             } else {
                 a.small += bytes;
             }
-            if st == span::CACHED {
+            if st == span::CACHED || st == span::PARKED {
                 a.cached += bytes;
             }
             let live = s
@@ -159,7 +162,8 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
                 return;
             }
             let s = &sg.spans[i];
-            if s.state.load(Ordering::Relaxed) != span::CACHED {
+            let st = s.state.load(Ordering::Relaxed);
+            if st != span::CACHED && st != span::PARKED {
                 continue;
             }
             let heap = s.heap;
@@ -167,26 +171,67 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
                 continue;
             }
             // SAFETY: heaps and thread states live in never-unmapped pool memory.
-            let _g = unsafe { (*(*heap).tld).lock_cache() };
-            let g = s.group.load(Ordering::Relaxed);
-            if s.state.load(Ordering::Relaxed) == span::CACHED
-                && s.heap == heap
-                && GROUPS.is_descendant(g, root)
-            {
-                crate::os::mem::purge(s.start, s.bytes());
-                s.state.store(span::PURGED, Ordering::Relaxed);
-                owed[n] = (
-                    Uncharge {
-                        group: g,
-                        pages: s.pages(),
-                    },
-                    false,
-                );
-                n += 1;
+            let tld = unsafe { (*heap).tld };
+            // SAFETY: as above.
+            let _g = unsafe { (*tld).lock_cache() };
+            if s.heap != heap || !win(s, st) {
+                continue;
             }
+            // Ours until we leave `PURGING`: its fields are stable. Purge it only if it is
+            // the span of the thread whose lock we hold, in the subtree.
+            let g = s.group.load(Ordering::Relaxed);
+            // SAFETY: as above.
+            if s.heap != heap || unsafe { (*heap).tld } != tld || !GROUPS.is_descendant(g, root) {
+                give_back(s, st);
+                continue;
+            }
+            crate::os::mem::purge(s.start, s.bytes());
+            owed[n] = (
+                Uncharge {
+                    group: g,
+                    pages: s.pages(),
+                },
+                false,
+            );
+            n += 1;
+            // The owner may reuse it (charging it afresh) once it reads this.
+            s.state.store(span::PURGED, Ordering::Release);
         }
     });
     n
+}
+
+/// Takes an empty span seen in state `st` (`CACHED` or `PARKED`) for purging, with its
+/// owner's cache lock held: true if it is now `PURGING` and ours. A `PARKED` span its
+/// owner may take with plain stores (`medium::plain_take`): after the swap a process
+/// memory barrier makes the owner's `taking` flag visible if it read the state before
+/// our swap, and we wait for it to finish and see whether it wrote `ACTIVE` over ours.
+fn win(s: &span::Span, st: u8) -> bool {
+    if s.state
+        .compare_exchange(st, span::PURGING, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    if st != span::PARKED || !super::medium::plain_take() {
+        return true;
+    }
+    let _errno = crate::os::ErrnoGuard::new();
+    if crate::os::membarrier().is_err() {
+        give_back(s, st);
+        return false;
+    }
+    while s.taking.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    s.state.load(Ordering::Acquire) == span::PURGING
+}
+
+/// Returns a span won by `win` unpurged, to state `st` (unless its owner took it).
+fn give_back(s: &span::Span, st: u8) {
+    let _ = s
+        .state
+        .compare_exchange(span::PURGING, st, Ordering::Release, Ordering::Relaxed);
 }
 
 /// `malloc_trim`: returns the calling thread's empty spans and free slices, every cached

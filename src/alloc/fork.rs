@@ -14,6 +14,9 @@ use core::ptr;
 use std::sync::atomic::Ordering;
 
 extern "C" fn prepare() {
+    // A child must not inherit the one-time `membarrier` decision half made (its `Once`
+    // would never complete there): make it now, waiting for a thread making it.
+    super::medium::init_parking();
     memcg::table::GROUPS.lock_for_fork();
     memcg::callbacks::lock_for_fork();
     memcg::threshold::lock_for_fork();

@@ -16,6 +16,10 @@
 //!
 //! `errno` is preserved: only the slow paths make system calls, and they restore it.
 //!
+//! A medium block freed by its owner is neither read nor linked: its span (one block) is
+//! parked or cached as it is (`medium.rs`), and a later free of it finds the span
+//! `PARKED`, `CACHED`, `PURGING` or `PURGED`, which is a double free.
+//!
 //! Misuse is fatal with one line: a pointer outside cgmalloc's segments, into a header or
 //! free slices, not at a block start, or a block already free.
 
@@ -110,15 +114,23 @@ pub fn free(p: *mut u8) {
                 && span.state.load(Ordering::Relaxed) == span::ACTIVE
                 && sg.tld.load(Ordering::Relaxed) == me
                 && !me.is_null()
-                && !span.looks_free(p)
             {
-                span.push_local(p);
-                if span.list == span::LIST_FULL
-                    || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
-                {
-                    free_local_slow(span);
+                if span.class != span::MEDIUM {
+                    if !span.looks_free(p) {
+                        span.push_local(p);
+                        if span.list == span::LIST_FULL
+                            || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
+                        {
+                            free_local_slow(span);
+                        }
+                        return;
+                    }
+                } else if span.thread_free.load(Ordering::Relaxed).is_null() {
+                    // The span's one block, live (a freed one's span is not `ACTIVE`, or
+                    // has it on `thread_free`).
+                    free_medium_owned(span);
+                    return;
                 }
-                return;
             }
         }
     }
@@ -137,6 +149,15 @@ fn free_general(p: *mut u8) {
     };
     // SAFETY: `seg` and `s` are the live segment and span of the block being freed.
     let (sg, span) = unsafe { (&*seg, &mut *s) };
+    if span.class == span::MEDIUM
+        && matches!(
+            span.state.load(Ordering::Relaxed),
+            span::CACHED | span::PARKED | span::PURGING | span::PURGED
+        )
+    {
+        // Its one block was freed by its owner (and is on no free list).
+        double_free();
+    }
     let owner = sg.tld.load(Ordering::Relaxed);
     let me = tld::current();
     if owner == me && !me.is_null() {
@@ -180,16 +201,25 @@ fn free_general(p: *mut u8) {
     }
 }
 
+/// The owner frees the live block of its medium span (`Heap::free_medium_owned`).
+#[inline(never)]
+fn free_medium_owned(span: &mut Span) {
+    // SAFETY: the owner's span has its owner's heap.
+    let heap = unsafe { &mut *span.heap };
+    heap.free_medium_owned(span);
+}
+
 #[cold]
 fn free_local_slow(span: &mut Span) {
-    let _errno = crate::os::ErrnoGuard::new();
     let h = span.heap;
     // SAFETY: the owner's span has its owner's heap.
     let heap = unsafe { &mut *h };
     if span.class == span::MEDIUM {
+        // Saves `errno` itself where it may make system calls.
         heap.free_medium(span);
         return;
     }
+    let _errno = crate::os::ErrnoGuard::new();
     if span.list == span::LIST_FULL {
         heap.unfull(span);
     }

@@ -50,8 +50,13 @@ fn current_heap() -> *mut Heap {
 pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
     if size <= MEDIUM_MAX {
         // Between allocations, before the heap is chosen: a group change another thread
-        // asked for (large allocations check on a cache miss, in `large::alloc`).
-        crate::memcg::control::apply_pending_attach();
+        // asked for (large allocations check on a cache miss, in `large::alloc`). A live
+        // heap looks at the request word it keeps, with no TLS access.
+        let h = tld::heap();
+        // SAFETY: the TLS heap is the empty heap or this thread's live heap.
+        if h == empty_heap() || unsafe { (*h).attach_asked() } {
+            crate::memcg::control::apply_pending_attach();
+        }
     }
     let heap = current_heap();
     if heap.is_null() {

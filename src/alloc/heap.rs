@@ -6,11 +6,15 @@
 //! Empty spans are cached (still charged, `CACHED`), at most `CACHE_MAX` per heap; the
 //! oldest beyond that is released: uncharged and returned to its segment (which purges
 //! it later, see `segment`). A medium block has a span of its own, on the full list
-//! while it lives and released as soon as it is freed.
+//! while it lives; freed, it is parked in `parked` or cached (`medium.rs`).
 //!
-//! Only the owner thread touches a heap's queues. The span cache is also read by other
-//! threads reclaiming memory, under the thread's `cache_lock`: they may purge a `CACHED`
-//! span (uncharging it, state `PURGED`), never unlink it.
+//! Only the owner thread touches a heap's queues and `parked`. The cached spans (in
+//! `cache` and `parked`) are also reached by other threads reclaiming memory, through
+//! the segment list and under the thread's `cache_lock`: they may purge a `CACHED` or
+//! `PARKED` span (uncharging it, state `PURGED`), never unlink it. The owner changes
+//! `cache` under `cache_lock` and takes spans out of `CACHED` with `Span::claim`;
+//! `parked` it takes back with no lock (the state protocol in `span`, the handshake in
+//! `medium`).
 //!
 //! Every charge, uncharge or user callback happens with the heap consistent and no lock
 //! held, because a callback may allocate or free on this very heap.
@@ -21,7 +25,7 @@ use super::span::{self, Span};
 use super::tld::Tld;
 use crate::memcg;
 use core::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Empty spans kept per heap before the oldest is released.
 pub const CACHE_MAX: u32 = 8;
@@ -70,6 +74,7 @@ impl Queue {
 
     /// # Safety
     /// `s` is a live span descriptor on no list.
+    #[inline]
     pub unsafe fn push_back(&mut self, s: *mut Span) {
         // SAFETY: by the contract, `s` is valid; `tail` is a listed span.
         unsafe {
@@ -86,6 +91,7 @@ impl Queue {
 
     /// # Safety
     /// `s` is on this list.
+    #[inline]
     pub unsafe fn remove(&mut self, s: *mut Span) {
         // SAFETY: by the contract `s` and its neighbours are listed spans.
         unsafe {
@@ -111,6 +117,10 @@ pub struct Heap {
     pub direct: [*mut Span; NR_CLASSES],
     pub group: u32,
     pub tld: *mut Tld,
+    /// The thread's registry word for group-change requests (`threads::pending_word`;
+    /// the thread keeps its slot while it has heaps): the slow path looks at it with no
+    /// TLS access.
+    pub attach_word: Option<&'static AtomicU64>,
     /// Next heap of the same thread.
     pub next: *mut Heap,
     pub queues: [Queue; NR_CLASSES],
@@ -121,6 +131,10 @@ pub struct Heap {
     pub cache_len: u32,
     /// Medium spans in `cache`.
     pub medium_cached: u32,
+    /// The medium span its owner freed last, kept out of `cache` (null if none): list
+    /// `LIST_PARK`, state `PARKED` or (purged by a reclaimer) `PURGING` / `PURGED`.
+    /// `medium_cached + (parked != null) ≤ MEDIUM_CACHE`.
+    pub parked: *mut Span,
     /// Trimmed since the thread last used it (`tld::heap_for`).
     pub idle_trimmed: bool,
 }
@@ -134,6 +148,7 @@ pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
     direct: [&EMPTY_SPAN.0 as *const Span as *mut Span; NR_CLASSES],
     group: 0,
     tld: ptr::null_mut(),
+    attach_word: None,
     next: ptr::null_mut(),
     queues: [Queue::EMPTY; NR_CLASSES],
     full: Queue::EMPTY,
@@ -141,6 +156,7 @@ pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
     cache: Queue::EMPTY,
     cache_len: 0,
     medium_cached: 0,
+    parked: ptr::null_mut(),
     idle_trimmed: false,
 });
 
@@ -231,6 +247,7 @@ impl Heap {
         self.direct = [empty_span(); NR_CLASSES];
         self.group = group;
         self.tld = tld;
+        self.attach_word = memcg::threads::pending_word();
         self.next = ptr::null_mut();
         self.queues = [Queue::EMPTY; NR_CLASSES];
         self.full = Queue::EMPTY;
@@ -238,6 +255,15 @@ impl Heap {
         self.cache = Queue::EMPTY;
         self.cache_len = 0;
         self.medium_cached = 0;
+        self.parked = ptr::null_mut();
+    }
+
+    /// Whether another thread asked this thread to change group (`apply_pending_attach`
+    /// takes the request).
+    #[inline]
+    pub fn attach_asked(&self) -> bool {
+        self.attach_word
+            .is_some_and(|w| w.load(Ordering::Relaxed) != 0)
     }
 
     /// Brings back spans that remote frees took out of the full list.
@@ -458,10 +484,20 @@ impl Heap {
             // SAFETY: cached spans are live descriptors owned by this heap.
             let span = unsafe { &mut *s };
             let st = span.state.load(Ordering::Relaxed);
-            if (st == span::CACHED) == charged && span.class != span::MEDIUM {
-                self.move_list(s, span::LIST_NONE);
-                span.state.store(span::ACTIVE, Ordering::Relaxed);
-                return Some(s);
+            // Under the lock a span is `PURGING` only for a moment, by a reclaimer that
+            // locked for another thread and gives it back: skip it.
+            if st != span::PURGING && (st == span::CACHED) == charged && span.class != span::MEDIUM
+            {
+                let purged = span.claim();
+                if purged != charged {
+                    self.move_list(s, span::LIST_NONE);
+                    span.state.store(span::ACTIVE, Ordering::Relaxed);
+                    return Some(s);
+                }
+                // Not what it looked like (cannot happen under the lock): leave it cached.
+                if !purged {
+                    span.state.store(span::CACHED, Ordering::Release);
+                }
             }
             s = span.next;
         }
@@ -557,7 +593,7 @@ impl Heap {
             let _g = unsafe { (*self.tld).lock_cache() };
             self.move_list(s, span::LIST_CACHE);
             // SAFETY: `s` is ours.
-            unsafe { (*s).state.store(span::CACHED, Ordering::Relaxed) };
+            unsafe { (*s).state.store(span::CACHED, Ordering::Release) };
             if self.cache_len > CACHE_MAX {
                 let v = self.cache.tail;
                 self.take_off_cache(v);
@@ -575,11 +611,8 @@ impl Heap {
     /// `ACTIVE` so reclaiming threads leave it (and its charge) to us.
     fn take_off_cache(&mut self, s: *mut Span) {
         self.move_list(s, span::LIST_NONE);
-        // SAFETY: a span we own.
-        let st = unsafe { &(*s).state };
-        if st.load(Ordering::Relaxed) == span::CACHED {
-            st.store(span::ACTIVE, Ordering::Relaxed);
-        }
+        // SAFETY: a span we own; `claim` leaves a purged one `PURGED` (no charge).
+        unsafe { (*s).claim() };
     }
 
     /// Releases a span of this heap that is on no list.
@@ -629,6 +662,18 @@ impl Heap {
                 }
                 s = next;
             }
+        }
+        let p = self.parked;
+        if !p.is_null() {
+            self.parked = ptr::null_mut();
+            // SAFETY: our parked span; once claimed no reclaimer touches it.
+            unsafe {
+                (*p).list = span::LIST_NONE;
+                if !(*p).claim() {
+                    pages += (*p).pages();
+                }
+            }
+            self.release(p);
         }
         loop {
             let s = {

@@ -5,9 +5,34 @@
 //!
 //! While the block lives its span is on its heap's full list with `in_full` set, so a
 //! free by another thread (which uncharges the span at once, `free.rs`) tells the owner
-//! to collect and release it. Freed by its owner, the span goes to the heap's cache (at
-//! most `MEDIUM_CACHE` medium spans there, still charged) to serve a block of as many
-//! slices again, its charge refitted; beyond that it is released to its segment.
+//! to collect and release it. Freed by its owner, the span is kept, still charged
+//! (`PARKED`, or `CACHED` in the cache), to serve a block of as many slices again, its charge refitted: in the
+//! heap's `parked` slot, whose previous span moves to the heap's cache; at most
+//! `MEDIUM_CACHE` medium spans in both together, beyond that (or with the group at its
+//! limit) a span is released to its segment.
+//!
+//! The `parked` slot makes a free and malloc pair of one medium block cheap: no cache
+//! lock, no list move, no atomic read-modify-write. The owner parks the span with plain
+//! stores (its state becomes `PARKED` with a release store) and takes it back with plain
+//! stores too when the process could register for `membarrier` (`plain_take`; else
+//! with the compare-and-swap of `Span::claim`). A reclaiming thread purges a parked span
+//! as a cached one (the state protocol in `span`), swapping `PARKED -> PURGING`; the
+//! owner then finds it `PURGED`: uncharged and zeroed, charged afresh on reuse.
+//!
+//! The plain take (an asymmetric Dekker handshake, as folly's asymmetric barriers): the
+//! owner raises the span's `taking`, reads the state, and if `PARKED` stores `ACTIVE`,
+//! then lowers `taking` (release); if not, it lowers `taking` and `claim`s (waiting out
+//! `PURGING`). The reclaimer, after its swap to `PURGING`, runs `os::membarrier`: the
+//! owner either read the state after that barrier (it sees `PURGING` and waits) or raised
+//! `taking` before it (the reclaimer sees the flag, waits for it to drop, and finds
+//! `ACTIVE` if the owner took the span: it backs off). A reclaimer purges only a span
+//! still `PURGING` after that, which the owner can no longer take.
+//!
+//! The owner's free of a medium block (the fast path in
+//! `free.rs`) neither reads nor links the block: the span has one block, so its state
+//! tells a live block (`ACTIVE`, nothing on `thread_free`) from a freed one (`PARKED`,
+//! `CACHED`, `PURGING`, `PURGED`: a double free), and `errno` is saved only on the paths that
+//! may make system calls (releasing a span).
 //!
 //! `grow` resizes a block in place for `realloc`: within its last slice, or into the free
 //! slices right after it, which only the segment's owner thread may take.
@@ -19,10 +44,32 @@ use super::span::{self, Span};
 use crate::memcg;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{compiler_fence, AtomicBool, Ordering};
 
-/// Medium spans a heap's cache keeps (among its `CACHE_MAX` spans).
+/// Medium spans a heap keeps: its parked span and those in its cache (among its
+/// `CACHE_MAX` spans).
 const MEDIUM_CACHE: u32 = 2;
+
+/// Whether owners take their parked spans back with plain stores: set once, before any
+/// thread has a heap (`init_parking`), when the process is registered for `membarrier`.
+static PLAIN_TAKE: AtomicBool = AtomicBool::new(false);
+
+/// Decides `PLAIN_TAKE`, once; every thread calls it before it creates its heaps.
+pub fn init_parking() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _errno = crate::os::ErrnoGuard::new();
+        if crate::os::membarrier_register().is_ok() {
+            PLAIN_TAKE.store(true, Ordering::Release);
+        }
+    });
+}
+
+/// Whether parked spans are taken back with plain stores (the handshake above).
+#[inline]
+pub fn plain_take() -> bool {
+    PLAIN_TAKE.load(Ordering::Relaxed)
+}
 
 /// The bytes of a medium block of `size` bytes (`size ≤ MEDIUM_MAX`: no overflow).
 fn usable_for(size: usize) -> usize {
@@ -38,7 +85,11 @@ impl Heap {
         let usable = usable_for(size);
         let pages = (usable / PAGE_SIZE) as u64;
         let slices = usable.div_ceil(SLICE_SIZE);
-        let (s, zeroed) = match self.take_cached_medium(slices, usable) {
+        let cached = match self.take_parked(slices) {
+            Some(found) => Some(found),
+            None => self.take_cached_medium(slices, usable),
+        };
+        let (s, zeroed) = match cached {
             Some(found) => match self.refit_medium(found, pages) {
                 Some(r) => r,
                 None => return (ptr::null_mut(), false),
@@ -67,7 +118,9 @@ impl Heap {
         span.used.store(1, Ordering::Relaxed);
         // On the full list: a remote free of its block tells the owner through `in_full`.
         span.in_full.store(true, Ordering::Relaxed);
-        self.move_list(s, span::LIST_FULL);
+        // SAFETY: `s` is on no list (`move_list`, inline).
+        unsafe { self.full.push_back(s) };
+        span.list = span::LIST_FULL;
         let p = span.start;
         if !zeroed {
             // A live block's first word must not look like a free-list link.
@@ -75,6 +128,40 @@ impl Heap {
             unsafe { (p as *mut usize).write(0) };
         }
         (p, zeroed)
+    }
+
+    /// The parked span if it has `slices` slices, with whether it was purged (then
+    /// uncharged and zeroed). It is `ACTIVE` and on no list.
+    #[inline]
+    fn take_parked(&mut self, slices: usize) -> Option<(*mut Span, bool)> {
+        let s = self.parked;
+        // SAFETY: the parked span is a live descriptor of this heap; only the owner
+        // writes its shape while it is parked.
+        if s.is_null() || unsafe { (*s).slices } as usize != slices {
+            return None;
+        }
+        self.parked = ptr::null_mut();
+        // SAFETY: as above; once taken, no reclaimer touches it.
+        let span = unsafe { &mut *s };
+        let purged = if plain_take() {
+            // The handshake of the module doc.
+            span.taking.store(true, Ordering::Relaxed);
+            // The reclaimer's `membarrier` orders the load after the store.
+            compiler_fence(Ordering::SeqCst);
+            if span.state.load(Ordering::Relaxed) == span::PARKED {
+                span.state.store(span::ACTIVE, Ordering::Relaxed);
+                span.taking.store(false, Ordering::Release);
+                false
+            } else {
+                span.taking.store(false, Ordering::Release);
+                span.claim()
+            }
+        } else {
+            span.claim()
+        };
+        span.list = span::LIST_NONE;
+        span.state.store(span::ACTIVE, Ordering::Relaxed);
+        Some((s, purged))
     }
 
     /// A cached medium span of `slices` slices, one of `usable` bytes first; with
@@ -103,9 +190,9 @@ impl Heap {
         }
         self.move_list(found, span::LIST_NONE);
         // SAFETY: as above.
-        let st = unsafe { &(*found).state };
-        let purged = st.load(Ordering::Relaxed) == span::PURGED;
-        st.store(span::ACTIVE, Ordering::Relaxed);
+        let span = unsafe { &*found };
+        let purged = span.claim();
+        span.state.store(span::ACTIVE, Ordering::Relaxed);
         Some((found, purged))
     }
 
@@ -139,19 +226,70 @@ impl Heap {
         Some((s, purged))
     }
 
-    /// The owner freed (or collected) the block of medium span `s`: cache the span, or
-    /// release it (beyond `MEDIUM_CACHE`, or when the freeing thread already uncharged
-    /// it).
+    /// The owner freed (pushing it on `local_free`) or collected the block of medium
+    /// span `s`: keep or release the span (`keep_medium`).
     pub fn free_medium(&mut self, s: *mut Span) {
         self.move_list(s, span::LIST_NONE);
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         span.in_full.store(false, Ordering::Relaxed);
         span.collect();
-        if self.medium_cached < MEDIUM_CACHE
-            && span.group.load(Ordering::Relaxed) != span::NO_GROUP
-            && !memcg::charge::at_max(self.group)
+        self.keep_medium(s);
+    }
+
+    /// The owner frees the live block of its medium span `s` (`ACTIVE`, nothing on
+    /// `thread_free`), without touching the block: keep or release the span.
+    pub fn free_medium_owned(&mut self, s: *mut Span) {
+        // SAFETY: a span of this heap.
+        let span = unsafe { &mut *s };
+        if span.list == span::LIST_FULL {
+            // SAFETY: it is on the full list (`move_list`, inline).
+            unsafe { self.full.remove(s) };
+            span.list = span::LIST_NONE;
+        } else {
+            self.move_list(s, span::LIST_NONE);
+        }
+        span.in_full.store(false, Ordering::Relaxed);
+        span.used.store(0, Ordering::Relaxed);
+        self.keep_medium(s);
+    }
+
+    /// An empty medium span on no list: parked (the span parked before goes to the
+    /// cache, `unpark`); released instead with the group at its limit, or when the
+    /// freeing thread already uncharged it.
+    fn keep_medium(&mut self, s: *mut Span) {
+        // SAFETY: a span of this heap.
+        let span = unsafe { &mut *s };
+        if span.group.load(Ordering::Relaxed) == span::NO_GROUP || memcg::charge::at_max(self.group)
         {
+            let _errno = crate::os::ErrnoGuard::new();
+            self.release(s);
+            return;
+        }
+        let old = self.parked;
+        span.list = span::LIST_PARK;
+        self.parked = s;
+        // Publishes the span's fields to reclaimers, which act on `PARKED` only.
+        span.state.store(span::PARKED, Ordering::Release);
+        if !old.is_null() {
+            self.unpark(old);
+        }
+    }
+
+    /// A span just displaced from `parked`: cached while fewer than `MEDIUM_CACHE`
+    /// medium spans are kept (the parked one included), else released; released too if
+    /// a reclaimer purged it (it holds nothing).
+    #[cold]
+    fn unpark(&mut self, s: *mut Span) {
+        // The cache may release a victim, and a release may purge (system calls).
+        let _errno = crate::os::ErrnoGuard::new();
+        // SAFETY: a span of this heap, no longer parked; once claimed no reclaimer
+        // touches it.
+        let purged = unsafe {
+            (*s).list = span::LIST_NONE;
+            (*s).claim()
+        };
+        if !purged && self.medium_cached + 1 < MEDIUM_CACHE {
             self.cache_span(s);
         } else {
             self.release(s);

@@ -22,6 +22,15 @@
 //! statistics, which may lag the list by the few pushes in flight); `used ≤ reserved ≤ capacity`; blocks at index
 //! `≥ reserved` were never handed out; a span with `group != NO_GROUP` holds a charge of
 //! `pages()` pages on that group, except in state `PURGED`.
+//!
+//! State protocol of an empty kept span (`CACHED` in a heap's cache, `PARKED` in its
+//! `parked` slot): the owner makes a span `CACHED` or `PARKED` with a release store (a
+//! span nobody else touches). A reclaimer takes it with a compare-and-swap to `PURGING`,
+//! purges the memory and stores `PURGED` (release); the owner takes it back with
+//! `claim`, a compare-and-swap to `ACTIVE` that waits out `PURGING`. A `PARKED` span the
+//! owner may also take with plain stores, the reclaimer then confirming with a process
+//! memory barrier that it did not (`medium.rs`). So the owner never reuses memory being
+//! purged and a span is uncharged once.
 
 use core::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
@@ -40,6 +49,13 @@ pub const PURGED: u8 = 3;
 pub const ABANDONED: u8 = 4;
 /// Not a span: a later slice of a multi-slice span, whose `start` is the span's start.
 pub const INTERIOR: u8 = 5;
+/// Was `CACHED`; a reclaiming thread holding the owner's cache lock is purging it, and
+/// leaves the state `PURGED` (or `CACHED` again if the span is not the one it locked
+/// for). Nobody else changes the span meanwhile.
+pub const PURGING: u8 = 6;
+/// Empty, still charged, in its heap's `parked` slot (`medium.rs`): as `CACHED`, but
+/// the owner may take it back with plain stores.
+pub const PARKED: u8 = 7;
 
 /// The class of a medium span (one block, no size class, on no class queue).
 pub const MEDIUM: u8 = u8::MAX;
@@ -49,6 +65,8 @@ pub const LIST_NONE: u8 = 0;
 pub const LIST_CLASS: u8 = 1;
 pub const LIST_FULL: u8 = 2;
 pub const LIST_CACHE: u8 = 3;
+/// A medium span in its heap's `parked` slot.
+pub const LIST_PARK: u8 = 4;
 
 /// A free block's first word.
 #[repr(C)]
@@ -79,6 +97,9 @@ pub struct Span {
     pub slices: u8,
     /// Whether the span is its heap's `direct` span for its class (owner only).
     pub is_direct: bool,
+    /// Raised by the owner while it takes the span out of `PARKED` with plain stores
+    /// (`medium.rs`); read by reclaimers.
+    pub taking: AtomicBool,
     // --- the rest ---
     pub thread_free: AtomicPtr<Block>,
     /// Blocks on `thread_free` not yet collected (for statistics: `used - remote` blocks
@@ -115,11 +136,36 @@ impl Span {
         slices: 0,
         list: LIST_NONE,
         is_direct: false,
+        taking: AtomicBool::new(false),
         group: AtomicU32::new(NO_GROUP),
         heap: ptr::null_mut(),
         prev: ptr::null_mut(),
         next: ptr::null_mut(),
     };
+
+    /// The owner takes back an empty span of its own that may be `CACHED` or `PARKED`:
+    /// afterwards no reclaimer touches it. Returns whether it was purged (uncharged,
+    /// zeroed; its state stays `PURGED`); otherwise it is `ACTIVE` and still holds its
+    /// charge.
+    pub fn claim(&self) -> bool {
+        loop {
+            let st = self.state.load(Ordering::Acquire);
+            match st {
+                CACHED | PARKED => {
+                    if self
+                        .state
+                        .compare_exchange(st, ACTIVE, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return false;
+                    }
+                }
+                PURGING => core::hint::spin_loop(),
+                // `PURGED`, or a span taken off the cache earlier (`ACTIVE`).
+                _ => return st == PURGED,
+            }
+        }
+    }
 
     /// Pages charged for the span (unless `PURGED`): every slice of a small-block span,
     /// the block of a medium one.
@@ -135,8 +181,12 @@ impl Span {
         (self.slices as usize) << super::segment::SLICE_SHIFT
     }
 
-    /// Sets the block size and the `magic` that divides by it.
+    /// Sets the block size and the `magic` that divides by it (`magic` is a function of
+    /// `block_size` alone, so an unchanged size costs no division).
     pub fn set_block_size(&mut self, size: usize) {
+        if self.block_size as usize == size && self.magic != 0 {
+            return;
+        }
         self.block_size = size as u32;
         self.magic = (1u64 << 32).div_ceil(size as u64);
     }

@@ -269,6 +269,7 @@ pub fn setup_heap() -> *mut Heap {
     let mut tld = current();
     if tld.is_null() {
         super::init();
+        super::medium::init_parking();
         tld = TLDS.alloc() as *mut Tld;
         if tld.is_null() {
             return ptr::null_mut();
@@ -366,7 +367,11 @@ pub fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
         sp.list = span::LIST_NONE;
         sp.is_direct = false;
         sp.in_full.store(false, Ordering::Relaxed);
-        if st == span::CACHED || st == span::PURGED || sp.used.load(Ordering::Relaxed) == 0 {
+        if st == span::CACHED
+            || st == span::PARKED
+            || st == span::PURGED
+            || sp.used.load(Ordering::Relaxed) == 0
+        {
             // SAFETY: an empty span of a segment we hold.
             let (u, empty) = unsafe { heap::release_span(seg, s, now) };
             owed.add(u);

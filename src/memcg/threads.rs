@@ -148,6 +148,14 @@ pub fn ensure_registered() {
     my_slot();
 }
 
+/// The word in which other threads ask the calling thread to change group (`None`
+/// without a slot): nonzero when `take_pending` has a request. The slot is the thread's
+/// until it leaves the registry at exit, so its allocator state may keep this to look
+/// without a thread-local access.
+pub fn pending_word() -> Option<&'static AtomicU64> {
+    my_slot().map(|s| &s.pending)
+}
+
 /// Functions the allocator installs: called when a thread changes group, and first
 /// thing at thread exit.
 static SWITCH_HOOK: AtomicUsize = AtomicUsize::new(0);
