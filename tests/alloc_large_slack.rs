@@ -135,6 +135,38 @@ fn a_group_at_its_max_keeps_no_slack() {
     g.destroy().unwrap();
 }
 
+#[test]
+fn another_groups_mapping_hands_over_its_slack_too() {
+    let a = Group::create("/slack-from").unwrap();
+    let b = Group::create("/slack-to").unwrap();
+    thread::spawn(move || {
+        a.attach_current_thread().unwrap();
+        cache_one(8 * MIB);
+        assert_eq!(stat_key(&a, "cached"), 8 * MIB as u64);
+        // The same thread in `b`: its cache still holds `a`'s mapping, which serves the
+        // block with all its pages, the 3 MiB past it kept as `b`'s slack.
+        b.attach_current_thread().unwrap();
+        // SAFETY: non-zero size.
+        let p = std::hint::black_box(unsafe { alloc(layout(5 * MIB)) });
+        assert!(!p.is_null());
+        assert_eq!(stat_key(&a, "large"), 0);
+        assert_eq!(stat_key(&b, "large"), 8 * MIB as u64);
+        assert_eq!(stat_key(&b, "cached"), 3 * MIB as u64);
+        assert_eq!(stat_key(&b, "allocated"), 5 * MIB as u64);
+        // SAFETY: the slack lies in the block's mapping, right after it.
+        assert_eq!(
+            resident(unsafe { p.add(5 * MIB) }, 3 * MIB),
+            3 * MIB / PAGE as usize
+        );
+        // SAFETY: a live block of this layout.
+        unsafe { dealloc(p, layout(5 * MIB)) };
+    })
+    .join()
+    .unwrap();
+    assert_all_returned(&a);
+    assert_all_returned(&b);
+}
+
 /// One thread reuses cached mappings for blocks of other sizes (making slack), grows and
 /// shrinks them and frees them, checking their contents, while another reclaims the
 /// group in a loop (purging that slack under its feet).

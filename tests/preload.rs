@@ -132,6 +132,8 @@ fn misuse(mode: &str) {
     // The line names the misuse the mode commits.
     let says = if mode.starts_with("double-free") {
         "double free"
+    } else if mode.contains("after-free") {
+        "already freed"
     } else if mode.contains("interior") {
         "inside a block"
     } else {
@@ -223,6 +225,21 @@ fn misuse_interior_medium() {
 #[test]
 fn misuse_realloc_foreign() {
     misuse("realloc-foreign");
+}
+
+#[test]
+fn misuse_realloc_after_free_medium() {
+    misuse("realloc-after-free-medium");
+}
+
+#[test]
+fn misuse_realloc_after_free_large() {
+    misuse("realloc-after-free-large");
+}
+
+#[test]
+fn misuse_usable_size_after_free_medium() {
+    misuse("usable-size-after-free-medium");
 }
 
 #[test]

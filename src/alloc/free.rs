@@ -71,6 +71,16 @@ fn double_free() -> ! {
     fatal(&[b"free(): double free detected"])
 }
 
+/// A block found already freed: a double free, or (for `realloc` and
+/// `malloc_usable_size`) a use after free.
+#[cold]
+fn freed(caller: Caller) -> ! {
+    match caller {
+        Caller::Free => double_free(),
+        _ => fatal(&[caller.name(), b"invalid pointer (block already freed)"]),
+    }
+}
+
 /// The segment and span of a live small block, or the segment of a large one; fatal for
 /// anything else.
 #[inline]
@@ -84,6 +94,10 @@ pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
         if p != sg.large.data {
             interior(caller);
         }
+        // A cached (or purged) mapping's block was freed.
+        if sg.large.state.load(Ordering::Relaxed) != span::ACTIVE {
+            freed(caller);
+        }
         return (seg, None);
     }
     let Some(s) = sg.span_of(p) else {
@@ -91,6 +105,15 @@ pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
     };
     if !s.is_block_start(p as usize) {
         interior(caller);
+    }
+    // A medium span kept empty: its one block was freed (and is on no free list).
+    if s.class == span::MEDIUM
+        && matches!(
+            s.state.load(Ordering::Relaxed),
+            span::CACHED | span::PARKED | span::PURGING | span::PURGED
+        )
+    {
+        freed(caller);
     }
     (seg, Some(s as *mut Span))
 }
@@ -149,15 +172,6 @@ fn free_general(p: *mut u8) {
     };
     // SAFETY: `seg` and `s` are the live segment and span of the block being freed.
     let (sg, span) = unsafe { (&*seg, &mut *s) };
-    if span.class == span::MEDIUM
-        && matches!(
-            span.state.load(Ordering::Relaxed),
-            span::CACHED | span::PARKED | span::PURGING | span::PURGED
-        )
-    {
-        // Its one block was freed by its owner (and is on no free list).
-        double_free();
-    }
     let owner = sg.tld.load(Ordering::Relaxed);
     let me = tld::current();
     if owner == me && !me.is_null() {

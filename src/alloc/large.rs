@@ -131,6 +131,16 @@ pub fn pages(usable: usize) -> u64 {
     (usable / PAGE_SIZE) as u64
 }
 
+/// Charges `more` bytes to `group` for a mapping that already holds `held` bytes of its
+/// charge (a new page run when it holds none).
+fn charge_more(group: u32, more: usize, held: usize) -> bool {
+    match (more, held) {
+        (0, _) => true,
+        (_, 0) => charge(group, more),
+        _ => memcg::charge::try_charge(group, pages(more), 0).is_ok(),
+    }
+}
+
 fn charge(group: u32, usable: usize) -> bool {
     let ok = memcg::charge::try_charge(group, pages(usable), 0).is_ok();
     if ok {
@@ -282,18 +292,22 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         return Some((m.data, false));
     }
     let old_group = m.group.load(Ordering::Relaxed);
-    let charged = if !purged && old_group == group {
-        m.usable
+    let resident = if purged { 0 } else { m.usable };
+    let charged = if old_group == group { resident } else { 0 };
+    // A longer mapping's tail stays resident as the block's slack, charged to `group`
+    // (another group's mapping hands all its pages over), unless `group` is at its
+    // `max` or refuses the tail: then it is purged.
+    let mut keep = if resident > need && !memcg::charge::at_max(group) {
+        resident
     } else {
-        0
+        need
     };
     // Charge first, so that a refusal leaves the mapping as it was, to be released.
-    let more = need.saturating_sub(charged);
-    let ok = match (more, charged) {
-        (0, _) => true,
-        (_, 0) => charge(group, more),
-        _ => memcg::charge::try_charge(group, pages(more), 0).is_ok(),
-    };
+    let mut ok = charge_more(group, keep.saturating_sub(charged), charged);
+    if !ok && keep > need.max(charged) {
+        keep = need;
+        ok = charge_more(group, need.saturating_sub(charged), charged);
+    }
     if !ok {
         if purged {
             m.state.store(span::PURGED, Ordering::Relaxed);
@@ -308,10 +322,11 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         }
         .apply();
     }
-    if charged > need && !memcg::charge::at_max(group) {
+    if keep > need {
         // The pages beyond `need` stay resident and charged, as the group's cache.
-        m.slack.store(m.usable - need, Ordering::Release);
+        m.slack.store(keep - need, Ordering::Release);
         m.usable = need;
+        m.group.store(group, Ordering::Relaxed);
         return Some((m.data, false));
     }
     if !purged && m.usable > need {

@@ -6,7 +6,8 @@
  * Modes: double-free, double-free-large, double-free-medium, double-free-medium-remote,
  * double-free-owner-then-remote, double-free-remote-then-owner, double-free-remote-twice,
  * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
- * interior-large, interior-medium, realloc-foreign, usable-size-interior.
+ * interior-large, interior-medium, realloc-foreign, usable-size-interior,
+ * realloc-after-free-medium, realloc-after-free-large, usable-size-after-free-medium.
  */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -146,6 +147,24 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "realloc-foreign") == 0) {
         void *q = realloc(launder(static_buf), 100);
         printf("realloc(foreign) = %p\n", q);
+    } else if (strcmp(mode, "realloc-after-free-medium") == 0) {
+        /* The freed block's span is kept for reuse: growing it would charge a free span. */
+        void *p = malloc(200000);
+        memset(p, 1, 200000);
+        free(p);
+        void *q = realloc(launder(p), 300000);
+        printf("realloc(freed) = %p\n", q);
+    } else if (strcmp(mode, "realloc-after-free-large") == 0) {
+        void *p = malloc(3 << 20);
+        memset(p, 1, 3 << 20);
+        free(p);
+        void *q = realloc(launder(p), 5 << 20);
+        printf("realloc(freed) = %p\n", q);
+    } else if (strcmp(mode, "usable-size-after-free-medium") == 0) {
+        void *p = malloc(200000);
+        free(p);
+        size_t n = malloc_usable_size(launder(p));
+        printf("malloc_usable_size(freed) = %zu\n", n);
     } else if (strcmp(mode, "usable-size-interior") == 0) {
         char *p = malloc(64);
         size_t n = malloc_usable_size(launder(p + 16));
