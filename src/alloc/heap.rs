@@ -307,7 +307,8 @@ impl Heap {
     }
 
     /// Moves `s` from whichever list it is on to `to` (front of a class queue, back of the
-    /// full list, front of the cache).
+    /// full list, front of the cache). Inlined: with `to` known, only one arm is left.
+    #[inline]
     pub(super) fn move_list(&mut self, s: *mut Span, to: u8) {
         // SAFETY: `s` is a span of this heap; `list` says where it is.
         unsafe {

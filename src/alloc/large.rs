@@ -353,13 +353,11 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     Some((data, zeroed))
 }
 
-/// Frees the large block of `seg`: into this thread's cache, or released.
+/// Frees the large block of `seg` (found live by `free::locate`): into this thread's
+/// cache, or released.
 pub fn free(seg: *mut Segment) {
     // SAFETY: `seg` is the live segment of a block being freed, so no one else holds it.
     let m = unsafe { &mut (*seg).large };
-    if m.state.load(Ordering::Relaxed) != span::ACTIVE {
-        crate::util::fatal::fatal(&[b"double free of a large block"]);
-    }
     m.absorb_slack();
     let tld = tld::current();
     if tld.is_null()

@@ -118,9 +118,7 @@ impl Heap {
         span.used.store(1, Ordering::Relaxed);
         // On the full list: a remote free of its block tells the owner through `in_full`.
         span.in_full.store(true, Ordering::Relaxed);
-        // SAFETY: `s` is on no list (`move_list`, inline).
-        unsafe { self.full.push_back(s) };
-        span.list = span::LIST_FULL;
+        self.move_list(s, span::LIST_FULL);
         let p = span.start;
         if !zeroed {
             // A live block's first word must not look like a free-list link.
@@ -242,13 +240,7 @@ impl Heap {
     pub fn free_medium_owned(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
-        if span.list == span::LIST_FULL {
-            // SAFETY: it is on the full list (`move_list`, inline).
-            unsafe { self.full.remove(s) };
-            span.list = span::LIST_NONE;
-        } else {
-            self.move_list(s, span::LIST_NONE);
-        }
+        self.move_list(s, span::LIST_NONE);
         span.in_full.store(false, Ordering::Relaxed);
         span.used.store(0, Ordering::Relaxed);
         self.keep_medium(s);
