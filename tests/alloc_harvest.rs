@@ -34,6 +34,14 @@ fn free(p: *mut u8, size: usize) {
     unsafe { dealloc(std::hint::black_box(p), layout(size)) };
 }
 
+/// Leaves a mapping of `size` bytes, every page resident, in the thread's cache; its
+/// address (the freed block's).
+fn cache_one(size: usize) -> *mut u8 {
+    let p = block(size, 1);
+    free(p, size);
+    p
+}
+
 fn pages(bytes: usize) -> usize {
     bytes / PAGE as usize
 }
@@ -54,9 +62,7 @@ fn in_group(g: &Group, f: impl FnOnce(&Group) + Send + 'static) {
 fn a_new_block_takes_a_cached_mappings_pages() {
     let g = Group::create("/harvest").unwrap();
     in_group(&g, |g| {
-        let big = 12 * MIB;
-        let donor = block(big, 1);
-        free(donor, big);
+        let donor = cache_one(12 * MIB);
         assert_eq!(stat_key(g, "cached"), 12 * M);
 
         // 12 MiB is more than twice 3 MiB: no cached mapping serves the block, which
@@ -145,9 +151,7 @@ fn pages_change_group_with_their_charge() {
     let (a2, b2) = (a, b);
     thread::spawn(move || {
         a2.attach_current_thread().unwrap();
-        let big = 16 * MIB;
-        let donor = block(big, 1);
-        free(donor, big);
+        cache_one(16 * MIB);
         assert_eq!(stat_key(&a2, "cached"), 16 * M);
 
         // The same thread in another group: its cache still holds `a`'s mapping.
@@ -173,9 +177,7 @@ fn pages_change_group_with_their_charge() {
 fn a_zeroed_block_over_harvested_pages_reads_zeros() {
     let g = Group::create("/harvest-zero").unwrap();
     in_group(&g, |g| {
-        let big = 12 * MIB;
-        let donor = block(big, 1);
-        free(donor, big);
+        cache_one(12 * MIB);
         let size = 5 * MIB;
         // SAFETY: non-zero size.
         let p = unsafe { alloc_zeroed(layout(size)) };
@@ -192,9 +194,7 @@ fn a_zeroed_block_over_harvested_pages_reads_zeros() {
 fn a_harvested_block_grows_past_its_reservation_by_copy() {
     let g = Group::create("/harvest-realloc").unwrap();
     in_group(&g, |g| {
-        let big = 12 * MIB;
-        let donor = block(big, 1);
-        free(donor, big);
+        cache_one(12 * MIB);
         let mut size = 2 * MIB;
         let mut p = block(size, 5);
         assert_eq!(stat_key(g, "cached"), 10 * M, "the block was not harvested");
