@@ -232,6 +232,23 @@ fn misuse_realloc_after_free_medium() {
     misuse("realloc-after-free-medium");
 }
 
+/// A small block the free map shows free.
+#[test]
+fn misuse_realloc_after_free_small() {
+    misuse("realloc-after-free-small");
+}
+
+#[test]
+fn misuse_usable_size_after_free_small() {
+    misuse("usable-size-after-free-small");
+}
+
+/// A block start of a span that never handed that block out counts as free.
+#[test]
+fn misuse_double_free_never_handed_out() {
+    misuse("double-free-never-handed-out");
+}
+
 #[test]
 fn misuse_realloc_after_free_large() {
     misuse("realloc-after-free-large");

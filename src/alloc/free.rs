@@ -24,6 +24,7 @@
 //! free slices, not at a block start, or a block already free.
 
 use super::abandoned;
+use super::freemap;
 use super::heap::{self, Uncharge};
 use super::segmap;
 use super::segment::{Segment, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICE_SHIFT};
@@ -106,6 +107,11 @@ pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
     if !s.is_block_start(p as usize) {
         interior(caller);
     }
+    // A small block the free map shows free (`free` leaves double frees to its own
+    // checks, which do not read the owner's map from other threads).
+    if !matches!(caller, Caller::Free) && s.class != span::MEDIUM && freemap::is_free(p as usize) {
+        freed(caller);
+    }
     // A medium span kept empty: its one block was freed (and is on no free list).
     if s.class == span::MEDIUM
         && matches!(
@@ -133,14 +139,17 @@ pub fn free(p: *mut u8) {
             // SAFETY: a descriptor of this segment.
             let span = unsafe { &mut *s };
             let me = tld::current();
-            if span.is_block_start(a)
-                && span.state.load(Ordering::Relaxed) == span::ACTIVE
+            if span.state.load(Ordering::Relaxed) == span::ACTIVE
                 && sg.tld.load(Ordering::Relaxed) == me
                 && !me.is_null()
             {
                 if span.class != span::MEDIUM {
-                    if !span.looks_free(p) {
-                        span.push_local(p);
+                    // The free map's bit is clear only at the start of a block handed out
+                    // (`freemap.rs`), which this sets: an interior pointer or a block
+                    // already free goes to `free_general`. Blocks on `thread_free` are
+                    // not in the map: with any there, `free_general` checks the block.
+                    if span.thread_free.load(Ordering::Relaxed).is_null() && span.try_push_local(p)
+                    {
                         if span.list == span::LIST_FULL
                             || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
                         {
@@ -148,7 +157,9 @@ pub fn free(p: *mut u8) {
                         }
                         return;
                     }
-                } else if span.thread_free.load(Ordering::Relaxed).is_null() {
+                } else if a == span.start as usize
+                    && span.thread_free.load(Ordering::Relaxed).is_null()
+                {
                     // The span's one block, live (a freed one's span is not `ACTIVE`, or
                     // has it on `thread_free`).
                     free_medium_owned(span);
@@ -175,7 +186,7 @@ fn free_general(p: *mut u8) {
     let owner = sg.tld.load(Ordering::Relaxed);
     let me = tld::current();
     if owner == me && !me.is_null() {
-        if span.looks_free(p) && span.is_free_block(p as usize) {
+        if span.owner_sees_free(p) {
             double_free();
         }
         span.push_local(p);
@@ -270,7 +281,7 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     if span.state.load(Ordering::Relaxed) == span::ABANDONED {
         span.collect();
         if let Some(p) = p {
-            if span.looks_free(p) && span.is_free_block(p as usize) {
+            if span.owner_sees_free(p) {
                 sg.unlock_claim();
                 double_free();
             }

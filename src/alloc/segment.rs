@@ -94,6 +94,8 @@ pub struct Segment {
     /// Large mappings: the block's start, its size as asked and the group charged.
     pub large: super::large::LargeMeta,
     pub spans: [Span; SLICES],
+    /// Which small blocks of the slices are free (`freemap.rs`).
+    pub free_map: super::freemap::FreeMap,
 }
 
 const _: () = assert!(core::mem::size_of::<Segment>() <= SLICE_SIZE);

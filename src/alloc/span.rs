@@ -10,8 +10,13 @@
 //! - `thread_free`: blocks other threads freed, pushed with compare-and-swap and taken by
 //!   the owner with one swap.
 //!
-//! Links are stored XORed with the span's `key`, so a double free is noticed cheaply
-//! (a block whose first word decodes to a link into its own span is checked in full).
+//! Double frees: the owner's free asks the segment's free map (`freemap.rs`), which
+//! knows the blocks on `free` and `local_free`, and reads no block. Blocks on
+//! `thread_free` are not in the map until collected: links are stored XORed with the
+//! span's `key`, so a block whose first word decodes to a link into its own span is
+//! suspected and checked in full (`is_free_block`); a block handed out has its first
+//! word cleared. The owner's fast path leaves a span with remote frees pending to that
+//! check.
 //!
 //! Fields written only by the owner thread (or, for an abandoned span, the thread holding
 //! its segment's claim) are plain or relaxed atomics read by statistics; `thread_free`
@@ -32,6 +37,7 @@
 //! memory barrier that it did not (`medium.rs`). So the owner never reuses memory being
 //! purged and a span is uncharged once.
 
+use super::freemap;
 use core::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
@@ -216,6 +222,9 @@ impl Span {
         self.heap = heap;
         self.group.store(group, Ordering::Relaxed);
         self.state.store(ACTIVE, Ordering::Relaxed);
+        if class != MEDIUM {
+            freemap::set_slice_free(self.start as usize);
+        }
     }
 
     #[inline]
@@ -241,14 +250,34 @@ impl Span {
             self.free = self.decode((*b).next);
             (*b).next = 0;
         }
+        freemap::set_used(b as usize);
         self.used
             .store(self.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         b.cast()
     }
 
-    /// The owner frees `p` (a block of this span).
+    /// The owner frees `p` (a block of this span, not free).
     #[inline]
     pub fn push_local(&mut self, p: *mut u8) {
+        if self.class != MEDIUM {
+            freemap::set_free(p as usize);
+        }
+        self.link_local(p);
+    }
+
+    /// The owner frees `p` (a block of this span) unless the free map shows it free
+    /// already: false, and nothing changed, for a block already free.
+    #[inline(always)]
+    pub fn try_push_local(&mut self, p: *mut u8) -> bool {
+        if !freemap::try_set_free(p as usize) {
+            return false;
+        }
+        self.link_local(p);
+        true
+    }
+
+    #[inline(always)]
+    fn link_local(&mut self, p: *mut u8) {
         let b = p as *mut Block;
         let link = self.encode(self.local_free);
         // SAFETY: `p` is a block of this span being freed: its memory is ours to reuse.
@@ -300,6 +329,9 @@ impl Span {
                 let next = self.decode(unsafe { (*b).next });
                 // SAFETY: as above; relinking a block we now own.
                 unsafe { (*b).next = self.encode(self.free) };
+                if self.class != MEDIUM {
+                    freemap::set_free(b as usize);
+                }
                 self.free = b;
                 gained += 1;
                 b = next;
@@ -337,32 +369,43 @@ impl Span {
         off < (1 << 20) && index < self.capacity as u64 && index * self.block_size as u64 == off
     }
 
-    /// Whether `p` is on one of the span's free lists (or never handed out). Slow: used
-    /// only to confirm a suspected double free. It may run in a thread other than the
-    /// owner while the owner changes its lists: every link is checked to be a block of
-    /// this span before it is followed, so the walk stays inside the span and ends.
+    /// Whether `p` (a block start of this span) is free: set in the free map, or on
+    /// `thread_free`. Slow when `thread_free` is not empty: used only to confirm a
+    /// suspected double free. It may run in a thread other than the owner while the
+    /// owner changes its lists, and `thread_free` changes under it: every link is checked
+    /// to be a block of this span before it is followed, so the walk stays inside the
+    /// span and ends.
     pub fn is_free_block(&self, p: usize) -> bool {
-        let idx = (p - self.start as usize) / self.block_size as usize;
         debug_assert!(self.is_block_start(p));
-        if idx as u32 >= self.reserved {
+        if self.class != MEDIUM && freemap::is_free(p) {
             return true;
         }
-        let on = |mut b: *mut Block| {
-            let mut steps = 0;
-            while !b.is_null() && steps <= self.capacity {
-                if b as usize == p {
-                    return true;
-                }
-                if !self.is_block_start(b as usize) {
-                    return false;
-                }
-                // SAFETY: `b` is a block of this span (checked above), so readable.
-                b = self.decode(unsafe { (*b).next });
-                steps += 1;
+        let mut b = self.thread_free.load(Ordering::Acquire);
+        let mut steps = 0;
+        while !b.is_null() && steps <= self.capacity {
+            if b as usize == p {
+                return true;
             }
-            false
-        };
-        on(self.free) || on(self.local_free) || on(self.thread_free.load(Ordering::Acquire))
+            if !self.is_block_start(b as usize) {
+                return false;
+            }
+            // SAFETY: `b` is a block of this span (checked above), so readable.
+            b = self.decode(unsafe { (*b).next });
+            steps += 1;
+        }
+        false
+    }
+
+    /// The owner's (or claim holder's) full check of a block being freed: whether it is
+    /// free already. A small block is free if the map says so or it is on `thread_free`
+    /// (and then has a link in its first word); a medium span is in no map.
+    pub fn owner_sees_free(&self, p: *mut u8) -> bool {
+        if self.class != MEDIUM && freemap::is_free(p as usize) {
+            return true;
+        }
+        (self.class == MEDIUM || !self.thread_free.load(Ordering::Acquire).is_null())
+            && self.looks_free(p)
+            && self.is_free_block(p as usize)
     }
 
     /// The first word of a block being freed looks like a free-list link of this span:

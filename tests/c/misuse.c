@@ -165,6 +165,23 @@ int main(int argc, char **argv)
         free(p);
         size_t n = malloc_usable_size(launder(p));
         printf("malloc_usable_size(freed) = %zu\n", n);
+    } else if (strcmp(mode, "realloc-after-free-small") == 0) {
+        void *p = malloc(64);
+        memset(p, 1, 64);
+        free(p);
+        void *q = realloc(launder(p), 32);
+        printf("realloc(freed) = %p\n", q);
+    } else if (strcmp(mode, "usable-size-after-free-small") == 0) {
+        void *p = malloc(64);
+        free(p);
+        size_t n = malloc_usable_size(launder(p));
+        printf("malloc_usable_size(freed) = %zu\n", n);
+    } else if (strcmp(mode, "double-free-never-handed-out") == 0) {
+        /* A block start of a fresh span that was never handed out: the first 8000-byte
+         * block of a new span, and the fourth after it (a span carves 16 KiB at first). */
+        char *p = malloc(8000);
+        char *q = p + 4 * malloc_usable_size(p);
+        free(launder(q));
     } else if (strcmp(mode, "usable-size-interior") == 0) {
         char *p = malloc(64);
         size_t n = malloc_usable_size(launder(p + 16));

@@ -1,0 +1,86 @@
+//! The free map: one bit per 16-byte granule of a span segment, kept in the segment's
+//! header, saying whether the small block starting there is free. It lets the owner's
+//! `free` see a double free without reading the block: a wide read of a word the program
+//! has just written in narrower stores cannot be forwarded from the store buffer, and
+//! waits for the stores to reach the cache (about as long as the rest of the pair of
+//! calls).
+//!
+//! Invariant, for a small-block span (not `MEDIUM`) in state `ACTIVE` or `ABANDONED`:
+//! a granule's bit is clear iff a block handed out (live, or on `thread_free` until the
+//! owner collects it) starts there. So the bit is set for a block on `free` or
+//! `local_free`, for a block never handed out (index `≥ reserved`), and for every granule
+//! that starts no block: a pointer whose bit is clear is the start of a block handed out,
+//! and the owner's fast `free` needs no other check that `p` is a block start. Bits of
+//! other slices mean nothing.
+//!
+//! Writers: the span's owner (or the claim holder of an abandoned segment), with plain
+//! relaxed load/store pairs. Other threads only read bits, to confirm a double free they
+//! suspect; a live block's bit is clear for whoever may legally free it.
+
+use super::segment::{Segment, SEG_SIZE, SLICE_SIZE};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const GRANULE_SHIFT: usize = 4;
+/// Bits per word.
+const WORD_SHIFT: usize = 6;
+const WORDS: usize = SEG_SIZE >> (GRANULE_SHIFT + WORD_SHIFT);
+const SLICE_WORDS: usize = SLICE_SIZE >> (GRANULE_SHIFT + WORD_SHIFT);
+
+/// The bits of one segment (32 KiB; the words of slice 0, the header, are unused).
+#[repr(C)]
+pub struct FreeMap([AtomicU64; WORDS]);
+
+/// The word holding `p`'s bit, and the bit.
+#[inline(always)]
+fn locate(p: usize) -> (&'static AtomicU64, u64) {
+    let base = p & !(SEG_SIZE - 1);
+    let index = (p & (SEG_SIZE - 1)) >> (GRANULE_SHIFT + WORD_SHIFT);
+    let bit = 1u64 << ((p >> GRANULE_SHIFT) & 63);
+    let map = (base + core::mem::offset_of!(Segment, free_map)) as *const AtomicU64;
+    // SAFETY: callers pass an address inside a span segment in use, whose header (and so
+    // its map, `WORDS` words of which `index` is one) is mapped for as long as the
+    // segment's blocks may be freed.
+    (unsafe { &*map.add(index) }, bit)
+}
+
+/// Whether the block at `p` is free.
+#[inline(always)]
+pub fn is_free(p: usize) -> bool {
+    let (w, bit) = locate(p);
+    w.load(Ordering::Relaxed) & bit != 0
+}
+
+/// The owner marks the block at `p` free unless it is already: false (and nothing
+/// changed) for a block already free.
+#[inline(always)]
+pub fn try_set_free(p: usize) -> bool {
+    let (w, bit) = locate(p);
+    let v = w.load(Ordering::Relaxed);
+    w.store(v | bit, Ordering::Relaxed);
+    v & bit == 0
+}
+
+/// The owner marks the block at `p` free.
+#[inline(always)]
+pub fn set_free(p: usize) {
+    let (w, bit) = locate(p);
+    w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+}
+
+/// The owner hands the block at `p` out.
+#[inline(always)]
+pub fn set_used(p: usize) {
+    let (w, bit) = locate(p);
+    w.store(w.load(Ordering::Relaxed) & !bit, Ordering::Relaxed);
+}
+
+/// The owner formats the small-block span of the slice at `start`: every block free.
+pub fn set_slice_free(start: usize) {
+    debug_assert_eq!(start % SLICE_SIZE, 0);
+    let (first, _) = locate(start);
+    let first = first as *const AtomicU64;
+    for i in 0..SLICE_WORDS {
+        // SAFETY: the slice's words follow its first one inside the same map.
+        unsafe { &*first.add(i) }.store(!0, Ordering::Relaxed);
+    }
+}
