@@ -27,7 +27,7 @@ use super::abandoned;
 use super::freemap;
 use super::heap::{self, Uncharge};
 use super::segmap;
-use super::segment::{Segment, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICE_SHIFT};
+use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SHIFT};
 use super::span::{self, Span};
 use super::tld;
 use crate::util::fatal::fatal;
@@ -134,15 +134,13 @@ pub fn free(p: *mut u8) {
         // SAFETY: the segment map names this region as a segment in use: its header is
         // mapped and valid.
         let sg = unsafe { &mut *(base as *mut Segment) };
-        if sg.kind.load(Ordering::Relaxed) == KIND_SPANS {
+        let me = tld::current();
+        // Only span segments have an owner (a large mapping's `tld` stays null).
+        if sg.tld.load(Ordering::Relaxed) == me && !me.is_null() {
             let s: *mut Span = &mut sg.spans[(a & (SEG_SIZE - 1)) >> SLICE_SHIFT];
             // SAFETY: a descriptor of this segment.
             let span = unsafe { &mut *s };
-            let me = tld::current();
-            if span.state.load(Ordering::Relaxed) == span::ACTIVE
-                && sg.tld.load(Ordering::Relaxed) == me
-                && !me.is_null()
-            {
+            if span.state.load(Ordering::Relaxed) == span::ACTIVE {
                 if span.class != span::MEDIUM {
                     // The free map's bit is clear only at the start of a block handed out
                     // (`freemap.rs`), which this sets: an interior pointer or a block

@@ -60,7 +60,8 @@ const MAGIC: u64 = 0x6367_6d61_6c6c_6f63; // "cgmalloc"
 pub struct Segment {
     magic: u64,
     pub kind: AtomicU8,
-    /// Owner thread's allocator state; null when abandoned.
+    /// Owner thread's allocator state; null when abandoned, and always null in a large
+    /// mapping (the owner's fast `free` relies on it to tell the two kinds apart).
     pub tld: AtomicPtr<super::tld::Tld>,
     /// Held by a thread freeing into, purging or adopting an abandoned segment.
     pub claim: AtomicU32,

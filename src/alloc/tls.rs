@@ -40,7 +40,7 @@ mod fast {
 
     #[inline(always)]
     pub fn read(field: usize) -> Option<usize> {
-        let off = OFFSET.load(Ordering::Relaxed);
+        let off = crate::local_static!(OFFSET).load(Ordering::Relaxed);
         if off == 0 {
             return None;
         }

@@ -6,5 +6,6 @@
 pub mod fatal;
 pub mod fmtbuf;
 pub mod glob;
+pub mod local;
 pub mod spin;
 pub mod sync;
