@@ -24,7 +24,6 @@
 //! free slices, not at a block start, or a block already free.
 
 use super::abandoned;
-use super::freemap;
 use super::heap::{self, Uncharge};
 use super::segmap;
 use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SHIFT};
@@ -109,7 +108,7 @@ pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
     }
     // A small block the free map shows free (`free` leaves double frees to its own
     // checks, which do not read the owner's map from other threads).
-    if !matches!(caller, Caller::Free) && s.class != span::MEDIUM && freemap::is_free(p as usize) {
+    if !matches!(caller, Caller::Free) && s.mapped_free(p as usize) {
         freed(caller);
     }
     // A medium span kept empty: its one block was freed (and is on no free list).

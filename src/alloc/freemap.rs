@@ -11,7 +11,8 @@
 //! `local_free`, for a block never handed out (index `≥ reserved`), and for every granule
 //! that starts no block: a pointer whose bit is clear is the start of a block handed out,
 //! and the owner's fast `free` needs no other check that `p` is a block start. Bits of
-//! other slices mean nothing.
+//! other slices mean nothing: a medium span's are written (its frees share the small
+//! spans' list code) but never read, and formatting a small span sets them all.
 //!
 //! Writers: the span's owner (or the claim holder of an abandoned segment), with plain
 //! relaxed load/store pairs. Other threads only read bits, to confirm a double free they
@@ -63,8 +64,7 @@ pub fn try_set_free(p: usize) -> bool {
 /// The owner marks the block at `p` free.
 #[inline(always)]
 pub fn set_free(p: usize) {
-    let (w, bit) = locate(p);
-    w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+    try_set_free(p);
 }
 
 /// The owner hands the block at `p` out.

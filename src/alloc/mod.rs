@@ -3,12 +3,13 @@
 //! engine's three verbs: `try_charge`, commit (the span records its group), `uncharge`.
 //!
 //! Map, bottom up: `segmap` (which memory is ours), `segment` (4 MiB regions of 64 KiB
-//! slices), `span` (blocks of one class, three free lists), `freemap` (which small blocks are free), `heap` (one thread's spans
-//! for one group), `medium` (blocks up to 1 MiB, a span each), `large` (bigger blocks in
-//! their own mappings), `harvest` (cached mappings' pages moved into new blocks), `tld` (thread state and exit), `abandoned` (segments of exited threads),
-//! `free` (the free path), `front`
-//! (entry points), `resize` (growing a block where it is), `account` (statistics and
-//! reclaim for the accounting engine), `meta` (pools for heaps and thread states).
+//! slices), `span` (blocks of one class, three free lists), `freemap` (which small
+//! blocks are free), `heap` (one thread's spans for one group), `medium` (blocks up to
+//! 1 MiB, a span each), `large` (bigger blocks in their own mappings), `harvest` (cached
+//! mappings' pages moved into new blocks), `tld` (thread state and exit), `abandoned`
+//! (segments of exited threads), `free` (the free path), `front` (entry points),
+//! `resize` (growing a block where it is), `account` (statistics and reclaim for the
+//! accounting engine), `meta` (pools for heaps and thread states).
 
 pub mod abandoned;
 pub mod account;

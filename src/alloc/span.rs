@@ -259,9 +259,7 @@ impl Span {
     /// The owner frees `p` (a block of this span, not free).
     #[inline]
     pub fn push_local(&mut self, p: *mut u8) {
-        if self.class != MEDIUM {
-            freemap::set_free(p as usize);
-        }
+        freemap::set_free(p as usize);
         self.link_local(p);
     }
 
@@ -329,9 +327,7 @@ impl Span {
                 let next = self.decode(unsafe { (*b).next });
                 // SAFETY: as above; relinking a block we now own.
                 unsafe { (*b).next = self.encode(self.free) };
-                if self.class != MEDIUM {
-                    freemap::set_free(b as usize);
-                }
+                freemap::set_free(b as usize);
                 self.free = b;
                 gained += 1;
                 b = next;
@@ -369,17 +365,34 @@ impl Span {
         off < (1 << 20) && index < self.capacity as u64 && index * self.block_size as u64 == off
     }
 
+    /// Whether the free map shows the block at `p` free (a medium span is in no map).
+    #[inline]
+    pub fn mapped_free(&self, p: usize) -> bool {
+        self.class != MEDIUM && freemap::is_free(p)
+    }
+
     /// Whether `p` (a block start of this span) is free: set in the free map, or on
     /// `thread_free`. Slow when `thread_free` is not empty: used only to confirm a
-    /// suspected double free. It may run in a thread other than the owner while the
-    /// owner changes its lists, and `thread_free` changes under it: every link is checked
-    /// to be a block of this span before it is followed, so the walk stays inside the
-    /// span and ends.
+    /// suspected double free.
     pub fn is_free_block(&self, p: usize) -> bool {
         debug_assert!(self.is_block_start(p));
-        if self.class != MEDIUM && freemap::is_free(p) {
-            return true;
-        }
+        self.mapped_free(p) || self.on_thread_free(p)
+    }
+
+    /// The owner's (or claim holder's) full check of a block being freed: whether it is
+    /// free already. A small block is free if the map says so or it is on `thread_free`
+    /// (and then has a link in its first word); a medium span is in no map.
+    pub fn owner_sees_free(&self, p: *mut u8) -> bool {
+        self.mapped_free(p as usize)
+            || ((self.class == MEDIUM || !self.thread_free.load(Ordering::Acquire).is_null())
+                && self.looks_free(p)
+                && self.on_thread_free(p as usize))
+    }
+
+    /// Whether `p` is on `thread_free`, by a walk. It may run in a thread other than the
+    /// owner while the list changes under it: every link is checked to be a block of this
+    /// span before it is followed, so the walk stays inside the span and ends.
+    fn on_thread_free(&self, p: usize) -> bool {
         let mut b = self.thread_free.load(Ordering::Acquire);
         let mut steps = 0;
         while !b.is_null() && steps <= self.capacity {
@@ -394,18 +407,6 @@ impl Span {
             steps += 1;
         }
         false
-    }
-
-    /// The owner's (or claim holder's) full check of a block being freed: whether it is
-    /// free already. A small block is free if the map says so or it is on `thread_free`
-    /// (and then has a link in its first word); a medium span is in no map.
-    pub fn owner_sees_free(&self, p: *mut u8) -> bool {
-        if self.class != MEDIUM && freemap::is_free(p as usize) {
-            return true;
-        }
-        (self.class == MEDIUM || !self.thread_free.load(Ordering::Acquire).is_null())
-            && self.looks_free(p)
-            && self.is_free_block(p as usize)
     }
 
     /// The first word of a block being freed looks like a free-list link of this span:

@@ -7,7 +7,8 @@
  * double-free-owner-then-remote, double-free-remote-then-owner, double-free-remote-twice,
  * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
  * interior-large, interior-medium, realloc-foreign, usable-size-interior,
- * realloc-after-free-medium, realloc-after-free-large, usable-size-after-free-medium.
+ * realloc-after-free-{small,medium,large}, usable-size-after-free-{small,medium},
+ * double-free-never-handed-out.
  */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -52,6 +53,25 @@ static void free_on_thread(void *p)
     if (pthread_create(&t, NULL, free_it, p) != 0)
         exit(3);
     pthread_join(t, NULL);
+}
+
+/* Frees a block of `size` bytes, then reallocates it to `to` bytes. */
+static void realloc_after_free(size_t size, size_t to)
+{
+    void *p = malloc(size);
+    memset(p, 1, size);
+    free(p);
+    void *q = realloc(launder(p), to);
+    printf("realloc(freed) = %p\n", q);
+}
+
+/* Frees a block of `size` bytes, then asks its usable size. */
+static void usable_size_after_free(size_t size)
+{
+    void *p = malloc(size);
+    free(p);
+    size_t n = malloc_usable_size(launder(p));
+    printf("malloc_usable_size(freed) = %zu\n", n);
 }
 
 int main(int argc, char **argv)
@@ -147,35 +167,17 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "realloc-foreign") == 0) {
         void *q = realloc(launder(static_buf), 100);
         printf("realloc(foreign) = %p\n", q);
+    } else if (strcmp(mode, "realloc-after-free-small") == 0) {
+        realloc_after_free(64, 32);
     } else if (strcmp(mode, "realloc-after-free-medium") == 0) {
         /* The freed block's span is kept for reuse: growing it would charge a free span. */
-        void *p = malloc(200000);
-        memset(p, 1, 200000);
-        free(p);
-        void *q = realloc(launder(p), 300000);
-        printf("realloc(freed) = %p\n", q);
+        realloc_after_free(200000, 300000);
     } else if (strcmp(mode, "realloc-after-free-large") == 0) {
-        void *p = malloc(3 << 20);
-        memset(p, 1, 3 << 20);
-        free(p);
-        void *q = realloc(launder(p), 5 << 20);
-        printf("realloc(freed) = %p\n", q);
-    } else if (strcmp(mode, "usable-size-after-free-medium") == 0) {
-        void *p = malloc(200000);
-        free(p);
-        size_t n = malloc_usable_size(launder(p));
-        printf("malloc_usable_size(freed) = %zu\n", n);
-    } else if (strcmp(mode, "realloc-after-free-small") == 0) {
-        void *p = malloc(64);
-        memset(p, 1, 64);
-        free(p);
-        void *q = realloc(launder(p), 32);
-        printf("realloc(freed) = %p\n", q);
+        realloc_after_free(3 << 20, 5 << 20);
     } else if (strcmp(mode, "usable-size-after-free-small") == 0) {
-        void *p = malloc(64);
-        free(p);
-        size_t n = malloc_usable_size(launder(p));
-        printf("malloc_usable_size(freed) = %zu\n", n);
+        usable_size_after_free(64);
+    } else if (strcmp(mode, "usable-size-after-free-medium") == 0) {
+        usable_size_after_free(200000);
     } else if (strcmp(mode, "double-free-never-handed-out") == 0) {
         /* A block start of a fresh span that was never handed out: the first 8000-byte
          * block of a new span, and the fourth after it (a span carves 16 KiB at first). */
