@@ -142,13 +142,20 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
                 }
                 return;
             }
-            if m.state.load(Ordering::Relaxed) != span::CACHED || m.cache_tld.is_null() {
+            let t = m.cache_tld.load(Ordering::Relaxed);
+            if m.state.load(Ordering::Relaxed) != span::CACHED || t.is_null() {
                 return;
             }
-            // SAFETY: thread states live in never-unmapped pool memory.
-            let _g = unsafe { (*m.cache_tld).lock_cache() };
+            // SAFETY: thread states live in never-unmapped pool memory (their lock word
+            // survives recycling).
+            let _g = unsafe { (*t).lock_cache() };
+            // Still in the cache of the thread whose lock is held: that thread may have
+            // taken it out and another cached it since the look above.
             let g = m.group.load(Ordering::Relaxed);
-            if m.state.load(Ordering::Relaxed) == span::CACHED && GROUPS.is_descendant(g, root) {
+            if m.state.load(Ordering::Acquire) == span::CACHED
+                && m.cache_tld.load(Ordering::Relaxed) == t
+                && GROUPS.is_descendant(g, root)
+            {
                 crate::os::mem::purge(m.data, m.usable);
                 m.state.store(span::PURGED, Ordering::Relaxed);
                 let pages = large::pages(m.usable);
@@ -172,6 +179,10 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
             }
             // SAFETY: heaps and thread states live in never-unmapped pool memory.
             let tld = unsafe { (*heap).tld };
+            if tld.is_null() {
+                // A heap being recycled (zeroed before its new thread sets it up).
+                continue;
+            }
             // SAFETY: as above.
             let _g = unsafe { (*tld).lock_cache() };
             if s.heap != heap || !win(s, st) {

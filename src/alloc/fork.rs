@@ -48,10 +48,11 @@ extern "C" fn child() {
             // Cached by a thread that is gone, or taken out of its cache (to evict, to
             // lend pages, or to serve a block it did not get to hand out).
             let st = m.state.load(Ordering::Relaxed);
+            let owner = m.cache_tld.load(Ordering::Relaxed);
             let in_cache = st == span::CACHED
                 || st == span::PURGED
-                || (st == span::ACTIVE && !m.cache_tld.is_null());
-            if in_cache && m.cache_tld != me {
+                || (st == span::ACTIVE && !owner.is_null());
+            if in_cache && owner != me {
                 m.state.store(span::ACTIVE, Ordering::Relaxed);
                 super::large::release(seg);
             }

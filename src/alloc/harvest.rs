@@ -226,7 +226,7 @@ pub fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
             // Only this thread fills its ring: the slot it came from is still free.
             t.large_cache[i] = s;
             t.large_bytes += d.usable;
-            d.state.store(span::CACHED, Ordering::Relaxed);
+            d.state.store(span::CACHED, Ordering::Release);
         }
     }
     for &s in &empty[..ne] {

@@ -36,7 +36,7 @@ use super::tld::{self, Tld, LARGE_CACHE};
 use crate::memcg;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// Largest mapping kept in a thread's cache.
 pub const CACHE_MAX_BYTES: usize = 64 << 20;
@@ -53,8 +53,10 @@ pub struct LargeMeta {
     pub group: AtomicU32,
     /// `span::ACTIVE`, `CACHED` or `PURGED`.
     pub state: AtomicU8,
-    /// The thread whose cache holds it, while cached.
-    pub cache_tld: *mut Tld,
+    /// The thread whose cache holds it, while cached; set before `state` becomes
+    /// `CACHED` (a release store), so a reclaimer that sees `CACHED` under the lock of the
+    /// thread it names knows the mapping is in that thread's cache.
+    pub cache_tld: AtomicPtr<Tld>,
     /// Bytes right after `usable` that are resident and still charged to `group`, left
     /// over when a cached mapping served a smaller block: reported as `cached`, taken
     /// back by the block when it is resized or freed, purged by reclaim (`SLACK_BUSY`
@@ -286,7 +288,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     };
     // SAFETY: the segment is ours now.
     let m = unsafe { &mut (*seg).large };
-    m.cache_tld = ptr::null_mut();
+    m.cache_tld.store(ptr::null_mut(), Ordering::Relaxed);
     if exact {
         // Already charged to `group`, with `need` bytes: nothing to fit.
         return Some((m.data, false));
@@ -373,8 +375,8 @@ pub fn free(seg: *mut Segment) {
     let mut n = 0;
     {
         let _g = t.lock_cache();
-        m.cache_tld = tld;
-        m.state.store(span::CACHED, Ordering::Relaxed);
+        m.cache_tld.store(tld, Ordering::Relaxed);
+        m.state.store(span::CACHED, Ordering::Release);
         // A ring, oldest at `large_head`: the new mapping takes the oldest's place.
         let slot = t.large_head;
         let old = core::mem::replace(&mut t.large_cache[slot], seg);

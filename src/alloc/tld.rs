@@ -39,12 +39,18 @@ pub struct Tld {
     /// The earliest `purge_at` of the owned segments (0: none has dirty slices), or
     /// earlier.
     purge_at: u64,
-    /// Guards span states in this thread's caches against reclaiming threads.
-    cache_lock: AtomicU32,
     rng: u64,
+    /// Guards span states in this thread's caches against reclaiming threads. Last, and
+    /// kept when the state is recycled: a reclaimer that read a stale owner may hold it
+    /// while the state goes to a new thread, which then waits for it (a zero written
+    /// under the holder would let both in).
+    cache_lock: AtomicU32,
 }
 
-static TLDS: Pool = Pool::new(core::mem::size_of::<Tld>());
+static TLDS: Pool = Pool::with_kept_tail(
+    core::mem::size_of::<Tld>(),
+    core::mem::offset_of!(Tld, cache_lock),
+);
 static HEAPS: Pool = Pool::new(core::mem::size_of::<Heap>());
 
 /// The current heap (a TLS load): the fast path's only lookup.
