@@ -135,7 +135,9 @@ pub struct Heap {
     /// `LIST_PARK`, state `PARKED` or (purged by a reclaimer) `PURGING` / `PURGED`.
     /// `medium_cached + (parked != null) ≤ MEDIUM_CACHE`.
     pub parked: *mut Span,
-    /// Trimmed since the thread last used it (`tld::heap_for`).
+    /// Out of its thread's warm heaps since the thread last used it (`tld::heap_for`):
+    /// trimmed, with no direct span, and a span its frees empty is released at once, so
+    /// that a thread passing through many groups does not keep empty spans in each.
     pub idle_trimmed: bool,
 }
 
@@ -571,7 +573,25 @@ impl Heap {
         if self.direct[class] == s {
             return;
         }
+        if self.idle_trimmed {
+            // SAFETY: as above.
+            unsafe { (*s).in_full.store(false, Ordering::Release) };
+            self.move_list(s, span::LIST_NONE);
+            self.release(s);
+            return;
+        }
         self.retire(s);
+    }
+
+    /// The thread has left this heap's group for a while (`tld::trim_idle_heap`): gives
+    /// back its empty spans and makes none of its spans direct, so the frees that empty
+    /// them later reach `span_emptied`, which releases them.
+    pub fn go_idle(&mut self) {
+        self.idle_trimmed = true;
+        self.trim();
+        for class in 0..NR_CLASSES {
+            self.set_direct(class, empty_span());
+        }
     }
 
     /// Moves an empty span from its queue to the cache; releases the oldest beyond

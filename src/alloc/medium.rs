@@ -247,12 +247,14 @@ impl Heap {
     }
 
     /// An empty medium span on no list: parked (the span parked before goes to the
-    /// cache, `unpark`); released instead with the group at its limit, or when the
-    /// freeing thread already uncharged it.
+    /// cache, `unpark`); released instead with the group at its limit, when the freeing
+    /// thread already uncharged it, or when the heap is idle.
     fn keep_medium(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
-        if span.group.load(Ordering::Relaxed) == span::NO_GROUP || memcg::charge::at_max(self.group)
+        if span.group.load(Ordering::Relaxed) == span::NO_GROUP
+            || memcg::charge::at_max(self.group)
+            || self.idle_trimmed
         {
             let _errno = crate::os::ErrnoGuard::new();
             self.release(s);

@@ -246,8 +246,9 @@ fn heap_for(tld: *mut Tld, group: u32) -> *mut Heap {
 }
 
 /// Heaps a thread keeps warm: beyond the `WARM_HEAPS` it used last, a heap gives back its
-/// empty spans when it falls out of that window (its live blocks stay where they are), so
-/// a thread that visits many groups does not keep a span cache in each.
+/// empty spans when it falls out of that window, and each span its frees empty later
+/// (its live blocks stay where they are), so a thread that visits many groups does not
+/// keep a span cache in each (`Heap::go_idle`).
 const WARM_HEAPS: usize = 4;
 
 fn trim_idle_heap(t: &mut Tld) {
@@ -261,10 +262,7 @@ fn trim_idle_heap(t: &mut Tld) {
     }
     // SAFETY: as above; `h` is this thread's, not the TLS heap (which is the list head).
     if !h.is_null() && !unsafe { (*h).idle_trimmed } {
-        unsafe {
-            (*h).idle_trimmed = true;
-            (*h).trim();
-        }
+        unsafe { (*h).go_idle() };
     }
 }
 
