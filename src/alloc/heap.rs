@@ -29,8 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Empty spans kept per heap before the oldest is released.
 pub const CACHE_MAX: u32 = 8;
-/// Bytes of never-used blocks made available at a time (memory is touched lazily).
-const EXTEND_BYTES: usize = 16 << 10;
+/// Bytes of never-used blocks made available at a time: one page, so a span touches only
+/// the pages it hands blocks out from (memory is touched lazily).
+const EXTEND_BYTES: usize = 4 << 10;
 
 /// A span with no free block, shared read-only by every empty `direct` slot.
 pub struct SyncSpan(pub Span);
