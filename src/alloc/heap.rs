@@ -574,13 +574,19 @@ impl Heap {
         if self.direct[class] == s {
             return;
         }
+        if self.idle_trimmed {
+            // SAFETY: as above.
+            unsafe { (*s).in_full.store(false, Ordering::Release) };
+            self.move_list(s, span::LIST_NONE);
+            self.release(s);
+            return;
+        }
         self.retire(s);
     }
 
     /// The thread has left this heap's group for a while (`tld::trim_idle_heap`): gives
     /// back its empty spans and makes none of its spans direct, so the frees that empty
-    /// them later reach `span_emptied`, whose span an idle heap's cache (of size 0)
-    /// releases at once.
+    /// them later reach `span_emptied`, which releases them.
     pub fn go_idle(&mut self) {
         self.idle_trimmed = true;
         self.trim();
@@ -602,16 +608,15 @@ impl Heap {
     }
 
     /// Puts an empty span on no list (or its queue) in the cache; releases the oldest
-    /// beyond `CACHE_MAX` (beyond none for an idle heap, whose cache `go_idle` emptied).
+    /// beyond `CACHE_MAX`.
     pub(super) fn cache_span(&mut self, s: *mut Span) {
-        let max = if self.idle_trimmed { 0 } else { CACHE_MAX };
         let victim = {
             // SAFETY: the thread state outlives its heaps.
             let _g = unsafe { (*self.tld).lock_cache() };
             self.move_list(s, span::LIST_CACHE);
             // SAFETY: `s` is ours.
             unsafe { (*s).state.store(span::CACHED, Ordering::Release) };
-            if self.cache_len > max {
+            if self.cache_len > CACHE_MAX {
                 let v = self.cache.tail;
                 self.take_off_cache(v);
                 Some(v)
