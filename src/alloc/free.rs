@@ -2,7 +2,7 @@
 //! is credited when the span is released (owner-correct accounting, I7).
 //!
 //! Three cases, by the owner of the block's segment:
-//! - this thread: push on the span's `local_free` (no atomics);
+//! - this thread: push on the span's `free` (or `local_free` past its budget; no atomics);
 //! - another live thread: push on the span's `thread_free` (one CAS); if the span sat on
 //!   its heap's full list, mark the heap so the owner takes it back. A medium block's
 //!   span is uncharged by the freeing thread before the push (its owner releases the

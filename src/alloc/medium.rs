@@ -224,7 +224,7 @@ impl Heap {
         Some((s, purged))
     }
 
-    /// The owner freed (pushing it on `local_free`) or collected the block of medium
+    /// The owner freed (pushing it on a free list) or collected the block of medium
     /// span `s`: keep or release the span (`keep_medium`).
     pub fn free_medium(&mut self, s: *mut Span) {
         self.move_list(s, span::LIST_NONE);

@@ -4,9 +4,12 @@
 //! to the page (`block_size` bytes, a page multiple), in as many slices as it needs.
 //!
 //! Free-list sharding (mimalloc): a span has three free lists,
-//! - `free`: blocks ready to hand out, popped by the owner on the fast path;
-//! - `local_free`: blocks the owner freed, swapped with `free` when it runs dry (or on
-//!   any `collect`: the two lists are never walked to be joined);
+//! - `free`: blocks ready to hand out, popped by the owner on the fast path; the owner's
+//!   frees go back on it first (last freed, first reused, as tcache and tcmalloc do), up
+//!   to `HOT_BUDGET` frees per `collect`;
+//! - `local_free`: the owner's frees past that budget, swapped with `free` when it runs
+//!   dry (or on any `collect`: the two lists are never walked to be joined), so `free`
+//!   runs dry and the slow path runs however the program alternates malloc and free;
 //! - `thread_free`: blocks other threads freed, pushed with compare-and-swap and taken by
 //!   the owner with one swap.
 //!
@@ -42,6 +45,12 @@ use core::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 pub const NO_GROUP: u32 = u32::MAX;
+
+/// Owner frees per `collect` that go straight back onto `free`: the block freed last is
+/// handed out next, warm in the cache. Past the budget frees wait on `local_free`, so
+/// `free` still runs dry and the slow path (remote frees, a group change another thread
+/// asked for) runs at least once every `HOT_BUDGET` frees plus a span's blocks.
+pub const HOT_BUDGET: u16 = 16384;
 
 /// Span states.
 pub const FREE: u8 = 0;
@@ -106,6 +115,9 @@ pub struct Span {
     /// Raised by the owner while it takes the span out of `PARKED` with plain stores
     /// (`medium.rs`); read by reclaimers.
     pub taking: AtomicBool,
+    /// Owner frees left that go straight back onto `free` (`HOT_BUDGET` after each
+    /// `collect`); the rest wait on `local_free`.
+    pub hot: u16,
     // --- the rest ---
     pub thread_free: AtomicPtr<Block>,
     /// Blocks on `thread_free` not yet collected (for statistics: `used - remote` blocks
@@ -143,6 +155,7 @@ impl Span {
         list: LIST_NONE,
         is_direct: false,
         taking: AtomicBool::new(false),
+        hot: 0,
         group: AtomicU32::new(NO_GROUP),
         heap: ptr::null_mut(),
         prev: ptr::null_mut(),
@@ -214,6 +227,7 @@ impl Span {
         self.reserved = 0;
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
+        self.hot = HOT_BUDGET;
         self.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
         self.remote.store(0, Ordering::Relaxed);
         self.used.store(0, Ordering::Relaxed);
@@ -274,13 +288,21 @@ impl Span {
         true
     }
 
+    /// Links a block the owner freed onto `free` (reused next, while still in the cache)
+    /// while the span's `hot` budget lasts, else onto `local_free`.
     #[inline(always)]
     fn link_local(&mut self, p: *mut u8) {
         let b = p as *mut Block;
-        let link = self.encode(self.local_free);
+        let head = if self.hot != 0 {
+            self.hot -= 1;
+            &mut self.free
+        } else {
+            &mut self.local_free
+        };
+        let link = *head as usize ^ self.key;
         // SAFETY: `p` is a block of this span being freed: its memory is ours to reuse.
         unsafe { (*b).next = link };
-        self.local_free = b;
+        *head = b;
         self.used
             .store(self.used.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
     }
@@ -339,6 +361,7 @@ impl Span {
         if !self.local_free.is_null() {
             core::mem::swap(&mut self.free, &mut self.local_free);
         }
+        self.hot = HOT_BUDGET;
         gained
     }
 
