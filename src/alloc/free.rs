@@ -212,7 +212,17 @@ fn free_general(p: *mut u8) {
                 .apply();
             }
         }
-        if span.push_remote(p) && !span.heap.is_null() {
+        let unfulled = if span.class == span::MEDIUM {
+            // Two threads freeing the block at once may both pass the check above: one
+            // push wins, the other is the double free.
+            match span.push_remote_sole(p) {
+                Some(u) => u,
+                None => double_free(),
+            }
+        } else {
+            span.push_remote(p)
+        };
+        if unfulled && !span.heap.is_null() {
             // SAFETY: heaps live in never-unmapped pool memory; on a recycled heap the
             // flag only causes a spurious scan.
             unsafe { (*span.heap).full_dirty.store(true, Ordering::Release) };

@@ -327,6 +327,29 @@ impl Span {
                 Err(h) => head = h,
             }
         }
+        self.pushed_remote()
+    }
+
+    /// `push_remote` for a span of one block (medium): the push succeeds only onto an
+    /// empty `thread_free`, since a non-empty one already holds that block. `None`, and
+    /// nothing pushed, for a block already freed by another thread: of two threads
+    /// freeing the block at once, one gets `None`.
+    pub fn push_remote_sole(&self, p: *mut u8) -> Option<bool> {
+        let b = p as *mut Block;
+        if !self.thread_free.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // SAFETY: as in `push_remote`; a racing second free writes the same link.
+        unsafe { (*b).next = self.encode(ptr::null_mut()) };
+        self.thread_free
+            .compare_exchange(ptr::null_mut(), b, Ordering::Release, Ordering::Relaxed)
+            .ok()?;
+        Some(self.pushed_remote())
+    }
+
+    /// After a push onto `thread_free`: counts it, and returns whether the pusher took
+    /// the span off its heap's full list (`in_full` cleared).
+    fn pushed_remote(&self) -> bool {
         self.remote.fetch_add(1, Ordering::Relaxed);
         self.in_full.load(Ordering::Relaxed)
             && self
@@ -447,6 +470,26 @@ impl Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_block_span_takes_one_remote_free() {
+        let mut block = [0usize; 4];
+        let p = block.as_mut_ptr().cast::<u8>();
+        let mut s = Span::EMPTY;
+        s.key = 0x5a5a;
+        assert_eq!(s.push_remote_sole(p), Some(false));
+        assert_eq!(s.thread_free.load(Ordering::Relaxed), p.cast::<Block>());
+        assert_eq!(s.push_remote_sole(p), None, "a second free is refused");
+        assert_eq!(s.remote.load(Ordering::Relaxed), 1);
+        assert_eq!(s.decode(block[0]), ptr::null_mut());
+        s.in_full.store(true, Ordering::Relaxed);
+        s.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+        assert_eq!(
+            s.push_remote_sole(p),
+            Some(true),
+            "the pusher unfulls the span"
+        );
+    }
 
     #[test]
     fn block_start_by_multiplication() {

@@ -4,6 +4,7 @@
  * If the misuse goes unnoticed the program prints "undetected" and exits 0.
  *
  * Modes: double-free, double-free-large, double-free-medium, double-free-medium-remote,
+ * double-free-medium-racing,
  * double-free-owner-then-remote, double-free-remote-then-owner, double-free-remote-twice,
  * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
  * interior-large, interior-medium, realloc-foreign, usable-size-interior,
@@ -13,6 +14,7 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,30 @@ static void *alloc_free_exit(void *arg)
 }
 
 /* Frees `p` on a new thread and waits for it. */
+/* Two threads that free one block at the same moment (racing_free). */
+static atomic_int race_ready;
+static void *race_block;
+
+static void *race_free(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&race_ready, 1);
+    while (atomic_load(&race_ready) < 2)
+        ;
+    free(launder(race_block));
+    return NULL;
+}
+
+static void racing_free(void *p)
+{
+    pthread_t a, b;
+    race_block = p;
+    pthread_create(&a, NULL, race_free, NULL);
+    pthread_create(&b, NULL, race_free, NULL);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+}
+
 static void free_on_thread(void *p)
 {
     pthread_t t;
@@ -109,6 +135,12 @@ int main(int argc, char **argv)
         memset(p, 1, 200000);
         free_on_thread(p);
         free_on_thread(p);
+    } else if (strcmp(mode, "double-free-medium-racing") == 0) {
+        /* Two other threads free it at once: both may pass the check that the block is
+         * live before either pushes it; one push wins. */
+        void *p = malloc(200000);
+        memset(p, 1, 200000);
+        racing_free(p);
     } else if (strcmp(mode, "double-free-owner-then-remote") == 0) {
         /* The allocating thread frees it, then another thread frees it again. */
         void *p = malloc(64);
