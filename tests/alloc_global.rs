@@ -326,7 +326,7 @@ fn over_aligned_types_and_layouts() {
                     0,
                     "alloc({size}, align {align}) = {p:p}"
                 );
-                let key = (ai * 100 + si) as u64 * 0x0101_0101_0101_0101 + 7;
+                let key = ((ai * 100 + si) as u64).wrapping_mul(0x0101_0101_0101_0101) + 7;
                 // SAFETY: a live block of `size` bytes.
                 unsafe { std::ptr::write_bytes(p, 0, size) };
                 unsafe { fill(p, size, key) };

@@ -13,9 +13,11 @@ use std::alloc::{alloc, dealloc};
 
 const SIZE: usize = KIB;
 
+// `black_box`: the compiler knows `alloc` and `dealloc`, and may otherwise drop a pair of
+// them or decide that a fresh block cannot equal a pointer it already has.
 fn take() -> usize {
     // SAFETY: non-zero size.
-    let p = unsafe { alloc(layout(SIZE)) };
+    let p = std::hint::black_box(unsafe { alloc(layout(SIZE)) });
     assert!(!p.is_null());
     // SAFETY: inside the live block.
     unsafe { p.write_bytes(0x5a, SIZE) };
@@ -24,7 +26,7 @@ fn take() -> usize {
 
 fn give(p: usize) {
     // SAFETY: a block from `take`, freed once.
-    unsafe { dealloc(p as *mut u8, layout(SIZE)) };
+    unsafe { dealloc(std::hint::black_box(p as *mut u8), layout(SIZE)) };
 }
 
 #[test]
@@ -74,6 +76,55 @@ fn pairs_alone_still_reuse_blocks_freed_by_another_thread() {
         assert!(seen, "a block freed by another thread was never reused");
         for b in keep {
             give(b);
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_span_taken_back_from_the_cache_keeps_its_free_list() {
+    std::thread::spawn(|| {
+        // Three spans' worth of 1 KiB blocks (64 a span); the first span fills first.
+        const PER_SPAN: usize = 64 * KIB / SIZE;
+        let mut blocks: Vec<usize> = Vec::with_capacity(4 * PER_SPAN);
+        for _ in 0..3 * PER_SPAN {
+            blocks.push(take());
+        }
+        let span_of = |p: usize| p & !(64 * KIB - 1);
+        let first = span_of(blocks[0]);
+        let mut in_first: Vec<usize> = blocks
+            .iter()
+            .copied()
+            .filter(|&p| span_of(p) == first)
+            .collect();
+        assert_eq!(
+            in_first.len(),
+            PER_SPAN,
+            "the first span holds {PER_SPAN} blocks"
+        );
+        // Free the first span in an order unlike its address order: it empties, is not
+        // the span allocations come from, and goes to the cache.
+        in_first.sort_unstable();
+        let order: Vec<usize> = (0..PER_SPAN)
+            .map(|i| in_first[(i * 7 + 3) % PER_SPAN])
+            .collect();
+        for &p in &order {
+            give(p);
+        }
+        // Every other span is full: the next allocations take the cached span back,
+        // with its blocks in the order they were freed, last freed first (a span
+        // formatted again would hand them out from its start).
+        let again: Vec<usize> = (0..PER_SPAN).map(|_| take()).collect();
+        let expect: Vec<usize> = order.iter().rev().copied().collect();
+        assert_eq!(again, expect, "the cached span's blocks, last freed first");
+        for p in again {
+            give(p);
+        }
+        for p in blocks {
+            if span_of(p) != first {
+                give(p);
+            }
         }
     })
     .join()

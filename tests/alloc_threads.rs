@@ -105,3 +105,65 @@ fn thread_create_join_cycles_return_to_baseline() {
     // The group can go away: no thread is attached any more.
     g.destroy().unwrap();
 }
+
+/// The owner's fast `free` knows a segment is its own by the thread pointer it records.
+/// glibc reuses an exited thread's stack, and so its thread pointer, for the next thread
+/// it creates: that thread must not take the exited thread's segments for its own. Each
+/// cycle, a thread leaves live small blocks behind (its segment is abandoned) and the
+/// next thread, usually on the same thread pointer, frees them, which empties their span,
+/// and allocates the same size again.
+#[test]
+fn a_thread_on_an_exited_threads_thread_pointer_owns_none_of_its_memory() {
+    let g = Group::create("/tp").unwrap();
+    let mut left: Vec<usize> = Vec::new();
+    let mut reused = 0;
+    let mut last_tp = 0usize;
+    for i in 0..500u64 {
+        let to_free = std::mem::take(&mut left);
+        let h = std::thread::spawn(move || {
+            g.attach_current_thread().unwrap();
+            // SAFETY: pthread_self has no preconditions; on glibc it is the thread
+            // pointer.
+            let tp = unsafe { libc::pthread_self() } as usize;
+            for p in to_free {
+                // SAFETY: a block of `layout(200)` from the thread before, freed once.
+                unsafe { std::alloc::dealloc(p as *mut u8, layout(200)) };
+            }
+            let mine: Vec<usize> = (0..40)
+                .map(|k| {
+                    // SAFETY: non-zero size.
+                    let p = unsafe { std::alloc::alloc(layout(200)) };
+                    assert!(!p.is_null());
+                    // SAFETY: a live block of 200 bytes.
+                    unsafe { p.write_bytes((i as u8) ^ k, 200) };
+                    p as usize
+                })
+                .collect();
+            (tp, mine)
+        });
+        let (tp, mine) = h.join().expect("worker thread");
+        if tp == last_tp {
+            reused += 1;
+        }
+        last_tp = tp;
+        for (k, &p) in mine.iter().enumerate() {
+            // SAFETY: a live block of 200 bytes the thread left.
+            let b = unsafe { std::slice::from_raw_parts(p as *const u8, 200) };
+            assert!(b.iter().all(|&x| x == (i as u8) ^ k as u8), "cycle {i}");
+        }
+        left = mine;
+    }
+    for p in left {
+        // SAFETY: as above.
+        unsafe { std::alloc::dealloc(p as *mut u8, layout(200)) };
+    }
+    assert!(
+        reused > 100,
+        "thread pointers reused in only {reused} of 500 cycles"
+    );
+    quiesce(&g);
+    assert_eq!(current(&g), 0, "memory.stat {:?}", kv(&g, "memory.stat"));
+    let st = kv(&g, "memory.stat");
+    assert_eq!(st["nr_charges"], st["nr_uncharges"], "{st:?}");
+    g.destroy().unwrap();
+}
