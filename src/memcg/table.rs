@@ -367,8 +367,20 @@ impl<const N: usize> GroupTable<N> {
             }
             let prev = self.counter(g).usage.fetch_sub(nr, Ordering::SeqCst);
             if prev < nr {
+                let mut buf = [0u8; 96];
+                let mut what = crate::util::fmtbuf::FmtBuf::new(&mut buf);
+                what.push(b" (");
+                what.push_u64(nr);
+                what.push(b" pages from group ");
+                what.push_u64(g as u64);
+                what.push(b", charged to group ");
+                what.push_u64(id as u64);
+                what.push(b", which held ");
+                what.push_u64(prev);
+                what.push(b")");
                 crate::util::fatal::fatal(&[
-                    b"page counter underflow (uncharge of more than was charged)",
+                    b"page counter underflow: uncharge of more than was charged",
+                    what.as_bytes(),
                 ]);
             }
             if prev == nr && n < emptied.len() {
