@@ -94,9 +94,9 @@ impl LargeMeta {
         }
     }
 
-    /// For reclaim: purges the slack of a live block and returns the bytes uncharged
-    /// owed to `group`; 0 if there is none or its holder is taking it.
-    pub fn purge_slack(&self) -> usize {
+    /// For reclaim: purges the slack of a live block and returns the bytes purged and
+    /// the group they are owed to; `None` if there is none or its holder is taking it.
+    pub fn purge_slack(&self) -> Option<(usize, u32)> {
         let v = self.slack.load(Ordering::Relaxed);
         if v == 0
             || v & SLACK_BUSY != 0
@@ -105,14 +105,17 @@ impl LargeMeta {
                 .compare_exchange(v, v | SLACK_BUSY, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
         {
-            return 0;
+            return None;
         }
-        // While the flag is up the holder does not change `usable`, and the pages after
-        // it are ours to purge.
+        // The acquire pairs with the release that published the slack, after the block's
+        // `usable` and `group` were set; while the flag is up the holder changes neither
+        // (it absorbs the slack first, waiting for the flag), and the pages after
+        // `usable` are ours to purge.
+        let group = self.group.load(Ordering::Relaxed);
         // SAFETY: the slack lies inside the mapping, right after the block.
         mem::purge(unsafe { self.data.add(self.usable) }, v);
         self.slack.store(0, Ordering::Release);
-        v
+        Some((v, group))
     }
 }
 
@@ -325,10 +328,12 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         .apply();
     }
     if keep > need {
-        // The pages beyond `need` stay resident and charged, as the group's cache.
-        m.slack.store(keep - need, Ordering::Release);
+        // The pages beyond `need` stay resident and charged, as the group's cache. The
+        // block's size and group first: a reclaimer that sees the slack (acquire) purges
+        // the pages after `usable` and uncharges `group`.
         m.usable = need;
         m.group.store(group, Ordering::Relaxed);
+        m.slack.store(keep - need, Ordering::Release);
         return Some((m.data, false));
     }
     if !purged && m.usable > need {
