@@ -13,9 +13,9 @@
 //! - `thread_free`: blocks other threads freed, pushed with compare-and-swap and taken by
 //!   the owner with one swap.
 //!
-//! Double frees: the owner's free asks the segment's live map (`freemap.rs`), which
+//! Double frees: the owner's free asks the segment's free map (`freemap.rs`), which
 //! knows the blocks on `free` and `local_free`, and reads no block. Blocks on
-//! `thread_free` keep their live bit until collected: links are stored XORed with the
+//! `thread_free` are not in the map until collected: links are stored XORed with the
 //! span's `key`, so a block whose first word decodes to a link into its own span is
 //! suspected and checked in full (`is_free_block`); a block handed out has its first
 //! word cleared. The owner's fast path leaves a span with remote frees pending to that
@@ -277,21 +277,21 @@ impl Span {
         self.link_local(p);
     }
 
-    /// The owner frees `p` (a block of this span) unless the live map shows it free
-    /// already: `None`, and nothing changed, for a block already free; else the blocks
-    /// still handed out (`used`).
+    /// The owner frees `p` (a block of this span) unless the free map shows it free
+    /// already: false, and nothing changed, for a block already free.
     #[inline(always)]
-    pub fn try_push_local(&mut self, p: *mut u8) -> Option<u32> {
+    pub fn try_push_local(&mut self, p: *mut u8) -> bool {
         if !freemap::try_set_free(p as usize) {
-            return None;
+            return false;
         }
-        Some(self.link_local(p))
+        self.link_local(p);
+        true
     }
 
     /// Links a block the owner freed onto `free` (reused next, while still in the cache)
-    /// while the span's `hot` budget lasts, else onto `local_free`; returns `used`.
+    /// while the span's `hot` budget lasts, else onto `local_free`.
     #[inline(always)]
-    fn link_local(&mut self, p: *mut u8) -> u32 {
+    fn link_local(&mut self, p: *mut u8) {
         let b = p as *mut Block;
         let head = if self.hot != 0 {
             self.hot -= 1;
@@ -303,9 +303,8 @@ impl Span {
         // SAFETY: `p` is a block of this span being freed: its memory is ours to reuse.
         unsafe { (*b).next = link };
         *head = b;
-        let used = self.used.load(Ordering::Relaxed) - 1;
-        self.used.store(used, Ordering::Relaxed);
-        used
+        self.used
+            .store(self.used.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
     }
 
     /// Another thread frees `p`: push onto `thread_free`. Returns true when the span was
@@ -412,13 +411,13 @@ impl Span {
         off < (1 << 20) && index < self.capacity as u64 && index * self.block_size as u64 == off
     }
 
-    /// Whether the live map shows the block at `p` free (a medium span is in no map).
+    /// Whether the free map shows the block at `p` free (a medium span is in no map).
     #[inline]
     pub fn mapped_free(&self, p: usize) -> bool {
         self.class != MEDIUM && freemap::is_free(p)
     }
 
-    /// Whether `p` (a block start of this span) is free: clear in the live map, or on
+    /// Whether `p` (a block start of this span) is free: set in the free map, or on
     /// `thread_free`. Slow when `thread_free` is not empty: used only to confirm a
     /// suspected double free.
     pub fn is_free_block(&self, p: usize) -> bool {
