@@ -134,7 +134,7 @@ fn a_thread_on_an_exited_threads_thread_pointer_owns_none_of_its_memory() {
                     let p = unsafe { std::alloc::alloc(layout(200)) };
                     assert!(!p.is_null());
                     // SAFETY: a live block of 200 bytes.
-                    unsafe { p.write_bytes((i as u8) ^ k, 200) };
+                    unsafe { fill(p, 200, i << 8 | k) };
                     p as usize
                 })
                 .collect();
@@ -147,8 +147,8 @@ fn a_thread_on_an_exited_threads_thread_pointer_owns_none_of_its_memory() {
         last_tp = tp;
         for (k, &p) in mine.iter().enumerate() {
             // SAFETY: a live block of 200 bytes the thread left.
-            let b = unsafe { std::slice::from_raw_parts(p as *const u8, 200) };
-            assert!(b.iter().all(|&x| x == (i as u8) ^ k as u8), "cycle {i}");
+            let bad = unsafe { check(p as *const u8, 200, i << 8 | k as u64) };
+            assert_eq!(bad, None, "cycle {i}");
         }
         left = mine;
     }

@@ -131,20 +131,18 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
             let m = &sg.large;
             if m.state.load(Ordering::Relaxed) == span::ACTIVE {
                 // A live block's slack. The list lock keeps the mapping (a free waits
-                // for the purge before it can unmap it). The group is read again under
-                // the slack's busy flag: a mapping taken from the cache changes group
-                // before it publishes its slack.
-                if GROUPS.is_descendant(m.group.load(Ordering::Relaxed), root) {
-                    if let Some((bytes, g)) = m.purge_slack() {
-                        owed[n] = (
-                            Uncharge {
-                                group: g,
-                                pages: large::pages(bytes),
-                            },
-                            true,
-                        );
-                        n += 1;
-                    }
+                // for the purge before it can unmap it). The group is read under the
+                // slack's busy flag: a mapping taken from the cache changes group before
+                // it publishes its slack.
+                if let Some((bytes, g)) = m.purge_slack(|g| GROUPS.is_descendant(g, root)) {
+                    owed[n] = (
+                        Uncharge {
+                            group: g,
+                            pages: large::pages(bytes),
+                        },
+                        true,
+                    );
+                    n += 1;
                 }
                 return;
             }

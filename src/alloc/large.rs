@@ -94,9 +94,10 @@ impl LargeMeta {
         }
     }
 
-    /// For reclaim: purges the slack of a live block and returns the bytes purged and
-    /// the group they are owed to; `None` if there is none or its holder is taking it.
-    pub fn purge_slack(&self) -> Option<(usize, u32)> {
+    /// For reclaim: purges the slack of a live block charged to a group `wanted` accepts,
+    /// and returns the bytes purged and that group; `None` if there is none, its holder
+    /// is taking it, or the group is not wanted.
+    pub fn purge_slack(&self, wanted: impl Fn(u32) -> bool) -> Option<(usize, u32)> {
         let v = self.slack.load(Ordering::Relaxed);
         if v == 0
             || v & SLACK_BUSY != 0
@@ -112,6 +113,10 @@ impl LargeMeta {
         // (it absorbs the slack first, waiting for the flag), and the pages after
         // `usable` are ours to purge.
         let group = self.group.load(Ordering::Relaxed);
+        if !wanted(group) {
+            self.slack.store(v, Ordering::Release);
+            return None;
+        }
         // SAFETY: the slack lies inside the mapping, right after the block.
         mem::purge(unsafe { self.data.add(self.usable) }, v);
         self.slack.store(0, Ordering::Release);
