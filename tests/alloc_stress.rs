@@ -37,6 +37,43 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+/// Writes one line to stderr without allocating (the failing thread may be in a group
+/// that refuses every allocation, and a panic's message would be lost) and aborts, which
+/// keeps the process's memory for a core dump.
+fn die(args: std::fmt::Arguments) -> ! {
+    struct Buf([u8; 512], usize);
+    impl std::fmt::Write for Buf {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let n = s.len().min(self.0.len() - self.1);
+            self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.1 += n;
+            Ok(())
+        }
+    }
+    let mut b = Buf([0; 512], 0);
+    let _ = std::fmt::write(&mut b, args);
+    let _ = std::fmt::Write::write_str(&mut b, "\n");
+    // SAFETY: writes `b.1` initialised bytes of `b.0` to fd 2.
+    unsafe { libc::write(2, b.0.as_ptr().cast(), b.1) };
+    std::process::abort();
+}
+
+/// Dies naming the block at `p` of `layout` with key `key` corrupted at `off`: the
+/// 16 bytes from `off` as found and as expected.
+fn corrupted(who: &str, p: *const u8, layout: Layout, key: u64, off: usize) -> ! {
+    let mut found = [0u8; 16];
+    let mut want = [0u8; 16];
+    for i in 0..16.min(layout.size() - off) {
+        // SAFETY: `off + i < layout.size()`, inside the live block.
+        found[i] = unsafe { p.add(off + i).read() };
+        want[i] = pat(key, off + i);
+    }
+    die(format_args!(
+        "{who}: block {p:p} ({layout:?}) corrupted at offset {off}: found {found:02x?}, \
+         expected {want:02x?}"
+    ))
+}
+
 const WORKERS: usize = 8;
 const OPS: usize = 250_000;
 /// Live blocks a worker keeps at most.
@@ -79,10 +116,7 @@ impl Block {
     fn free(self, who: &str) {
         // SAFETY: a live block of `layout.size()` bytes.
         if let Some(i) = unsafe { check(self.ptr, self.layout.size(), self.key) } {
-            panic!(
-                "{who}: block {:p} ({:?}) corrupted at offset {i}",
-                self.ptr, self.layout
-            );
+            corrupted(who, self.ptr, self.layout, self.key, i);
         }
         // SAFETY: allocated with this layout, freed once.
         unsafe { dealloc(self.ptr, self.layout) };
@@ -166,7 +200,7 @@ fn worker(sh: &Shared, me: usize, ops: usize) {
             let b = &mut live[i];
             // SAFETY: a live block.
             if let Some(off) = unsafe { check(b.ptr, b.layout.size(), b.key) } {
-                panic!("worker {me}: block corrupted at {off} before realloc");
+                corrupted("before realloc", b.ptr, b.layout, b.key, off);
             }
             let new_size = pick_layout(&mut rng).size();
             // SAFETY: `b.ptr` is live with `b.layout`; the new size is non-zero.
@@ -183,10 +217,10 @@ fn worker(sh: &Shared, me: usize, ops: usize) {
             );
             // SAFETY: the contents moved up to the smaller size.
             if let Some(off) = unsafe { check_upto(q, b.layout.size(), new_size, b.key) } {
-                panic!(
-                    "worker {me}: realloc {:?} -> {new_size} lost data at {off}",
-                    b.layout
-                );
+                die(format_args!(
+                    "worker {me}: realloc {:?} of {:p} -> {q:p} ({new_size}) lost data at {off}",
+                    b.layout, b.ptr
+                ));
             }
             b.ptr = q;
             b.layout = Layout::from_size_align(new_size, b.layout.align()).unwrap();

@@ -4,7 +4,9 @@
 //! Three cases, by the owner of the block's segment:
 //! - this thread: push on the span's `free` (or `local_free` past its budget; no atomics);
 //! - another live thread: push on the span's `thread_free` (one CAS); if the span sat on
-//!   its heap's full list, mark the heap so the owner takes it back. A medium block's
+//!   its heap's full list (the push took its `FULL` flag down), mark the heap so the
+//!   owner takes it back. Once pushed, the block may be collected and the span reused at
+//!   once: the freeing thread writes nothing of the span after its push (`span.rs`). A medium block's
 //!   span is uncharged by the freeing thread before the push (its owner releases the
 //!   slices when it next allocates);
 //! - nobody (the owner exited): under the segment's claim, free locally and release the
@@ -145,8 +147,7 @@ pub fn free(p: *mut u8) {
                     // (`freemap.rs`), which this sets: an interior pointer or a block
                     // already free goes to `free_general`. Blocks on `thread_free` are
                     // not in the map: with any there, `free_general` checks the block.
-                    if span.thread_free.load(Ordering::Relaxed).is_null() && span.try_push_local(p)
-                    {
+                    if span.no_remote() && span.try_push_local(p) {
                         if span.list == span::LIST_FULL
                             || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
                         {
@@ -154,9 +155,7 @@ pub fn free(p: *mut u8) {
                         }
                         return;
                     }
-                } else if a == span.start as usize
-                    && span.thread_free.load(Ordering::Relaxed).is_null()
-                {
+                } else if a == span.start as usize && span.no_remote() {
                     // The span's one block, live (a freed one's span is not `ACTIVE`, or
                     // has it on `thread_free`).
                     free_medium_owned(span);
@@ -222,10 +221,15 @@ fn free_general(p: *mut u8) {
         } else {
             span.push_remote(p)
         };
-        if unfulled && !span.heap.is_null() {
+        // From the push on the owner may collect the block and reuse the span: only
+        // reads follow. `span.heap` is the heap whose full list held the span unless the
+        // owner has collected the span since (or it was abandoned: null); a heap marked
+        // then is scanned for nothing.
+        let heap = span.heap;
+        if unfulled && !heap.is_null() {
             // SAFETY: heaps live in never-unmapped pool memory; on a recycled heap the
             // flag only causes a spurious scan.
-            unsafe { (*span.heap).full_dirty.store(true, Ordering::Release) };
+            unsafe { (*heap).full_dirty.store(true, Ordering::Release) };
         }
         if sg.tld.load(Ordering::SeqCst).is_null() {
             free_abandoned(seg, s, None);

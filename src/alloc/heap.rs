@@ -2,7 +2,7 @@
 //!
 //! `direct[class]` is the span the fast path pops from. Behind it, per class, a queue of
 //! spans that may have free blocks; spans found with none move to `full`, and come back
-//! when a remote free clears their `in_full` flag (which marks the heap `full_dirty`).
+//! when a remote free takes down their `FULL` flag (which marks the heap `full_dirty`).
 //! Empty spans are cached (still charged, `CACHED`), at most `CACHE_MAX` per heap; the
 //! oldest beyond that is released: uncharged and returned to its segment (which purges
 //! it later, see `segment`). A medium block has a span of its own, on the full list
@@ -281,7 +281,7 @@ impl Heap {
             // SAFETY: spans on our lists are live descriptors we own.
             let next = unsafe { (*s).next };
             // SAFETY: as above.
-            if !unsafe { (*s).in_full.load(Ordering::Acquire) } {
+            if !unsafe { (*s).in_full() } {
                 // SAFETY: as above.
                 if unsafe { (*s).class } == span::MEDIUM {
                     // Its one block was freed by another thread.
@@ -358,25 +358,11 @@ impl Heap {
             self.set_direct(class, empty_span());
         }
         self.move_list(s, span::LIST_FULL);
-        if !Self::raise_in_full(s) {
+        // SAFETY: a span of this heap.
+        if !unsafe { (*s).raise_full() } {
+            // A remote free came in since the span was collected: it has blocks.
             self.move_list(s, span::LIST_CLASS);
         }
-    }
-
-    /// Raises `in_full` on a span just put on the full list (so a remote free tells the
-    /// owner); false if a remote free came in before the flag was up (it is down again:
-    /// the span has blocks to collect).
-    fn raise_in_full(s: *mut Span) -> bool {
-        // SAFETY: a span of this heap.
-        let span = unsafe { &*s };
-        span.in_full.store(true, Ordering::SeqCst);
-        // A remote free between the owner's collect and the flag would be missed: look
-        // again.
-        span.thread_free.load(Ordering::SeqCst).is_null()
-            || span
-                .in_full
-                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
     }
 
     /// Allocates a block of `class` when `direct[class]` is empty.
@@ -448,7 +434,7 @@ impl Heap {
             return;
         }
         self.move_list(s, span::LIST_FULL);
-        if !Self::raise_in_full(s) {
+        if !span.raise_full() {
             // Freed by another thread meanwhile: `reactivate` frees it.
             self.full_dirty.store(true, Ordering::Release);
         }
@@ -561,7 +547,7 @@ impl Heap {
         // SAFETY: `s` is a span of this heap.
         if unsafe { (*s).list } == span::LIST_FULL {
             // SAFETY: as above.
-            unsafe { (*s).in_full.store(false, Ordering::Release) };
+            unsafe { (*s).lower_full() };
             self.move_list(s, span::LIST_CLASS);
         }
     }
@@ -576,7 +562,7 @@ impl Heap {
         }
         if self.idle_trimmed {
             // SAFETY: as above.
-            unsafe { (*s).in_full.store(false, Ordering::Release) };
+            unsafe { (*s).lower_full() };
             self.move_list(s, span::LIST_NONE);
             self.release(s);
             return;
@@ -599,7 +585,7 @@ impl Heap {
     /// `CACHE_MAX`.
     fn retire(&mut self, s: *mut Span) {
         // SAFETY: `s` is a span of this heap.
-        unsafe { (*s).in_full.store(false, Ordering::Release) };
+        unsafe { (*s).lower_full() };
         let class = unsafe { (*s).class as usize };
         if self.direct[class] == s {
             self.set_direct(class, empty_span());

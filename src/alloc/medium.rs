@@ -3,7 +3,7 @@
 //! request rounded up to 4 KiB and `pages()` its charge; the rest of the last slice is
 //! neither touched nor charged.
 //!
-//! While the block lives its span is on its heap's full list with `in_full` set, so a
+//! While the block lives its span is on its heap's full list with its `FULL` flag up, so a
 //! free by another thread (which uncharges the span at once, `free.rs`) tells the owner
 //! to collect and release it. Freed by its owner, the span is kept, still charged
 //! (`PARKED`, or `CACHED` in the cache), to serve a block of as many slices again, its charge refitted: in the
@@ -116,8 +116,10 @@ impl Heap {
         // Its one block, handed out now.
         span.reserved = 1;
         span.used.store(1, Ordering::Relaxed);
-        // On the full list: a remote free of its block tells the owner through `in_full`.
-        span.in_full.store(true, Ordering::Relaxed);
+        // On the full list: a remote free of its block tells the owner through `FULL`
+        // (nothing can be pending on the span just formatted).
+        let raised = span.raise_full();
+        debug_assert!(raised);
         self.move_list(s, span::LIST_FULL);
         let p = span.start;
         if !zeroed {
@@ -230,7 +232,7 @@ impl Heap {
         self.move_list(s, span::LIST_NONE);
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
-        span.in_full.store(false, Ordering::Relaxed);
+        span.lower_full();
         span.collect();
         self.keep_medium(s);
     }
@@ -241,7 +243,7 @@ impl Heap {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         self.move_list(s, span::LIST_NONE);
-        span.in_full.store(false, Ordering::Relaxed);
+        span.lower_full();
         span.used.store(0, Ordering::Relaxed);
         self.keep_medium(s);
     }

@@ -11,7 +11,11 @@
 //!   dry (or on any `collect`: the two lists are never walked to be joined), so `free`
 //!   runs dry and the slow path runs however the program alternates malloc and free;
 //! - `thread_free`: blocks other threads freed, pushed with compare-and-swap and taken by
-//!   the owner with one swap.
+//!   the owner with one atomic operation. Its low bit is the `FULL` flag: the span sits
+//!   on its heap's full list and the owner waits to be told of a remote free. The push
+//!   that finds the flag clears it in the same compare-and-swap, so exactly one pusher
+//!   learns it must mark the heap `full_dirty`, and the flag always belongs to the span
+//!   as it is now.
 //!
 //! Double frees: the owner's free asks the segment's free map (`freemap.rs`), which
 //! knows the blocks on `free` and `local_free`, and reads no block. Blocks on
@@ -23,7 +27,14 @@
 //!
 //! Fields written only by the owner thread (or, for an abandoned span, the thread holding
 //! its segment's claim) are plain or relaxed atomics read by statistics; `thread_free`
-//! and `in_full` are shared.
+//! is shared.
+//!
+//! A remote free changes the span only up to its successful push: until then its block
+//! is live, so the span cannot be emptied, released or formatted again. From the push
+//! on the owner may collect the block, empty the span and reuse the descriptor for
+//! another class or a medium block; so the pusher counts the block in `remote` before
+//! the push, learns about `FULL` from the push itself, and afterwards only reads (the
+//! heap to mark, the segment's owner), where a stale answer costs a spurious scan.
 //!
 //! Invariants: `used` = blocks handed out and not yet returned to `free`/`local_free`
 //! (blocks in `thread_free` still count; `remote` of them are there, a count kept for
@@ -42,9 +53,13 @@
 
 use super::freemap;
 use core::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 pub const NO_GROUP: u32 = u32::MAX;
+
+/// The low bit of `thread_free` (blocks are 16-byte aligned): the span is on its heap's
+/// full list and a remote free must tell the owner.
+pub const FULL: usize = 1;
 
 /// Owner frees per `collect` that go straight back onto `free`: the block freed last is
 /// handed out next, warm in the cache. Past the budget frees wait on `local_free`, so
@@ -119,14 +134,13 @@ pub struct Span {
     /// `collect`); the rest wait on `local_free`.
     pub hot: u16,
     // --- the rest ---
-    pub thread_free: AtomicPtr<Block>,
-    /// Blocks on `thread_free` not yet collected (for statistics: `used - remote` blocks
-    /// are live).
+    /// The head of the blocks other threads freed (a `*mut Block`), with the `FULL` flag
+    /// in its low bit.
+    pub thread_free: AtomicUsize,
+    /// Blocks being pushed on or sitting on `thread_free`, not yet collected (for
+    /// statistics: `used - remote` blocks are live). Counted before the push.
     pub remote: AtomicU32,
     pub reserved: u32,
-    /// Set while the span sits in its heap's full list; a remote free that clears it
-    /// marks the heap `full_dirty`, and the owner takes the span back.
-    pub in_full: AtomicBool,
     pub group: AtomicU32,
     /// Owner heap (null for a free or abandoned span).
     pub heap: *mut super::heap::Heap,
@@ -142,7 +156,7 @@ impl Span {
         used: AtomicU32::new(0),
         block_size: 0,
         local_free: ptr::null_mut(),
-        thread_free: AtomicPtr::new(ptr::null_mut()),
+        thread_free: AtomicUsize::new(0),
         start: ptr::null_mut(),
         remote: AtomicU32::new(0),
         magic: 0,
@@ -150,7 +164,6 @@ impl Span {
         capacity: 0,
         class: 0,
         state: AtomicU8::new(FREE),
-        in_full: AtomicBool::new(false),
         slices: 0,
         list: LIST_NONE,
         is_direct: false,
@@ -228,10 +241,9 @@ impl Span {
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
         self.hot = HOT_BUDGET;
-        self.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+        self.thread_free.store(0, Ordering::Relaxed);
         self.remote.store(0, Ordering::Relaxed);
         self.used.store(0, Ordering::Relaxed);
-        self.in_full.store(false, Ordering::Relaxed);
         self.key = key;
         self.heap = heap;
         self.group.store(group, Ordering::Relaxed);
@@ -307,27 +319,62 @@ impl Span {
             .store(self.used.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
     }
 
+    /// Whether no other thread's free waits on `thread_free` (the `FULL` flag aside).
+    #[inline(always)]
+    pub fn no_remote(&self) -> bool {
+        self.thread_free.load(Ordering::Relaxed) <= FULL
+    }
+
+    /// The head of `thread_free` (flag removed).
+    #[inline]
+    fn remote_head(&self, order: Ordering) -> *mut Block {
+        (self.thread_free.load(order) & !FULL) as *mut Block
+    }
+
+    /// Whether the `FULL` flag is up: no remote free came since the owner raised it.
+    pub fn in_full(&self) -> bool {
+        self.thread_free.load(Ordering::Acquire) & FULL != 0
+    }
+
+    /// The owner raises `FULL` on a span it just put on its full list; false, and nothing
+    /// changed, if a remote free is pending (the span has blocks to collect).
+    pub fn raise_full(&self) -> bool {
+        self.thread_free
+            .compare_exchange(0, FULL, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The owner takes a span off its full list: lowers `FULL` (if a remote free has not).
+    pub fn lower_full(&self) {
+        if self.thread_free.load(Ordering::Relaxed) & FULL != 0 {
+            self.thread_free.fetch_and(!FULL, Ordering::Relaxed);
+        }
+    }
+
     /// Another thread frees `p`: push onto `thread_free`. Returns true when the span was
-    /// in its heap's full list and this free made the pusher responsible for handing it
-    /// back (`in_full` cleared).
+    /// on its heap's full list and this push took the `FULL` flag down: the pusher must
+    /// mark the heap `full_dirty`. After the push the span may be reused at once (module
+    /// docs); the caller only reads it.
     #[inline]
     pub fn push_remote(&self, p: *mut u8) -> bool {
         let b = p as *mut Block;
-        let mut head = self.thread_free.load(Ordering::Relaxed);
+        self.remote.fetch_add(1, Ordering::Relaxed);
+        let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
             // SAFETY: as in `push_local`; until the exchange publishes it no one else sees `b`.
-            unsafe { (*b).next = self.encode(head) };
+            unsafe { (*b).next = self.encode((old & !FULL) as *mut Block) };
+            // Sequentially consistent: the pusher then reads the segment's owner, which an
+            // exiting owner clears before it collects (`free.rs`).
             match self.thread_free.compare_exchange_weak(
-                head,
-                b,
-                Ordering::Release,
+                old,
+                b as usize,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
-                Err(h) => head = h,
+                Ok(_) => return old & FULL != 0,
+                Err(h) => old = h,
             }
         }
-        self.pushed_remote()
     }
 
     /// `push_remote` for a span of one block (medium): the push succeeds only onto an
@@ -336,26 +383,25 @@ impl Span {
     /// freeing the block at once, one gets `None`.
     pub fn push_remote_sole(&self, p: *mut u8) -> Option<bool> {
         let b = p as *mut Block;
-        if !self.thread_free.load(Ordering::Relaxed).is_null() {
-            return None;
-        }
-        // SAFETY: as in `push_remote`; a racing second free writes the same link.
-        unsafe { (*b).next = self.encode(ptr::null_mut()) };
-        self.thread_free
-            .compare_exchange(ptr::null_mut(), b, Ordering::Release, Ordering::Relaxed)
-            .ok()?;
-        Some(self.pushed_remote())
-    }
-
-    /// After a push onto `thread_free`: counts it, and returns whether the pusher took
-    /// the span off its heap's full list (`in_full` cleared).
-    fn pushed_remote(&self) -> bool {
         self.remote.fetch_add(1, Ordering::Relaxed);
-        self.in_full.load(Ordering::Relaxed)
-            && self
-                .in_full
-                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        let mut old = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            if old & !FULL != 0 {
+                self.remote.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+            // SAFETY: as in `push_remote`; a racing second free writes the same link.
+            unsafe { (*b).next = self.encode(ptr::null_mut()) };
+            match self.thread_free.compare_exchange(
+                old,
+                b as usize,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(old & FULL != 0),
+                Err(h) => old = h,
+            }
+        }
     }
 
     /// Moves `thread_free` into `free`, and puts `local_free` (the blocks most recently
@@ -365,8 +411,9 @@ impl Span {
     /// no free block on any list.
     pub fn collect(&mut self) -> u32 {
         let mut gained = 0;
-        if !self.thread_free.load(Ordering::Relaxed).is_null() {
-            let mut b = self.thread_free.swap(ptr::null_mut(), Ordering::Acquire);
+        if !self.no_remote() {
+            // Takes the list, leaving the `FULL` flag as it is.
+            let mut b = (self.thread_free.fetch_and(FULL, Ordering::Acquire) & !FULL) as *mut Block;
             while !b.is_null() {
                 // SAFETY: blocks on `thread_free` are free blocks of this span with links.
                 let next = self.decode(unsafe { (*b).next });
@@ -430,7 +477,7 @@ impl Span {
     /// (and then has a link in its first word); a medium span is in no map.
     pub fn owner_sees_free(&self, p: *mut u8) -> bool {
         self.mapped_free(p as usize)
-            || ((self.class == MEDIUM || !self.thread_free.load(Ordering::Acquire).is_null())
+            || ((self.class == MEDIUM || !self.remote_head(Ordering::Acquire).is_null())
                 && self.looks_free(p)
                 && self.on_thread_free(p as usize))
     }
@@ -439,7 +486,7 @@ impl Span {
     /// owner while the list changes under it: every link is checked to be a block of this
     /// span before it is followed, so the walk stays inside the span and ends.
     fn on_thread_free(&self, p: usize) -> bool {
-        let mut b = self.thread_free.load(Ordering::Acquire);
+        let mut b = self.remote_head(Ordering::Acquire);
         let mut steps = 0;
         while !b.is_null() && steps <= self.capacity {
             if b as usize == p {
@@ -478,17 +525,41 @@ mod tests {
         let mut s = Span::EMPTY;
         s.key = 0x5a5a;
         assert_eq!(s.push_remote_sole(p), Some(false));
-        assert_eq!(s.thread_free.load(Ordering::Relaxed), p.cast::<Block>());
+        assert_eq!(s.thread_free.load(Ordering::Relaxed), p as usize);
         assert_eq!(s.push_remote_sole(p), None, "a second free is refused");
         assert_eq!(s.remote.load(Ordering::Relaxed), 1);
         assert_eq!(s.decode(block[0]), ptr::null_mut());
-        s.in_full.store(true, Ordering::Relaxed);
-        s.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+        s.thread_free.store(0, Ordering::Relaxed);
+        assert!(s.raise_full());
+        assert!(s.in_full());
         assert_eq!(
             s.push_remote_sole(p),
             Some(true),
             "the pusher unfulls the span"
         );
+        assert!(!s.in_full(), "the push took the flag down");
+        assert_eq!(s.thread_free.load(Ordering::Relaxed), p as usize);
+        assert!(!s.raise_full(), "not raised over a pending remote free");
+    }
+
+    #[test]
+    fn the_full_flag_goes_to_one_pusher() {
+        let mut blocks = [[0usize; 2]; 4];
+        let mut s = Span::EMPTY;
+        s.key = 0x1234_5670;
+        s.used.store(4, Ordering::Relaxed);
+        assert!(s.raise_full());
+        let ps: Vec<*mut u8> = blocks.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+        assert!(s.push_remote(ps[0]), "the first push takes the flag");
+        assert!(!s.push_remote(ps[1]), "the second finds it down");
+        assert_eq!(s.remote.load(Ordering::Relaxed), 2);
+        // The owner raises it again with the list non-empty: refused.
+        assert!(!s.raise_full());
+        assert!(!s.no_remote());
+        s.thread_free.fetch_or(FULL, Ordering::Relaxed);
+        s.lower_full();
+        assert!(!s.in_full());
+        assert_eq!(s.thread_free.load(Ordering::Relaxed), ps[1] as usize);
     }
 
     #[test]

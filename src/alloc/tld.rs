@@ -338,6 +338,9 @@ fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
     let sg = unsafe { &*seg };
     sg.lock_claim();
     sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
+    // A remote free pushes, then reads `tld`; we clear `tld`, then look at the pushes
+    // (`settle_spans`): one of the two sees the other.
+    std::sync::atomic::fence(Ordering::SeqCst);
     let r = settle_spans(seg);
     if !r.0 {
         abandoned::push(seg);
@@ -370,7 +373,7 @@ pub fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
         sp.heap = ptr::null_mut();
         sp.list = span::LIST_NONE;
         sp.is_direct = false;
-        sp.in_full.store(false, Ordering::Relaxed);
+        sp.lower_full();
         if st == span::CACHED
             || st == span::PARKED
             || st == span::PURGED
