@@ -23,6 +23,9 @@
 //! `memory.stat`'s `allocated`, `small`, `large`, `cached` and `stock`, and
 //! `nr_charges == nr_uncharges` (every page run charged was uncharged once).
 //!
+//! A second run, a twelfth as long, has every remote free yield the CPU just after its
+//! push, so that the owner reuses spans under pushers that have not finished.
+//!
 //! `CGMALLOC_ALLOC_STRESS_OPS=N` changes the operations per worker.
 
 #[global_allocator]
@@ -82,23 +85,10 @@ const KEEP: usize = 64;
 /// block itself).
 const MAILBOX: usize = 4096;
 
+/// The groups below the test's top group.
 const PATHS: [&str; 16] = [
-    "/st/a",
-    "/st/b",
-    "/st/c",
-    "/st/d",
-    "/st/a/x",
-    "/st/a/y",
-    "/st/b/x",
-    "/st/b/y",
-    "/st/c/x",
-    "/st/d/x",
-    "/st/a/x/p",
-    "/st/a/x/q",
-    "/st/b/x/p",
-    "/st/c/x/p",
-    "/st/d/x/p",
-    "/st/a/y/p",
+    "a", "b", "c", "d", "a/x", "a/y", "b/x", "b/y", "c/x", "d/x", "a/x/p", "a/x/q", "b/x/p",
+    "c/x/p", "d/x/p", "a/y/p",
 ];
 
 /// A live block and the key of its pattern.
@@ -282,10 +272,29 @@ fn worker(sh: &Shared, me: usize, ops: usize) {
 
 #[test]
 fn stress_threads_groups_and_limits() {
+    stress("/st", ops());
+}
+
+/// The same with every remote free yielding the CPU just after its push
+/// (`os::fault::widen_races`): the owner then often collects the block, empties the span
+/// and reuses it before the freeing thread goes on, a window that is a few instructions
+/// wide otherwise.
+#[test]
+fn stress_with_remote_frees_preempted_after_their_push() {
+    cgmalloc::os::fault::widen_races(true);
+    stress("/sw", ops() / 12);
+    cgmalloc::os::fault::widen_races(false);
+}
+
+/// Runs the stress with the groups below `top`, `ops` operations per worker, and checks
+/// that every group reads 0 afterwards.
+fn stress(top_path: &str, ops: usize) {
     let started = Instant::now();
-    let ops = ops();
-    let top = Group::create("/st").unwrap();
-    let groups: Vec<Group> = PATHS.iter().map(|p| Group::create(p).unwrap()).collect();
+    let top = Group::create(top_path).unwrap();
+    let groups: Vec<Group> = PATHS
+        .iter()
+        .map(|p| Group::create(&format!("{top_path}/{p}")).unwrap())
+        .collect();
     let sh = Arc::new(Shared {
         groups: groups.clone(),
         mailboxes: (0..WORKERS)
@@ -401,7 +410,7 @@ fn stress_threads_groups_and_limits() {
     let st = kv(&top, "memory.stat");
     assert_eq!(
         st["nr_charges"], st["nr_uncharges"],
-        "every page run charged in /st was uncharged once: {st:?}"
+        "every page run charged in {top_path} was uncharged once: {st:?}"
     );
     eprintln!("total {:.2?}", started.elapsed());
 }

@@ -222,9 +222,10 @@ fn free_general(p: *mut u8) {
             span.push_remote(p)
         };
         // From the push on the owner may collect the block and reuse the span: only
-        // reads follow. `span.heap` is the heap whose full list held the span unless the
-        // owner has collected the span since (or it was abandoned: null); a heap marked
-        // then is scanned for nothing.
+        // reads follow.
+        // `span.heap` is the heap whose full list held the span unless the owner has
+        // collected the span since (or it was abandoned: null); a heap marked then is
+        // scanned for nothing.
         let heap = span.heap;
         if unfulled && !heap.is_null() {
             // SAFETY: heaps live in never-unmapped pool memory; on a recycled heap the

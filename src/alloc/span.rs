@@ -371,7 +371,11 @@ impl Span {
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return old & FULL != 0,
+                Ok(_) => {
+                    // From here the span may be reused under us.
+                    crate::os::fault::race_point();
+                    return old & FULL != 0;
+                }
                 Err(h) => old = h,
             }
         }
@@ -398,7 +402,10 @@ impl Span {
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(old & FULL != 0),
+                Ok(_) => {
+                    crate::os::fault::race_point();
+                    return Some(old & FULL != 0);
+                }
                 Err(h) => old = h,
             }
         }

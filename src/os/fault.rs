@@ -1,7 +1,28 @@
 //! Fault injection for tests: makes the next mappings fail with `ENOMEM` as if the kernel
-//! refused them. One relaxed load on each mapping call when unused.
+//! refused them, and makes race points yield the CPU, as if the scheduler preempted the
+//! thread there. One relaxed load on each mapping call or race point when unused.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+/// Whether race points yield (`widen_races`).
+static WIDEN: AtomicBool = AtomicBool::new(false);
+
+/// Makes every race point yield the CPU (or stops it): a thread reaching one is likely
+/// to be preempted there, so that a window the code must tolerate, a few instructions
+/// wide otherwise, is open for a whole time slice of the other threads.
+pub fn widen_races(on: bool) {
+    WIDEN.store(on, Ordering::SeqCst);
+}
+
+/// A place where a preemption opens a window other threads may use (the code after it
+/// must not assume what held before it). Yields when `widen_races` is on.
+#[inline(always)]
+pub(crate) fn race_point() {
+    if WIDEN.load(Ordering::Relaxed) {
+        // SAFETY: `sched_yield` has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
 
 /// Mappings left to succeed before failures start; negative means "never fail".
 static BUDGET: AtomicI64 = AtomicI64::new(-1);
