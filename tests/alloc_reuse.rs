@@ -81,3 +81,52 @@ fn pairs_alone_still_reuse_blocks_freed_by_another_thread() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn a_span_taken_back_from_the_cache_keeps_its_free_list() {
+    std::thread::spawn(|| {
+        // Three spans' worth of 1 KiB blocks (64 a span); the first span fills first.
+        const PER_SPAN: usize = 64 * KIB / SIZE;
+        let mut blocks: Vec<usize> = Vec::with_capacity(4 * PER_SPAN);
+        for _ in 0..3 * PER_SPAN {
+            blocks.push(take());
+        }
+        let span_of = |p: usize| p & !(64 * KIB - 1);
+        let first = span_of(blocks[0]);
+        let mut in_first: Vec<usize> = blocks
+            .iter()
+            .copied()
+            .filter(|&p| span_of(p) == first)
+            .collect();
+        assert_eq!(
+            in_first.len(),
+            PER_SPAN,
+            "the first span holds {PER_SPAN} blocks"
+        );
+        // Free the first span in an order unlike its address order: it empties, is not
+        // the span allocations come from, and goes to the cache.
+        in_first.sort_unstable();
+        let order: Vec<usize> = (0..PER_SPAN)
+            .map(|i| in_first[(i * 7 + 3) % PER_SPAN])
+            .collect();
+        for &p in &order {
+            give(p);
+        }
+        // Every other span is full: the next allocations take the cached span back,
+        // with its blocks in the order they were freed, last freed first (a span
+        // formatted again would hand them out from its start).
+        let again: Vec<usize> = (0..PER_SPAN).map(|_| take()).collect();
+        let expect: Vec<usize> = order.iter().rev().copied().collect();
+        assert_eq!(again, expect, "the cached span's blocks, last freed first");
+        for p in again {
+            give(p);
+        }
+        for p in blocks {
+            if span_of(p) != first {
+                give(p);
+            }
+        }
+    })
+    .join()
+    .unwrap();
+}

@@ -106,11 +106,12 @@ fn thread_create_join_cycles_return_to_baseline() {
     g.destroy().unwrap();
 }
 
-/// glibc reuses an exited thread's stack, and so its thread pointer and TLS block, for
-/// the next thread it creates: that thread must not take the exited thread's segments
-/// for its own. Each cycle, a thread leaves live small blocks behind (its segment is
-/// abandoned) and the next thread, usually on the same thread pointer, frees them, which
-/// empties their span, and allocates the same size again.
+/// The owner's fast `free` knows a segment is its own by the thread pointer it records.
+/// glibc reuses an exited thread's stack, and so its thread pointer, for the next thread
+/// it creates: that thread must not take the exited thread's segments for its own. Each
+/// cycle, a thread leaves live small blocks behind (its segment is abandoned) and the
+/// next thread, usually on the same thread pointer, frees them, which empties their span,
+/// and allocates the same size again.
 #[test]
 fn a_thread_on_an_exited_threads_thread_pointer_owns_none_of_its_memory() {
     let g = Group::create("/tp").unwrap();

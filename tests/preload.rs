@@ -241,7 +241,7 @@ fn misuse_realloc_after_free_medium() {
     misuse("realloc-after-free-medium");
 }
 
-/// A small block the free map shows free.
+/// A small block the live map shows free.
 #[test]
 fn misuse_realloc_after_free_small() {
     misuse("realloc-after-free-small");

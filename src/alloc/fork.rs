@@ -64,6 +64,7 @@ extern "C" fn child() {
             return;
         }
         sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
+        sg.owner.store(0, Ordering::Relaxed);
         sg.claim.store(0, Ordering::Relaxed);
         let (destroyed, owed) = tld::settle_spans(seg);
         if destroyed {

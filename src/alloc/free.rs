@@ -31,6 +31,7 @@ use super::segmap;
 use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SHIFT};
 use super::span::{self, Span};
 use super::tld;
+use super::tls;
 use crate::util::fatal::fatal;
 use std::sync::atomic::Ordering;
 
@@ -108,7 +109,7 @@ pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
     if !s.is_block_start(p as usize) {
         interior(caller);
     }
-    // A small block the free map shows free (`free` leaves double frees to its own
+    // A small block the live map shows free (`free` leaves double frees to its own
     // checks, which do not read the owner's map from other threads).
     if !matches!(caller, Caller::Free) && s.mapped_free(p as usize) {
         freed(caller);
@@ -130,41 +131,32 @@ pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
 #[inline(always)]
 pub fn free(p: *mut u8) {
     let a = p as usize;
-    if segmap::get(a) == segmap::HERE {
-        let base = a & !(SEG_SIZE - 1);
-        // SAFETY: the segment map names this region as a segment in use: its header is
-        // mapped and valid.
-        let sg = unsafe { &mut *(base as *mut Segment) };
-        let me = tld::current();
-        // Only span segments have an owner (a large mapping's `tld` stays null).
-        if sg.tld.load(Ordering::Relaxed) == me && !me.is_null() {
-            let s: *mut Span = &mut sg.spans[(a & (SEG_SIZE - 1)) >> SLICE_SHIFT];
-            // SAFETY: a descriptor of this segment.
-            let span = unsafe { &mut *s };
-            if span.state.load(Ordering::Relaxed) == span::ACTIVE {
-                if span.class != span::MEDIUM {
-                    // The free map's bit is clear only at the start of a block handed out
-                    // (`freemap.rs`), which this sets: an interior pointer or a block
-                    // already free goes to `free_general`. Blocks on `thread_free` are
-                    // not in the map: with any there, `free_general` checks the block.
-                    if span.no_remote() && span.try_push_local(p) {
-                        if span.list == span::LIST_FULL
-                            || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
-                        {
-                            free_local_slow(span);
-                        }
-                        return;
-                    }
-                } else if a == span.start as usize && span.no_remote() {
-                    // The span's one block, live (a freed one's span is not `ACTIVE`, or
-                    // has it on `thread_free`).
-                    free_medium_owned(span);
-                    return;
-                }
-            }
-        }
+    if segmap::get(a) != segmap::HERE {
+        return free_general(p);
     }
-    free_general(p);
+    let base = a & !(SEG_SIZE - 1);
+    // SAFETY: the segment map names this region as a segment in use: its header is
+    // mapped and valid.
+    let sg = unsafe { &mut *(base as *mut Segment) };
+    // Only span segments have an owner (a large mapping's `owner` stays 0).
+    if sg.owner.load(Ordering::Relaxed) != tls::thread_id() {
+        return free_general(p);
+    }
+    let span = &mut sg.spans[(a & (SEG_SIZE - 1)) >> SLICE_SHIFT];
+    // A set bit in the live map is the start of a small block handed out, of an
+    // `ACTIVE` span of this slice (`freemap.rs`), which this clears: anything else (an
+    // interior pointer, a block already free, a medium block) goes to `free_general`.
+    // Blocks on `thread_free` are still in the map: with any there, `free_general`
+    // checks the block.
+    if !span.no_remote() {
+        return free_general(p);
+    }
+    let Some(used) = span.try_push_local(p) else {
+        return free_general(p);
+    };
+    if span.list == span::LIST_FULL || (used == 0 && !span.is_direct) {
+        free_local_slow(span);
+    }
 }
 
 /// Frees `p` (not null): any case, with every misuse check.
@@ -182,6 +174,15 @@ fn free_general(p: *mut u8) {
     let owner = sg.tld.load(Ordering::Relaxed);
     let me = tld::current();
     if owner == me && !me.is_null() {
+        if span.class == span::MEDIUM
+            && span.state.load(Ordering::Relaxed) == span::ACTIVE
+            && span.no_remote()
+        {
+            // The span's one block, live (`locate` checked it is the block's start, and
+            // a freed one's span is not `ACTIVE`, or has it on `thread_free`).
+            free_medium_owned(span);
+            return;
+        }
         if span.owner_sees_free(p) {
             double_free();
         }

@@ -1,22 +1,23 @@
-//! The free map: one bit per 16-byte granule of a span segment, kept in the segment's
-//! header, saying whether the small block starting there is free. It lets the owner's
-//! `free` see a double free without reading the block: a wide read of a word the program
-//! has just written in narrower stores cannot be forwarded from the store buffer, and
-//! waits for the stores to reach the cache (about as long as the rest of the pair of
-//! calls).
+//! The live map: one bit per 16-byte granule of a span segment, kept in the segment's
+//! header, set exactly where a small block handed out starts. It lets the owner's `free`
+//! see a double free or an interior pointer without reading the block: a wide read of a
+//! word the program has just written in narrower stores cannot be forwarded from the
+//! store buffer, and waits for the stores to reach the cache (about as long as the rest of
+//! the pair of calls).
 //!
-//! Invariant, for a small-block span (not `MEDIUM`) in state `ACTIVE` or `ABANDONED`:
-//! a granule's bit is clear iff a block handed out (live, or on `thread_free` until the
-//! owner collects it) starts there. So the bit is set for a block on `free` or
-//! `local_free`, for a block never handed out (index `≥ reserved`), and for every granule
-//! that starts no block: a pointer whose bit is clear is the start of a block handed out,
-//! and the owner's fast `free` needs no other check that `p` is a block start. Bits of
-//! other slices mean nothing: a medium span's are written (its frees share the small
-//! spans' list code) but never read, and formatting a small span sets them all.
+//! Invariant, for every granule of a span segment at all times: the bit is set iff a
+//! small block (not `MEDIUM`) handed out (live, or on `thread_free` until the owner
+//! collects it) starts there. So it is clear for a block on `free` or `local_free`, for a
+//! block never handed out (index `≥ reserved`), for every granule that starts no block,
+//! for medium spans (never set), the header slice and free slices (a span is released
+//! with no block handed out). A pointer whose bit is set is the start of a small block
+//! handed out, of an `ACTIVE` or `ABANDONED` span: the owner's fast `free` needs no other
+//! check that `p` is a block start, nor of the span's state or class. A fresh segment's
+//! map is zero, which is the invariant.
 //!
 //! Writers: the span's owner (or the claim holder of an abandoned segment), with plain
 //! relaxed load/store pairs. Other threads only read bits, to confirm a double free they
-//! suspect; a live block's bit is clear for whoever may legally free it.
+//! suspect; a live block's bit is set for whoever may legally free it.
 
 use super::segment::{Segment, SEG_SIZE, SLICE_SIZE};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,21 +45,21 @@ fn locate(p: usize) -> (&'static AtomicU64, u64) {
     (unsafe { &*map.add(index) }, bit)
 }
 
-/// Whether the block at `p` is free.
+/// Whether the block at `p` is free: no block handed out starts there.
 #[inline(always)]
 pub fn is_free(p: usize) -> bool {
     let (w, bit) = locate(p);
-    w.load(Ordering::Relaxed) & bit != 0
+    w.load(Ordering::Relaxed) & bit == 0
 }
 
 /// The owner marks the block at `p` free unless it is already: false (and nothing
-/// changed) for a block already free.
+/// changed) where no block handed out starts.
 #[inline(always)]
 pub fn try_set_free(p: usize) -> bool {
     let (w, bit) = locate(p);
     let v = w.load(Ordering::Relaxed);
-    w.store(v | bit, Ordering::Relaxed);
-    v & bit == 0
+    w.store(v & !bit, Ordering::Relaxed);
+    v & bit != 0
 }
 
 /// The owner marks the block at `p` free.
@@ -71,16 +72,22 @@ pub fn set_free(p: usize) {
 #[inline(always)]
 pub fn set_used(p: usize) {
     let (w, bit) = locate(p);
-    w.store(w.load(Ordering::Relaxed) & !bit, Ordering::Relaxed);
+    w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
 }
 
-/// The owner formats the small-block span of the slice at `start`: every block free.
+/// The owner formats the small-block span of the slice at `start`: no block handed out.
+/// The invariant says the slice's bits are clear already (debug builds check it); a bit
+/// found set is cleared. Reading leaves untouched map pages unallocated.
 pub fn set_slice_free(start: usize) {
     debug_assert_eq!(start % SLICE_SIZE, 0);
     let (first, _) = locate(start);
     let first = first as *const AtomicU64;
     for i in 0..SLICE_WORDS {
         // SAFETY: the slice's words follow its first one inside the same map.
-        unsafe { &*first.add(i) }.store(!0, Ordering::Relaxed);
+        let w = unsafe { &*first.add(i) };
+        if w.load(Ordering::Relaxed) != 0 {
+            debug_assert!(false, "live bits in a slice being formatted");
+            w.store(0, Ordering::Relaxed);
+        }
     }
 }

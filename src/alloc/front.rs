@@ -2,7 +2,8 @@
 //! results (null on failure), no `errno`; the C layer adds C's rules.
 //!
 //! Fast path (`malloc` of at most `SMALL_MAX` bytes): a TLS load (the heap), a size-class
-//! lookup, a pop from the direct span's free list. Everything else is in `alloc_slow`:
+//! lookup (for at most `LOOKUP_MAX` bytes, folded into the heap's by-size table), a pop
+//! from the direct span's free list. Everything else is in `alloc_slow`:
 //! medium blocks (up to `MEDIUM_MAX`, a span each) and large mappings.
 
 use super::free as free_path;
@@ -11,7 +12,7 @@ use super::large;
 use super::medium;
 use super::resize::NotResized;
 use super::segment::SLICE_SIZE;
-use super::size_class::{self, MEDIUM_MAX, SMALL_MAX};
+use super::size_class::{self, LOOKUP_MAX, MEDIUM_MAX, SMALL_MAX};
 use super::span;
 use super::tld;
 use core::ptr;
@@ -22,13 +23,21 @@ pub const MIN_ALIGN: usize = 16;
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
-        let heap = tld::heap();
-        let class = size_class::class_of(size);
-        // SAFETY: the TLS heap is the static empty heap or this thread's live heap, whose
-        // direct slots always point to valid span descriptors.
-        let p = unsafe { (*(*heap).direct[class]).pop() };
-        if !p.is_null() {
-            return p;
+        if let Some(heap) = tld::heap_inline() {
+            // SAFETY: the TLS heap is the static empty heap or this thread's live heap,
+            // whose by-size and direct slots always point to valid span descriptors.
+            let span = unsafe {
+                if size <= LOOKUP_MAX {
+                    (*heap).by_size[size_class::slot_of(size)]
+                } else {
+                    (*heap).direct[size_class::class_of(size)]
+                }
+            };
+            // SAFETY: as above.
+            let p = unsafe { (*span).pop() };
+            if !p.is_null() {
+                return p;
+            }
         }
     }
     alloc_slow(size, MIN_ALIGN).0

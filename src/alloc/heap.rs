@@ -1,6 +1,8 @@
 //! Heaps: one thread's allocation state for one group.
 //!
-//! `direct[class]` is the span the fast path pops from. Behind it, per class, a queue of
+//! `direct[class]` is the span the fast path pops from; `by_size[slot_of(n)]` is the same
+//! span for a request of `n ≤ LOOKUP_MAX` bytes (kept in step by `set_direct`), so small
+//! requests skip the class lookup. Behind it, per class, a queue of
 //! spans that may have free blocks; spans found with none move to `full`, and come back
 //! when a remote free takes down their `FULL` flag (which marks the heap `full_dirty`).
 //! Empty spans are cached (still charged, `CACHED`), at most `CACHE_MAX` per heap; the
@@ -20,7 +22,7 @@
 //! held, because a callback may allocate or free on this very heap.
 
 use super::segment::{Segment, SLICES, SLICE_SHIFT};
-use super::size_class::{self, NR_CLASSES};
+use super::size_class::{self, NR_CLASSES, SLOTS};
 use super::span::{self, Span};
 use super::tld::Tld;
 use crate::memcg;
@@ -115,6 +117,8 @@ impl Queue {
 
 #[repr(C)]
 pub struct Heap {
+    /// `direct[class_of(16 * i)]` in slot `i`.
+    pub by_size: [*mut Span; SLOTS],
     pub direct: [*mut Span; NR_CLASSES],
     pub group: u32,
     pub tld: *mut Tld,
@@ -148,6 +152,7 @@ pub struct SyncHeap(pub Heap);
 // SAFETY: the empty heap is never written; the slow path recognises it by address.
 unsafe impl Sync for SyncHeap {}
 pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
+    by_size: [&EMPTY_SPAN.0 as *const Span as *mut Span; SLOTS],
     direct: [&EMPTY_SPAN.0 as *const Span as *mut Span; NR_CLASSES],
     group: 0,
     tld: ptr::null_mut(),
@@ -247,6 +252,7 @@ pub unsafe fn release_span(seg: *mut Segment, s: *mut Span, now: u64) -> (Option
 impl Heap {
     /// Sets up a pool-allocated heap for `group` owned by `tld`.
     pub fn init(&mut self, group: u32, tld: *mut Tld) {
+        self.by_size = [empty_span(); SLOTS];
         self.direct = [empty_span(); NR_CLASSES];
         self.group = group;
         self.tld = tld;
@@ -307,6 +313,9 @@ impl Heap {
             unsafe { (*s).is_direct = true };
         }
         self.direct[class] = s;
+        for slot in size_class::slots_of(class) {
+            self.by_size[slot] = s;
+        }
     }
 
     /// Moves `s` from whichever list it is on to `to` (front of a class queue, back of the
@@ -440,15 +449,19 @@ impl Heap {
         }
     }
 
-    /// A new span for `class`: a cached empty span, or fresh slices charged to the group.
+    /// A new span for `class`: a cached empty span (one of `class` first, whose free
+    /// lists still hold all its blocks), or fresh slices charged to the group.
     fn new_span(&mut self, class: usize) -> Option<*mut Span> {
-        if let Some(s) = self.take_cached(true) {
+        if let Some(s) = self.take_cached(true, Some(class as u8)) {
+            return Some(self.revive(s));
+        }
+        if let Some(s) = self.take_cached(true, None) {
             return Some(self.setup(s, class));
         }
         let pages = 1 << (SLICE_SHIFT - 12);
         memcg::charge::try_charge(self.group, pages, 0).ok()?;
         // The charge may have run callbacks that used this heap; it is consistent again.
-        let s = match self.take_cached(false) {
+        let s = match self.take_cached(false, None) {
             Some(s) => s,
             None => match self.fresh_slice() {
                 Some(s) => s,
@@ -464,8 +477,9 @@ impl Heap {
         Some(self.setup(s, class))
     }
 
-    /// Takes a cached span: a charged one (`charged`) or a purged one.
-    fn take_cached(&mut self, charged: bool) -> Option<*mut Span> {
+    /// Takes a cached span: a charged one (`charged`) or a purged one; of `class` only, if
+    /// given.
+    fn take_cached(&mut self, charged: bool, class: Option<u8>) -> Option<*mut Span> {
         // SAFETY: the thread's cache lock guards span states against reclaimers.
         let tld = unsafe { &*self.tld };
         let _g = tld.lock_cache();
@@ -476,7 +490,10 @@ impl Heap {
             let st = span.state.load(Ordering::Relaxed);
             // Under the lock a span is `PURGING` only for a moment, by a reclaimer that
             // locked for another thread and gives it back: skip it.
-            if st != span::PURGING && (st == span::CACHED) == charged && span.class != span::MEDIUM
+            if st != span::PURGING
+                && (st == span::CACHED) == charged
+                && span.class != span::MEDIUM
+                && class.map_or(true, |c| c == span.class)
             {
                 let purged = span.claim();
                 if purged != charged {
@@ -538,6 +555,21 @@ impl Heap {
         let n = (EXTEND_BYTES / size).max(1) as u32;
         span.extend(n);
         span.list = span::LIST_NONE;
+        self.move_list(s, span::LIST_CLASS);
+        s
+    }
+
+    /// Puts back on its class queue a span taken from the cache still charged and of the
+    /// class wanted: its blocks are all on its free lists (never purged, so their links
+    /// are intact), and its key, shape and group stay; the span is not formatted again,
+    /// and its blocks come back most recently freed first, without carving.
+    fn revive(&mut self, s: *mut Span) -> *mut Span {
+        // SAFETY: `s` is a span we own, on no list, `ACTIVE`.
+        let span = unsafe { &mut *s };
+        debug_assert_eq!(span.used.load(Ordering::Relaxed), 0);
+        debug_assert_eq!(span.thread_free.load(Ordering::Relaxed), 0);
+        debug_assert_eq!(span.group.load(Ordering::Relaxed), self.group);
+        span.collect();
         self.move_list(s, span::LIST_CLASS);
         s
     }

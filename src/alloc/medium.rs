@@ -28,8 +28,8 @@
 //! `ACTIVE` if the owner took the span: it backs off). A reclaimer purges only a span
 //! still `PURGING` after that, which the owner can no longer take.
 //!
-//! The owner's free of a medium block (the fast path in
-//! `free.rs`) neither reads nor links the block: the span has one block, so its state
+//! The owner's free of a medium block (`free_general` in `free.rs`, after the checks of
+//! `locate`) neither reads nor links the block: the span has one block, so its state
 //! tells a live block (`ACTIVE`, nothing on `thread_free`) from a freed one (`PARKED`,
 //! `CACHED`, `PURGING`, `PURGED`: a double free), and `errno` is saved only on the paths that
 //! may make system calls (releasing a span).

@@ -41,7 +41,7 @@ use super::span::{self, Span};
 use crate::os::mem;
 use crate::util::spin::SpinLock;
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 pub const SEG_SHIFT: usize = 22;
 pub const SEG_SIZE: usize = 1 << SEG_SHIFT;
@@ -61,8 +61,13 @@ pub struct Segment {
     magic: u64,
     pub kind: AtomicU8,
     /// Owner thread's allocator state; null when abandoned, and always null in a large
-    /// mapping (the owner's fast `free` relies on it to tell the two kinds apart).
+    /// mapping.
     pub tld: AtomicPtr<super::tld::Tld>,
+    /// The owner's thread id (`tls::thread_id`, never 0), 0 whenever `tld` is null: the
+    /// owner's fast `free` compares it with its own. Only the owner stores its id here
+    /// and only the owner, the claim holder of an abandoned segment or a fork child's one
+    /// thread clear it, so a thread that reads its own id is the owner.
+    pub owner: AtomicUsize,
     /// Held by a thread freeing into, purging or adopting an abandoned segment.
     pub claim: AtomicU32,
     /// Abandoned: the group all its live spans are charged to (`abandoned::MIXED` if
@@ -211,6 +216,7 @@ impl Segment {
             (*seg).magic = MAGIC;
             (*seg).kind.store(kind, Ordering::Relaxed);
             (*seg).tld.store(ptr::null_mut(), Ordering::Relaxed);
+            (*seg).owner.store(0, Ordering::Relaxed);
             // `claim` is left alone: 0 in a fresh mapping and released by `destroy`, it
             // may be held again by a late freer of the segment's previous life, who
             // finds nothing to do and releases it.
@@ -283,6 +289,7 @@ impl Segment {
             // SAFETY: the header is still mapped and ours.
             unsafe {
                 (*seg).tld.store(ptr::null_mut(), Ordering::Relaxed);
+                (*seg).owner.store(0, Ordering::Relaxed);
                 (*seg).claim.store(0, Ordering::Release);
             }
             Self::cache(seg);

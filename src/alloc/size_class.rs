@@ -81,6 +81,30 @@ pub fn class_of(size: usize) -> usize {
     }
 }
 
+/// Slots of the by-size table (`Heap::by_size`): one per 16 bytes up to `LOOKUP_MAX`.
+pub const SLOTS: usize = LOOKUP_MAX / 16 + 1;
+
+/// The by-size slot of `size` (`size ≤ LOOKUP_MAX`): the class of slot `i` is
+/// `class_of(16 * i)`, the class of every size it holds.
+#[inline(always)]
+pub fn slot_of(size: usize) -> usize {
+    (size + 15) >> 4
+}
+
+/// The by-size slots whose sizes `class` serves (empty above `LOOKUP_MAX`).
+pub fn slots_of(class: usize) -> core::ops::Range<usize> {
+    let size = size_of(class);
+    if size > LOOKUP_MAX {
+        return 0..0;
+    }
+    let lo = if class == 0 {
+        0
+    } else {
+        size_of(class - 1) / 16 + 1
+    };
+    lo..size / 16 + 1
+}
+
 #[inline]
 pub fn size_of(class: usize) -> usize {
     SIZES[class] as usize
@@ -106,11 +130,30 @@ mod tests {
                 c == 0 || size_of(c - 1) < n,
                 "{n} not in the smallest class"
             );
+            if n <= LOOKUP_MAX {
+                assert!(
+                    slots_of(c).contains(&slot_of(n)),
+                    "{n}: slot outside its class"
+                );
+            }
             if n > 128 {
                 assert!((s - n) * 8 <= n, "waste of {n} -> {s} over 12.5%");
             } else {
                 assert!(s - n.max(1) < 16);
             }
         }
+    }
+
+    #[test]
+    fn by_size_slots_partition_the_table() {
+        let mut owner = [usize::MAX; SLOTS];
+        for c in 0..NR_CLASSES {
+            for i in slots_of(c) {
+                assert_eq!(owner[i], usize::MAX, "slot {i} in two classes");
+                owner[i] = c;
+                assert_eq!(class_of(16 * i), c);
+            }
+        }
+        assert!(owner.iter().all(|&c| c != usize::MAX), "a slot in no class");
     }
 }

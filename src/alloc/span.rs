@@ -17,9 +17,9 @@
 //!   learns it must mark the heap `full_dirty`, and the flag always belongs to the span
 //!   as it is now.
 //!
-//! Double frees: the owner's free asks the segment's free map (`freemap.rs`), which
+//! Double frees: the owner's free asks the segment's live map (`freemap.rs`), which
 //! knows the blocks on `free` and `local_free`, and reads no block. Blocks on
-//! `thread_free` are not in the map until collected: links are stored XORed with the
+//! `thread_free` keep their live bit until collected: links are stored XORed with the
 //! span's `key`, so a block whose first word decodes to a link into its own span is
 //! suspected and checked in full (`is_free_block`); a block handed out has its first
 //! word cleared. The owner's fast path leaves a span with remote frees pending to that
@@ -289,21 +289,21 @@ impl Span {
         self.link_local(p);
     }
 
-    /// The owner frees `p` (a block of this span) unless the free map shows it free
-    /// already: false, and nothing changed, for a block already free.
+    /// The owner frees `p` (a block of this span) unless the live map shows it free
+    /// already: `None`, and nothing changed, for a block already free; else the blocks
+    /// still handed out (`used`).
     #[inline(always)]
-    pub fn try_push_local(&mut self, p: *mut u8) -> bool {
+    pub fn try_push_local(&mut self, p: *mut u8) -> Option<u32> {
         if !freemap::try_set_free(p as usize) {
-            return false;
+            return None;
         }
-        self.link_local(p);
-        true
+        Some(self.link_local(p))
     }
 
     /// Links a block the owner freed onto `free` (reused next, while still in the cache)
-    /// while the span's `hot` budget lasts, else onto `local_free`.
+    /// while the span's `hot` budget lasts, else onto `local_free`; returns `used`.
     #[inline(always)]
-    fn link_local(&mut self, p: *mut u8) {
+    fn link_local(&mut self, p: *mut u8) -> u32 {
         let b = p as *mut Block;
         let head = if self.hot != 0 {
             self.hot -= 1;
@@ -315,8 +315,9 @@ impl Span {
         // SAFETY: `p` is a block of this span being freed: its memory is ours to reuse.
         unsafe { (*b).next = link };
         *head = b;
-        self.used
-            .store(self.used.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        let used = self.used.load(Ordering::Relaxed) - 1;
+        self.used.store(used, Ordering::Relaxed);
+        used
     }
 
     /// Whether no other thread's free waits on `thread_free` (the `FULL` flag aside).
@@ -465,13 +466,13 @@ impl Span {
         off < (1 << 20) && index < self.capacity as u64 && index * self.block_size as u64 == off
     }
 
-    /// Whether the free map shows the block at `p` free (a medium span is in no map).
+    /// Whether the live map shows the block at `p` free (a medium span is in no map).
     #[inline]
     pub fn mapped_free(&self, p: usize) -> bool {
         self.class != MEDIUM && freemap::is_free(p)
     }
 
-    /// Whether `p` (a block start of this span) is free: set in the free map, or on
+    /// Whether `p` (a block start of this span) is free: clear in the live map, or on
     /// `thread_free`. Slow when `thread_free` is not empty: used only to confirm a
     /// suspected double free.
     pub fn is_free_block(&self, p: usize) -> bool {

@@ -28,6 +28,8 @@ pub const LARGE_CACHE: usize = 32;
 
 #[repr(C)]
 pub struct Tld {
+    /// The owning thread's id (`tls::thread_id`), stored in the segments it owns.
+    pub id: usize,
     pub heaps: *mut Heap,
     pub segments: *mut Segment,
     /// Freed large mappings kept for reuse (still charged unless purged).
@@ -63,6 +65,12 @@ pub fn heap() -> *mut Heap {
 #[inline]
 pub fn current() -> *mut Tld {
     tls::tld()
+}
+
+/// The current heap if it can be read without a call (`tls::heap_inline`).
+#[inline(always)]
+pub fn heap_inline() -> Option<*mut Heap> {
+    tls::heap_inline()
 }
 
 /// Called when the thread changes group: the next allocation looks up the new heap.
@@ -150,6 +158,7 @@ impl Tld {
         unsafe {
             self.note_dirty((*seg).purge_at);
             (*seg).tld.store(self, Ordering::Release);
+            (*seg).owner.store(self.id, Ordering::Relaxed);
             Segment::link_owned(&mut self.segments, seg);
         }
     }
@@ -280,7 +289,11 @@ pub fn setup_heap() -> *mut Heap {
         }
         let seed = (tld as u64) ^ crate::os::now_ns().rotate_left(17) ^ crate::os::gettid() as u64;
         // SAFETY: a zeroed pool object, ours alone.
-        unsafe { (*tld).rng = seed | 1 };
+        // SAFETY: as above.
+        unsafe {
+            (*tld).rng = seed | 1;
+            (*tld).id = tls::thread_id();
+        }
         tls::set_tld(tld);
         tls::calibrate();
         memcg::threads::ensure_registered();
@@ -337,6 +350,7 @@ fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
     // threads freeing into it once `tld` is cleared.
     let sg = unsafe { &*seg };
     sg.lock_claim();
+    sg.owner.store(0, Ordering::Relaxed);
     sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
     // A remote free pushes, then reads `tld`; we clear `tld`, then look at the pushes
     // (`settle_spans`): one of the two sees the other.

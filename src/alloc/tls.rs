@@ -101,6 +101,35 @@ pub fn tld() -> *mut Tld {
     WORDS.with(|w| w.tld.get())
 }
 
+/// The current heap if it can be read without a call: always in a Rust program; in the
+/// shared library, while the measured offset is in use. Lets a fast path that cannot
+/// afford to save registers for a call go to its slow path instead.
+#[inline(always)]
+pub fn heap_inline() -> Option<*mut Heap> {
+    #[cfg(all(feature = "override", target_arch = "x86_64"))]
+    return fast::read(0).map(|v| v as *mut Heap);
+    #[cfg(not(all(feature = "override", target_arch = "x86_64")))]
+    Some(WORDS.with(|w| w.heap.get()))
+}
+
+/// A number for the calling thread, never 0, that no other live thread has: the thread
+/// pointer on x86_64 (one load, `fs:0`), else the address of the thread's TLS words. A
+/// thread that exits may pass its id on to a thread created later.
+#[inline(always)]
+pub fn thread_id() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let tp: usize;
+        // SAFETY: on x86_64 Linux, `fs:0` holds the thread pointer itself.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags, pure))
+        };
+        tp
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    WORDS.with(|w| w as *const Words as usize)
+}
+
 pub fn set_heap(h: *mut Heap) {
     WORDS.with(|w| w.heap.set(h));
 }
