@@ -118,8 +118,7 @@ impl Heap {
         span.used.store(1, Ordering::Relaxed);
         // On the full list: a remote free of its block tells the owner through `FULL`
         // (nothing can be pending on the span just formatted).
-        let raised = span.raise_full();
-        debug_assert!(raised);
+        span.raise_full_fresh();
         self.move_list(s, span::LIST_FULL);
         let p = span.start;
         if !zeroed {
@@ -243,7 +242,8 @@ impl Heap {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         self.move_list(s, span::LIST_NONE);
-        span.lower_full();
+        // `FULL` stays up (span.rs): taking it down would cost a locked instruction, and
+        // the span is formatted before its next block.
         span.used.store(0, Ordering::Relaxed);
         self.keep_medium(s);
     }

@@ -25,6 +25,10 @@
 //! word cleared. The owner's fast path leaves a span with remote frees pending to that
 //! check.
 //!
+//! `FULL` may stay up on a span that holds no live block and is on no heap list (a
+//! medium span its owner freed, parked or cached): nothing reads it there, and the span
+//! is formatted before it is used again.
+//!
 //! Fields written only by the owner thread (or, for an abandoned span, the thread holding
 //! its segment's claim) are plain or relaxed atomics read by statistics; `thread_free`
 //! is shared.
@@ -343,6 +347,13 @@ impl Span {
         self.thread_free
             .compare_exchange(0, FULL, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// Raises `FULL` on a span just formatted, whose blocks are not handed out yet (so no
+    /// other thread can push): a plain store, no locked instruction.
+    pub fn raise_full_fresh(&self) {
+        debug_assert!(self.no_remote());
+        self.thread_free.store(FULL, Ordering::Relaxed);
     }
 
     /// The owner takes a span off its full list: lowers `FULL` (if a remote free has not).
