@@ -55,10 +55,16 @@ Modes
                                  and exits non-zero if any run failed. Figures not checked.
   benches/run.sh --criterion     also runs the criterion benches (`cargo bench
                                  --no-default-features --bench alloc`, `--bench charge`)
-                                 after the workloads, then `cargo build --release` again
-                                 (those builds overwrite libcgmalloc.so without malloc).
-                                 Without it, the report summarises whatever results
-                                 target/criterion already holds.
+                                 and the same allocator workloads in interleaved rounds
+                                 (`--bench side_by_side`, its table kept in
+                                 benches/results/side_by_side.md) after the workloads,
+                                 then `cargo build --release` again (those builds
+                                 overwrite libcgmalloc.so without malloc). Without it,
+                                 the report summarises whatever results target/criterion
+                                 and benches/results already hold.
+  benches/run.sh --report-only   runs nothing: writes BENCHMARKS.md again from
+                                 benches/results/results.json and the criterion and
+                                 side-by-side results at hand (after editing the notes).
 Options: --workloads a,b  --allocators x,y  --runs N  --threads N  --out DIR
 --group-counts 1,16,256  --timeout S  --no-build-lib (use the existing
 target/release/libcgmalloc.so)  --no-install  --workload-src DIR  -h.
@@ -221,6 +227,10 @@ def parse_args(argv):
                    help="do not run cargo build; only check target/release/libcgmalloc.so")
     p.add_argument("--no-install", action="store_true",
                    help="install nothing (peers, matplotlib); use what is there")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: write the report again from the results directory's "
+                        "results.json (as the run that wrote it was asked for) and the "
+                        "criterion and side-by-side results at hand")
     p.add_argument("--criterion", action="store_true",
                    help="also run the criterion benches (alloc, charge) after the workloads")
     p.add_argument("--workload-src", default=os.path.join(ROOT, "benches", "workloads"),
@@ -1098,6 +1108,28 @@ def section_criterion():
     return lines + table(["benchmark", "median", "95 % interval"], rows) + [""]
 
 
+SIDE_BY_SIDE = "side_by_side.md"
+
+
+def section_side_by_side(settings):
+    """The interleaved-rounds table `run_criterion` kept, if any."""
+    path = os.path.join(settings.results_dir, SIDE_BY_SIDE)
+    lines = ["## Side by side: the same micro-benchmarks in interleaved rounds", ""]
+    try:
+        with open(path) as f:
+            body = f.read().strip()
+        stamp = datetime.datetime.fromtimestamp(os.path.getmtime(path)).strftime(
+            "%Y-%m-%d %H:%M")
+    except OSError:
+        return lines + ["None yet: run `benches/run.sh --criterion` (or `cargo bench "
+                        "--no-default-features --bench side_by_side`).", ""]
+    return lines + [
+        f"Measured {stamp} (`cargo bench --no-default-features --bench side_by_side`): "
+        "each round runs one batch of every allocator, in rotating order; medians per "
+        "operation over the rounds, and ratios of those medians. `per round` is the "
+        "median of limited / root taken within each round.", "", body, ""]
+
+
 def reproduce_command(settings):
     return shlex.join(["benches/run.sh"] + settings.argv)
 
@@ -1121,6 +1153,7 @@ def render(summary, settings, machine, configs, chart):
                   f"![chart]({rel})", ""]
     lines += section_machine(machine, configs, settings)
     lines += section_criterion()
+    lines += section_side_by_side(settings)
     lines += section_losses(summary)
     return "\n".join(lines)
 
@@ -1258,8 +1291,9 @@ def machine_info(peers):
     }
 
 
-def run_criterion():
-    """The criterion benches. They build with --no-default-features, which rewrites
+def run_criterion(settings):
+    """The criterion benches, then `side_by_side` (its table written to the results
+    directory). They build with --no-default-features, which rewrites
     target/release/libcgmalloc.so without malloc: hence run after the workloads, and the
     library rebuilt afterwards."""
     flags = ["--", "--warm-up-time", "1", "--measurement-time", "3"]
@@ -1269,6 +1303,17 @@ def run_criterion():
         if run_tool(cmd, check=False) != 0:
             warn(f"`cargo bench --bench {bench}` failed")
             ok = False
+    cmd = ["cargo", "bench", "--no-default-features", "--bench", "side_by_side"]
+    log("$ " + shlex.join(cmd))
+    r = subprocess.run(cmd, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, text=True,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0 or "|" not in r.stdout:
+        warn("`cargo bench --bench side_by_side` failed")
+        ok = False
+    else:
+        os.makedirs(settings.results_dir, exist_ok=True)
+        with open(os.path.join(settings.results_dir, SIDE_BY_SIDE), "w") as f:
+            f.write(r.stdout)
     run_tool(["cargo", "build", "--release"], check=False)
     return ok
 
@@ -1305,15 +1350,40 @@ def measure_all(settings):
     return workloads, configs, machine, records, apt
 
 
+def report_only(settings):
+    """Renders the report again from the results.json of `settings`' results directory."""
+    path = os.path.join(settings.results_dir, "results.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"error: cannot read {path}: {e}", file=sys.stderr)
+        return 2
+    kept = Settings(**data["settings"])
+    configs = [Config(**c) for c in data["configs"]]
+    records = data["runs"]
+    workloads = list(dict.fromkeys(r["workload"] for r in records))
+    WARNINGS.extend(data.get("warnings", []))
+    summary = Summary(records, workloads, configs)
+    chart = write_chart(summary, kept, Apt())
+    body = render(summary, kept, data["machine"], configs, chart)
+    write_markdown(kept.markdown, body)
+    log(f"wrote {kept.markdown} from {path}")
+    return 0
+
+
 def main(argv):
     try:
-        settings = settings_from(parse_args(argv), argv)
+        args = parse_args(argv)
+        settings = settings_from(args, argv)
         os.chdir(ROOT)
+        if args.report_only:
+            return report_only(settings)
         workloads, configs, machine, records, apt = measure_all(settings)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    criterion_ok = run_criterion() if settings.criterion else True
+    criterion_ok = run_criterion(settings) if settings.criterion else True
     summary = Summary(records, workloads, configs)
     os.makedirs(settings.results_dir, exist_ok=True)
     chart = write_chart(summary, settings, apt)
