@@ -350,3 +350,52 @@ fn parked_spans_reclaimed_while_their_owner_reuses_them() {
     assert_all_returned(&g);
     Arc::into_inner(g).unwrap().destroy().unwrap();
 }
+
+/// A group over its limit (lowered below its usage) gets back the medium spans its
+/// thread frees, but for the one the heap keeps parked; that one a charge needing the
+/// room reclaims, for a block of another size.
+#[test]
+fn over_the_limit_freed_medium_spans_go_back_but_the_parked_one() {
+    const BLOCK: usize = 512 * KIB;
+    const N: usize = 6;
+    let g = Group::create("/med_limit").unwrap();
+    let layout = Layout::from_size_align(BLOCK, 16).unwrap();
+    let mut blocks = Vec::with_capacity(N);
+    let _in = g.enter().unwrap();
+    for _ in 0..N {
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc(layout) };
+        assert!(!p.is_null());
+        blocks.push(p);
+    }
+    drop(_in);
+    assert!(current(&g) >= (N * BLOCK) as u64);
+    // Lowered below the usage: the frees must bring it down.
+    g.set_max(MIB as u64).unwrap();
+    let _in = g.enter().unwrap();
+    for p in blocks.drain(..) {
+        // SAFETY: allocated above with `layout`.
+        unsafe { dealloc(p, layout) };
+    }
+    drop(_in);
+    let held = current(&g);
+    assert!(
+        held <= (BLOCK + 32 * PAGE_BYTES) as u64,
+        "{held} bytes still charged after freeing everything over the limit"
+    );
+    // A block of another size, which the parked span does not serve and which does not
+    // fit beside it: the charge reclaims the parked span.
+    let other = Layout::from_size_align(700 * KIB, 16).unwrap();
+    let _in = g.enter().unwrap();
+    // SAFETY: non-zero size.
+    let p = unsafe { alloc(other) };
+    assert!(
+        !p.is_null(),
+        "700 KiB refused in 1 MiB with the room parked"
+    );
+    // SAFETY: allocated above with `other`.
+    unsafe { dealloc(p, other) };
+    drop(_in);
+    reclaim_all(&g);
+    assert_eq!(current(&g), 0);
+}

@@ -8,8 +8,9 @@
 //! to collect and release it. Freed by its owner, the span is kept, still charged
 //! (`PARKED`, or `CACHED` in the cache), to serve a block of as many slices again, its charge refitted: in the
 //! heap's `parked` slot, whose previous span moves to the heap's cache; at most
-//! `MEDIUM_CACHE` medium spans in both together, beyond that (or with the group at its
-//! limit) a span is released to its segment.
+//! `MEDIUM_CACHE` medium spans in both together, beyond that (or, for the span the
+//! parked slot gives up, with the group at its limit) a span is released to its
+//! segment.
 //!
 //! The `parked` slot makes a free and malloc pair of one medium block cheap: no cache
 //! lock, no list move, no atomic read-modify-write. The owner parks the span with plain
@@ -249,15 +250,17 @@ impl Heap {
     }
 
     /// An empty medium span on no list: parked (the span parked before goes to the
-    /// cache, `unpark`); released instead with the group at its limit, when the freeing
-    /// thread already uncharged it, or when the heap is idle.
+    /// cache or, with the group at its limit, back to its segment: `unpark`); released
+    /// instead when the freeing thread already uncharged it, or when the heap is idle.
+    ///
+    /// The limit is not looked at for the span parked: a malloc/free pair of a medium
+    /// block would pay the walk up the group's ancestors every time (1 ns of 16). At the
+    /// limit a heap so keeps at most one medium span charged, which a charge that needs
+    /// the room reclaims (`account.rs` purges parked spans).
     fn keep_medium(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
-        if span.group.load(Ordering::Relaxed) == span::NO_GROUP
-            || memcg::charge::at_max(self.group)
-            || self.idle_trimmed
-        {
+        if span.group.load(Ordering::Relaxed) == span::NO_GROUP || self.idle_trimmed {
             let _errno = crate::os::ErrnoGuard::new();
             self.release(s);
             return;
@@ -273,8 +276,8 @@ impl Heap {
     }
 
     /// A span just displaced from `parked`: cached while fewer than `MEDIUM_CACHE`
-    /// medium spans are kept (the parked one included), else released; released too if
-    /// a reclaimer purged it (it holds nothing).
+    /// medium spans are kept (the parked one included) and the group is below its limit,
+    /// else released; released too if a reclaimer purged it (it holds nothing).
     #[cold]
     fn unpark(&mut self, s: *mut Span) {
         // The cache may release a victim, and a release may purge (system calls).
@@ -285,7 +288,7 @@ impl Heap {
             (*s).list = span::LIST_NONE;
             (*s).claim()
         };
-        if !purged && self.medium_cached + 1 < MEDIUM_CACHE {
+        if !purged && self.medium_cached + 1 < MEDIUM_CACHE && !memcg::charge::at_max(self.group) {
             self.cache_span(s);
         } else {
             self.release(s);
