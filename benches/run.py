@@ -1350,6 +1350,16 @@ def measure_all(settings):
     return workloads, configs, machine, records, apt
 
 
+def write_report(records, workloads, configs, settings, machine, apt):
+    """The chart and BENCHMARKS.md from the runs -> (summary, body, chart path or None)."""
+    summary = Summary(records, workloads, configs)
+    os.makedirs(settings.results_dir, exist_ok=True)
+    chart = write_chart(summary, settings, apt)
+    body = render(summary, settings, machine, configs, chart)
+    write_markdown(settings.markdown, body)
+    return summary, body, chart
+
+
 def report_only(settings):
     """Renders the report again from the results.json of `settings`' results directory."""
     path = os.path.join(settings.results_dir, "results.json")
@@ -1364,10 +1374,7 @@ def report_only(settings):
     records = data["runs"]
     workloads = list(dict.fromkeys(r["workload"] for r in records))
     WARNINGS.extend(data.get("warnings", []))
-    summary = Summary(records, workloads, configs)
-    chart = write_chart(summary, kept, Apt())
-    body = render(summary, kept, data["machine"], configs, chart)
-    write_markdown(kept.markdown, body)
+    write_report(records, workloads, configs, kept, data["machine"], Apt())
     log(f"wrote {kept.markdown} from {path}")
     return 0
 
@@ -1384,11 +1391,7 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     criterion_ok = run_criterion(settings) if settings.criterion else True
-    summary = Summary(records, workloads, configs)
-    os.makedirs(settings.results_dir, exist_ok=True)
-    chart = write_chart(summary, settings, apt)
-    body = render(summary, settings, machine, configs, chart)
-    write_markdown(settings.markdown, body)
+    summary, body, chart = write_report(records, workloads, configs, settings, machine, apt)
     write_results(os.path.join(settings.results_dir, "results.json"), settings, machine,
                   configs, records)
     log("\n" + body)

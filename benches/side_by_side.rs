@@ -97,32 +97,33 @@ fn main() {
             f()
         }
     };
-    let mut benches: Vec<(String, Run)> = Vec::new();
-    for size in SIZES {
-        benches.push((
-            format!("pair/{size}"),
-            Box::new(move |a, n| match a {
-                0 => pairs(&System, size, n),
-                1 => pairs(&MiMalloc, size, n),
-                _ => with(a, &|| pairs(&CgMalloc, size, n)),
-            }),
-        ));
+    // `each!(a, f(args))` runs workload `f` with allocator `a`, the allocator passed
+    // by type (a `dyn GlobalAlloc` would add a call through a pointer per operation).
+    macro_rules! each {
+        ($a:expr, $f:ident($($arg:expr),*)) => {
+            match $a {
+                0 => $f(&System, $($arg),*),
+                1 => $f(&MiMalloc, $($arg),*),
+                a => with(a, &|| $f(&CgMalloc, $($arg),*)),
+            }
+        };
     }
+    let mut benches: Vec<(String, Run)> = SIZES
+        .iter()
+        .map(|&size| -> (String, Run) {
+            (
+                format!("pair/{size}"),
+                Box::new(move |a, n| each!(a, pairs(size, n))),
+            )
+        })
+        .collect();
     benches.push((
         "cross_thread".into(),
-        Box::new(|a, n| match a {
-            0 => cross_thread(&System, n),
-            1 => cross_thread(&MiMalloc, n),
-            _ => with(a, &|| cross_thread(&CgMalloc, n)),
-        }),
+        Box::new(|a, n| each!(a, cross_thread(n))),
     ));
     benches.push((
         "realloc_growth".into(),
-        Box::new(|a, n| match a {
-            0 => realloc_growth(&System, n),
-            1 => realloc_growth(&MiMalloc, n),
-            _ => with(a, &|| realloc_growth(&CgMalloc, n)),
-        }),
+        Box::new(|a, n| each!(a, realloc_growth(n))),
     ));
 
     println!(

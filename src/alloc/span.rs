@@ -369,11 +369,35 @@ impl Span {
     /// docs); the caller only reads it.
     #[inline]
     pub fn push_remote(&self, p: *mut u8) -> bool {
+        match self.push(p, false) {
+            Some(unfulled) => unfulled,
+            None => unreachable!("only a sole push is refused"),
+        }
+    }
+
+    /// `push_remote` for a span of one block (medium): the push succeeds only onto an
+    /// empty `thread_free`, since a non-empty one already holds that block. `None`, and
+    /// nothing pushed, for a block already freed by another thread: of two threads
+    /// freeing the block at once, one gets `None`.
+    pub fn push_remote_sole(&self, p: *mut u8) -> Option<bool> {
+        self.push(p, true)
+    }
+
+    /// The push of both: counts the block in `remote`, then links it in front of
+    /// `thread_free` and takes `FULL` down in one compare-and-swap; `sole` refuses a
+    /// non-empty list (`None`, nothing changed).
+    #[inline(always)]
+    fn push(&self, p: *mut u8, sole: bool) -> Option<bool> {
         let b = p as *mut Block;
         self.remote.fetch_add(1, Ordering::Relaxed);
         let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
-            // SAFETY: as in `push_local`; until the exchange publishes it no one else sees `b`.
+            if sole && old & !FULL != 0 {
+                self.remote.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+            // SAFETY: as in `push_local`; until the exchange publishes it no one else sees
+            // `b` (a racing second free of a sole block writes the same link).
             unsafe { (*b).next = self.encode((old & !FULL) as *mut Block) };
             // Sequentially consistent: the pusher then reads the segment's owner, which an
             // exiting owner clears before it collects (`free.rs`).
@@ -385,36 +409,6 @@ impl Span {
             ) {
                 Ok(_) => {
                     // From here the span may be reused under us.
-                    crate::os::fault::race_point();
-                    return old & FULL != 0;
-                }
-                Err(h) => old = h,
-            }
-        }
-    }
-
-    /// `push_remote` for a span of one block (medium): the push succeeds only onto an
-    /// empty `thread_free`, since a non-empty one already holds that block. `None`, and
-    /// nothing pushed, for a block already freed by another thread: of two threads
-    /// freeing the block at once, one gets `None`.
-    pub fn push_remote_sole(&self, p: *mut u8) -> Option<bool> {
-        let b = p as *mut Block;
-        self.remote.fetch_add(1, Ordering::Relaxed);
-        let mut old = self.thread_free.load(Ordering::Relaxed);
-        loop {
-            if old & !FULL != 0 {
-                self.remote.fetch_sub(1, Ordering::Relaxed);
-                return None;
-            }
-            // SAFETY: as in `push_remote`; a racing second free writes the same link.
-            unsafe { (*b).next = self.encode(ptr::null_mut()) };
-            match self.thread_free.compare_exchange(
-                old,
-                b as usize,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
                     crate::os::fault::race_point();
                     return Some(old & FULL != 0);
                 }
