@@ -205,6 +205,16 @@ int cgm_group_reclaim(cgm_group_t group, uint64_t bytes);
 // Returns every thread's stock of precharged pages to its group.
 int cgm_drain_stocks(void);
 
+// Checks the accounting: 0 when every group's `memory.current` is exactly what its
+// spans, large mappings, thread stocks and explicit charges record; otherwise `-EIO`,
+// with the first group that differs described in `buf` (`snprintf` contract; `buf`
+// may be NULL with `len` 0). Only meaningful while no other thread allocates, frees or
+// charges (after joining them, or in a fork child): meant for tests.
+//
+// # Safety
+// `buf` is NULL (with `len` 0) or writable for `len` bytes.
+int cgm_audit(char *buf, size_t len);
+
 // A static description of an errno (either sign).
 const char *cgm_strerror(int err);
 

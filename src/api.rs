@@ -350,6 +350,19 @@ impl Group {
     }
 }
 
+/// Checks the accounting: `Ok` when every group's `memory.current` is exactly what its
+/// spans, large mappings, thread stocks and explicit charges record; otherwise the first
+/// group that differs, described. Only meaningful while no other thread allocates,
+/// frees or charges (after joining them, or in a fork child): meant for tests.
+pub fn audit() -> std::result::Result<(), String> {
+    crate::alloc::account::audit().map_err(|m| {
+        let mut buf = [0u8; 512];
+        let mut out = crate::util::fmtbuf::FmtBuf::new(&mut buf);
+        m.describe(&mut out);
+        String::from_utf8_lossy(out.as_bytes()).into_owned()
+    })
+}
+
 /// Returns every thread's stock to its group.
 pub fn drain_stocks() {
     control::drain_stocks();

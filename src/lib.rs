@@ -39,7 +39,9 @@ mod error;
 mod global;
 
 #[cfg(not(loom))]
-pub use api::{drain_stocks, trim, Charge, EnterGuard, Group, OomAction, OomInfo, Reclaimer, Stat};
+pub use api::{
+    audit, drain_stocks, trim, Charge, EnterGuard, Group, OomAction, OomInfo, Reclaimer, Stat,
+};
 #[cfg(not(loom))]
 pub use error::{describe as strerror, Error, Result};
 #[cfg(not(loom))]

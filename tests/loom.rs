@@ -23,6 +23,7 @@
 //! forbids.
 
 use cgmalloc::memcg::counter::{self, Hierarchy, PageCounter, Pages};
+use cgmalloc::memcg::origin::Origin;
 use cgmalloc::memcg::path::GroupPath;
 use cgmalloc::memcg::stock::{self, CHARGE_BATCH};
 use cgmalloc::memcg::table::{GroupTable, DYING, FREE, LIVE, ROOT};
@@ -264,7 +265,7 @@ fn refill_consume_put_back_vs_drain() {
                 }
                 held += 1;
                 // Free one page through the stock.
-                stock::put_back(&w, &*t, a, 1);
+                stock::put_back(&w, &*t, a, 1, &Origin::plain("test"));
                 held -= 1;
                 // A 5-page charge whose surplus overflows the stock.
                 counter::try_charge(&*t, a, 5).unwrap();
@@ -626,7 +627,7 @@ fn free_through_stock_vs_destroy() {
             thread::spawn(move || {
                 // `charge::uncharge(a, 1)`.
                 if t.state(a) == LIVE {
-                    stock::put_back(&w, &*t, a, 1);
+                    stock::put_back(&w, &*t, a, 1, &Origin::plain("test"));
                 } else {
                     t.uncharge(a, 1);
                 }

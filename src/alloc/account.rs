@@ -10,13 +10,14 @@
 //! after the reclaimer won it with `CACHED -> PURGING` (its owner may take a parked span
 //! back without the lock: the state protocol in `span`).
 
-use super::heap::Uncharge;
-use super::large::{self, SLACK_BUSY};
+use super::charged::Uncharge;
+use super::large::SLACK_BUSY;
 use super::segment::{Segment, KIND_LARGE, SLICES};
 use super::span;
 use super::tld;
 use crate::memcg::files::AllocStats;
 use crate::memcg::table::GROUPS;
+use crate::os::mem::PAGE_SIZE;
 use std::sync::atomic::Ordering;
 
 /// Installs the hooks (idempotent).
@@ -31,38 +32,34 @@ fn stats(root: u32) -> AllocStats {
     Segment::for_each(|sg| {
         if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
             let m = &sg.large;
-            let st = m.state.load(Ordering::Relaxed);
-            if st != span::PURGED && inside(m.group.load(Ordering::Relaxed)) {
-                let slack = (m.slack.load(Ordering::Relaxed) & !SLACK_BUSY) as u64;
-                a.large += m.usable as u64 + slack;
+            let Some((_, pages)) = m.charged.get().filter(|&(g, _)| inside(g)) else {
+                return;
+            };
+            let bytes = pages * PAGE_SIZE as u64;
+            let slack = (m.slack.load(Ordering::Relaxed) & !SLACK_BUSY) as u64;
+            a.large += bytes;
+            if m.state.load(Ordering::Relaxed) == span::CACHED {
+                a.cached += bytes;
+            } else {
                 a.cached += slack;
-                if st == span::CACHED {
-                    a.cached += m.usable as u64;
-                } else {
-                    a.allocated += m.usable as u64;
-                }
+                a.allocated += bytes.saturating_sub(slack);
             }
             return;
         }
         for i in 1..SLICES {
             let s = &sg.spans[i];
-            let st = s.state.load(Ordering::Relaxed);
-            if st == span::FREE
-                || st == span::INTERIOR
-                || st == span::PURGED
-                || st == span::PURGING
-                || !inside(s.group.load(Ordering::Relaxed))
-            {
+            let Some((_, pages)) = s.charged.get().filter(|&(g, _)| inside(g)) else {
                 continue;
-            }
-            let bytes = s.pages() * crate::os::mem::PAGE_SIZE as u64;
+            };
+            let bytes = pages * PAGE_SIZE as u64;
             if s.class == span::MEDIUM {
                 // A medium block is charged to the page, as a large mapping is.
                 a.large += bytes;
             } else {
                 a.small += bytes;
             }
-            if st == span::CACHED || st == span::PARKED {
+            let st = s.state.load(Ordering::Relaxed);
+            if st == span::CACHED || st == span::PARKED || st == span::PURGING {
                 a.cached += bytes;
             }
             let live = s
@@ -75,15 +72,40 @@ fn stats(root: u32) -> AllocStats {
     a
 }
 
+/// The allocator's charge records, for the ledger (`memcg::ledger`): `(group, pages)` of
+/// every span and large mapping that holds a charge.
+pub fn records(f: &mut dyn FnMut(u32, u64)) {
+    Segment::for_each(|sg| {
+        if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
+            if let Some((g, pages)) = sg.large.charged.get() {
+                f(g, pages);
+            }
+            return;
+        }
+        for s in &sg.spans[1..] {
+            if let Some((g, pages)) = s.charged.get() {
+                f(g, pages);
+            }
+        }
+    });
+}
+
+/// Compares every group's counter with what the allocator, the stocks and the explicit
+/// charges record for it (`memcg::ledger::audit`). Only meaningful while no other thread
+/// allocates, frees or charges.
+pub fn audit() -> Result<(), crate::memcg::ledger::Mismatch> {
+    crate::memcg::ledger::audit(&mut |f| records(f))
+}
+
 const BATCH: usize = 64;
 
 /// Frees up to `want` pages of the allocator's cache charged in the subtree of `root`.
 fn reclaim(root: u32, want: u64) -> u64 {
     let mut got = own_thread(root);
     while got < want {
-        let mut owed = [(Uncharge { group: 0, pages: 0 }, false); BATCH];
+        let mut owed = [None; BATCH];
         let n = purge_cached(root, &mut owed);
-        for (u, part) in &owed[..n] {
+        for (u, part) in owed[..n].iter().flatten() {
             if *part {
                 u.apply_plain();
             } else {
@@ -119,9 +141,9 @@ fn own_thread(root: u32) -> u64 {
 }
 
 /// Purges other threads' cached spans and mappings in the subtree (at most `BATCH`),
-/// recording the uncharges owed (with whether each is part of a page run: a live
-/// block's slack); returns how many.
-fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
+/// recording the uncharges owed, taken from their records (with whether each is part of
+/// a page run: a live block's slack); returns how many.
+fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usize {
     let mut n = 0;
     Segment::for_each(|sg| {
         if n == BATCH {
@@ -134,14 +156,8 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
                 // for the purge before it can unmap it). The group is read under the
                 // slack's busy flag: a mapping taken from the cache changes group before
                 // it publishes its slack.
-                if let Some((bytes, g)) = m.purge_slack(|g| GROUPS.is_descendant(g, root)) {
-                    owed[n] = (
-                        Uncharge {
-                            group: g,
-                            pages: large::pages(bytes),
-                        },
-                        true,
-                    );
+                if let Some(u) = m.purge_slack(|g| GROUPS.is_descendant(g, root)) {
+                    owed[n] = Some((u, true));
                     n += 1;
                 }
                 return;
@@ -155,16 +171,16 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
             let _g = unsafe { (*t).lock_cache() };
             // Still in the cache of the thread whose lock is held: that thread may have
             // taken it out and another cached it since the look above.
-            let g = m.group.load(Ordering::Relaxed);
             if m.state.load(Ordering::Acquire) == span::CACHED
                 && m.cache_tld.load(Ordering::Relaxed) == t
-                && GROUPS.is_descendant(g, root)
+                && GROUPS.is_descendant(m.charged.group(), root)
             {
                 crate::os::mem::purge(m.data, m.usable);
+                if let Some(u) = m.charged.take(m.origin_now()) {
+                    owed[n] = Some((u, false));
+                    n += 1;
+                }
                 m.state.store(span::PURGED, Ordering::Relaxed);
-                let pages = large::pages(m.usable);
-                owed[n] = (Uncharge { group: g, pages }, false);
-                n += 1;
             }
             return;
         }
@@ -194,21 +210,19 @@ fn purge_cached(root: u32, owed: &mut [(Uncharge, bool); BATCH]) -> usize {
             }
             // Ours until we leave `PURGING`: its fields are stable. Purge it only if it is
             // the span of the thread whose lock we hold, in the subtree.
-            let g = s.group.load(Ordering::Relaxed);
             // SAFETY: as above.
-            if s.heap != heap || unsafe { (*heap).tld } != tld || !GROUPS.is_descendant(g, root) {
+            if s.heap != heap
+                || unsafe { (*heap).tld } != tld
+                || !GROUPS.is_descendant(s.group(), root)
+            {
                 give_back(s, st);
                 continue;
             }
             crate::os::mem::purge(s.start, s.bytes());
-            owed[n] = (
-                Uncharge {
-                    group: g,
-                    pages: s.pages(),
-                },
-                false,
-            );
-            n += 1;
+            if let Some(u) = s.take_charge() {
+                owed[n] = Some((u, false));
+                n += 1;
+            }
             // The owner may reuse it (charging it afresh) once it reads this.
             s.state.store(span::PURGED, Ordering::Release);
         }

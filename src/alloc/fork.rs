@@ -1,9 +1,13 @@
 //! `fork()`: every allocator and accounting lock is taken before the fork and released
 //! after it in both processes, so the child never inherits a lock held by a thread that
-//! does not exist there. In the child, only the forking thread survives: the other
-//! threads' stocks go back to their groups (`memcg::threads::fork_child`), their segments
-//! become abandoned (the abandoned list is rebuilt from scratch), and their cached spans
-//! and mappings are released.
+//! does not exist there. In the child, only the forking thread survives, and the other
+//! threads may have been anywhere, between a charge and its record or a record and its
+//! uncharge included: first every counter is set to what the spans, mappings, stocks and
+//! explicit charges record (`memcg::ledger::rebuild`), so the child starts exact; then
+//! the other threads' stocks go back to their groups (`memcg::threads::fork_child`),
+//! their segments become abandoned (the abandoned list is rebuilt from scratch), and
+//! their cached spans and mappings are released. Each release uncharges what its record
+//! holds, whatever state the vanished thread left it in.
 
 use super::abandoned;
 use super::segment::{self, Segment, KIND_LARGE};
@@ -20,6 +24,7 @@ extern "C" fn prepare() {
     memcg::table::GROUPS.lock_for_fork();
     memcg::callbacks::lock_for_fork();
     memcg::threshold::lock_for_fork();
+    memcg::ledger::lock_for_fork();
     segment::lock_for_fork();
     abandoned::lock_for_fork();
     tld::lock_pools_for_fork();
@@ -29,6 +34,7 @@ extern "C" fn parent() {
     tld::unlock_pools_after_fork();
     abandoned::unlock_after_fork();
     segment::unlock_after_fork();
+    memcg::ledger::unlock_after_fork();
     memcg::threshold::unlock_after_fork();
     memcg::callbacks::unlock_after_fork();
     memcg::table::GROUPS.unlock_after_fork();
@@ -36,6 +42,7 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     parent();
+    memcg::ledger::rebuild(&mut |f| super::account::records(f));
     memcg::threads::fork_child();
     let me = tld::current();
     abandoned::reset_in_child();
@@ -53,7 +60,6 @@ extern "C" fn child() {
                 || st == span::PURGED
                 || (st == span::ACTIVE && !owner.is_null());
             if in_cache && owner != me {
-                m.state.store(span::ACTIVE, Ordering::Relaxed);
                 super::large::release(seg);
             }
             return;

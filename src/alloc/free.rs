@@ -26,7 +26,8 @@
 //! free slices, not at a block start, or a block already free.
 
 use super::abandoned;
-use super::heap::{self, Uncharge};
+use super::charged::Uncharge;
+use super::heap;
 use super::segmap;
 use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SHIFT};
 use super::span::{self, Span};
@@ -203,13 +204,8 @@ fn free_general(p: *mut u8) {
             // collects it (which may be much later). Before the push, which hands the
             // span to the owner.
             let _errno = crate::os::ErrnoGuard::new();
-            let group = span.group.swap(span::NO_GROUP, Ordering::Relaxed);
-            if group != span::NO_GROUP {
-                Uncharge {
-                    group,
-                    pages: span.pages(),
-                }
-                .apply();
+            if let Some(u) = span.take_charge() {
+                u.apply();
             }
         }
         let unfulled = if span.class == span::MEDIUM {

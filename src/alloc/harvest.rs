@@ -30,7 +30,6 @@
 //!   as before. Only when that range cannot even be mapped again does `harvest` fail, and
 //!   the caller releases the block.
 
-use super::heap::Uncharge;
 use super::large::{self, LargeMeta};
 use super::segment::Segment;
 use super::span;
@@ -203,12 +202,14 @@ pub fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
             break;
         }
         d.usable -= take;
-        // At once, so that no uncharge is pending while the donor is out of the cache.
-        Uncharge {
-            group: d.group.load(Ordering::Relaxed),
-            pages: large::pages(take),
+        // At once, so that no uncharge is pending while the donor is out of the cache. A
+        // donor left with nothing ends its page run here (its release finds no record).
+        let u = d.charged.take_part(large::pages(take), d.origin_now());
+        if d.usable == 0 {
+            u.apply();
+        } else {
+            u.apply_plain();
         }
-        .apply_plain();
         at += take;
     }
     let mut empty = [ptr::null_mut::<Segment>(); LARGE_CACHE];

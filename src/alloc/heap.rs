@@ -21,7 +21,8 @@
 //! Every charge, uncharge or user callback happens with the heap consistent and no lock
 //! held, because a callback may allocate or free on this very heap.
 
-use super::segment::{Segment, SLICES, SLICE_SHIFT};
+use super::charged::Uncharge;
+use super::segment::{Segment, SLICE_SHIFT};
 use super::size_class::{self, NR_CLASSES, SLOTS};
 use super::span::{self, Span};
 use super::tld::Tld;
@@ -173,61 +174,8 @@ pub fn empty_heap() -> *mut Heap {
     &EMPTY_HEAP.0 as *const Heap as *mut Heap
 }
 
-/// A charge to undo once the heap is consistent and no lock is held.
-#[derive(Clone, Copy)]
-pub struct Uncharge {
-    pub group: u32,
-    pub pages: u64,
-}
-
-impl Uncharge {
-    /// Returns a page run's charge (counted in `nr_uncharges`).
-    pub fn apply(self) {
-        memcg::events::add_stat(self.group, memcg::events::StatKey::NrUncharges, 1);
-        self.apply_plain();
-    }
-
-    /// Returns part of a page run's charge (a shrinking block).
-    pub fn apply_plain(self) {
-        if self.pages > 0 {
-            memcg::charge::uncharge(self.group, self.pages);
-        }
-    }
-}
-
-/// The uncharges owed for spans of one segment released while it was held, applied
-/// once it is not.
-pub struct Owed {
-    list: [Uncharge; SLICES],
-    n: usize,
-}
-
-impl Owed {
-    pub fn new() -> Self {
-        Owed {
-            list: [Uncharge { group: 0, pages: 0 }; SLICES],
-            n: 0,
-        }
-    }
-
-    /// Records what `release_span` owes (a segment has fewer spans than `SLICES`).
-    pub fn add(&mut self, u: Option<Uncharge>) {
-        if let Some(u) = u {
-            self.list[self.n] = u;
-            self.n += 1;
-        }
-    }
-
-    /// Applies them, with no lock held.
-    pub fn apply(&self) {
-        for u in &self.list[..self.n] {
-            u.apply();
-        }
-    }
-}
-
 /// Releases an empty span's slices (dirty: the holder of the segment purges them when
-/// due) and returns the uncharge owed, if the span was charged, and whether the segment
+/// due) and returns the uncharge owed — what its record holds — and whether the segment
 /// has no span left. The caller owns the segment (owner thread or claim holder) and
 /// applies the uncharge afterwards.
 ///
@@ -235,15 +183,7 @@ impl Owed {
 /// `seg` is the segment of `s`, owned by the caller; `s` is on no list.
 pub unsafe fn release_span(seg: *mut Segment, s: *mut Span, now: u64) -> (Option<Uncharge>, bool) {
     // SAFETY: by the contract `s` and `seg` are valid and owned by the caller.
-    let (state, group, pages) = unsafe {
-        (
-            (*s).state.load(Ordering::Relaxed),
-            (*s).group.load(Ordering::Relaxed),
-            (*s).pages(),
-        )
-    };
-    let owed =
-        (state != span::PURGED && group != span::NO_GROUP).then_some(Uncharge { group, pages });
+    let owed = unsafe { (*s).take_charge() };
     // SAFETY: as above.
     let seg_empty = unsafe { (*seg).release_slices(&mut *s, now) };
     (owed, seg_empty)
@@ -472,13 +412,14 @@ impl Heap {
             },
         };
         memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
-        // SAFETY: `s` is a span we own, now charged to our group.
-        unsafe { (*s).group.store(self.group, Ordering::Relaxed) };
+        // SAFETY: `s` is a span we own (purged or fresh: it records no charge), now
+        // charged to our group.
+        unsafe { (*s).charged.add(self.group, pages) };
         Some(self.setup(s, class))
     }
 
-    /// Takes a cached span: a charged one (`charged`) or a purged one; of `class` only, if
-    /// given.
+    /// Takes a cached span: a resident one, still charged (`charged`), or a purged one,
+    /// which holds no charge; of `class` only, if given.
     fn take_cached(&mut self, charged: bool, class: Option<u8>) -> Option<*mut Span> {
         // SAFETY: the thread's cache lock guards span states against reclaimers.
         let tld = unsafe { &*self.tld };
@@ -551,7 +492,7 @@ impl Heap {
         // SAFETY: the thread state outlives its heaps.
         let key = unsafe { (*self.tld).next_key() };
         let capacity = (span.bytes() / size) as u32;
-        span.format(class as u8, size, capacity, key, self, self.group);
+        span.format(class as u8, size, capacity, key, self);
         let n = (EXTEND_BYTES / size).max(1) as u32;
         span.extend(n);
         span.list = span::LIST_NONE;
@@ -568,7 +509,7 @@ impl Heap {
         let span = unsafe { &mut *s };
         debug_assert_eq!(span.used.load(Ordering::Relaxed), 0);
         debug_assert_eq!(span.thread_free.load(Ordering::Relaxed), 0);
-        debug_assert_eq!(span.group.load(Ordering::Relaxed), self.group);
+        debug_assert!(span.charged.is_of(self.group));
         span.collect();
         self.move_list(s, span::LIST_CLASS);
         s
@@ -655,8 +596,8 @@ impl Heap {
         unsafe { (*s).claim() };
     }
 
-    /// Releases a span of this heap that is on no list.
-    pub fn release(&mut self, s: *mut Span) {
+    /// Releases a span of this heap that is on no list; returns the pages it gave back.
+    pub fn release(&mut self, s: *mut Span) -> u64 {
         let seg = (s as usize & !(super::segment::SEG_SIZE - 1)) as *mut Segment;
         let now = crate::os::coarse_now_ns();
         // SAFETY: `s` is ours and listed nowhere; its segment is owned by this thread.
@@ -670,9 +611,10 @@ impl Heap {
             tld.note_dirty(unsafe { (*seg).purge_at });
             tld.purge_due(now);
         }
-        if let Some(u) = owed {
+        owed.map_or(0, |u| {
             u.apply();
-        }
+            u.pages
+        })
     }
 
     /// Releases every empty span this heap holds (emptied by local or remote frees, or
@@ -709,11 +651,9 @@ impl Heap {
             // SAFETY: our parked span; once claimed no reclaimer touches it.
             unsafe {
                 (*p).list = span::LIST_NONE;
-                if !(*p).claim() {
-                    pages += (*p).pages();
-                }
+                (*p).claim();
             }
-            self.release(p);
+            pages += self.release(p);
         }
         loop {
             let s = {
@@ -723,14 +663,10 @@ impl Heap {
                 if s.is_null() {
                     break;
                 }
-                // SAFETY: a span we own.
-                if unsafe { (*s).state.load(Ordering::Relaxed) } == span::CACHED {
-                    pages += unsafe { (*s).pages() };
-                }
                 self.take_off_cache(s);
                 s
             };
-            self.release(s);
+            pages += self.release(s);
         }
         pages
     }

@@ -26,17 +26,18 @@
 //! the header's segment; for alignments of a segment or more, the data starts one segment
 //! after the header and its region is marked `BACK` in the segment map.
 
+use super::charged::{Charged, Uncharge};
 use super::harvest;
-use super::heap::Uncharge;
 use super::resize::{charge_growth, NotResized};
 use super::segmap;
 use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SIZE};
 use super::span;
 use super::tld::{self, Tld, LARGE_CACHE};
 use crate::memcg;
+use crate::memcg::origin::Origin;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 /// Largest mapping kept in a thread's cache.
 pub const CACHE_MAX_BYTES: usize = 64 << 20;
@@ -50,14 +51,16 @@ pub struct LargeMeta {
     pub usable: usize,
     /// Bytes of data address space reserved (`usable` and the growth room).
     pub capacity: usize,
-    pub group: AtomicU32,
+    /// The charge the mapping holds, and of which group: `usable` and `slack` in pages
+    /// while it is resident, nothing once `PURGED` (`charged.rs`).
+    pub charged: Charged,
     /// `span::ACTIVE`, `CACHED` or `PURGED`.
     pub state: AtomicU8,
     /// The thread whose cache holds it, while cached; set before `state` becomes
     /// `CACHED` (a release store), so a reclaimer that sees `CACHED` under the lock of the
     /// thread it names knows the mapping is in that thread's cache.
     pub cache_tld: AtomicPtr<Tld>,
-    /// Bytes right after `usable` that are resident and still charged to `group`, left
+    /// Bytes right after `usable` that are resident and still charged to its group, left
     /// over when a cached mapping served a smaller block: reported as `cached`, taken
     /// back by the block when it is resized or freed, purged by reclaim (`SLACK_BUSY`
     /// set while it does).
@@ -95,9 +98,9 @@ impl LargeMeta {
     }
 
     /// For reclaim: purges the slack of a live block charged to a group `wanted` accepts,
-    /// and returns the bytes purged and that group; `None` if there is none, its holder
-    /// is taking it, or the group is not wanted.
-    pub fn purge_slack(&self, wanted: impl Fn(u32) -> bool) -> Option<(usize, u32)> {
+    /// and returns the uncharge owed (taken from the record); `None` if there is none,
+    /// its holder is taking it, or the group is not wanted.
+    pub fn purge_slack(&self, wanted: impl Fn(u32) -> bool) -> Option<Uncharge> {
         let v = self.slack.load(Ordering::Relaxed);
         if v == 0
             || v & SLACK_BUSY != 0
@@ -109,18 +112,34 @@ impl LargeMeta {
             return None;
         }
         // The acquire pairs with the release that published the slack, after the block's
-        // `usable` and `group` were set; while the flag is up the holder changes neither
+        // `usable` and record were set; while the flag is up the holder changes neither
         // (it absorbs the slack first, waiting for the flag), and the pages after
         // `usable` are ours to purge.
-        let group = self.group.load(Ordering::Relaxed);
+        let group = self.charged.group();
         if !wanted(group) {
             self.slack.store(v, Ordering::Release);
             return None;
         }
         // SAFETY: the slack lies inside the mapping, right after the block.
         mem::purge(unsafe { self.data.add(self.usable) }, v);
+        let u = self.charged.take_part(pages(v), self.origin_now());
         self.slack.store(0, Ordering::Release);
-        Some((v, group))
+        Some(u)
+    }
+
+    /// The mapping as the origin of an uncharge, with `recorded` to be filled in.
+    pub fn origin_now(&self) -> Origin {
+        self.origin((span::NO_GROUP, 0))
+    }
+
+    /// The mapping as the origin of an uncharge of `recorded`.
+    pub fn origin(&self, recorded: (u32, u64)) -> Origin {
+        Origin {
+            what: "large mapping",
+            state: span::state_name(self.state.load(Ordering::Relaxed)),
+            addr: self.data as usize,
+            recorded,
+        }
     }
 }
 
@@ -180,7 +199,7 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
         Some(seg) => {
             // SAFETY: a new mapping's header, ours alone.
             let m = unsafe { &mut (*seg).large };
-            m.group.store(group, Ordering::Relaxed);
+            m.charged.add(group, pages(usable));
             m.state.store(span::ACTIVE, Ordering::Release);
             let data = m.data;
             // Cached pages rather than fresh ones: no fault, but not zeroed.
@@ -193,6 +212,7 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             Uncharge {
                 group,
                 pages: pages(usable),
+                origin: Origin::plain("large mapping not mapped"),
             }
             .apply();
             (ptr::null_mut(), false)
@@ -269,8 +289,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             {
                 continue;
             }
-            let ours = m.state.load(Ordering::Relaxed) == span::CACHED
-                && m.group.load(Ordering::Relaxed) == group;
+            let ours = m.state.load(Ordering::Relaxed) == span::CACHED && m.charged.is_of(group);
             // A longer mapping costs nothing now (its tail is kept as slack); a shorter
             // one faults in the pages it grows by: longer ones rank first.
             let score = m.usable.abs_diff(need)
@@ -301,9 +320,14 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         // Already charged to `group`, with `need` bytes: nothing to fit.
         return Some((m.data, false));
     }
-    let old_group = m.group.load(Ordering::Relaxed);
     let resident = if purged { 0 } else { m.usable };
-    let charged = if old_group == group { resident } else { 0 };
+    // What the mapping already holds charged to `group` (a purged one holds nothing;
+    // another group's holds nothing of `group`).
+    let held = if m.charged.is_of(group) {
+        m.charged.pages() as usize * PAGE_SIZE
+    } else {
+        0
+    };
     // A longer mapping's tail stays resident as the block's slack, charged to `group`
     // (another group's mapping hands all its pages over), unless `group` is at its
     // `max` or refuses the tail: then it is purged.
@@ -313,31 +337,33 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         need
     };
     // Charge first, so that a refusal leaves the mapping as it was, to be released.
-    let mut ok = charge_more(group, keep.saturating_sub(charged), charged);
-    if !ok && keep > need.max(charged) {
+    let mut ok = charge_more(group, keep.saturating_sub(held), held);
+    if !ok && keep > need.max(held) {
         keep = need;
-        ok = charge_more(group, need.saturating_sub(charged), charged);
+        ok = charge_more(group, need.saturating_sub(held), held);
     }
     if !ok {
-        if purged {
-            m.state.store(span::PURGED, Ordering::Relaxed);
-        }
         release(seg);
         return Some((ptr::null_mut(), false));
     }
-    if !purged && old_group != group {
-        Uncharge {
-            group: old_group,
-            pages: pages(m.usable),
+    // `group` is charged for `max(keep, held)` bytes of the mapping: that is its record
+    // now. Another group's record, replaced, is uncharged (its pages change hands).
+    let total = keep.max(held);
+    if let Some((g, p)) = m.charged.replace(group, pages(total)) {
+        if g != group {
+            Uncharge {
+                group: g,
+                pages: p,
+                origin: m.origin((g, p)),
+            }
+            .apply();
         }
-        .apply();
     }
     if keep > need {
         // The pages beyond `need` stay resident and charged, as the group's cache. The
-        // block's size and group first: a reclaimer that sees the slack (acquire) purges
-        // the pages after `usable` and uncharges `group`.
+        // block's size first: a reclaimer that sees the slack (acquire) purges the pages
+        // after `usable` and uncharges the group its record names.
         m.usable = need;
-        m.group.store(group, Ordering::Relaxed);
         m.slack.store(keep - need, Ordering::Release);
         return Some((m.data, false));
     }
@@ -345,16 +371,13 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         // SAFETY: the tail beyond `need` belongs to this mapping.
         mem::purge(unsafe { m.data.add(need) }, m.usable - need);
     }
-    if charged > need {
-        Uncharge {
-            group,
-            pages: pages(charged - need),
-        }
-        .apply_plain();
+    if total > need {
+        m.charged
+            .take_part(pages(total - need), m.origin_now())
+            .apply_plain();
     }
     let (old, mut zeroed, data) = (m.usable, purged, m.data);
     m.usable = need;
-    m.group.store(group, Ordering::Relaxed);
     if old < need {
         // A shorter mapping grows with other cached mappings' pages.
         match harvest::harvest(seg, old, need) {
@@ -372,10 +395,7 @@ pub fn free(seg: *mut Segment) {
     let m = unsafe { &mut (*seg).large };
     m.absorb_slack();
     let tld = tld::current();
-    if tld.is_null()
-        || m.usable > CACHE_MAX_BYTES
-        || memcg::charge::at_max(m.group.load(Ordering::Relaxed))
-    {
+    if tld.is_null() || m.usable > CACHE_MAX_BYTES || memcg::charge::at_max(m.charged.group()) {
         release(seg);
         return;
     }
@@ -423,7 +443,7 @@ pub fn free(seg: *mut Segment) {
     }
 }
 
-/// Unmaps a large segment the caller holds, returning its charge if it has one.
+/// Unmaps a large segment the caller holds, returning the charge its record holds.
 pub fn release(seg: *mut Segment) {
     release_except(seg, 0, 0);
 }
@@ -432,10 +452,7 @@ pub fn release(seg: *mut Segment) {
 pub fn release_except(seg: *mut Segment, hole: usize, hole_len: usize) {
     // SAFETY: the caller holds the segment exclusively.
     let m = unsafe { &(*seg).large };
-    let owed = (m.state.load(Ordering::Relaxed) != span::PURGED).then(|| Uncharge {
-        group: m.group.load(Ordering::Relaxed),
-        pages: pages(m.usable),
-    });
+    let owed = m.charged.take(m.origin_now());
     harvest::forget(m);
     Segment::destroy_except(seg, hole, hole_len);
     if let Some(u) = owed {
@@ -485,19 +502,20 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized>
     let sg = unsafe { &mut *seg };
     sg.large.absorb_slack();
     let old = sg.large.usable;
-    let group = sg.large.group.load(Ordering::Relaxed);
+    let group = sg.large.charged.group();
     if new <= old {
         // SAFETY: the tail beyond the new size belongs to this mapping.
         mem::purge(unsafe { sg.large.data.add(new) }, old - new);
         sg.large.usable = new;
-        Uncharge {
-            group,
-            pages: pages(old - new),
-        }
-        .apply_plain();
+        let origin = sg.large.origin_now();
+        sg.large
+            .charged
+            .take_part(pages(old - new), origin)
+            .apply_plain();
         return Ok(sg.large.data);
     }
     charge_growth(group, pages(new - old))?;
+    sg.large.charged.add(group, pages(new - old));
     if new <= sg.large.capacity {
         sg.large.usable = new;
         return Ok(sg.large.data);
@@ -521,6 +539,10 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized>
             return Ok(m.data);
         }
     }
-    memcg::charge::uncharge(group, pages(new - old));
+    let origin = sg.large.origin_now();
+    sg.large
+        .charged
+        .take_part(pages(new - old), origin)
+        .apply_plain();
     Err(NotResized::NoRoom)
 }

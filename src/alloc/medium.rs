@@ -106,6 +106,8 @@ impl Heap {
                     return (ptr::null_mut(), false);
                 };
                 memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
+                // SAFETY: fresh slices we own: their span records no charge.
+                unsafe { (*r.0).charged.add(self.group, pages) };
                 r
             }
         };
@@ -113,7 +115,7 @@ impl Heap {
         let key = unsafe { (*self.tld).next_key() };
         // SAFETY: a span we own, on no list, charged for `usable` bytes.
         let span = unsafe { &mut *s };
-        span.format(span::MEDIUM, usable, 1, key, self, self.group);
+        span.format(span::MEDIUM, usable, 1, key, self);
         // Its one block, handed out now.
         span.reserved = 1;
         span.used.store(1, Ordering::Relaxed);
@@ -196,32 +198,33 @@ impl Heap {
         Some((found, purged))
     }
 
-    /// Charges a cached medium span for `pages` pages: the difference from what it holds
-    /// (all of them if it was purged). On refusal the span is released and `None`
-    /// returned.
+    /// Charges a cached medium span for `pages` pages: the difference from what its
+    /// record holds (nothing if it was purged). On refusal the span is released and
+    /// `None` returned.
     fn refit_medium(
         &mut self,
         (s, purged): (*mut Span, bool),
         pages: u64,
     ) -> Option<(*mut Span, bool)> {
         // SAFETY: a span we own, on no list.
-        let held = if purged { 0 } else { unsafe { (*s).pages() } };
+        let span = unsafe { &*s };
+        let held = span.charged.pages();
+        debug_assert!(held == 0 || span.charged.is_of(self.group));
         if pages > held {
             // The span is on no list and `ACTIVE`: callbacks run by the charge cannot
             // reach it.
             if memcg::charge::try_charge(self.group, pages - held, 0).is_err() {
-                if purged {
-                    // SAFETY: as above; it holds no charge.
-                    unsafe { (*s).state.store(span::PURGED, Ordering::Relaxed) };
-                }
                 self.release(s);
                 return None;
             }
-            if purged {
+            if held == 0 {
                 memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
             }
+            span.charged.add(self.group, pages - held);
         } else if held > pages {
-            memcg::charge::uncharge(self.group, held - pages);
+            span.charged
+                .take_part(held - pages, span.origin())
+                .apply_plain();
         }
         Some((s, purged))
     }
@@ -260,7 +263,7 @@ impl Heap {
     fn keep_medium(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
-        if span.group.load(Ordering::Relaxed) == span::NO_GROUP || self.idle_trimmed {
+        if span.charged.get().is_none() || self.idle_trimmed {
             let _errno = crate::os::ErrnoGuard::new();
             self.release(s);
             return;
@@ -310,7 +313,7 @@ pub fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(), NotR
     if slices > span.slices as usize && (!mine || !sg.can_extend(span, slices)) {
         return Err(NotResized::NoRoom);
     }
-    let group = span.group.load(Ordering::Relaxed);
+    let group = span.group();
     let more = ((usable - span.block_size as usize) / PAGE_SIZE) as u64;
     charge_growth(group, more)?;
     // A callback run by the charge may have taken the slices (it ran in this thread).
@@ -318,6 +321,7 @@ pub fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(), NotR
         memcg::charge::uncharge(group, more);
         return Err(NotResized::NoRoom);
     }
+    span.charged.add(group, more);
     span.set_block_size(usable);
     Ok(())
 }

@@ -13,6 +13,7 @@
 
 pub mod abandoned;
 pub mod account;
+pub mod charged;
 pub mod fork;
 pub mod free;
 pub mod freemap;

@@ -43,8 +43,10 @@
 //! Invariants: `used` = blocks handed out and not yet returned to `free`/`local_free`
 //! (blocks in `thread_free` still count; `remote` of them are there, a count kept for
 //! statistics, which may lag the list by the few pushes in flight); `used ≤ reserved ≤ capacity`; blocks at index
-//! `≥ reserved` were never handed out; a span with `group != NO_GROUP` holds a charge of
-//! `pages()` pages on that group, except in state `PURGED`.
+//! `≥ reserved` were never handed out; the span holds exactly the charge its record
+//! `charged` says (`charged.rs`), whatever its state: every slice of a small-block span,
+//! the block of a medium one, while it has live blocks or is kept `CACHED` or `PARKED`;
+//! none once `PURGED` or released.
 //!
 //! State protocol of an empty kept span (`CACHED` in a heap's cache, `PARKED` in its
 //! `parked` slot): the owner makes a span `CACHED` or `PARKED` with a release store (a
@@ -55,7 +57,9 @@
 //! memory barrier that it did not (`medium.rs`). So the owner never reuses memory being
 //! purged and a span is uncharged once.
 
+use super::charged::{Charged, Uncharge};
 use super::freemap;
+use crate::memcg::origin::Origin;
 use core::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
@@ -90,6 +94,21 @@ pub const PURGING: u8 = 6;
 /// Empty, still charged, in its heap's `parked` slot (`medium.rs`): as `CACHED`, but
 /// the owner may take it back with plain stores.
 pub const PARKED: u8 = 7;
+
+/// A state's name, for diagnostics.
+pub fn state_name(st: u8) -> &'static str {
+    match st {
+        FREE => "FREE",
+        ACTIVE => "ACTIVE",
+        CACHED => "CACHED",
+        PURGED => "PURGED",
+        ABANDONED => "ABANDONED",
+        INTERIOR => "INTERIOR",
+        PURGING => "PURGING",
+        PARKED => "PARKED",
+        _ => "?",
+    }
+}
 
 /// The class of a medium span (one block, no size class, on no class queue).
 pub const MEDIUM: u8 = u8::MAX;
@@ -145,7 +164,8 @@ pub struct Span {
     /// statistics: `used - remote` blocks are live). Counted before the push.
     pub remote: AtomicU32,
     pub reserved: u32,
-    pub group: AtomicU32,
+    /// The charge the span holds, and of which group (the group of its blocks).
+    pub charged: Charged,
     /// Owner heap (null for a free or abandoned span).
     pub heap: *mut super::heap::Heap,
     pub prev: *mut Span,
@@ -173,7 +193,7 @@ impl Span {
         is_direct: false,
         taking: AtomicBool::new(false),
         hot: 0,
-        group: AtomicU32::new(NO_GROUP),
+        charged: Charged::none(),
         heap: ptr::null_mut(),
         prev: ptr::null_mut(),
         next: ptr::null_mut(),
@@ -203,13 +223,28 @@ impl Span {
         }
     }
 
-    /// Pages charged for the span (unless `PURGED`): every slice of a small-block span,
-    /// the block of a medium one.
-    pub fn pages(&self) -> u64 {
-        if self.class == MEDIUM {
-            (self.block_size >> 12) as u64
-        } else {
-            (self.slices as u64) << (super::segment::SLICE_SHIFT - 12)
+    /// The group of the span's blocks (the group its record names), or `NO_GROUP`.
+    #[inline]
+    pub fn group(&self) -> u32 {
+        self.charged.group()
+    }
+
+    /// Takes the span's whole charge record: the uncharge owed, if it held one.
+    pub fn take_charge(&self) -> Option<Uncharge> {
+        self.charged.take(self.origin())
+    }
+
+    /// The span as the origin of an uncharge.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            what: if self.class == MEDIUM {
+                "medium span"
+            } else {
+                "small span"
+            },
+            state: state_name(self.state.load(Ordering::Relaxed)),
+            addr: self.start as usize,
+            recorded: (NO_GROUP, 0),
         }
     }
 
@@ -227,8 +262,9 @@ impl Span {
         self.magic = (1u64 << 32).div_ceil(size as u64);
     }
 
-    /// Formats a span its owner took (on no list) as an `ACTIVE` span of `heap` and
-    /// `group` holding `capacity` blocks of `size` bytes of `class`, none handed out yet.
+    /// Formats a span its owner took (on no list) as an `ACTIVE` span of `heap` holding
+    /// `capacity` blocks of `size` bytes of `class`, none handed out yet. Its charge
+    /// record is left as it is.
     pub fn format(
         &mut self,
         class: u8,
@@ -236,7 +272,6 @@ impl Span {
         capacity: u32,
         key: usize,
         heap: *mut super::heap::Heap,
-        group: u32,
     ) {
         self.class = class;
         self.set_block_size(size);
@@ -250,7 +285,6 @@ impl Span {
         self.used.store(0, Ordering::Relaxed);
         self.key = key;
         self.heap = heap;
-        self.group.store(group, Ordering::Relaxed);
         self.state.store(ACTIVE, Ordering::Relaxed);
         if class != MEDIUM {
             freemap::set_slice_free(self.start as usize);

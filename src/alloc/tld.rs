@@ -15,7 +15,8 @@
 //! Invariant: a segment's `tld` is this thread's `Tld` exactly while it is on `segments`.
 
 use super::abandoned;
-use super::heap::{self, empty_heap, Heap, Owed};
+use super::charged::Owed;
+use super::heap::{self, empty_heap, Heap};
 use super::meta::Pool;
 use super::segment::{Segment, SLICES};
 use super::span;
@@ -401,7 +402,7 @@ pub fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
             }
         } else {
             sp.state.store(span::ABANDONED, Ordering::Release);
-            let g = sp.group.load(Ordering::Relaxed);
+            let g = sp.group();
             orphans = match orphans {
                 span::NO_GROUP => g,
                 o if o == g || g == span::NO_GROUP => o,

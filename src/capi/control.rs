@@ -344,6 +344,38 @@ pub extern "C" fn cgm_drain_stocks() -> c_int {
     0
 }
 
+/// Checks the accounting: 0 when every group's `memory.current` is exactly what its
+/// spans, large mappings, thread stocks and explicit charges record; otherwise `-EIO`,
+/// with the first group that differs described in `buf` (`snprintf` contract; `buf`
+/// may be NULL with `len` 0). Only meaningful while no other thread allocates, frees or
+/// charges (after joining them, or in a fork child): meant for tests.
+///
+/// # Safety
+/// `buf` is NULL (with `len` 0) or writable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cgm_audit(buf: *mut c_char, len: usize) -> c_int {
+    // SAFETY: per this function's contract.
+    let out = match unsafe { text_buf(buf, len) } {
+        Ok(o) => o,
+        Err(e) => return err(e),
+    };
+    match crate::alloc::account::audit() {
+        Ok(()) => {
+            if let Some(first) = out.first_mut() {
+                *first = 0;
+            }
+            0
+        }
+        Err(m) => {
+            let _ = snprintf_with(out, |f| {
+                m.describe(f);
+                Ok(())
+            });
+            err(libc::EIO)
+        }
+    }
+}
+
 /// A static description of an errno (either sign).
 #[no_mangle]
 pub extern "C" fn cgm_strerror(err: c_int) -> *const c_char {

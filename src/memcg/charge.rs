@@ -14,6 +14,7 @@
 use super::counter::{self, Hierarchy, Pages};
 use super::events::{self, Event};
 use super::oom::{self, Action};
+use super::origin::Origin;
 use super::reclaim;
 use super::size::PAGE_SIZE;
 use super::stock::CHARGE_BATCH;
@@ -154,9 +155,14 @@ pub fn at_max(id: u32) -> bool {
 /// Returns `nr` pages of `id` to the counters, or to this thread's stock when it caches
 /// `id` and `id` is live (a dying group's pages go straight back, so it can be freed).
 pub fn uncharge(id: u32, nr: Pages) {
+    uncharge_from(id, nr, &Origin::plain("charge"));
+}
+
+/// `uncharge` of a charge given back by `origin` (named if the counters underflow).
+pub fn uncharge_from(id: u32, nr: Pages, origin: &Origin) {
     if GROUPS.state(id) == super::table::LIVE {
-        threads::uncharge_via_stock(id, nr);
+        threads::uncharge_via_stock(id, nr, origin);
     } else {
-        GROUPS.uncharge(id, nr);
+        GROUPS.uncharge_from(id, nr, origin);
     }
 }

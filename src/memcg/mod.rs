@@ -9,6 +9,9 @@
 //! - `stock`, `threads`: per-thread stocks of precharged pages (I4) and thread state;
 //! - `charge`: the charge path (`try_charge`), with `reclaim`, `oom`, `high`,
 //!   `threshold`, `events` and `callbacks` beside it;
+//! - `ledger`: who records each charged page, the counters rebuilt from the records in a
+//!   fork child, and the audit that compares them; `origin` names the holder of a charge
+//!   in the fatal line of a counter underflow;
 //! - `files`, `control`, `report`: the interface files and control operations;
 //! - `size`, `container`: size strings, and the container limit their `N%` refers to.
 //!
@@ -18,6 +21,8 @@
 pub mod counter;
 /// cbindgen:ignore
 pub mod events;
+/// cbindgen:ignore
+pub mod origin;
 /// cbindgen:ignore
 pub mod path;
 /// cbindgen:ignore
@@ -41,6 +46,9 @@ pub mod files;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod high;
+/// cbindgen:ignore
+#[cfg(not(loom))]
+pub mod ledger;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod oom;

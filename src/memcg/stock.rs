@@ -11,6 +11,7 @@
 //! group; a stale id is harmless because only pages move charges.
 
 use super::counter::Pages;
+use super::origin::Origin;
 use super::table::GroupTable;
 use crate::util::sync::{AtomicU64, Ordering};
 
@@ -76,7 +77,13 @@ pub fn refill<const N: usize>(word: &AtomicU64, table: &GroupTable<N>, id: u32, 
 /// every stock: the put-back and this re-check of the state pair with destroy's state
 /// change and drain (all read-modify-writes), so one side sees the other, and the pages
 /// are drained here if the group is no longer live.
-pub fn put_back<const N: usize>(word: &AtomicU64, table: &GroupTable<N>, id: u32, nr: Pages) {
+pub fn put_back<const N: usize>(
+    word: &AtomicU64,
+    table: &GroupTable<N>,
+    id: u32,
+    nr: Pages,
+    origin: &Origin,
+) {
     let cur = word.load(Ordering::Relaxed);
     let (g, pages) = unpack(cur);
     if g == Some(id)
@@ -90,7 +97,7 @@ pub fn put_back<const N: usize>(word: &AtomicU64, table: &GroupTable<N>, id: u32
         }
         return;
     }
-    table.uncharge(id, nr);
+    table.uncharge_from(id, nr, origin);
 }
 
 /// Empties the stock and uncharges its pages (`drain_stock`); returns the pages drained.

@@ -27,6 +27,7 @@
 
 use super::counter::{Hierarchy, PageCounter, Pages};
 use super::events::{NR_EVENTS, NR_STATS};
+use super::origin::Origin;
 use crate::util::spin::SpinLock;
 use crate::util::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -348,6 +349,12 @@ impl<const N: usize> GroupTable<N> {
     /// dying groups whose last charge this was. Uncharging more than is charged is a bug
     /// in cgmalloc and fatal.
     pub fn uncharge(&self, id: u32, nr: Pages) {
+        self.uncharge_from(id, nr, &Origin::plain("counter"));
+    }
+
+    /// `uncharge` of a charge given back by `origin`, which the fatal line of an
+    /// underflow names.
+    pub fn uncharge_from(&self, id: u32, nr: Pages, origin: &Origin) {
         let mut cur = Some(id);
         let mut emptied: [(u32, u64); super::counter::MAX_LEVELS] =
             [(0, 0); super::counter::MAX_LEVELS];
@@ -367,7 +374,7 @@ impl<const N: usize> GroupTable<N> {
             }
             let prev = self.counter(g).usage.fetch_sub(nr, Ordering::SeqCst);
             if prev < nr {
-                let mut buf = [0u8; 96];
+                let mut buf = [0u8; 256];
                 let mut what = crate::util::fmtbuf::FmtBuf::new(&mut buf);
                 what.push(b" (");
                 what.push_u64(nr);
@@ -377,6 +384,7 @@ impl<const N: usize> GroupTable<N> {
                 what.push_u64(id as u64);
                 what.push(b", which held ");
                 what.push_u64(prev);
+                origin.describe(&mut what);
                 what.push(b")");
                 crate::util::fatal::fatal(&[
                     b"page counter underflow: uncharge of more than was charged",
@@ -408,6 +416,11 @@ impl<const N: usize> GroupTable<N> {
                 None => return false,
             }
         }
+    }
+
+    /// One past the highest slot ever used.
+    pub fn bound(&self) -> u32 {
+        self.bound.load(Ordering::Acquire)
     }
 
     /// Ids of every live or dying slot, root first.

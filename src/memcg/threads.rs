@@ -19,6 +19,7 @@
 //! counted in that group's `nr_threads`.
 
 use super::counter::Pages;
+use super::origin::Origin;
 use super::stock;
 use super::table::{GROUPS, ROOT};
 use core::cell::Cell;
@@ -312,11 +313,12 @@ pub fn refill_stock(id: u32, nr: Pages) {
     }
 }
 
-/// Returns freed pages of `id` through this thread's stock when it caches `id`.
-pub fn uncharge_via_stock(id: u32, nr: Pages) {
+/// Returns freed pages of `id` (given back by `origin`) through this thread's stock when
+/// it caches `id`.
+pub fn uncharge_via_stock(id: u32, nr: Pages, origin: &Origin) {
     match my_slot() {
-        Some(s) => stock::put_back(&s.stock, &GROUPS, id, nr),
-        None => GROUPS.uncharge(id, nr),
+        Some(s) => stock::put_back(&s.stock, &GROUPS, id, nr, origin),
+        None => GROUPS.uncharge_from(id, nr, origin),
     }
 }
 
@@ -335,6 +337,16 @@ pub fn drain_all_stock(root: u32) -> Pages {
         })
         .map(|s| stock::drain(&s.stock, &GROUPS))
         .sum()
+}
+
+/// Calls `f` with the group and pages of every stock that holds pages, the stocks of
+/// threads that do not exist any more in a fork child included.
+pub fn for_each_stock(mut f: impl FnMut(u32, Pages)) {
+    for s in registered() {
+        if let (Some(g), pages @ 1..) = stock::unpack(s.stock.load(Ordering::Acquire)) {
+            f(g, pages);
+        }
+    }
 }
 
 /// Stock pages held for groups in the subtree of `root`.

@@ -771,6 +771,12 @@ static void test_charge(void)
     CHECK_EQ(cgm_charge(c, 1, 0), 0);
     cgm_drain_stocks();
     CHECK_EQ(stat_of(c).current, 4096);
+    /* The audit: an explicit charge is recorded, and so is everything else. */
+    char why[256] = "untouched";
+    CHECK_EQ(cgm_audit(why, sizeof why), 0);
+    CHECK_EQ(why[0], 0);
+    CHECK_EQ(cgm_audit(NULL, 0), 0);
+    CHECK_EQ(cgm_audit(NULL, 8), -EINVAL);
     CHECK_EQ(cgm_uncharge(c, 4096), 0);
     CHECK_EQ(cgm_uncharge(c, 1), -EINVAL);
     CHECK_EQ(cgm_charge(c, 0, 0), 0);

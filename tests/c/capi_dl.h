@@ -21,7 +21,8 @@
     X(cgm_thread_attach) X(cgm_thread_group) X(cgm_group_read) X(cgm_group_write)           \
     X(cgm_group_stat) X(cgm_reclaimer_add) X(cgm_reclaimer_remove) X(cgm_oom_handler_set)   \
     X(cgm_threshold_eventfd) X(cgm_threshold_remove) X(cgm_charge) X(cgm_uncharge)          \
-    X(cgm_group_reclaim) X(cgm_drain_stocks) X(cgm_strerror) X(cgm_version) X(cgm_malloc)   \
+    X(cgm_group_reclaim) X(cgm_drain_stocks) X(cgm_audit) X(cgm_strerror) X(cgm_version)    \
+    X(cgm_malloc)                                                                            \
     X(cgm_free) X(cgm_calloc) X(cgm_realloc) X(cgm_reallocarray) X(cgm_posix_memalign)      \
     X(cgm_aligned_alloc) X(cgm_memalign) X(cgm_valloc) X(cgm_pvalloc)                        \
     X(cgm_malloc_usable_size) X(cgm_free_sized) X(cgm_free_aligned_sized) X(cgm_malloc_trim)
@@ -64,6 +65,7 @@ static void cgm_resolve_api(void)
 #define cgm_uncharge (*dl_cgm_uncharge)
 #define cgm_group_reclaim (*dl_cgm_group_reclaim)
 #define cgm_drain_stocks (*dl_cgm_drain_stocks)
+#define cgm_audit (*dl_cgm_audit)
 #define cgm_strerror (*dl_cgm_strerror)
 #define cgm_version (*dl_cgm_version)
 #define cgm_malloc (*dl_cgm_malloc)

@@ -1,0 +1,245 @@
+//! The charge a span or large mapping holds (`Charged`), and the uncharges owed when a
+//! holder gives it back (`Uncharge`, `Owed`).
+//!
+//! One truth for "charged": a holder's record is one atomic word, `(group + 1) << 48 |
+//! pages` (0: nothing), written in the same step as the charge — right after the counters
+//! took the pages — and taken in the same step as the uncharge — right before the counters
+//! give them back (the ledger's rule, `memcg::ledger`). Every observer (the owner, a
+//! reclaimer, a thread freeing the last block, an exiting thread, a fork child) uncharges
+//! exactly what the record says, never a count derived from the holder's state; the swap
+//! that takes a record makes exactly one of two racing observers do it. A record never
+//! names two groups: a holder handed to another group swaps its record in one step.
+//!
+//! Invariants: a span or mapping holds `pages` pages charged to `group` exactly while its
+//! record says so; the sum of the records, stocks and explicit charges of a group's
+//! subtree is its `usage`, less the charges in flight (`memcg::ledger::audit`).
+
+use crate::memcg;
+use crate::memcg::origin::Origin;
+use crate::util::fatal::fatal;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const SHIFT: u32 = 48;
+const PAGES: u64 = (1 << SHIFT) - 1;
+
+/// The record: `None` or `(group, pages)` with `pages > 0`.
+#[repr(transparent)]
+pub struct Charged(AtomicU64);
+
+#[inline]
+fn unpack(w: u64) -> Option<(u32, u64)> {
+    (w != 0).then(|| (((w >> SHIFT) - 1) as u32, w & PAGES))
+}
+
+#[inline]
+fn pack(group: u32, pages: u64) -> u64 {
+    if pages == 0 {
+        0
+    } else {
+        (group as u64 + 1) << SHIFT | pages
+    }
+}
+
+impl Charged {
+    /// A record of no charge.
+    pub const fn none() -> Charged {
+        Charged(AtomicU64::new(0))
+    }
+
+    /// The group and pages recorded, if any.
+    #[inline]
+    pub fn get(&self) -> Option<(u32, u64)> {
+        unpack(self.0.load(Ordering::Acquire))
+    }
+
+    /// The group recorded, or `span::NO_GROUP`.
+    #[inline]
+    pub fn group(&self) -> u32 {
+        self.get().map_or(super::span::NO_GROUP, |(g, _)| g)
+    }
+
+    /// The pages recorded (0 for none).
+    #[inline]
+    pub fn pages(&self) -> u64 {
+        self.0.load(Ordering::Acquire) & PAGES
+    }
+
+    /// Whether the holder holds a charge of `group`.
+    #[inline]
+    pub fn is_of(&self, group: u32) -> bool {
+        self.get().is_some_and(|(g, _)| g == group)
+    }
+
+    /// Records `pages` more of `group`, which the caller has just charged. The record must
+    /// be empty or of `group`.
+    pub fn add(&self, group: u32, pages: u64) {
+        if pages == 0 {
+            return;
+        }
+        // Charged and not yet recorded: a fork here leaves the child a charge in flight.
+        crate::os::fault::race_point();
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let held = match unpack(cur) {
+                None => 0,
+                Some((g, p)) if g == group => p,
+                Some(_) => fatal(&[b"charge record of another group (cgmalloc bug)"]),
+            };
+            match self.0.compare_exchange_weak(
+                cur,
+                pack(group, held + pages),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(v) => cur = v,
+            }
+        }
+    }
+
+    /// Records `pages` of `group` (charged by the caller) in place of what was recorded,
+    /// which is returned for the caller to uncharge.
+    pub fn replace(&self, group: u32, pages: u64) -> Option<(u32, u64)> {
+        crate::os::fault::race_point();
+        let old = unpack(self.0.swap(pack(group, pages), Ordering::AcqRel));
+        crate::os::fault::race_point();
+        old
+    }
+
+    /// Takes the whole record: the uncharge owed, with `origin` (its `recorded` filled).
+    pub fn take(&self, origin: Origin) -> Option<Uncharge> {
+        let (group, pages) = unpack(self.0.swap(0, Ordering::AcqRel))?;
+        // Taken and not yet uncharged: a fork here leaves the child an uncharge in flight.
+        crate::os::fault::race_point();
+        Some(Uncharge {
+            group,
+            pages,
+            origin: Origin {
+                recorded: (group, pages),
+                ..origin
+            },
+        })
+    }
+
+    /// Takes `pages` of the record (a block shrinking, a mapping giving pages away): the
+    /// uncharge owed. Taking more than is recorded is a bug, and fatal.
+    pub fn take_part(&self, pages: u64, origin: Origin) -> Uncharge {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let Some((group, held)) = unpack(cur).filter(|&(_, p)| p >= pages) else {
+                fatal(&[b"uncharge of more than a span or mapping recorded (cgmalloc bug)"])
+            };
+            match self.0.compare_exchange_weak(
+                cur,
+                pack(group, held - pages),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    crate::os::fault::race_point();
+                    return Uncharge {
+                        group,
+                        pages,
+                        origin: Origin {
+                            recorded: (group, held),
+                            ..origin
+                        },
+                    };
+                }
+                Err(v) => cur = v,
+            }
+        }
+    }
+}
+
+/// A charge given back, to apply once the holder is consistent and no lock is held.
+#[derive(Clone, Copy)]
+pub struct Uncharge {
+    pub group: u32,
+    pub pages: u64,
+    /// Who gave it back (named by the fatal line if the counters underflow).
+    pub origin: Origin,
+}
+
+impl Uncharge {
+    /// Returns a page run's charge (counted in `nr_uncharges`).
+    pub fn apply(self) {
+        memcg::events::add_stat(self.group, memcg::events::StatKey::NrUncharges, 1);
+        self.apply_plain();
+    }
+
+    /// Returns part of a page run's charge (a shrinking block).
+    pub fn apply_plain(self) {
+        if self.pages > 0 {
+            memcg::charge::uncharge_from(self.group, self.pages, &self.origin);
+        }
+    }
+}
+
+/// The uncharges owed for the spans of one segment released while it was held, applied
+/// once it is not.
+pub struct Owed {
+    list: [Option<Uncharge>; super::segment::SLICES],
+    n: usize,
+}
+
+impl Owed {
+    pub fn new() -> Self {
+        Owed {
+            list: [None; super::segment::SLICES],
+            n: 0,
+        }
+    }
+
+    /// Records an uncharge owed (a segment has fewer spans than `SLICES`).
+    pub fn add(&mut self, u: Option<Uncharge>) {
+        if let Some(u) = u {
+            self.list[self.n] = Some(u);
+            self.n += 1;
+        }
+    }
+
+    /// Applies them, with no lock held.
+    pub fn apply(&self) {
+        for u in self.list[..self.n].iter().flatten() {
+            u.apply();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const O: Origin = Origin::plain("test");
+
+    #[test]
+    fn a_record_holds_one_group_and_gives_back_what_it_holds() {
+        let c = Charged::none();
+        assert_eq!(c.get(), None);
+        assert_eq!(c.group(), crate::alloc::span::NO_GROUP);
+        c.add(7, 16);
+        c.add(7, 4);
+        assert_eq!(c.get(), Some((7, 20)));
+        assert!(c.is_of(7) && !c.is_of(0));
+        let u = c.take_part(5, O);
+        assert_eq!((u.group, u.pages, u.origin.recorded), (7, 5, (7, 20)));
+        assert_eq!(c.get(), Some((7, 15)));
+        let u = c.take_part(15, O);
+        assert_eq!(u.pages, 15);
+        assert_eq!(c.get(), None, "an emptied record names no group");
+        c.add(0, 1);
+        assert_eq!(c.replace(3, 2), Some((0, 1)));
+        let u = c.take(O).unwrap();
+        assert_eq!((u.group, u.pages, u.origin.recorded), (3, 2, (3, 2)));
+        assert!(c.take(O).is_none(), "taken once");
+    }
+
+    #[test]
+    fn large_mappings_fit() {
+        let c = Charged::none();
+        let pages = (crate::alloc::large::LARGE_MAX / 4096) as u64 * 2;
+        c.add(8191, pages);
+        assert_eq!(c.get(), Some((8191, pages)));
+    }
+}
