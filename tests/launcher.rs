@@ -734,6 +734,56 @@ fn stats_prints_the_group_table() {
     assert!(has_row(&rows, "/a"), "no /a row in:\n{text}");
 }
 
+/// Programs that close their stderr before cgmalloc's exit handler runs (coreutils does,
+/// in its own `atexit` handler) still print the table: it goes to a duplicate of fd 2
+/// taken at start-up.
+#[test]
+fn stats_reach_programs_that_close_stderr() {
+    let r = run(launcher(["run", "--stats", "--", "ls", "/"]));
+    r.assert_code(0, "--stats ls /");
+    assert!(has_row(&parse_table(&r.stderr).1, "/"), "{}", r.describe());
+    let mut echo = c_util::plain(c_util::without_cgmalloc_vars(Command::new("/bin/echo")));
+    echo.arg("ok")
+        .env("LD_PRELOAD", library())
+        .env("CGMALLOC_STATS", "stderr");
+    let r = run(echo);
+    r.assert_code(0, "CGMALLOC_STATS=stderr echo ok");
+    assert_eq!(r.stdout(), "ok\n");
+    assert!(has_row(&parse_table(&r.stderr).1, "/"), "{}", r.describe());
+}
+
+/// A program that closes every descriptor above 2 (the duplicate among them) and opens a
+/// file that takes the duplicate's number: the table goes to fd 2, never into that file.
+#[test]
+fn stats_never_go_to_a_file_that_took_the_duplicates_number() {
+    let dir = Scratch::new("stats-reused-fd");
+    let src = dir.join("reuse.c");
+    std::fs::write(
+        &src,
+        r#"#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    for (int fd = 3; fd < 1024; fd++)
+        close(fd);
+    int taken = open("taken.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    printf("%d\n", taken);
+    return taken < 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = c_util::compile_c("cc", &dir, &src, "reuse", &["-O1", "-Wall"], &[]);
+    let mut cmd = launcher(["run", "--stats", "--"]);
+    cmd.arg(&exe).current_dir(&*dir);
+    let r = run(cmd);
+    r.assert_code(0, "--stats reuse");
+    assert_eq!(r.stdout().trim(), "3", "the file did not take fd 3");
+    let taken = std::fs::read_to_string(dir.join("taken.txt")).unwrap();
+    assert_eq!(taken, "", "the table went into the program's file");
+    assert!(has_row(&parse_table(&r.stderr).1, "/"), "{}", r.describe());
+}
+
 /// A table cell in bytes: `123`, `812K`, `12.5M`, `3.0G`; `max` is `u64::MAX`.
 fn cell_bytes(cell: &str) -> u64 {
     if cell == "max" {

@@ -24,6 +24,7 @@ pub fn init() {
     if DONE.swap(true, Ordering::AcqRel) {
         return;
     }
+    crate::os::stderr::keep();
     container();
     for (name, file) in [
         ("CGMALLOC_MAX", "memory.max"),

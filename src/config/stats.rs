@@ -86,12 +86,12 @@ extern "C" fn at_exit() {
     if pid != PID.load(Ordering::Relaxed) {
         return;
     }
-    let fd = match DEST.get() {
+    let (fd, opened) = match DEST.get() {
         Some(Some(path)) => match open(path) {
-            Ok(fd) => fd,
+            Ok(fd) => (fd, true),
             Err(_) => return,
         },
-        _ => 2,
+        _ => (crate::os::stderr::fd(), false),
     };
     let mut title = [0u8; 160];
     let mut t = FmtBuf::new(&mut title);
@@ -101,7 +101,7 @@ extern "C" fn at_exit() {
     push_comm(&mut t);
     t.push(b"): groups at exit\n");
     report::write_table(fd, t.as_bytes());
-    if fd != 2 {
+    if opened {
         crate::os::close(fd);
     }
 }

@@ -176,7 +176,7 @@ pub fn decide(id: u32, over: u32, nr: Pages) -> Action {
 
 /// Prints the group report and dies with one line naming the group.
 pub fn abort_oom(over: u32, nr: Pages) -> ! {
-    super::report::write_table(2, b"cgmalloc: group report\n");
+    super::report::write_table(crate::os::stderr::fd(), b"cgmalloc: group report\n");
     let mut path = [0u8; 1200];
     let mut b = crate::util::fmtbuf::FmtBuf::new(&mut path);
     GROUPS.write_path(over, &mut b);

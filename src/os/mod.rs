@@ -117,9 +117,9 @@ impl Drop for ErrnoGuard {
     }
 }
 
-/// Writes all of `bytes` to stderr, best effort.
+/// Writes all of `bytes` to stderr (the private duplicate of `stderr.rs`), best effort.
 pub fn write_stderr(bytes: &[u8]) {
-    write_all(2, bytes);
+    write_all(stderr::fd(), bytes);
 }
 
 /// Writes all of `bytes` to `fd`, retrying short writes and `EINTR`; false on failure.
@@ -180,3 +180,4 @@ pub fn close(fd: i32) {
 
 pub mod fault;
 pub mod mem;
+pub mod stderr;
