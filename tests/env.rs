@@ -157,6 +157,38 @@ fn root_limits_in_every_size_form() {
     }
 }
 
+/// The root's limits apply from the process's first charge, before the constructor that
+/// reads the configuration: a start-up charge (dynamic loader, libc, the configuration
+/// itself) that passes them is forced, so the program starts, and counted as a `max`
+/// event, so that no peak above `max` is unexplained.
+#[test]
+fn small_limits_apply_from_the_first_charge() {
+    for (value, max) in [
+        ("0", 0u64),
+        ("100K", 100 << 10),
+        ("256K", 256 << 10),
+        ("64M", 64 << 20),
+    ] {
+        let seen = run(&[("CGMALLOC_CGROUP", "off"), ("CGMALLOC_MAX", value)], &[]);
+        let n = |k: &str| seen.get(k).parse::<u64>().unwrap();
+        let (peak, events) = (n("start.peak"), n("start.events_max"));
+        assert_eq!(
+            seen.get("root.memory.max"),
+            max.to_string(),
+            "CGMALLOC_MAX={value}"
+        );
+        assert!(n("start.current") <= peak, "CGMALLOC_MAX={value}");
+        assert!(
+            peak <= max || events > 0,
+            "CGMALLOC_MAX={value}: peak {peak} above max with no max event"
+        );
+        if max >= 64 << 20 {
+            assert_eq!(events, 0, "CGMALLOC_MAX={value}: start-up stays below it");
+        }
+        assert!(seen.warnings().is_empty(), "{}", seen.stderr);
+    }
+}
+
 #[test]
 fn percentages_resolve_against_the_container_limit() {
     let fix = fixture_v2("percent", "1073741824\n");

@@ -40,6 +40,7 @@ pub fn init() {
     if DONE.swap(true, Ordering::AcqRel) {
         return;
     }
+    crate::memcg::control::apply_root_limits_early();
     account::install();
     crate::memcg::threads::set_hooks(tld::group_switched, tld::thread_exit);
     fork::register();

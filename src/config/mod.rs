@@ -26,12 +26,8 @@ pub fn init() {
     }
     crate::os::stderr::keep();
     container();
-    for (name, file) in [
-        ("CGMALLOC_MAX", "memory.max"),
-        ("CGMALLOC_HIGH", "memory.high"),
-        ("CGMALLOC_LOW", "memory.low"),
-        ("CGMALLOC_MIN", "memory.min"),
-    ] {
+    for (name, file) in control::ROOT_LIMIT_VARS {
+        let name = name.to_str().unwrap_or_default();
         if let Some(v) = var(name) {
             if let Err(why) = root_limit(file, &v) {
                 warn(name, &why);
@@ -64,6 +60,7 @@ pub fn init() {
             warn("CGMALLOC_STATS", &why);
         }
     }
+    crate::memcg::charge::end_startup();
 }
 
 extern "C" fn init_at_load() {

@@ -20,6 +20,7 @@ use super::size::PAGE_SIZE;
 use super::stock::CHARGE_BATCH;
 use super::table::GROUPS;
 use super::threads;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Fail fast: stock and counters only (`__GFP_NORETRY`).
 pub const NORETRY: u32 = 1;
@@ -33,6 +34,22 @@ pub const MAX_OOM_RETRIES: u32 = 16;
 /// Charges of at most this many pages retry while reclaim makes progress
 /// (`1 << PAGE_ALLOC_COSTLY_ORDER`).
 const COSTLY_PAGES: Pages = 8;
+
+/// Set from the process's first allocation, when the environment sets the root's limits,
+/// until the configuration has been applied (`end_startup`): the charges of the dynamic
+/// loader, libc and cgmalloc's own start-up are forced (`FORCE`), so that a small limit
+/// cannot fail them, and one that passes a limit counts `max` in `memory.events`.
+static STARTING: AtomicBool = AtomicBool::new(false);
+
+/// Start-up charges are forced from now until `end_startup`.
+pub fn begin_startup() {
+    STARTING.store(true, Ordering::Release);
+}
+
+/// The configuration is applied: limits are enforced from the next charge on.
+pub fn end_startup() {
+    STARTING.store(false, Ordering::Release);
+}
 
 /// The charge was refused (`-ENOMEM`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +66,11 @@ pub fn try_charge(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
 
 #[cold]
 fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
+    let flags = if STARTING.load(Ordering::Acquire) {
+        flags | FORCE
+    } else {
+        flags
+    };
     let mut batch = nr.max(CHARGE_BATCH);
     let mut retries = MAX_RETRIES;
     let mut oom_retries = MAX_OOM_RETRIES;

@@ -111,6 +111,32 @@ pub fn write(handle: u64, file: &[u8], value: &[u8]) -> Result<(), Errno> {
     files::write(pin.id, file, value)
 }
 
+/// The variables that set the root's limits, and the files they write.
+pub const ROOT_LIMIT_VARS: [(&core::ffi::CStr, &str); 4] = [
+    (c"CGMALLOC_MAX", "memory.max"),
+    (c"CGMALLOC_HIGH", "memory.high"),
+    (c"CGMALLOC_LOW", "memory.low"),
+    (c"CGMALLOC_MIN", "memory.min"),
+];
+
+/// At the process's first allocation, before its first charge: the root's limits given
+/// as sizes in the environment apply from that charge on, not from the constructor that
+/// reads the configuration (the dynamic loader and libc allocate before it runs), so no
+/// start-up charge passes them unseen. Until that constructor has run, charges past them
+/// are forced and counted as `max` events (`charge::begin_startup`): the program's
+/// start-up cannot be refused. `N%` waits for the container limit, read by the
+/// constructor, which also applies every value again and reports the malformed ones.
+/// Allocates nothing.
+pub fn apply_root_limits_early() {
+    for (var, file) in ROOT_LIMIT_VARS {
+        if let Some(v) = crate::os::getenv(var) {
+            charge::begin_startup();
+            // A malformed or `N%` value is left to the configuration.
+            let _ = files::write(super::table::ROOT, file.as_bytes(), v);
+        }
+    }
+}
+
 fn bytes_of(pages: u64) -> u64 {
     pages.saturating_mul(PAGE_SIZE)
 }

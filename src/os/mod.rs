@@ -117,6 +117,16 @@ impl Drop for ErrnoGuard {
     }
 }
 
+/// The value of environment variable `name` (`getenv`: no allocation), if set.
+pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated; `getenv` returns null or a NUL-terminated string
+    // of the environment, which lives as long as the process unless it is changed.
+    unsafe {
+        let v = libc::getenv(name.as_ptr());
+        (!v.is_null()).then(|| core::ffi::CStr::from_ptr(v).to_bytes())
+    }
+}
+
 /// Writes all of `bytes` to stderr (the private duplicate of `stderr.rs`), best effort.
 pub fn write_stderr(bytes: &[u8]) {
     write_all(stderr::fd(), bytes);

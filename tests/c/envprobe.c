@@ -5,6 +5,8 @@
  *   group <path> <file> <text> | missing    for each path given as an argument
  *   thread <name> <path>                    threads named through pthread_setname_np:
  *                                           "self-..." by themselves, "other-..." by main
+ *   start.<field> <bytes>                   the root's current, peak and max events as
+ *                                           main starts (what start-up charged)
  * Linked against libcgmalloc.so; the environment is read before main runs. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -88,6 +90,11 @@ static void threads(void) {
 }
 
 int main(int argc, char **argv) {
+    struct cgm_stat start;
+    if (cgm_group_stat(cgm_root(), &start) == 0)
+        printf("start.current %llu\nstart.peak %llu\nstart.events_max %llu\n",
+               (unsigned long long)start.current, (unsigned long long)start.peak,
+               (unsigned long long)start.events_max);
     for (size_t f = 0; f < NFILES; f++)
         print_file("root.", cgm_root(), FILES[f]);
     print_container_limit();
