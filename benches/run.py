@@ -23,6 +23,10 @@ What it does
      mimalloc, jemalloc, tcmalloc   LD_PRELOAD of each
      cgmalloc-gN       `--groups N`: the workload spreads its threads over N groups
                        /bench/g* (the accounting-overhead table, against `cgmalloc`)
+     baseline, baseline-limited   with `--baseline LIB`: `cgmalloc` and
+                       `cgmalloc-limited` with another build of the library (the
+                       previous commit's, say), run interleaved with the others so that
+                       a change is measured side by side with what it changes
    Each run records the time the workload reports (`seconds` in its RESULT line: the
    measured section only, not process start and exit) and the child's peak RSS
    (`ru_maxrss` from wait4, taken by the small static helper benches/maxrss.c: a child
@@ -66,6 +70,7 @@ Modes
                                  benches/results/results.json and the criterion and
                                  side-by-side results at hand (after editing the notes).
 Options: --workloads a,b  --allocators x,y  --runs N  --threads N  --out DIR
+--baseline LIB
 --group-counts 1,16,256  --timeout S  --no-build-lib (use the existing
 target/release/libcgmalloc.so)  --no-install  --workload-src DIR  -h.
 A full run writes over BENCHMARKS.md and benches/results/ unless --out is given; the text
@@ -162,6 +167,7 @@ class Settings:
     build_lib: bool
     install: bool
     criterion: bool
+    baseline: str = ""  # another libcgmalloc.so to run beside this one, or ""
     argv: list = field(default_factory=list)
     maxrss_tool: str = ""  # benches/maxrss.c, once built
 
@@ -231,6 +237,9 @@ def parse_args(argv):
                    help="run nothing: write the report again from the results directory's "
                         "results.json (as the run that wrote it was asked for) and the "
                         "criterion and side-by-side results at hand")
+    p.add_argument("--baseline", metavar="LIB",
+                   help="also run `cgmalloc` and `cgmalloc-limited` with this other build "
+                   "of libcgmalloc.so, as `baseline` and `baseline-limited`")
     p.add_argument("--criterion", action="store_true",
                    help="also run the criterion benches (alloc, charge) after the workloads")
     p.add_argument("--workload-src", default=os.path.join(ROOT, "benches", "workloads"),
@@ -273,6 +282,7 @@ def settings_from(args, argv):
         build_lib=not args.no_build_lib,
         install=not args.no_install,
         criterion=args.criterion,
+        baseline=os.path.abspath(args.baseline) if args.baseline else "",
         argv=argv,
     )
 
@@ -608,6 +618,14 @@ def make_configs(settings, lib, peers, attach):
             configs.append(limited_config(lib, attach))
         elif name in peers:
             configs.append(Config(name, {"LD_PRELOAD": peers[name]}, [], "main"))
+    if settings.baseline:
+        if not os.path.isfile(settings.baseline):
+            raise SetupError(f"--baseline {settings.baseline}: no such file")
+        base = settings.baseline
+        configs.append(Config("baseline", {"LD_PRELOAD": base}, [], "main"))
+        limited = limited_config(base, attach)
+        limited.name = "baseline-limited"
+        configs.append(limited)
     if "cgmalloc" in settings.allocators:
         for n in settings.group_counts:
             configs.append(Config(f"cgmalloc-g{n}", {"LD_PRELOAD": lib},
