@@ -1,5 +1,5 @@
-//! The charge a span or large mapping holds (`Charged`), and the uncharges owed when a
-//! holder gives it back (`Uncharge`, `Owed`).
+//! The charge a span or large mapping holds (`Charged`), and the uncharge owed when a
+//! holder gives it back (`Uncharge`).
 //!
 //! One truth for "charged": a holder's record is one atomic word, `(group + 1) << 48 |
 //! pages` (0: nothing), written in the same step as the charge — right after the counters
@@ -18,6 +18,9 @@ use crate::memcg;
 use crate::memcg::origin::Origin;
 use crate::util::fatal::fatal;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// No group: what `Charged::group` says of a record of nothing.
+pub const NO_GROUP: u32 = u32::MAX;
 
 const SHIFT: u32 = 48;
 const PAGES: u64 = (1 << SHIFT) - 1;
@@ -52,10 +55,10 @@ impl Charged {
         unpack(self.0.load(Ordering::Acquire))
     }
 
-    /// The group recorded, or `span::NO_GROUP`.
+    /// The group recorded, or `NO_GROUP`.
     #[inline]
     pub fn group(&self) -> u32 {
-        self.get().map_or(super::span::NO_GROUP, |(g, _)| g)
+        self.get().map_or(NO_GROUP, |(g, _)| g)
     }
 
     /// The pages recorded (0 for none).
@@ -176,37 +179,6 @@ impl Uncharge {
     }
 }
 
-/// The uncharges owed for the spans of one segment released while it was held, applied
-/// once it is not.
-pub struct Owed {
-    list: [Option<Uncharge>; super::segment::SLICES],
-    n: usize,
-}
-
-impl Owed {
-    pub fn new() -> Self {
-        Owed {
-            list: [None; super::segment::SLICES],
-            n: 0,
-        }
-    }
-
-    /// Records an uncharge owed (a segment has fewer spans than `SLICES`).
-    pub fn add(&mut self, u: Option<Uncharge>) {
-        if let Some(u) = u {
-            self.list[self.n] = Some(u);
-            self.n += 1;
-        }
-    }
-
-    /// Applies them, with no lock held.
-    pub fn apply(&self) {
-        for u in self.list[..self.n].iter().flatten() {
-            u.apply();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,7 +189,7 @@ mod tests {
     fn a_record_holds_one_group_and_gives_back_what_it_holds() {
         let c = Charged::none();
         assert_eq!(c.get(), None);
-        assert_eq!(c.group(), crate::alloc::span::NO_GROUP);
+        assert_eq!(c.group(), NO_GROUP);
         c.add(7, 16);
         c.add(7, 4);
         assert_eq!(c.get(), Some((7, 20)));

@@ -22,7 +22,7 @@
 //! held, because a callback may allocate or free on this very heap.
 
 use super::charged::Uncharge;
-use super::segment::{Segment, SLICE_SHIFT};
+use super::segment::{Segment, SLICES, SLICE_SHIFT};
 use super::size_class::{self, NR_CLASSES, SLOTS};
 use super::span::{self, Span};
 use super::tld::Tld;
@@ -172,6 +172,37 @@ pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
 #[inline]
 pub fn empty_heap() -> *mut Heap {
     &EMPTY_HEAP.0 as *const Heap as *mut Heap
+}
+
+/// The uncharges owed for the spans of one segment released while it was held, applied
+/// once it is not.
+pub struct Owed {
+    list: [Option<Uncharge>; SLICES],
+    n: usize,
+}
+
+impl Owed {
+    pub fn new() -> Self {
+        Owed {
+            list: [None; SLICES],
+            n: 0,
+        }
+    }
+
+    /// Records an uncharge owed (a segment has fewer spans than `SLICES`).
+    pub fn add(&mut self, u: Option<Uncharge>) {
+        if let Some(u) = u {
+            self.list[self.n] = Some(u);
+            self.n += 1;
+        }
+    }
+
+    /// Applies them, with no lock held.
+    pub fn apply(&self) {
+        for u in self.list[..self.n].iter().flatten() {
+            u.apply();
+        }
+    }
 }
 
 /// Releases an empty span's slices (dirty: the holder of the segment purges them when

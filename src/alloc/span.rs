@@ -63,7 +63,7 @@ use crate::memcg::origin::Origin;
 use core::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-pub const NO_GROUP: u32 = u32::MAX;
+pub use super::charged::NO_GROUP;
 
 /// The low bit of `thread_free` (blocks are 16-byte aligned): the span is on its heap's
 /// full list and a remote free must tell the owner.

@@ -15,8 +15,7 @@
 //! Invariant: a segment's `tld` is this thread's `Tld` exactly while it is on `segments`.
 
 use super::abandoned;
-use super::charged::Owed;
-use super::heap::{self, empty_heap, Heap};
+use super::heap::{self, empty_heap, Heap, Owed};
 use super::meta::Pool;
 use super::segment::{Segment, SLICES};
 use super::span;
