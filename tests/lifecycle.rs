@@ -412,25 +412,26 @@ fn matrix(test: &str, cells: &[Cell]) {
             }
         }
         Some(total) => {
-            // This test's share of the soak, spread over its cells: at least three rounds
-            // when there is time for them, each run firing events for a slice of it.
+            // This test's share of the soak, spread over its cells in rounds (three when
+            // there is time for them), each run firing events for a slice of it. Every
+            // round is run to its end, the first one whatever the share.
             let share = total * cells.len() as f64 / all_cells().len() as f64;
-            let slice = (share / cells.len() as f64 / 3.0).max(2.0);
+            let slice = (share / cells.len() as f64 / 3.0).max(1.0);
             eprintln!(
                 "lifecycle {test}: soak of {share:.0} s over {} cells, {slice:.1} s a run",
                 cells.len()
             );
-            'soak: loop {
+            loop {
                 for cell in cells {
-                    if start.elapsed().as_secs_f64() >= share {
-                        break 'soak;
-                    }
                     let args = vec![
                         format!("forks={FORKS_PER_CELL}"),
                         format!("events={EVENTS_PER_CELL}"),
                         format!("seconds={slice:.1}"),
                     ];
                     one(cell, args, cell.planned_forks(), true);
+                }
+                if start.elapsed().as_secs_f64() >= share {
+                    break;
                 }
             }
         }
