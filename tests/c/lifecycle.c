@@ -421,7 +421,8 @@ static void *worker_main(void *arg)
             nl++;
         if (w == 0 && i % 1024 == 0 && atomic_load_explicit(&bg_trim, memory_order_relaxed))
             malloc_trim(0);
-        if (setting == MAX && i % burst_every[band] == 0)
+        /* At the start (so the limit is surely reached) and now and then. */
+        if (setting == MAX && (i == 1 || i % burst_every[band] == 0))
             burst(&a, &nl);
         if (event == DESTROY && i % 97 == 0)
             visit_temp(w, &rng, &a, &nl);
