@@ -2,11 +2,11 @@
 //! check that it exports `malloc`), scratch directories, finding programs, compiling C,
 //! and running a child in its own process group with a time limit.
 //!
-//! Used by `preload.rs` and `capi.rs` (C programs preloaded with or linked against the
-//! library), `env.rs` (a probe linked against it), `examples.rs` (the Rust and C
-//! examples) and `launcher.rs` (`cgmalloc run`). Nothing here sets `LD_PRELOAD` for the
-//! test process itself, only for the programs it starts. Not every test file uses every
-//! helper.
+//! Used by `preload.rs`, `capi.rs`, `lifecycle.rs` and `fork_storm.rs` (C programs
+//! preloaded with or linked against the library), `env.rs` (a probe linked against it),
+//! `examples.rs` (the Rust and C examples) and `launcher.rs` (`cgmalloc run`). Nothing
+//! here sets `LD_PRELOAD` for the test process itself, only for the programs it starts.
+//! Not every test file uses every helper.
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
