@@ -28,10 +28,9 @@
  *
  * forks=N (fork events) and events=N (the others) are how many events the cell fires at
  * least; seconds=S keeps firing them until S seconds have passed (soaks).
- * strict-counts: check nr_charges == nr_uncharges in destroy cells too (otherwise a
- * difference there is only printed, as a "note:" line: a destroyed group's counts leave
- * its parent's sums when its slot is freed, so they balance there only if they balanced
- * in the destroyed group).
+ * In destroy cells the counts balance too: a destroyed group's nr_charges and
+ * nr_uncharges go to its parent when its slot is freed, so they balance there only if
+ * they balanced in the destroyed group.
  *
  * At the end the workers are joined, every block they left is checked and freed, every
  * stock is drained and everything reclaimable reclaimed, and then every group the cell
@@ -40,14 +39,13 @@
  * cell's start after the same quiesce, and once the cell's groups are destroyed the root
  * must have no live or dying descendant. Every fork child must exit 0.
  *
- * cgm_audit (declared weak: a library without it is reported as "absent") is called in
+ * cgm_audit is called in
  * each fork-alloc child right after fork() and after it freed what it allocated, and in
  * the parent after joining the workers, before and after freeing their blocks.
  *
  * Output, one write(2) per line (fork children write to the same pipes):
- *   audit: ok WHERE | audit: FAIL WHERE: TEXT | audit: absent WHERE
+ *   audit: ok WHERE | audit: FAIL WHERE: TEXT
  *   error: TEXT          (parent), child PID: FAIL TEXT (a fork child, then exits 1)
- *   note: TEXT           (see strict-counts)
  *   cell G/B/E: forks F died D failed X hung H allocs A nulls N events E limit_hits L
  *       seconds S        (one line)
  *   result: ok | result: FAIL
@@ -72,8 +70,6 @@
 #include "cgmalloc.h"
 #include "capi_dl.h"
 
-/* The consistency audit; absent from libraries that predate it. */
-extern int cgm_audit(char *buf, size_t len) __attribute__((weak));
 
 #define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
@@ -115,7 +111,6 @@ static int nslots;
 
 static atomic_int stop;
 static atomic_int bg_trim; /* worker 0 calls malloc_trim(0) now and then while set */
-static int strict_counts;
 static atomic_int exit_req[WORKERS];
 static pthread_t workers[WORKERS];
 static pthread_attr_t attr;
@@ -167,10 +162,6 @@ static void error(const char *fmt, ...)
 /* Runs the audit, prints its line; returns 0 unless it failed. */
 static int audit(const char *where)
 {
-    if (!cgm_audit) {
-        out_line("audit: absent %s %s", cell, where);
-        return 0;
-    }
     char text[256] = "";
     int rc = cgm_audit(text, sizeof text);
     if (rc == 0) {
@@ -738,13 +729,9 @@ static int check_empty(cgm_group_t g, const char *path)
     }
     long long c = file_key(g, "memory.stat", "nr_charges");
     long long u = file_key(g, "memory.stat", "nr_uncharges");
-    if (c != u && (event != DESTROY || strict_counts)) {
+    if (c != u) {
         error("%s: memory.stat nr_charges %lld != nr_uncharges %lld", path, c, u);
         bad = 1;
-    } else if (c != u) {
-        out_line("note: %s: %s: memory.stat nr_charges %lld != nr_uncharges %lld (groups of "
-                 "the subtree were destroyed)",
-                 cell, path, c, u);
     }
     return bad;
 }
@@ -768,8 +755,6 @@ int main(int argc, char **argv)
             quota = atol(argv[i] + 7);
         else if (strncmp(argv[i], "seconds=", 8) == 0)
             seconds = atof(argv[i] + 8);
-        else if (strcmp(argv[i], "strict-counts") == 0)
-            strict_counts = 1;
         else if (strncmp(argv[i], "forks=", 6) != 0 && strncmp(argv[i], "events=", 7) != 0) {
             fprintf(stderr, "lifecycle: unknown argument %s\n", argv[i]);
             return 2;
