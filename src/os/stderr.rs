@@ -1,11 +1,11 @@
-//! Where cgmalloc's own lines go (the exit report, warnings, fatal lines): a private
-//! duplicate of fd 2 taken once at initialisation, close-on-exec, so that a program that
-//! closes its stderr before it exits (coreutils does, in its own `atexit` handler, which
-//! runs before cgmalloc's) still gets the report.
+//! Where cgmalloc's own lines go (the exit report, warnings, fatal lines): fd 2 while it
+//! is open, wherever the program has pointed it; once the program has closed it
+//! (coreutils does, in its own `atexit` handler, which runs before cgmalloc's), a private
+//! duplicate of fd 2 taken once at initialisation, close-on-exec.
 //!
 //! A program may close the duplicate too and reuse its number for another file; so the
 //! duplicate is used only while it still refers to the file it was taken from (device
-//! and inode compared at each use), and fd 2 otherwise.
+//! and inode compared at each use).
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
@@ -49,16 +49,18 @@ pub fn keep() {
     }
 }
 
-/// The descriptor for cgmalloc's own lines: the kept duplicate while it still refers to
-/// the file it was taken from, else 2.
+/// The descriptor for cgmalloc's own lines: 2 while it is open, else the kept duplicate
+/// while it still refers to the file it was taken from, else 2.
 pub fn fd() -> i32 {
+    let _errno = super::ErrnoGuard::new();
+    // SAFETY: `F_GETFD` only reads the descriptor's flags.
+    if unsafe { libc::fcntl(2, libc::F_GETFD) } >= 0 {
+        return 2;
+    }
     let fd = KEPT.load(Ordering::Acquire);
-    if fd >= 0 {
-        let want = (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed));
-        let _errno = super::ErrnoGuard::new();
-        if identity(fd) == Some(want) {
-            return fd;
-        }
+    let want = (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed));
+    if fd >= 0 && identity(fd) == Some(want) {
+        return fd;
     }
     2
 }
