@@ -45,6 +45,7 @@
 
 #include "cgmalloc.h"
 #include "capi_dl.h"
+#include "reap.h"
 
 enum { ALLOCATORS = 4, FORKERS = 2, CHILD_TIMEOUT_MS = 20000 };
 
@@ -55,20 +56,6 @@ static _Atomic(void *) mailbox[256];
 static atomic_long forks, died, failed, hung;
 static cgm_group_t groups[ALLOCATORS];
 static char where[ALLOCATORS + FORKERS][64];
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The path of the calling thread's group, into where[i]. */
 static void record_group(int i)
@@ -83,25 +70,18 @@ static void record_group(int i)
 static void reap(pid_t pid)
 {
     atomic_fetch_add(&forks, 1);
-    double deadline = now_s() + CHILD_TIMEOUT_MS / 1000.0;
     int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR) {
-            fprintf(stderr, "waitpid(%d): %s\n", (int)pid, strerror(errno));
-            atomic_fetch_add(&failed, 1);
-            return;
-        }
-        if (now_s() > deadline) {
-            fprintf(stderr, "child %d hung: killed\n", (int)pid);
-            atomic_fetch_add(&hung, 1);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return;
-        }
-        sleep_us(100);
+    switch (reap_within(pid, CHILD_TIMEOUT_MS, &status)) {
+    case REAP_ERROR:
+        fprintf(stderr, "waitpid(%d): %s\n", (int)pid, strerror(errno));
+        atomic_fetch_add(&failed, 1);
+        return;
+    case REAP_HUNG:
+        fprintf(stderr, "child %d hung: killed\n", (int)pid);
+        atomic_fetch_add(&hung, 1);
+        return;
+    case REAPED:
+        break;
     }
     if (WIFSIGNALED(status)) {
         atomic_fetch_add(&died, 1);

@@ -25,47 +25,33 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "reap.h"
+
 enum { CHILD_TIMEOUT_MS = 20000 };
 
 static atomic_int failed, hung, children;
 
 static void sleep_ms(long ms)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+    sleep_us(ms * 1000);
 }
 
 /* Waits for `pid` at most CHILD_TIMEOUT_MS; records the outcome. */
 static void reap(pid_t pid)
 {
     atomic_fetch_add(&children, 1);
-    long deadline = now_ms() + CHILD_TIMEOUT_MS;
     int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR) {
-            fprintf(stderr, "waitpid(%d): %s\n", (int)pid, strerror(errno));
-            atomic_fetch_add(&failed, 1);
-            return;
-        }
-        if (now_ms() > deadline) {
-            fprintf(stderr, "child %d hung\n", (int)pid);
-            atomic_fetch_add(&hung, 1);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return;
-        }
-        sleep_ms(1);
+    switch (reap_within(pid, CHILD_TIMEOUT_MS, &status)) {
+    case REAP_ERROR:
+        fprintf(stderr, "waitpid(%d): %s\n", (int)pid, strerror(errno));
+        atomic_fetch_add(&failed, 1);
+        return;
+    case REAP_HUNG:
+        fprintf(stderr, "child %d hung\n", (int)pid);
+        atomic_fetch_add(&hung, 1);
+        return;
+    case REAPED:
+        break;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "child %d: status 0x%x\n", (int)pid, status);

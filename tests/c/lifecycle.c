@@ -69,6 +69,7 @@
 
 #include "cgmalloc.h"
 #include "capi_dl.h"
+#include "reap.h"
 
 
 #define KIB ((size_t)1 << 10)
@@ -171,22 +172,6 @@ static int audit(const char *where)
     text[sizeof text - 1] = 0;
     out_line("audit: FAIL %s %s: %s (%s)", cell, where, text, cgm_strerror(rc));
     return -1;
-}
-
-/* ---- time ---- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /* ---- blocks ---- */
@@ -517,24 +502,17 @@ static void fork_alloc_child(unsigned n)
 /* Waits for `pid` at most CHILD_TIMEOUT_MS and records how it ended. */
 static void reap(pid_t pid)
 {
-    double deadline = now_s() + CHILD_TIMEOUT_MS / 1000.0;
     int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR) {
-            error("waitpid(%d): %s", (int)pid, strerror(errno));
-            return;
-        }
-        if (now_s() > deadline) {
-            atomic_fetch_add(&hung, 1);
-            error("child %d hung: killed after %d ms", (int)pid, CHILD_TIMEOUT_MS);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return;
-        }
-        sleep_us(100);
+    switch (reap_within(pid, CHILD_TIMEOUT_MS, &status)) {
+    case REAP_ERROR:
+        error("waitpid(%d): %s", (int)pid, strerror(errno));
+        return;
+    case REAP_HUNG:
+        atomic_fetch_add(&hung, 1);
+        error("child %d hung: killed after %d ms", (int)pid, CHILD_TIMEOUT_MS);
+        return;
+    case REAPED:
+        break;
     }
     if (WIFSIGNALED(status)) {
         atomic_fetch_add(&died, 1);
