@@ -24,8 +24,8 @@
 mod c_util;
 
 use c_util::{
-    build_program, cgmalloc_lines, linked, preloaded, run, soak, tail, without_cgmalloc_vars, Mode,
-    Run, Scratch, ROOT,
+    build_program, linked, preloaded, run, soak, tail, without_cgmalloc_vars, Mode, Run, Scratch,
+    ROOT,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -201,20 +201,7 @@ fn check(v: &Variant, r: &Run, forks: u64) -> Vec<String> {
     if !r.status.success() {
         problems.push(format!("the program ended with {:?}", r.status));
     }
-    let lines = cgmalloc_lines(&r.stderr);
-    if !lines.is_empty() {
-        let mut distinct: Vec<&str> = Vec::new();
-        for l in &lines {
-            if !distinct.contains(l) && distinct.len() < 3 {
-                distinct.push(l);
-            }
-        }
-        problems.push(format!(
-            "{} `cgmalloc:` lines on stderr, e.g.:\n    {}",
-            lines.len(),
-            distinct.join("\n    ")
-        ));
-    }
+    problems.extend(c_util::cgmalloc_lines_problem(&r.stderr));
     if !problems.is_empty() {
         problems.push(format!(
             "--- stdout ---\n{}\n--- stderr (end) ---\n{}",

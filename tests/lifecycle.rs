@@ -44,8 +44,8 @@
 mod c_util;
 
 use c_util::{
-    build_program, cgmalloc_lines, linked, preloaded, run, soak_seconds, tail,
-    without_cgmalloc_vars, Mode, Run, Scratch, ROOT,
+    build_program, linked, preloaded, run, soak_seconds, tail, without_cgmalloc_vars, Mode, Run,
+    Scratch, ROOT,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -252,20 +252,7 @@ fn check(cell: &Cell, r: &Run, min_forks: u64, soak: bool) -> Outcome {
     if audits != want_audits {
         problems.push(format!("{audits} audit lines, expected {want_audits}"));
     }
-    let lines = cgmalloc_lines(&r.stderr);
-    if !lines.is_empty() {
-        let mut distinct: Vec<&str> = Vec::new();
-        for l in &lines {
-            if !distinct.contains(l) && distinct.len() < 3 {
-                distinct.push(l);
-            }
-        }
-        problems.push(format!(
-            "{} `cgmalloc:` lines on stderr, e.g.:\n    {}",
-            lines.len(),
-            distinct.join("\n    ")
-        ));
-    }
+    problems.extend(c_util::cgmalloc_lines_problem(&r.stderr));
     Outcome {
         name,
         counts,

@@ -117,7 +117,8 @@ static pthread_t workers[WORKERS];
 static pthread_attr_t attr;
 
 static atomic_long allocs, nulls, errors, events_fired;
-static atomic_long forks, died, failed, hung;
+static atomic_long forks;
+static struct reap_counts kids;
 
 /* ---- output ---- */
 
@@ -499,29 +500,12 @@ static void fork_alloc_child(unsigned n)
     _exit(0);
 }
 
-/* Waits for `pid` at most CHILD_TIMEOUT_MS and records how it ended. */
+/* Waits for `pid` at most CHILD_TIMEOUT_MS and counts how it ended. */
 static void reap(pid_t pid)
 {
-    int status;
-    switch (reap_within(pid, CHILD_TIMEOUT_MS, &status)) {
-    case REAP_ERROR:
-        error("waitpid(%d): %s", (int)pid, strerror(errno));
-        return;
-    case REAP_HUNG:
-        atomic_fetch_add(&hung, 1);
-        error("child %d hung: killed after %d ms", (int)pid, CHILD_TIMEOUT_MS);
-        return;
-    case REAPED:
-        break;
-    }
-    if (WIFSIGNALED(status)) {
-        atomic_fetch_add(&died, 1);
-        error("child %d killed by signal %d (%s)", (int)pid, WTERMSIG(status),
-              strsignal(WTERMSIG(status)));
-    } else if (WEXITSTATUS(status) != 0) {
-        atomic_fetch_add(&failed, 1);
-        error("child %d exited with %d", (int)pid, WEXITSTATUS(status));
-    }
+    char why[160];
+    if (!reap_counted(pid, CHILD_TIMEOUT_MS, &kids, why, sizeof why))
+        error("%s", why);
 }
 
 static void fire_fork(unsigned n)
@@ -844,8 +828,8 @@ int main(int argc, char **argv)
         error("/: %lld live and %lld dying descendants after every group was destroyed", live,
               dying);
 
-    long f = atomic_load(&forks), d = atomic_load(&died), x = atomic_load(&failed),
-         h = atomic_load(&hung);
+    long f = atomic_load(&forks), d = atomic_load(&kids.died), x = atomic_load(&kids.failed),
+         h = atomic_load(&kids.hung);
     out_line("cell %s: forks %ld died %ld failed %ld hung %ld allocs %ld nulls %ld events %ld "
              "limit_hits %lld seconds %.2f",
              cell, f, d, x, h, atomic_load(&allocs), atomic_load(&nulls),

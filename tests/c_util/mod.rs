@@ -217,6 +217,25 @@ pub fn cgmalloc_lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A problem to report when a run printed `cgmalloc:` lines on stderr (a fatal line, a
+/// warning): how many, and up to three distinct ones.
+pub fn cgmalloc_lines_problem(stderr: &str) -> Option<String> {
+    let lines = cgmalloc_lines(stderr);
+    let mut distinct: Vec<&str> = Vec::new();
+    for l in &lines {
+        if !distinct.contains(l) && distinct.len() < 3 {
+            distinct.push(l);
+        }
+    }
+    (!lines.is_empty()).then(|| {
+        format!(
+            "{} `cgmalloc:` lines on stderr, e.g.:\n    {}",
+            lines.len(),
+            distinct.join("\n    ")
+        )
+    })
+}
+
 pub fn tail(s: &str, n: usize) -> &str {
     let mut start = s.len().saturating_sub(n);
     while !s.is_char_boundary(start) {
