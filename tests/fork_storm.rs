@@ -24,8 +24,8 @@
 mod c_util;
 
 use c_util::{
-    cgmalloc_lines, compile_c, link_flags, linked, preloaded, run, tail, without_cgmalloc_vars,
-    Run, Scratch, ROOT,
+    build_program, linked, preloaded, run, soak, tail, without_cgmalloc_vars, Mode, Run, Scratch,
+    ROOT,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,15 +43,6 @@ const FORKS: u64 = 200;
 enum Program {
     Repro,
     Storm,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// Linked with `-lcgmalloc`; groups (if any) made and attached through the C API.
-    Linked,
-    /// Built without the library (`-DCGM_DLSYM`) and preloaded; groups (if any) from the
-    /// launcher (`repro`) or `CGMALLOC_GROUPS`/`CGMALLOC_THREADS` (`storm`).
-    Preloaded,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -164,28 +155,8 @@ impl Variant {
     }
 }
 
-fn soak() -> bool {
-    std::env::var("CGMALLOC_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
 fn build(dir: &Path, mode: Mode) -> PathBuf {
-    let include = format!("-I{ROOT}/include");
-    let tests_c = format!("-I{ROOT}/tests/c");
-    let mut flags: Vec<&str> = CFLAGS.to_vec();
-    flags.extend([include.as_str(), tests_c.as_str()]);
-    let mut after = Vec::new();
-    let out = match mode {
-        Mode::Linked => {
-            after.extend(link_flags());
-            "fork_storm-linked"
-        }
-        Mode::Preloaded => {
-            flags.push("-DCGM_DLSYM");
-            "fork_storm-preloaded"
-        }
-    };
-    after.push("-ldl");
-    compile_c("cc", dir, "tests/c/fork_storm.c", out, &flags, &after)
+    build_program(dir, "fork_storm", mode, &CFLAGS)
 }
 
 /// What is wrong with one run of `v` (nothing when it lost no child).
@@ -230,20 +201,7 @@ fn check(v: &Variant, r: &Run, forks: u64) -> Vec<String> {
     if !r.status.success() {
         problems.push(format!("the program ended with {:?}", r.status));
     }
-    let lines = cgmalloc_lines(&r.stderr);
-    if !lines.is_empty() {
-        let mut distinct: Vec<&str> = Vec::new();
-        for l in &lines {
-            if !distinct.contains(l) && distinct.len() < 3 {
-                distinct.push(l);
-            }
-        }
-        problems.push(format!(
-            "{} `cgmalloc:` lines on stderr, e.g.:\n    {}",
-            lines.len(),
-            distinct.join("\n    ")
-        ));
-    }
+    problems.extend(c_util::cgmalloc_lines_problem(&r.stderr));
     if !problems.is_empty() {
         problems.push(format!(
             "--- stdout ---\n{}\n--- stderr (end) ---\n{}",

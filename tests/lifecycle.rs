@@ -44,8 +44,8 @@
 mod c_util;
 
 use c_util::{
-    cgmalloc_lines, compile_c, link_flags, linked, preloaded, run, tail, without_cgmalloc_vars,
-    Run, Scratch, ROOT,
+    build_program, linked, preloaded, run, soak_seconds, tail, without_cgmalloc_vars, Mode, Run,
+    Scratch, ROOT,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,14 +77,6 @@ const EVENTS_PER_CELL: u64 = 400;
 const MIN_FORKS: u64 = 2000;
 /// Time limit of one run, beyond the seconds a soak asks of it.
 const CELL_TIMEOUT: Duration = Duration::from_secs(120);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Mode {
-    /// Linked with `-lcgmalloc`.
-    Linked,
-    /// Built without the library (`-DCGM_DLSYM`) and run with it preloaded.
-    Preloaded,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Cell {
@@ -160,41 +152,8 @@ fn all_cells() -> Vec<Cell> {
     cells
 }
 
-/// `CGMALLOC_SOAK` set (and not `0`): the seconds of the whole matrix
-/// (`CGMALLOC_SOAK_S`, default 1800).
-fn soak_seconds() -> Option<f64> {
-    let on = std::env::var("CGMALLOC_SOAK").is_ok_and(|v| !v.is_empty() && v != "0");
-    if !on {
-        return None;
-    }
-    let s = match std::env::var("CGMALLOC_SOAK_S") {
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .unwrap_or_else(|_| panic!("CGMALLOC_SOAK_S={v:?} is not a number of seconds")),
-        Err(_) => 1800,
-    };
-    Some(s as f64)
-}
-
 fn build(dir: &Path, mode: Mode) -> PathBuf {
-    let include = format!("-I{ROOT}/include");
-    let tests_c = format!("-I{ROOT}/tests/c");
-    let mut flags: Vec<&str> = CFLAGS.to_vec();
-    flags.extend([include.as_str(), tests_c.as_str()]);
-    let mut after = Vec::new();
-    let out = match mode {
-        Mode::Linked => {
-            after.extend(link_flags());
-            "lifecycle-linked"
-        }
-        Mode::Preloaded => {
-            flags.push("-DCGM_DLSYM");
-            "lifecycle-preloaded"
-        }
-    };
-    after.push("-ldl");
-    compile_c("cc", dir, "tests/c/lifecycle.c", out, &flags, &after)
+    build_program(dir, "lifecycle", mode, &CFLAGS)
 }
 
 /// What one run of a cell printed, and what is wrong with it.
@@ -293,20 +252,7 @@ fn check(cell: &Cell, r: &Run, min_forks: u64, soak: bool) -> Outcome {
     if audits != want_audits {
         problems.push(format!("{audits} audit lines, expected {want_audits}"));
     }
-    let lines = cgmalloc_lines(&r.stderr);
-    if !lines.is_empty() {
-        let mut distinct: Vec<&str> = Vec::new();
-        for l in &lines {
-            if !distinct.contains(l) && distinct.len() < 3 {
-                distinct.push(l);
-            }
-        }
-        problems.push(format!(
-            "{} `cgmalloc:` lines on stderr, e.g.:\n    {}",
-            lines.len(),
-            distinct.join("\n    ")
-        ));
-    }
+    problems.extend(c_util::cgmalloc_lines_problem(&r.stderr));
     Outcome {
         name,
         counts,

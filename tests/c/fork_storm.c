@@ -45,6 +45,7 @@
 
 #include "cgmalloc.h"
 #include "capi_dl.h"
+#include "reap.h"
 
 enum { ALLOCATORS = 4, FORKERS = 2, CHILD_TIMEOUT_MS = 20000 };
 
@@ -52,23 +53,10 @@ static int trim, attach_groups, storm;
 static long nforks = 200;
 static atomic_int stop;
 static _Atomic(void *) mailbox[256];
-static atomic_long forks, died, failed, hung;
+static atomic_long forks, failed;
+static struct reap_counts kids;
 static cgm_group_t groups[ALLOCATORS];
 static char where[ALLOCATORS + FORKERS][64];
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The path of the calling thread's group, into where[i]. */
 static void record_group(int i)
@@ -79,37 +67,13 @@ static void record_group(int i)
     snprintf(where[i], sizeof where[i], "%s", path);
 }
 
-/* Waits for `pid` (at most CHILD_TIMEOUT_MS) and records how it ended. */
+/* Waits for `pid` (at most CHILD_TIMEOUT_MS) and counts how it ended. */
 static void reap(pid_t pid)
 {
     atomic_fetch_add(&forks, 1);
-    double deadline = now_s() + CHILD_TIMEOUT_MS / 1000.0;
-    int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR) {
-            fprintf(stderr, "waitpid(%d): %s\n", (int)pid, strerror(errno));
-            atomic_fetch_add(&failed, 1);
-            return;
-        }
-        if (now_s() > deadline) {
-            fprintf(stderr, "child %d hung: killed\n", (int)pid);
-            atomic_fetch_add(&hung, 1);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return;
-        }
-        sleep_us(100);
-    }
-    if (WIFSIGNALED(status)) {
-        atomic_fetch_add(&died, 1);
-        fprintf(stderr, "child %d killed by signal %d\n", (int)pid, WTERMSIG(status));
-    } else if (WEXITSTATUS(status) != 0) {
-        atomic_fetch_add(&failed, 1);
-        fprintf(stderr, "child %d exited with %d\n", (int)pid, WEXITSTATUS(status));
-    }
+    char why[160];
+    if (!reap_counted(pid, CHILD_TIMEOUT_MS, &kids, why, sizeof why))
+        fprintf(stderr, "%s\n", why);
 }
 
 /* ---- repro: the program of the issue, as it was reported ---- */
@@ -306,8 +270,8 @@ int main(int argc, char **argv)
         run_storm();
     else
         run_repro();
-    long f = atomic_load(&forks), d = atomic_load(&died), x = atomic_load(&failed),
-         h = atomic_load(&hung);
+    long f = atomic_load(&forks), d = atomic_load(&kids.died),
+         x = atomic_load(&failed) + atomic_load(&kids.failed), h = atomic_load(&kids.hung);
     char names[512] = "";
     size_t off = 0;
     for (int i = 0; i < ALLOCATORS + (storm ? FORKERS : 0); i++)

@@ -25,52 +25,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "reap.h"
+
 enum { CHILD_TIMEOUT_MS = 20000 };
 
-static atomic_int failed, hung, children;
+static atomic_int failed, children;
+static struct reap_counts kids;
 
 static void sleep_ms(long ms)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    sleep_us(ms * 1000);
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Waits for `pid` at most CHILD_TIMEOUT_MS; records the outcome. */
+/* Waits for `pid` at most CHILD_TIMEOUT_MS; counts the outcome. */
 static void reap(pid_t pid)
 {
     atomic_fetch_add(&children, 1);
-    long deadline = now_ms() + CHILD_TIMEOUT_MS;
-    int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR) {
-            fprintf(stderr, "waitpid(%d): %s\n", (int)pid, strerror(errno));
-            atomic_fetch_add(&failed, 1);
-            return;
-        }
-        if (now_ms() > deadline) {
-            fprintf(stderr, "child %d hung\n", (int)pid);
-            atomic_fetch_add(&hung, 1);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return;
-        }
-        sleep_ms(1);
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "child %d: status 0x%x\n", (int)pid, status);
-        atomic_fetch_add(&failed, 1);
-    }
+    char why[160];
+    if (!reap_counted(pid, CHILD_TIMEOUT_MS, &kids, why, sizeof why))
+        fprintf(stderr, "%s\n", why);
 }
 
 static void fill(unsigned char *p, size_t n, unsigned seed)
@@ -323,7 +296,8 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     int setup = strcmp(argv[1], "busy") == 0 ? run_busy() : run_many();
-    int f = atomic_load(&failed), h = atomic_load(&hung), c = atomic_load(&children);
+    int f = atomic_load(&failed) + (int)atomic_load(&kids.failed) + (int)atomic_load(&kids.died),
+        h = (int)atomic_load(&kids.hung), c = atomic_load(&children);
     printf("forks %s: %d children, %d failed, %d hung\n", argv[1], c, f, h);
     return setup == 0 && f == 0 && h == 0 ? 0 : 1;
 }

@@ -69,6 +69,7 @@
 
 #include "cgmalloc.h"
 #include "capi_dl.h"
+#include "reap.h"
 
 
 #define KIB ((size_t)1 << 10)
@@ -116,7 +117,8 @@ static pthread_t workers[WORKERS];
 static pthread_attr_t attr;
 
 static atomic_long allocs, nulls, errors, events_fired;
-static atomic_long forks, died, failed, hung;
+static atomic_long forks;
+static struct reap_counts kids;
 
 /* ---- output ---- */
 
@@ -171,22 +173,6 @@ static int audit(const char *where)
     text[sizeof text - 1] = 0;
     out_line("audit: FAIL %s %s: %s (%s)", cell, where, text, cgm_strerror(rc));
     return -1;
-}
-
-/* ---- time ---- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /* ---- blocks ---- */
@@ -514,36 +500,12 @@ static void fork_alloc_child(unsigned n)
     _exit(0);
 }
 
-/* Waits for `pid` at most CHILD_TIMEOUT_MS and records how it ended. */
+/* Waits for `pid` at most CHILD_TIMEOUT_MS and counts how it ended. */
 static void reap(pid_t pid)
 {
-    double deadline = now_s() + CHILD_TIMEOUT_MS / 1000.0;
-    int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR) {
-            error("waitpid(%d): %s", (int)pid, strerror(errno));
-            return;
-        }
-        if (now_s() > deadline) {
-            atomic_fetch_add(&hung, 1);
-            error("child %d hung: killed after %d ms", (int)pid, CHILD_TIMEOUT_MS);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return;
-        }
-        sleep_us(100);
-    }
-    if (WIFSIGNALED(status)) {
-        atomic_fetch_add(&died, 1);
-        error("child %d killed by signal %d (%s)", (int)pid, WTERMSIG(status),
-              strsignal(WTERMSIG(status)));
-    } else if (WEXITSTATUS(status) != 0) {
-        atomic_fetch_add(&failed, 1);
-        error("child %d exited with %d", (int)pid, WEXITSTATUS(status));
-    }
+    char why[160];
+    if (!reap_counted(pid, CHILD_TIMEOUT_MS, &kids, why, sizeof why))
+        error("%s", why);
 }
 
 static void fire_fork(unsigned n)
@@ -866,8 +828,8 @@ int main(int argc, char **argv)
         error("/: %lld live and %lld dying descendants after every group was destroyed", live,
               dying);
 
-    long f = atomic_load(&forks), d = atomic_load(&died), x = atomic_load(&failed),
-         h = atomic_load(&hung);
+    long f = atomic_load(&forks), d = atomic_load(&kids.died), x = atomic_load(&kids.failed),
+         h = atomic_load(&kids.hung);
     out_line("cell %s: forks %ld died %ld failed %ld hung %ld allocs %ld nulls %ld events %ld "
              "limit_hits %lld seconds %.2f",
              cell, f, d, x, h, atomic_load(&allocs), atomic_load(&nulls),

@@ -217,6 +217,25 @@ pub fn cgmalloc_lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A problem to report when a run printed `cgmalloc:` lines on stderr (a fatal line, a
+/// warning): how many, and up to three distinct ones.
+pub fn cgmalloc_lines_problem(stderr: &str) -> Option<String> {
+    let lines = cgmalloc_lines(stderr);
+    let mut distinct: Vec<&str> = Vec::new();
+    for l in &lines {
+        if !distinct.contains(l) && distinct.len() < 3 {
+            distinct.push(l);
+        }
+    }
+    (!lines.is_empty()).then(|| {
+        format!(
+            "{} `cgmalloc:` lines on stderr, e.g.:\n    {}",
+            lines.len(),
+            distinct.join("\n    ")
+        )
+    })
+}
+
 pub fn tail(s: &str, n: usize) -> &str {
     let mut start = s.len().saturating_sub(n);
     while !s.is_char_boundary(start) {
@@ -331,4 +350,57 @@ pub fn linked(cmd: Command) -> Command {
     let mut cmd = plain(cmd);
     cmd.env_remove("LD_LIBRARY_PATH");
     cmd
+}
+
+/// Whether the long soaks run: `CGMALLOC_SOAK` set, and not empty or `0`.
+pub fn soak() -> bool {
+    std::env::var("CGMALLOC_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Under a soak, how long it runs: `CGMALLOC_SOAK_S` seconds (default 1800).
+pub fn soak_seconds() -> Option<f64> {
+    if !soak() {
+        return None;
+    }
+    let s = match std::env::var("CGMALLOC_SOAK_S") {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("CGMALLOC_SOAK_S={v:?} is not a number of seconds")),
+        Err(_) => 1800,
+    };
+    Some(s as f64)
+}
+
+/// How a test program gets the library.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    /// Linked with `-lcgmalloc`.
+    Linked,
+    /// Built without the library (`-DCGM_DLSYM`: the C API resolved with `dlsym`,
+    /// `tests/c/capi_dl.h`) and run with it preloaded.
+    Preloaded,
+}
+
+/// Builds `tests/c/<name>.c` for `mode` into `<dir>/<name>-linked` or
+/// `<dir>/<name>-preloaded`, with `flags`, the library's header and `tests/c` on the
+/// include path.
+pub fn build_program(dir: &Path, name: &str, mode: Mode, flags: &[&str]) -> PathBuf {
+    let include = format!("-I{ROOT}/include");
+    let tests_c = format!("-I{ROOT}/tests/c");
+    let mut flags = flags.to_vec();
+    flags.extend([include.as_str(), tests_c.as_str()]);
+    let mut after = Vec::new();
+    let out = match mode {
+        Mode::Linked => {
+            after.extend(link_flags());
+            format!("{name}-linked")
+        }
+        Mode::Preloaded => {
+            flags.push("-DCGM_DLSYM");
+            format!("{name}-preloaded")
+        }
+    };
+    after.push("-ldl");
+    compile_c("cc", dir, format!("tests/c/{name}.c"), &out, &flags, &after)
 }
