@@ -98,3 +98,50 @@ pub fn apply(value: &[u8]) -> Result<(), String> {
         Err(format!("could not apply {}", failed.join(", ")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_parse_into_paths_and_file_writes() {
+        let e = parse_entry(b"/a/b:max=64M, high = 48M ,oom=force,,soft_limit=1G").unwrap();
+        assert_eq!(e.path, b"/a/b");
+        let writes: Vec<(&str, &[u8])> = e.writes.iter().map(|&(f, v)| (f, v)).collect();
+        assert_eq!(
+            writes,
+            [
+                ("memory.max", &b"64M"[..]),
+                ("memory.high", b"48M"),
+                ("memory.oom.policy", b"force"),
+                ("memory.soft_limit_in_bytes", b"1G"),
+            ]
+        );
+        let bare = parse_entry(b"/x").unwrap();
+        assert_eq!((bare.path, bare.writes.len()), (&b"/x"[..], 0));
+        assert_eq!(parse_entry(b"/x:").unwrap().writes.len(), 0);
+        for key in ["max", "high", "low", "min", "soft_limit", "oom"] {
+            assert!(file_of(key.as_bytes()).is_some(), "{key}");
+        }
+        assert_eq!(file_of(b"memory.max"), None);
+    }
+
+    #[test]
+    fn malformed_entries_say_why() {
+        for (entry, why) in [
+            ("a:max=1M", "not a group path"),
+            ("/a/:max=1M", "not a group path"),
+            ("/a:max", "want key=value"),
+            ("/a:limit=1M", "unknown key"),
+            ("/a:max=lots", "not a size"),
+            ("/a:max=", "empty size"),
+            ("/a:oom=retry", "want fail, abort or force"),
+        ] {
+            let err = parse_entry(entry.as_bytes()).err().unwrap();
+            assert!(err.contains(why), "{entry}: {err}");
+        }
+        // One bad entry voids the whole value.
+        assert!(entries(b"/a:max=1M;/b:max=x", parse_entry).is_err());
+        assert_eq!(entries(b";/a;; /b ;", parse_entry).unwrap().len(), 2);
+    }
+}

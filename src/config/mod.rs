@@ -145,3 +145,33 @@ pub(crate) fn warn(var: &str, why: &str) {
     let line = format!("cgmalloc: {var}: {why}; ignored\n");
     crate::os::write_stderr(line.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_shown_escaped_and_cut_short() {
+        assert_eq!(bad_value(b"12Q", "not a size"), "\"12Q\": not a size");
+        assert_eq!(bad_value(b"a\"b\n\xff", "x"), "\"a\\\"b\\n\\xff\": x");
+        let long = bad_value(&[b'x'; 200], "why");
+        assert_eq!(long, format!("\"{}\": why", "x".repeat(80)));
+    }
+
+    #[test]
+    fn entries_split_on_semicolons_and_skip_empty_ones() {
+        let parse = |e: &[u8]| -> Result<Vec<u8>, String> {
+            if e == b"bad" {
+                Err("bad entry".into())
+            } else {
+                Ok(e.to_vec())
+            }
+        };
+        assert_eq!(
+            entries(b" a ;;b; ", parse).unwrap(),
+            [b"a".to_vec(), b"b".to_vec()]
+        );
+        assert!(entries(b"", parse).unwrap().is_empty());
+        assert_eq!(entries(b"a;bad;c", parse), Err("bad entry".to_string()));
+    }
+}

@@ -71,3 +71,31 @@ pub fn on_named(pthread: libc::pthread_t, is_self: bool, name: &[u8]) {
         threads::request_attach(pthread, group);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_glob_equals_path() {
+        let r = parse_rule(b" io-* = /io ").unwrap();
+        assert_eq!((&r.glob[..], &r.path[..]), (&b"io-*"[..], &b"/io"[..]));
+        // The last `=` splits, so a glob may contain one.
+        let r = parse_rule(b"a=b=/x").unwrap();
+        assert_eq!((&r.glob[..], &r.path[..]), (&b"a=b"[..], &b"/x"[..]));
+        for (rule, why) in [
+            ("io-*", "want GLOB=PATH"),
+            ("=/io", "empty glob"),
+            ("io-*=io", "not a group path"),
+            ("io-*=/", ""),
+        ] {
+            match parse_rule(rule.as_bytes()) {
+                Err(err) => assert!(!why.is_empty() && err.contains(why), "{rule}: {err}"),
+                Ok(_) => assert!(why.is_empty(), "{rule} was accepted"),
+            }
+        }
+        let rules = entries(b"w-[0-9]*=/a;;*=/", parse_rule).unwrap();
+        assert_eq!(rules.len(), 2);
+        assert!(entries(b"w*=/a;bad", parse_rule).is_err());
+    }
+}

@@ -181,3 +181,133 @@ pub fn fits<H: Hierarchy + ?Sized>(tree: &H, id: u32, nr: Pages) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `root (0) ← a (1) ← b (2)` and `root ← c (3)`.
+    struct Tree {
+        c: [PageCounter; 4],
+        parent: [Option<u32>; 4],
+    }
+
+    impl Hierarchy for Tree {
+        fn counter(&self, id: u32) -> &PageCounter {
+            &self.c[id as usize]
+        }
+        fn parent(&self, id: u32) -> Option<u32> {
+            self.parent[id as usize]
+        }
+    }
+
+    fn tree() -> Tree {
+        Tree {
+            c: [const { PageCounter::new() }; 4],
+            parent: [None, Some(0), Some(1), Some(0)],
+        }
+    }
+
+    fn usages(t: &Tree) -> [Pages; 4] {
+        core::array::from_fn(|i| t.c[i].usage())
+    }
+
+    fn failcnts(t: &Tree) -> [u64; 4] {
+        core::array::from_fn(|i| t.c[i].failcnt.load(Ordering::Relaxed))
+    }
+
+    fn peaks(t: &Tree) -> [Pages; 4] {
+        core::array::from_fn(|i| t.c[i].watermark.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn zeroed_counter_has_no_limits() {
+        let c = PageCounter::new();
+        assert_eq!(c.max.get(), UNLIMITED);
+        assert_eq!(c.high.get(), UNLIMITED);
+        assert_eq!(c.soft_limit.get(), UNLIMITED);
+        assert_eq!(c.low.load(Ordering::Relaxed), 0);
+        assert_eq!(c.margin(), UNLIMITED);
+        c.max.set(0);
+        assert_eq!((c.max.get(), c.margin()), (0, 0));
+        c.max.set(10);
+        c.usage.store(4, Ordering::SeqCst);
+        assert_eq!(c.margin(), 6);
+        c.usage.store(12, Ordering::SeqCst);
+        assert_eq!(c.margin(), 0, "over the limit: no margin, no underflow");
+        c.reset();
+        assert_eq!((c.usage(), c.max.get()), (0, UNLIMITED));
+    }
+
+    #[test]
+    fn charge_walks_to_the_root_and_raises_peaks() {
+        let t = tree();
+        assert_eq!(try_charge(&t, 2, 5), Ok(()));
+        assert_eq!(try_charge(&t, 3, 2), Ok(()));
+        assert_eq!(usages(&t), [7, 5, 5, 2]);
+        assert_eq!(peaks(&t), [7, 5, 5, 2]);
+        // Peaks stay when usage drops, and restart from usage when reset.
+        t.c[2].usage.fetch_sub(5, Ordering::SeqCst);
+        assert_eq!(peaks(&t)[2], 5);
+        t.c[2].reset_watermark();
+        assert_eq!(peaks(&t)[2], 0);
+    }
+
+    #[test]
+    fn refusal_rolls_back_every_level_and_counts_one_failcnt() {
+        let t = tree();
+        t.c[1].max.set(8);
+        assert_eq!(try_charge(&t, 2, 5), Ok(()));
+        // Refused at `a`: `b`, charged first, is rolled back; nothing above is touched.
+        assert_eq!(try_charge(&t, 2, 4), Err(1));
+        assert_eq!(usages(&t), [5, 5, 5, 0]);
+        assert_eq!(failcnts(&t), [0, 1, 0, 0]);
+        assert_eq!(peaks(&t), [5, 5, 5, 0], "a refused charge raises no peak");
+        // Refused at the root, two levels up from `b`.
+        t.c[0].max.set(6);
+        assert_eq!(try_charge(&t, 2, 2), Err(0));
+        assert_eq!(try_charge(&t, 3, 2), Err(0));
+        assert_eq!(usages(&t), [5, 5, 5, 0]);
+        assert_eq!(failcnts(&t), [2, 1, 0, 0]);
+        // Exactly at the limit is allowed.
+        assert_eq!(try_charge(&t, 3, 1), Ok(()));
+        assert_eq!(usages(&t), [6, 5, 5, 1]);
+    }
+
+    #[test]
+    fn forced_charges_pass_max_and_fits_checks_every_level() {
+        let t = tree();
+        t.c[1].max.set(4);
+        assert!(fits(&t, 2, 4));
+        assert!(!fits(&t, 2, 5));
+        assert!(fits(&t, 3, 5), "a sibling's limit does not apply");
+        charge_force(&t, 2, 10);
+        assert_eq!(usages(&t), [10, 10, 10, 0]);
+        assert_eq!(peaks(&t), [10, 10, 10, 0]);
+        assert_eq!(t.c[1].margin(), 0);
+        assert!(!fits(&t, 2, 1));
+        assert!(fits(&t, 3, 1));
+    }
+
+    /// Two threads charge siblings below a limited root: every level ends with exactly
+    /// the pages that were accepted (I1), the root never exceeds its limit (I2), and each
+    /// refusal is one root `failcnt` (I3).
+    #[test]
+    fn concurrent_charges_keep_the_hierarchy_and_the_limit() {
+        const TRIES: u64 = 12;
+        let t = tree();
+        t.c[0].max.set(16);
+        let (ok_b, ok_c) = std::thread::scope(|s| {
+            let charge = |id| {
+                let t = &t;
+                s.spawn(move || (0..TRIES).filter(|_| try_charge(t, id, 1).is_ok()).count() as u64)
+            };
+            let (b, c) = (charge(2), charge(3));
+            (b.join().unwrap(), c.join().unwrap())
+        });
+        assert_eq!(ok_b + ok_c, 16);
+        assert_eq!(usages(&t), [16, ok_b, ok_b, ok_c]);
+        assert_eq!(failcnts(&t), [2 * TRIES - 16, 0, 0, 0]);
+        assert_eq!(peaks(&t)[0], 16);
+    }
+}

@@ -251,3 +251,129 @@ pub fn reclaim_bytes(id: u32, want: u64) -> Result<(), Errno> {
         Err(libc::EAGAIN)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memcg::control;
+    use crate::memcg::table::ROOT;
+
+    /// A new group of the process's table, by id (each test uses names of its own).
+    fn group(path: &str) -> u32 {
+        (control::create(path.as_bytes()).unwrap() & 0xffff) as u32
+    }
+
+    fn text(id: u32, name: &str) -> Result<String, Errno> {
+        let mut buf = [0u8; 512];
+        let mut out = FmtBuf::new(&mut buf);
+        read(id, name.as_bytes(), &mut out)?;
+        Ok(String::from_utf8(out.as_bytes().to_vec()).unwrap())
+    }
+
+    #[test]
+    fn unknown_read_only_and_write_only_files() {
+        for name in ["memory.nope", "memory.max\n", "", "memory"] {
+            assert_eq!(text(ROOT, name), Err(libc::EINVAL), "{name:?}");
+            assert_eq!(
+                write(ROOT, name.as_bytes(), b"1"),
+                Err(libc::EINVAL),
+                "{name:?}"
+            );
+        }
+        for name in [
+            "memory.current",
+            "memory.events",
+            "memory.events.local",
+            "memory.stat",
+            "cgroup.threads",
+            "cgroup.stat",
+        ] {
+            assert_eq!(
+                write(ROOT, name.as_bytes(), b"0"),
+                Err(libc::EACCES),
+                "{name}"
+            );
+            assert!(text(ROOT, name).is_ok(), "{name}");
+        }
+        assert_eq!(text(ROOT, "memory.reclaim"), Err(libc::EACCES));
+    }
+
+    #[test]
+    fn limits_are_read_back_in_bytes_rounded_down_to_pages() {
+        let g = group("/files_limits");
+        for file in [
+            "memory.max",
+            "memory.high",
+            "memory.low",
+            "memory.min",
+            "memory.soft_limit_in_bytes",
+        ] {
+            let default = if file == "memory.low" || file == "memory.min" {
+                "0\n"
+            } else {
+                "max\n"
+            };
+            assert_eq!(text(g, file).unwrap(), default, "{file}");
+            write(g, file.as_bytes(), b"64M").unwrap();
+            assert_eq!(text(g, file).unwrap(), "67108864\n", "{file}");
+            write(g, file.as_bytes(), b" 5000 \n").unwrap();
+            assert_eq!(text(g, file).unwrap(), "4096\n", "{file}");
+            for bad in [&b"garbage"[..], b"", b"-1", b"1.5G", b"101%"] {
+                assert_eq!(write(g, file.as_bytes(), bad), Err(libc::EINVAL), "{file}");
+            }
+            assert_eq!(
+                text(g, file).unwrap(),
+                "4096\n",
+                "{file}: a refused write changes nothing"
+            );
+            write(g, file.as_bytes(), b"max").unwrap();
+            assert_eq!(text(g, file).unwrap(), "max\n", "{file}");
+        }
+    }
+
+    #[test]
+    fn counters_events_policy_and_stat_texts() {
+        let g = group("/files_texts");
+        assert_eq!(text(g, "memory.current").unwrap(), "0\n");
+        assert_eq!(text(g, "memory.peak").unwrap(), "0\n");
+        write(g, b"memory.peak", b"anything").unwrap();
+        assert_eq!(text(g, "memory.failcnt").unwrap(), "0\n");
+        assert_eq!(write(g, b"memory.failcnt", b"1"), Err(libc::EINVAL));
+        write(g, b"memory.failcnt", b"0\n").unwrap();
+        let events = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n";
+        assert_eq!(text(g, "memory.events").unwrap(), events);
+        assert_eq!(text(g, "memory.events.local").unwrap(), events);
+        assert_eq!(text(g, "memory.oom.policy").unwrap(), "fail\n", "inherited");
+        write(g, b"memory.oom.policy", b"force\n").unwrap();
+        assert_eq!(text(g, "memory.oom.policy").unwrap(), "force\n");
+        assert_eq!(write(g, b"memory.oom.policy", b"retry"), Err(libc::EINVAL));
+        assert_eq!(text(g, "memory.oom.policy").unwrap(), "force\n");
+        assert_eq!(
+            text(g, "cgroup.stat").unwrap(),
+            "nr_descendants 0\nnr_dying_descendants 0\n"
+        );
+        assert_eq!(text(g, "cgroup.threads").unwrap(), "");
+        let stat = text(g, "memory.stat").unwrap();
+        let keys: Vec<&str> = stat.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "allocated",
+                "small",
+                "large",
+                "cached",
+                "stock",
+                "explicit",
+                "nr_charges",
+                "nr_uncharges",
+                "reclaim_calls",
+                "reclaimed"
+            ]
+        );
+        assert!(stat.lines().all(|l| l.ends_with(" 0")), "{stat}");
+        // Nothing to reclaim: asking for nothing succeeds, asking for more is EAGAIN.
+        write(g, b"memory.reclaim", b"0").unwrap();
+        assert_eq!(write(g, b"memory.reclaim", b"1M"), Err(libc::EAGAIN));
+        assert_eq!(write(g, b"memory.reclaim", b"x"), Err(libc::EINVAL));
+    }
+}

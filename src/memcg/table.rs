@@ -624,3 +624,162 @@ impl<const N: usize> GroupTable<N> {
 
 #[cfg(not(loom))]
 pub static GROUPS: GroupTable<MAX_GROUPS> = GroupTable::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memcg::counter::charge_force;
+    use crate::memcg::path::GroupPath;
+    use crate::util::fmtbuf::FmtBuf;
+
+    /// A table of 4 slots (the root and 3 groups), not the process's.
+    type Small = GroupTable<4>;
+
+    fn create(t: &Small, path: &str) -> Result<u64, Errno> {
+        t.create(&GroupPath::parse(path.as_bytes()).unwrap())
+    }
+
+    fn open(t: &Small, path: &str) -> Result<u64, Errno> {
+        t.open(&GroupPath::parse(path.as_bytes()).unwrap())
+    }
+
+    fn id(handle: u64) -> u32 {
+        split_handle(handle).0
+    }
+
+    fn path_of(t: &Small, id: u32) -> String {
+        let mut buf = [0u8; 64];
+        let mut out = FmtBuf::new(&mut buf);
+        t.write_path(id, &mut out);
+        String::from_utf8(out.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn create_open_and_the_tree() {
+        let t = Small::new();
+        let a = create(&t, "/a").unwrap();
+        let b = create(&t, "/a/b").unwrap();
+        let c = create(&t, "/c").unwrap();
+        assert_eq!(open(&t, "/a/b"), Ok(b));
+        assert_eq!(create(&t, "/a"), Err(libc::EEXIST));
+        assert_eq!(create(&t, "/"), Err(libc::EEXIST));
+        assert_eq!(create(&t, "/x/y"), Err(libc::ENOENT), "no parent");
+        assert_eq!(open(&t, "/x"), Err(libc::ENOENT));
+        assert_eq!(create(&t, "/d"), Err(libc::ENOSPC), "every slot is used");
+        assert_eq!(path_of(&t, id(b)), "/a/b");
+        assert_eq!(path_of(&t, ROOT), "/");
+        assert_eq!((t.depth(id(a)), t.depth(id(b))), (1, 2));
+        assert_eq!(t.parent(id(b)), Some(id(a)));
+        assert_eq!(t.parent(ROOT), None);
+        assert!(t.is_descendant(id(b), ROOT) && t.is_descendant(id(b), id(a)));
+        assert!(!t.is_descendant(id(c), id(a)) && !t.is_descendant(id(a), id(b)));
+        assert_eq!(t.subtree(id(a)).collect::<Vec<_>>(), [id(a), id(b)]);
+        assert_eq!(t.count_descendants(ROOT), (3, 0));
+        assert_eq!(t.handle(ROOT), handle_of(ROOT, ROOT_SERIAL));
+    }
+
+    #[test]
+    fn stale_and_garbage_handles_are_refused() {
+        let t = Small::new();
+        let a = create(&t, "/a").unwrap();
+        assert!(t.pin(a, false).is_ok());
+        for bad in [0, a + (1 << 16), handle_of(7, 2), handle_of(ROOT, 5)] {
+            assert_eq!(t.pin(bad, true).err(), Some(libc::ENOENT), "{bad:#x}");
+        }
+        assert_eq!(t.destroy(a), Ok((id(a), split_handle(a).1)));
+        t.maybe_free(id(a), split_handle(a).1);
+        assert_eq!(t.state(id(a)), FREE);
+        assert_eq!(t.pin(a, true).err(), Some(libc::ENOENT));
+        // With the other slots taken, the slot is reused under a new serial: the old
+        // handle stays dead.
+        create(&t, "/b").unwrap();
+        create(&t, "/c").unwrap();
+        let a2 = create(&t, "/a").unwrap();
+        assert_eq!(id(a2), id(a));
+        assert_ne!(a2, a);
+        assert_eq!(t.pin(a, true).err(), Some(libc::ENOENT));
+        assert_eq!(t.destroy(a), Err(libc::ENOENT));
+    }
+
+    #[test]
+    fn destroy_refusals() {
+        let t = Small::new();
+        assert_eq!(t.destroy(t.handle(ROOT)), Err(libc::EPERM));
+        let a = create(&t, "/a").unwrap();
+        let b = create(&t, "/a/b").unwrap();
+        assert_eq!(t.destroy(a), Err(libc::EBUSY), "a live child");
+        t.attach_thread(id(b)).unwrap();
+        assert_eq!(t.destroy(b), Err(libc::EBUSY), "an attached thread");
+        assert_eq!(t.state(id(b)), LIVE);
+        t.detach_thread(id(b));
+        assert!(t.destroy(b).is_ok());
+        assert_eq!(t.destroy(b), Err(libc::ENOENT), "already destroyed");
+        assert_eq!(t.attach_thread(id(b)), Err(libc::ENOENT));
+    }
+
+    /// A destroyed group with charges is dying: reachable only with `allow_dying`, freed
+    /// by its last uncharge, after which its parent can be destroyed and freed too.
+    #[test]
+    fn a_dying_group_is_freed_by_its_last_uncharge() {
+        let t = Small::new();
+        let a = create(&t, "/a").unwrap();
+        let b = create(&t, "/a/b").unwrap();
+        charge_force(&t, id(b), 3);
+        let (bid, bser) = t.destroy(b).unwrap();
+        t.maybe_free(bid, bser);
+        assert_eq!(t.state(bid), DYING);
+        assert_eq!(open(&t, "/a/b"), Err(libc::ENOENT));
+        assert_eq!(t.pin(b, false).err(), Some(libc::ENOENT));
+        assert!(t.pin(b, true).is_ok());
+        assert_eq!(t.count_descendants(id(a)), (0, 1));
+        let (aid, aser) = t.destroy(a).unwrap();
+        t.maybe_free(aid, aser);
+        assert_eq!(t.state(aid), DYING, "a dying child keeps its parent");
+        t.uncharge(bid, 2);
+        assert_eq!(t.state(bid), DYING);
+        t.uncharge(bid, 1);
+        assert_eq!((t.state(bid), t.state(aid)), (FREE, FREE));
+        assert_eq!(t.counter(ROOT).usage(), 0);
+        assert_eq!(t.count_descendants(ROOT), (0, 0));
+    }
+
+    /// A pin taken before a destroy keeps the dying slot until it is dropped, from
+    /// another thread.
+    #[test]
+    fn the_last_pin_frees_a_dying_group() {
+        let t = Small::new();
+        let a = create(&t, "/a").unwrap();
+        let pin = t.pin(a, false).unwrap();
+        let (aid, aser) = t.destroy(a).unwrap();
+        t.maybe_free(aid, aser);
+        assert_eq!(t.state(aid), DYING);
+        std::thread::scope(|s| {
+            s.spawn(move || drop(pin));
+        });
+        assert_eq!(t.state(aid), FREE);
+    }
+
+    /// Threads pin and unpin a group while it is destroyed: it ends freed, once, and
+    /// every pin that succeeded saw it live or dying.
+    #[test]
+    fn pins_racing_with_destroy() {
+        let t = Small::new();
+        let a = create(&t, "/a").unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..8 {
+                        if let Ok(p) = t.pin(a, true) {
+                            assert_ne!(t.state(p.id), FREE);
+                        }
+                    }
+                });
+            }
+            let (aid, aser) = t.destroy(a).unwrap();
+            t.maybe_free(aid, aser);
+        });
+        assert_eq!(t.state(id(a)), FREE);
+        assert_eq!(t.pin(a, true).err(), Some(libc::ENOENT));
+        assert_eq!(t.count_descendants(ROOT), (0, 0));
+    }
+}
