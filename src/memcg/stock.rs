@@ -193,17 +193,17 @@ mod tests {
         charge_force(&t, a, CHARGE_BATCH + 2);
         refill(&w, &t, a, CHARGE_BATCH - 1);
         assert_eq!(usage(&t, a), CHARGE_BATCH + 2);
-        put_back(&w, &t, a, 1);
+        put_back(&w, &t, a, 1, &Origin::plain("test"));
         assert_eq!(unpack(w.load(Ordering::Relaxed)), (Some(a), CHARGE_BATCH));
         assert_eq!(
             usage(&t, a),
             CHARGE_BATCH + 2,
             "kept in the stock, still charged"
         );
-        put_back(&w, &t, a, 1);
+        put_back(&w, &t, a, 1, &Origin::plain("test"));
         assert_eq!(usage(&t, a), CHARGE_BATCH + 1, "no room: uncharged");
         charge_force(&t, b, 1);
-        put_back(&w, &t, b, 1);
+        put_back(&w, &t, b, 1, &Origin::plain("test"));
         assert_eq!(usage(&t, b), 0, "another group's pages: uncharged");
         assert_eq!(unpack(w.load(Ordering::Relaxed)), (Some(a), CHARGE_BATCH));
     }
@@ -217,7 +217,7 @@ mod tests {
         refill(&w, &t, a, 2);
         let (id, _) = t.destroy(t.handle(a)).unwrap();
         assert_eq!((id, t.state(a)), (a, DYING));
-        put_back(&w, &t, a, 1);
+        put_back(&w, &t, a, 1, &Origin::plain("test"));
         assert_eq!(
             w.load(Ordering::Relaxed) & 0xffff_ffff,
             0,
