@@ -5,9 +5,9 @@
 //! Targets (DESIGN.md): a stock hit ≤ 5 ns; an uncontended depth-4 counter charge
 //! ≤ 60 ns.
 
-use cgmalloc::memcg::charge;
-use cgmalloc::memcg::counter::{self, Hierarchy};
-use cgmalloc::memcg::table::GROUPS;
+use cgmalloc::internals::memcg::charge;
+use cgmalloc::internals::memcg::counter::{self, Hierarchy};
+use cgmalloc::internals::memcg::table::GROUPS;
 use cgmalloc::Group;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;

@@ -109,7 +109,9 @@ fn main() -> Result<(), cgmalloc::Error> {
     let cached: usize = keep.iter().map(|(_, c)| c.lock().unwrap().len()).sum();
     println!("cache entries held: {cached}");
     cgmalloc::drain_stocks();
-    cgmalloc::memcg::report::write_table(1, b"cgmalloc: group report\n");
+    let mut groups = vec!["/tenants".to_string()];
+    groups.extend(tenants.iter().map(|t| format!("/tenants/{}", t.name)));
+    print_report(&groups)?;
     for t in &tenants {
         let g = Group::open(&format!("/tenants/{}", t.name))?;
         let stat = g.read("memory.stat")?;
@@ -126,4 +128,39 @@ fn main() -> Result<(), cgmalloc::Error> {
         );
     }
     Ok(())
+}
+
+/// Prints one row per group from its interface files, as the at-exit report
+/// (`CGMALLOC_STATS`) shows it: sizes, then the events its limits caused.
+fn print_report(paths: &[String]) -> Result<(), cgmalloc::Error> {
+    println!("group report");
+    println!(
+        "{:<16} {:>8} {:>8} {:>8} {:>8} events",
+        "group", "current", "peak", "max", "high"
+    );
+    for path in paths {
+        let g = Group::open(path)?;
+        let mut row = format!("{path:<16}");
+        for file in ["memory.current", "memory.peak", "memory.max", "memory.high"] {
+            row += &format!(" {:>8}", human(g.read(file)?.trim()));
+        }
+        for line in g.read("memory.events")?.lines() {
+            row += &format!(" {}", line.replacen(' ', "=", 1));
+        }
+        println!("{row}");
+    }
+    Ok(())
+}
+
+/// A byte count (`"100663296"`, `"max"`) the way the report writes it: `96.0M`, `max`.
+fn human(value: &str) -> String {
+    let Ok(bytes) = value.parse::<u64>() else {
+        return value.to_string();
+    };
+    for (unit, scale) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+        if bytes >= scale {
+            return format!("{:.1}{unit}", bytes as f64 / scale as f64);
+        }
+    }
+    bytes.to_string()
 }

@@ -13,21 +13,25 @@
 
 // Statics are built with `const fn new()`; a `Default` would add nothing.
 #![allow(clippy::new_without_default)]
+// Every `unsafe` operation sits in its own block with a `// SAFETY:` line, also inside
+// an `unsafe fn`.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub(crate) mod alloc;
-pub mod memcg;
+pub(crate) mod memcg;
 /// cbindgen:ignore
-pub mod os;
+pub(crate) mod os;
 /// cbindgen:ignore
-pub mod util;
+pub(crate) mod util;
 
 /// cbindgen:ignore
 #[cfg(not(loom))]
 mod api;
 #[cfg(not(loom))]
-pub mod capi;
+pub(crate) mod capi;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 mod config;
@@ -46,3 +50,21 @@ pub use api::{
 pub use error::{describe as strerror, Error, Result};
 #[cfg(not(loom))]
 pub use global::CgMalloc;
+
+/// The crate's internals, for its own tests and benchmarks (feature `internals`, which
+/// the crate's dev-dependency on itself turns on). Not part of the API: nothing here is
+/// documented or kept stable, and a build without the feature has none of it (nor the
+/// fault injection it drives).
+#[doc(hidden)]
+#[cfg(feature = "internals")]
+pub mod internals {
+    /// The accounting engine's modules that the tests drive directly.
+    pub mod memcg {
+        #[cfg(not(loom))]
+        pub use crate::memcg::{charge, container, control};
+        pub use crate::memcg::{counter, origin, path, stock, table};
+    }
+    /// Fault injection: race points that yield the CPU.
+    pub use crate::os::fault;
+    pub use crate::util::fmtbuf::FmtBuf;
+}

@@ -224,8 +224,8 @@ fn fork_children_survive_every_band_in_every_group() {
 
 #[test]
 fn fork_children_survive_with_the_record_windows_wide_open() {
-    cgmalloc::os::fault::widen_races(true);
+    cgmalloc::internals::fault::widen_races(true);
     let bad = forks_under_load("/fw", 150);
-    cgmalloc::os::fault::widen_races(false);
+    cgmalloc::internals::fault::widen_races(false);
     assert_eq!(bad, 0, "children died (see stderr)");
 }

@@ -281,9 +281,9 @@ fn stress_threads_groups_and_limits() {
 /// wide otherwise.
 #[test]
 fn stress_with_remote_frees_preempted_after_their_push() {
-    cgmalloc::os::fault::widen_races(true);
+    cgmalloc::internals::fault::widen_races(true);
     stress("/sw", ops() / 12);
-    cgmalloc::os::fault::widen_races(false);
+    cgmalloc::internals::fault::widen_races(false);
 }
 
 /// Runs the stress with the groups below `top`, `ops` operations per worker, and checks

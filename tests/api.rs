@@ -166,7 +166,7 @@ fn threads_enter_attach_and_exit() {
     // One page is still charged explicitly (the forgotten Charge); the stock is back.
     assert_eq!(g.stat().unwrap().current, PAGE);
     assert_eq!(g.stat().unwrap().stock, 0);
-    cgmalloc::memcg::control::uncharge(g.handle(), PAGE).unwrap();
+    cgmalloc::internals::memcg::control::uncharge(g.handle(), PAGE).unwrap();
     g.destroy().unwrap();
 }
 

@@ -2,8 +2,8 @@
 //! documented errno and changes nothing (a full snapshot of a sentinel group, its parent
 //! and the root is compared around every call).
 
-use cgmalloc::memcg::control;
-use cgmalloc::util::fmtbuf::FmtBuf;
+use cgmalloc::internals::memcg::control;
+use cgmalloc::internals::FmtBuf;
 use cgmalloc::{drain_stocks, Group};
 
 const PAGE: u64 = 4096;

@@ -3,8 +3,8 @@
 //!
 //! Each test uses its own groups; run under nextest, each test has its own process.
 
-use cgmalloc::memcg::charge::{FORCE, MAX_OOM_RETRIES, MAX_RETRIES, NORETRY};
-use cgmalloc::memcg::control;
+use cgmalloc::internals::memcg::charge::{FORCE, MAX_OOM_RETRIES, MAX_RETRIES, NORETRY};
+use cgmalloc::internals::memcg::control;
 use cgmalloc::{drain_stocks, Charge, Group, OomAction};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

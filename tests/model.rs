@@ -25,9 +25,9 @@
 //! would leave some level above `high` is sent as a `NORETRY` charge instead (which counts
 //! the same `high` events but neither reclaims nor sleeps).
 
-use cgmalloc::memcg::charge::{FORCE, MAX_RETRIES, NORETRY};
-use cgmalloc::memcg::control;
-use cgmalloc::memcg::stock::CHARGE_BATCH;
+use cgmalloc::internals::memcg::charge::{FORCE, MAX_RETRIES, NORETRY};
+use cgmalloc::internals::memcg::control;
+use cgmalloc::internals::memcg::stock::CHARGE_BATCH;
 use cgmalloc::{Charge, EnterGuard, Group, Stat};
 
 const PAGE: u64 = 4096;

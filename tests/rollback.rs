@@ -22,9 +22,9 @@
 //! The tests of this file share the process under `cargo test`, and the root's counters
 //! are checked: they take a lock so that they run one at a time.
 
-use cgmalloc::memcg::charge::{MAX_RETRIES, NORETRY};
-use cgmalloc::memcg::control;
-use cgmalloc::memcg::stock::CHARGE_BATCH;
+use cgmalloc::internals::memcg::charge::{MAX_RETRIES, NORETRY};
+use cgmalloc::internals::memcg::control;
+use cgmalloc::internals::memcg::stock::CHARGE_BATCH;
 use cgmalloc::{Charge, Group};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};

@@ -16,8 +16,8 @@
 //!
 //! `CGMALLOC_STRESS_OPS=N` changes the operations per worker.
 
-use cgmalloc::memcg::charge::NORETRY;
-use cgmalloc::memcg::control;
+use cgmalloc::internals::memcg::charge::NORETRY;
+use cgmalloc::internals::memcg::control;
 use cgmalloc::{Charge, Group};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};

@@ -210,8 +210,8 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
             }
             // Ours until we leave `PURGING`: its fields are stable. Purge it only if it is
             // the span of the thread whose lock we hold, in the subtree.
-            // SAFETY: as above.
             if s.heap != heap
+                // SAFETY: as above.
                 || unsafe { (*heap).tld } != tld
                 || !GROUPS.is_descendant(s.group(), root)
             {

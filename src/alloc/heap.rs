@@ -590,6 +590,7 @@ impl Heap {
     fn retire(&mut self, s: *mut Span) {
         // SAFETY: `s` is a span of this heap.
         unsafe { (*s).lower_full() };
+        // SAFETY: as above.
         let class = unsafe { (*s).class as usize };
         if self.direct[class] == s {
             self.set_direct(class, empty_span());

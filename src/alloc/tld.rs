@@ -271,6 +271,7 @@ fn trim_idle_heap(t: &mut Tld) {
     }
     // SAFETY: as above; `h` is this thread's, not the TLS heap (which is the list head).
     if !h.is_null() && !unsafe { (*h).idle_trimmed } {
+        // SAFETY: as above.
         unsafe { (*h).go_idle() };
     }
 }

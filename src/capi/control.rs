@@ -16,6 +16,7 @@
 
 use crate::memcg::callbacks::OomInfoC;
 use crate::memcg::control::{self, Errno, Stat};
+use crate::memcg::{charge, oom};
 use crate::util::fmtbuf::FmtBuf;
 use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 
@@ -44,6 +45,17 @@ pub const CGM_OOM_ABORT: c_int = 3;
 pub const CGM_CHARGE_NORETRY: c_int = 1;
 /// Never fail: charge past `max` and count it (`__GFP_NOFAIL`).
 pub const CGM_CHARGE_FORCE: c_int = 2;
+
+// The C values are the engine's: a handler's return is decoded by `oom::Action::decode`
+// and charge flags pass through unchanged.
+const _: () = {
+    assert!(CGM_OOM_FAIL == oom::Action::Fail as c_int);
+    assert!(CGM_OOM_RETRY == oom::Action::Retry as c_int);
+    assert!(CGM_OOM_FORCE == oom::Action::Force as c_int);
+    assert!(CGM_OOM_ABORT == oom::Action::Abort as c_int);
+    assert!(CGM_CHARGE_NORETRY as u32 == charge::NORETRY);
+    assert!(CGM_CHARGE_FORCE as u32 == charge::FORCE);
+};
 
 /// The longest string (path, file name, value) read from a caller, NUL excluded.
 const MAX_STRING: usize = 4096;

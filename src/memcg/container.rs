@@ -102,11 +102,6 @@ pub fn probe_at(root: &Path) -> Option<u64> {
     probe_limit_at(root).map(|l| l.bytes)
 }
 
-/// `probe_at("/")`.
-pub fn probe() -> Option<u64> {
-    probe_at(Path::new("/"))
-}
-
 /// Like `probe_at`, and says which file gave the limit.
 pub fn probe_limit_at(root: &Path) -> Option<Limit> {
     let cgroup = read_table(&root.join("proc/self/cgroup"))?;

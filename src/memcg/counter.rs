@@ -170,21 +170,21 @@ pub fn charge_force<H: Hierarchy + ?Sized>(tree: &H, id: u32, nr: Pages) {
     }
 }
 
-/// True when `id` and every ancestor have room for `nr` more pages right now.
-pub fn fits<H: Hierarchy + ?Sized>(tree: &H, id: u32, nr: Pages) -> bool {
-    let mut cur = Some(id);
-    while let Some(g) = cur {
-        if tree.counter(g).margin() < nr {
-            return false;
-        }
-        cur = tree.parent(g);
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// True when `id` and every ancestor have room for `nr` more pages right now.
+    fn fits<H: Hierarchy + ?Sized>(tree: &H, id: u32, nr: Pages) -> bool {
+        let mut cur = Some(id);
+        while let Some(g) = cur {
+            if tree.counter(g).margin() < nr {
+                return false;
+            }
+            cur = tree.parent(g);
+        }
+        true
+    }
 
     /// `root (0) ← a (1) ← b (2)` and `root ← c (3)`.
     struct Tree {
@@ -275,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn forced_charges_pass_max_and_fits_checks_every_level() {
+    fn forced_charges_pass_max_and_margins_hold_at_every_level() {
         let t = tree();
         t.c[1].max.set(4);
         assert!(fits(&t, 2, 4));

@@ -85,6 +85,18 @@ pub enum Action {
     Abort = 3,
 }
 
+impl Action {
+    /// A handler's return value (`CGM_OOM_*`); anything else fails the charge.
+    pub fn decode(r: i32) -> Action {
+        match r {
+            1 => Action::Retry,
+            2 => Action::Force,
+            3 => Action::Abort,
+            _ => Action::Fail,
+        }
+    }
+}
+
 /// Installs `func` as the OOM handler of `id` (handle `handle`), replacing any previous
 /// one; `None` clears it.
 pub fn set_handler(
@@ -160,12 +172,7 @@ pub fn decide(id: u32, over: u32, nr: Pages) -> Action {
         // `held` keeps the registration alive for the call; `info` outlives it.
         let r = threads::with_memalloc(|| unsafe { f(ctx, &info) });
         drop(held);
-        return match r {
-            1 => Action::Retry,
-            2 => Action::Force,
-            3 => Action::Abort,
-            _ => Action::Fail,
-        };
+        return Action::decode(r);
     }
     match effective_policy(over) {
         Policy::Fail => Action::Fail,

@@ -47,6 +47,9 @@ impl<'a> GroupPath<'a> {
         self.names[..self.n].iter().copied()
     }
 
+    /// Whether this is `/` (the launcher, which includes this file, refuses it where a
+    /// group is to be created).
+    #[allow(dead_code)]
     pub fn is_root(&self) -> bool {
         self.n == 0
     }
@@ -68,7 +71,7 @@ mod tests {
 
     #[test]
     fn grammar() {
-        assert!(GroupPath::parse(b"/").unwrap().is_root());
+        assert_eq!(GroupPath::parse(b"/").unwrap().names().count(), 0);
         let p = GroupPath::parse(b"/a/b-c/d.e_F9").unwrap();
         assert_eq!(p.names().count(), 3);
         let (parent, last) = p.split_last().unwrap();

@@ -272,6 +272,7 @@ fn take_early_request(pthread: u64) -> u64 {
 
 /// A new thread got `pthread` (its id may be a dead thread's): forget requests made for
 /// the dead one.
+#[cfg(feature = "override")]
 pub fn forget_requests(pthread: libc::pthread_t) {
     let pthread = key(pthread);
     for e in &PENDING {
