@@ -2,10 +2,11 @@
 """Draws benches/results/chart.png for benches/run.py: a grouped bar chart of the median
 time of each allocator divided by glibc's, per workload, on a log scale with a line at 1.0.
 
-Usage: chart.py DATA.json OUT.png, where DATA.json is
+Usage: draw_chart.py DATA.json OUT.png, where DATA.json is
 {"title": str, "workloads": [name, ...], "series": {allocator: [ratio or null, ...]}}.
-It is a separate script so that run.py needs only the standard library: run.py starts it
-with whichever python3 has matplotlib.
+It is a separate script, importing nothing from the harness package, so that the harness
+needs only the standard library: chart.py starts it with whichever python3 has
+matplotlib.
 """
 
 import json
