@@ -3,7 +3,7 @@
 //! control operations as the C API.
 
 use crate::error::{Error, Result};
-use crate::memcg::callbacks::OomInfoC;
+use crate::memcg::callbacks::{Callback, OomInfoC};
 use crate::memcg::charge;
 use crate::memcg::control;
 use crate::util::fmtbuf::FmtBuf;
@@ -272,9 +272,8 @@ impl Group {
         let ctx = Box::into_raw(Box::new(Box::new(f) as ReclaimBox)) as *mut c_void;
         // SAFETY: the trampoline and drop function match the boxed closure in `ctx`, which
         // is `Send + Sync`; the table drops it once.
-        let id = check(unsafe {
-            control::reclaimer_add(self.handle, reclaim_trampoline, ctx, Some(drop_reclaim))
-        })?;
+        let callback = unsafe { Callback::reclaim(reclaim_trampoline, ctx, Some(drop_reclaim)) };
+        let id = check(control::reclaimer_add(self.handle, callback))?;
         Ok(Reclaimer { id })
     }
 
@@ -282,15 +281,13 @@ impl Group {
     pub fn on_oom<F: Fn(&OomInfo) -> OomAction + Send + Sync + 'static>(&self, f: F) -> Result<()> {
         let ctx = Box::into_raw(Box::new(Box::new(f) as OomBox)) as *mut c_void;
         // SAFETY: as in `on_reclaim`, for the OOM trampoline and its boxed closure.
-        check(unsafe {
-            control::oom_handler_set(self.handle, Some((oom_trampoline, ctx, Some(drop_oom))))
-        })
+        let callback = unsafe { Callback::oom(oom_trampoline, ctx, Some(drop_oom)) };
+        check(control::oom_handler_set(self.handle, Some(callback)))
     }
 
     /// Clears the OOM handler.
     pub fn clear_oom(&self) -> Result<()> {
-        // SAFETY: clearing registers nothing.
-        check(unsafe { control::oom_handler_set(self.handle, None) })
+        check(control::oom_handler_set(self.handle, None))
     }
 
     /// Charges `bytes` to this group through the whole charge path.

@@ -1,6 +1,8 @@
 //! `Error`: a failed control call, carrying the positive errno that the C API returns
 //! negated, and the one text table behind both `Display` and `cgm_strerror`.
 
+#![forbid(unsafe_code)]
+
 use core::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -167,7 +167,7 @@ pub struct Uncharge {
 impl Uncharge {
     /// Returns a page run's charge (counted in `nr_uncharges`).
     pub fn apply(self) {
-        memcg::events::add_stat(self.group, memcg::events::StatKey::NrUncharges, 1);
+        memcg::table::GROUPS.add_stat(self.group, memcg::events::StatKey::NrUncharges, 1);
         self.apply_plain();
     }
 

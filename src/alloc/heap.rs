@@ -442,7 +442,7 @@ impl Heap {
                 }
             },
         };
-        memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
+        memcg::table::GROUPS.add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
         // SAFETY: `s` is a span we own (purged or fresh: it records no charge), now
         // charged to our group.
         unsafe { (*s).charged.add(self.group, pages) };

@@ -173,7 +173,7 @@ fn charge_more(group: u32, more: usize, held: usize) -> bool {
 fn charge(group: u32, usable: usize) -> bool {
     let ok = memcg::charge::try_charge(group, pages(usable), 0).is_ok();
     if ok {
-        memcg::events::add_stat(group, memcg::events::StatKey::NrCharges, 1);
+        memcg::table::GROUPS.add_stat(group, memcg::events::StatKey::NrCharges, 1);
     }
     ok
 }

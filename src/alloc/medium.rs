@@ -105,7 +105,7 @@ impl Heap {
                     memcg::charge::uncharge(self.group, pages);
                     return (ptr::null_mut(), false);
                 };
-                memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
+                memcg::table::GROUPS.add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
                 // SAFETY: fresh slices we own: their span records no charge.
                 unsafe { (*r.0).charged.add(self.group, pages) };
                 r
@@ -218,7 +218,7 @@ impl Heap {
                 return None;
             }
             if held == 0 {
-                memcg::events::add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
+                memcg::table::GROUPS.add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
             }
             span.charged.add(self.group, pages - held);
         } else if held > pages {

@@ -1,15 +1,17 @@
 //! The allocator: size classes, spans carved from aligned segments, per-(thread, group)
-//! heaps and large mappings. Every page run is charged to a group through the accounting
-//! engine's three verbs: `try_charge`, commit (the span records its group), `uncharge`.
+//! heaps and large mappings. Every page run is charged to a group with the accounting
+//! engine's `try_charge`, recorded in its holder's charge record (`charged`) in the same
+//! step, and uncharged from what the record says (DESIGN.md, "One truth for charged").
 //!
 //! Map, bottom up: `segmap` (which memory is ours), `segment` (4 MiB regions of 64 KiB
-//! slices), `span` (blocks of one class, three free lists), `freemap` (which small
-//! blocks are free), `heap` (one thread's spans for one group), `medium` (blocks up to
-//! 1 MiB, a span each), `large` (bigger blocks in their own mappings), `harvest` (cached
-//! mappings' pages moved into new blocks), `tld` (thread state and exit), `abandoned`
-//! (segments of exited threads), `free` (the free path), `front` (entry points),
-//! `resize` (growing a block where it is), `account` (statistics and reclaim for the
-//! accounting engine), `meta` (pools for heaps and thread states).
+//! slices), `charged` (the charge a span or mapping holds), `span` (blocks of one class,
+//! three free lists), `freemap` (the live map: where handed-out small blocks start),
+//! `heap` (one thread's spans for one group), `medium` (blocks up to 1 MiB, a span
+//! each), `large` (bigger blocks in their own mappings), `harvest` (cached mappings'
+//! pages moved into new blocks), `tld` (thread state and exit), `abandoned` (segments of
+//! exited threads), `free` (the free path), `front` (entry points), `resize` (growing a
+//! block where it is), `account` (statistics and reclaim for the accounting engine),
+//! `meta` (pools for heaps and thread states), `fork` (the `pthread_atfork` handlers).
 
 pub mod abandoned;
 pub mod account;

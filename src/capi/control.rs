@@ -14,7 +14,7 @@
 //! Types that appear in the header are named as C names them (`cgm_group_t`, ...).
 #![allow(non_camel_case_types)]
 
-use crate::memcg::callbacks::OomInfoC;
+use crate::memcg::callbacks::{Callback, OomInfoC};
 use crate::memcg::control::{self, Errno, Stat};
 use crate::memcg::{charge, oom};
 use crate::util::fmtbuf::FmtBuf;
@@ -282,9 +282,11 @@ pub unsafe extern "C" fn cgm_reclaimer_add(
     let Some(f) = r#fn else {
         return err(libc::EINVAL);
     };
-    // SAFETY: `id_out` per this function's contract; the caller vouches for `f` and
-    // `ctx`, and there is no context to drop.
-    unsafe { with_out(id_out, || control::reclaimer_add(group, f, ctx, None)) }
+    // SAFETY: the caller vouches for `f` and `ctx` (this function's contract), and there
+    // is no context to drop.
+    let callback = unsafe { Callback::reclaim(f, ctx, None) };
+    // SAFETY: `id_out` per this function's contract.
+    unsafe { with_out(id_out, || control::reclaimer_add(group, callback)) }
 }
 
 /// Unregisters a reclaim callback; `-ENOENT` for an unknown id. A call already running
@@ -304,9 +306,10 @@ pub unsafe extern "C" fn cgm_oom_handler_set(
     r#fn: cgm_oom_fn,
     ctx: *mut c_void,
 ) -> c_int {
-    let func = r#fn.map(|f| (f, ctx, None));
-    // SAFETY: the caller vouches for `f` and `ctx`; there is no context to drop.
-    status(unsafe { control::oom_handler_set(group, func) })
+    // SAFETY: the caller vouches for `f` and `ctx` (this function's contract); there is
+    // no context to drop.
+    let handler = r#fn.map(|f| unsafe { Callback::oom(f, ctx, None) });
+    status(control::oom_handler_set(group, handler))
 }
 
 /// An eventfd (`O_NONBLOCK | O_CLOEXEC`) signalled each time the group's usage crosses

@@ -11,7 +11,7 @@ use crate::os::set_errno;
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
-const PAGE: usize = 4096;
+use crate::consts::PAGE_SIZE as PAGE;
 
 fn nomem() -> *mut c_void {
     set_errno(libc::ENOMEM);

@@ -6,6 +6,8 @@
 //! that already exists gets the settings. Empty entries (`;;`, a trailing `;`) are
 //! allowed.
 
+#![forbid(unsafe_code)]
+
 use super::{bad_value, entries};
 use crate::error;
 use crate::memcg::path::GroupPath;

@@ -10,6 +10,8 @@
 //!
 //! Only builds with `override` interpose `pthread_setname_np`; without it the rules are
 //! checked but never consulted.
+
+#![forbid(unsafe_code)]
 #![cfg_attr(not(feature = "override"), allow(dead_code))]
 
 use super::{bad_value, entries, warn};

@@ -8,7 +8,13 @@
 //!
 //! Invariants: an entry with `id == 0` is free; `busy` counts threads inside the callback
 //! or about to call it; a removed entry is never handed out again.
+//!
+//! The only file of the accounting engine with `unsafe` code: a registration is a C
+//! function pointer with the registrant's context, so calling it or dropping its context
+//! rests on the promise made when the [`Callback`] was built. Everything else calls the
+//! safe methods of [`Callback`] and [`Held`].
 
+use super::table;
 use crate::util::spin::SpinLock;
 use core::ffi::c_void;
 
@@ -39,9 +45,55 @@ pub struct OomInfoC {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub enum Func {
+enum Func {
     Reclaim(ReclaimFn),
     Oom(OomFn),
+}
+
+/// A callback with its context, not yet registered: dropping it drops the context.
+pub struct Callback {
+    func: Func,
+    ctx: *mut c_void,
+    drop_ctx: Option<DropFn>,
+}
+
+impl Callback {
+    /// A reclaim callback.
+    ///
+    /// # Safety
+    /// `f(ctx, ..)` and `drop_ctx(ctx)` must be safe to call from any thread until the
+    /// registration ends, and `drop_ctx` must accept being called once, at its end.
+    pub unsafe fn reclaim(f: ReclaimFn, ctx: *mut c_void, drop_ctx: Option<DropFn>) -> Self {
+        Callback {
+            func: Func::Reclaim(f),
+            ctx,
+            drop_ctx,
+        }
+    }
+
+    /// An OOM handler.
+    ///
+    /// # Safety
+    /// As for [`Callback::reclaim`].
+    pub unsafe fn oom(f: OomFn, ctx: *mut c_void, drop_ctx: Option<DropFn>) -> Self {
+        Callback {
+            func: Func::Oom(f),
+            ctx,
+            drop_ctx,
+        }
+    }
+
+    /// Its parts, for an entry that now owns the context.
+    fn into_parts(self) -> (Func, *mut c_void, Option<DropFn>) {
+        let me = core::mem::ManuallyDrop::new(self);
+        (me.func, me.ctx, me.drop_ctx)
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        drop(Orphan(self.drop_ctx.map(|d| (d, self.ctx))));
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -114,9 +166,37 @@ impl Drop for Orphan {
 /// A callback handed out for one call; gives its reference back on drop.
 pub struct Held {
     index: usize,
-    pub func: Func,
-    pub ctx: *mut c_void,
-    pub group: u64,
+    func: Func,
+    ctx: *mut c_void,
+    group: u64,
+}
+
+impl Held {
+    /// The handle of the group it was registered on.
+    pub fn group(&self) -> u64 {
+        self.group
+    }
+
+    /// Calls a reclaim callback, asking for `wanted` bytes: the bytes it freed (`None`
+    /// for an OOM handler).
+    pub fn call_reclaim(&self, wanted: usize) -> Option<usize> {
+        let Func::Reclaim(f) = self.func else {
+            return None;
+        };
+        // SAFETY: `f` and `ctx` were registered together through `Callback::reclaim`,
+        // whose caller made them callable from any thread until the registration ends;
+        // `self` keeps it from ending during the call.
+        Some(unsafe { f(self.ctx, self.group, wanted) })
+    }
+
+    /// Calls an OOM handler: its `CGM_OOM_*` answer (`None` for a reclaim callback).
+    pub fn call_oom(&self, info: &OomInfoC) -> Option<i32> {
+        let Func::Oom(f) = self.func else {
+            return None;
+        };
+        // SAFETY: as in `call_reclaim`, through `Callback::oom`; `info` outlives the call.
+        Some(unsafe { f(self.ctx, info) })
+    }
 }
 
 impl Drop for Held {
@@ -163,18 +243,15 @@ fn remove_at(t: &mut Table, index: usize) -> Orphan {
 
 /// Registers a callback for `group` (a handle); returns `(id, index)`. `ENOSPC` when the
 /// table is full (the context is then dropped).
-pub fn add(
-    group: u64,
-    func: Func,
-    ctx: *mut c_void,
-    drop_ctx: Option<DropFn>,
-) -> Result<(u64, usize), i32> {
+pub fn add(group: u64, callback: Callback) -> Result<(u64, usize), i32> {
+    table::GROUP_FREED[table::FREED_CALLBACKS].install(group_freed);
     let mut t = TABLE.lock();
     let Some(index) = t.entries.iter().position(|e| e.id == 0) else {
         drop(t);
-        drop(Orphan(drop_ctx.map(|d| (d, ctx))));
+        drop(callback);
         return Err(libc::ENOSPC);
     };
+    let (func, ctx, drop_ctx) = callback.into_parts();
     let id = t.next_id;
     t.next_id += 1;
     t.entries[index] = Entry {

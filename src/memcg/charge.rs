@@ -11,8 +11,10 @@
 //!
 //! No lock is held at any point where a callback can run.
 
+#![forbid(unsafe_code)]
+
 use super::counter::{self, Hierarchy, Pages};
-use super::events::{self, Event};
+use super::events::Event;
 use super::oom::{self, Action};
 use super::origin::Origin;
 use super::reclaim;
@@ -31,9 +33,6 @@ pub const FORCE: u32 = 2;
 pub const MAX_RETRIES: u32 = 5;
 /// OOM handler `RETRY` answers honoured for one charge before it fails.
 pub const MAX_OOM_RETRIES: u32 = 16;
-/// Charges of at most this many pages retry while reclaim makes progress
-/// (`1 << PAGE_ALLOC_COSTLY_ORDER`).
-const COSTLY_PAGES: Pages = 8;
 
 /// Set from the process's first allocation, when the environment sets the root's limits,
 /// until the configuration has been applied (`end_startup`): the charges of the dynamic
@@ -95,11 +94,11 @@ fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
         if threads::in_memalloc() {
             return force(id, nr);
         }
-        events::count(over, Event::Max);
+        GROUPS.count_event(over, Event::Max);
         if flags & NORETRY != 0 {
             return Err(NoMem);
         }
-        let got = reclaim::reclaim(over, nr * PAGE_SIZE);
+        reclaim::reclaim(over, nr * PAGE_SIZE);
         if GROUPS.counter(over).margin() >= nr {
             continue;
         }
@@ -108,10 +107,10 @@ fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
             threads::drain_all_stock(over);
             continue;
         }
-        if got.any() && nr <= COSTLY_PAGES && retries > 0 {
-            retries -= 1;
-            continue;
-        }
+        // The kernel lets a small charge (`PAGE_ALLOC_COSTLY_ORDER`) retry without using
+        // a retry while reclaim makes progress; here progress includes what callbacks
+        // say they freed, so every retry counts, and a callback that reports bytes it did
+        // not free cannot hold a charge in this loop.
         if retries > 0 {
             retries -= 1;
             continue;
@@ -119,7 +118,7 @@ fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
         if flags & FORCE != 0 {
             return force(id, nr);
         }
-        events::count(over, Event::Oom);
+        GROUPS.count_event(over, Event::Oom);
         match oom::decide(id, over, nr) {
             Action::Retry if oom_retries > 0 => {
                 oom_retries -= 1;
@@ -129,7 +128,7 @@ fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
             Action::Force => return force(id, nr),
             Action::Abort => oom::abort_oom(over, nr),
             Action::Fail | Action::Retry => {
-                events::count(over, Event::OomKill);
+                GROUPS.count_event(over, Event::OomKill);
                 return Err(NoMem);
             }
         }

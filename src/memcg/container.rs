@@ -37,6 +37,8 @@
 //!   readable `proc/self/mountinfo` the conventional layout is assumed, both with ROOT
 //!   `/`: v2 mounted at `/sys/fs/cgroup` and v1 memory at `/sys/fs/cgroup/memory`.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;

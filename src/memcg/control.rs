@@ -3,10 +3,12 @@
 //! concurrent destroy cannot free the group under it) and returns a positive errno on
 //! failure, changing nothing.
 
-use super::callbacks::{self, DropFn, Func, OomFn, ReclaimFn};
+#![forbid(unsafe_code)]
+
+use super::callbacks::{self, Callback};
 use super::charge;
 use super::counter::Hierarchy;
-use super::events::{self, Event, StatKey};
+use super::events::{Event, StatKey};
 use super::files;
 use super::oom;
 use super::path::GroupPath;
@@ -14,7 +16,6 @@ use super::size::PAGE_SIZE;
 use super::table::GROUPS;
 use super::threads;
 use crate::util::fmtbuf::FmtBuf;
-use core::ffi::c_void;
 use std::sync::atomic::Ordering;
 
 pub type Errno = i32;
@@ -149,7 +150,7 @@ pub const MAX_CHARGE_BYTES: u64 = 1 << 48;
 pub fn stat(handle: u64) -> Result<Stat, Errno> {
     let pin = GROUPS.pin(handle, false)?;
     let c = GROUPS.counter(pin.id);
-    let ev = events::events(pin.id, false);
+    let ev = GROUPS.events(pin.id, false);
     Ok(Stat {
         current: bytes_of(c.usage()),
         peak: bytes_of(c.watermark.load(Ordering::Relaxed)),
@@ -168,28 +169,11 @@ pub fn stat(handle: u64) -> Result<Stat, Errno> {
     })
 }
 
-/// Registers a reclaim callback; returns its id. On failure `drop_ctx` has been run.
-///
-/// # Safety
-/// `f(ctx, ..)` and `drop_ctx(ctx)` must be safe to call from any thread until the
-/// registration ends, and `drop_ctx` must be called at most once.
-pub unsafe fn reclaimer_add(
-    handle: u64,
-    f: ReclaimFn,
-    ctx: *mut c_void,
-    drop_ctx: Option<DropFn>,
-) -> Result<u64, Errno> {
-    let pin = match GROUPS.pin(handle, false) {
-        Ok(p) => p,
-        Err(e) => {
-            if let Some(d) = drop_ctx {
-                // SAFETY: the registration failed, so this is the context's only drop.
-                unsafe { d(ctx) };
-            }
-            return Err(e);
-        }
-    };
-    let (id, _) = callbacks::add(GROUPS.handle(pin.id), Func::Reclaim(f), ctx, drop_ctx)?;
+/// Registers a reclaim callback; returns its id. On failure its context has been
+/// dropped.
+pub fn reclaimer_add(handle: u64, callback: Callback) -> Result<u64, Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    let (id, _) = callbacks::add(GROUPS.handle(pin.id), callback)?;
     Ok(id)
 }
 
@@ -197,26 +181,11 @@ pub fn reclaimer_remove(id: u64) -> Result<(), Errno> {
     callbacks::remove(id)
 }
 
-/// Sets (or with `None` clears) the group's OOM handler. On failure `drop_ctx` has been
-/// run.
-///
-/// # Safety
-/// As for [`reclaimer_add`].
-pub unsafe fn oom_handler_set(
-    handle: u64,
-    func: Option<(OomFn, *mut c_void, Option<DropFn>)>,
-) -> Result<(), Errno> {
-    let pin = match GROUPS.pin(handle, false) {
-        Ok(p) => p,
-        Err(e) => {
-            if let Some((_, ctx, Some(d))) = func {
-                // SAFETY: the registration failed, so this is the context's only drop.
-                unsafe { d(ctx) };
-            }
-            return Err(e);
-        }
-    };
-    oom::set_handler(pin.id, GROUPS.handle(pin.id), func)
+/// Sets (or with `None` clears) the group's OOM handler. On failure its context has
+/// been dropped.
+pub fn oom_handler_set(handle: u64, handler: Option<Callback>) -> Result<(), Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    oom::set_handler(pin.id, GROUPS.handle(pin.id), handler)
 }
 
 pub fn threshold_eventfd(handle: u64, bytes: u64) -> Result<i32, Errno> {
@@ -248,7 +217,7 @@ pub fn charge(handle: u64, bytes: u64, flags: u32) -> Result<(), Errno> {
         .slot(pin.id)
         .explicit
         .fetch_add(pages, Ordering::Relaxed);
-    events::add_stat(pin.id, StatKey::NrCharges, 1);
+    GROUPS.add_stat(pin.id, StatKey::NrCharges, 1);
     Ok(())
 }
 
@@ -266,7 +235,7 @@ pub fn uncharge(handle: u64, bytes: u64) -> Result<(), Errno> {
             v.checked_sub(pages)
         })
         .map_err(|_| libc::EINVAL)?;
-    events::add_stat(pin.id, StatKey::NrUncharges, 1);
+    GROUPS.add_stat(pin.id, StatKey::NrUncharges, 1);
     charge::uncharge(pin.id, pages);
     Ok(())
 }

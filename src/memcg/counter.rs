@@ -16,16 +16,14 @@
 //! Writers: `usage` by any charging or uncharging thread; limits by control calls;
 //! `watermark` by charging threads (`fetch_max`) and resets.
 
+#![forbid(unsafe_code)]
+
 use crate::util::sync::{const_unless_loom, AtomicU64, Ordering};
 
-/// Pages, the unit of every counter.
-pub type Pages = u64;
+use crate::consts::MAX_DEPTH;
+pub use crate::consts::{Pages, UNLIMITED};
 
-/// "No limit".
-pub const UNLIMITED: Pages = u64::MAX;
-
-/// Deepest path below the root (INTERFACE.md), so at most `MAX_DEPTH + 1` levels.
-pub const MAX_DEPTH: usize = 16;
+/// Levels of the tree: the root and `MAX_DEPTH` below it.
 pub const MAX_LEVELS: usize = MAX_DEPTH + 1;
 
 /// A limit that defaults to "no limit" when its memory is all zeros: it is stored as

@@ -4,14 +4,17 @@
 //! Errors: an unknown file is `EINVAL`; reading a write-only file or writing a read-only
 //! one is `EACCES`; a malformed value is `EINVAL` and changes nothing.
 
+#![forbid(unsafe_code)]
+
 use super::counter::{Hierarchy, Pages, UNLIMITED};
-use super::events::{self, StatKey, EVENT_NAMES};
+use super::events::{StatKey, EVENT_NAMES};
 use super::oom::{self, Policy};
 use super::reclaim;
 use super::size::{self, Size, PAGE_SIZE};
 use super::table::GROUPS;
 use super::threads;
 use crate::util::fmtbuf::FmtBuf;
+use crate::util::hook::Hook;
 use std::sync::atomic::Ordering;
 
 type Errno = i32;
@@ -27,20 +30,16 @@ pub struct AllocStats {
 
 /// `fn(subtree root) -> AllocStats`, installed by the allocator.
 pub type AllocStatsFn = fn(u32) -> AllocStats;
-static ALLOC_STATS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static ALLOC_STATS: Hook<AllocStatsFn> = Hook::new();
 
 pub fn set_alloc_stats(f: AllocStatsFn) {
-    ALLOC_STATS.store(f as usize, Ordering::Release);
+    ALLOC_STATS.install(f);
 }
 
 pub fn alloc_stats(id: u32) -> AllocStats {
-    let f = ALLOC_STATS.load(Ordering::Acquire);
-    if f == 0 {
-        return AllocStats::default();
-    }
-    // SAFETY: the only non-zero value ever stored is an `AllocStatsFn`.
-    let f: AllocStatsFn = unsafe { core::mem::transmute::<usize, AllocStatsFn>(f) };
-    f(id)
+    ALLOC_STATS
+        .get()
+        .map_or_else(AllocStats::default, |f| f(id))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,7 +112,7 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
             out.push(b"\n");
         }
         b"memory.events" | b"memory.events.local" => {
-            let ev = events::events(id, name == b"memory.events.local");
+            let ev = GROUPS.events(id, name == b"memory.events.local");
             for (i, key) in EVENT_NAMES.iter().enumerate() {
                 push_kv(out, key, ev[i]);
             }
@@ -130,18 +129,18 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
                 .map(|g| GROUPS.slot(g).explicit.load(Ordering::Relaxed))
                 .sum();
             push_kv(out, "explicit", explicit * PAGE_SIZE);
-            push_kv(out, "nr_charges", events::stat_hier(id, StatKey::NrCharges));
+            push_kv(out, "nr_charges", GROUPS.stat_hier(id, StatKey::NrCharges));
             push_kv(
                 out,
                 "nr_uncharges",
-                events::stat_hier(id, StatKey::NrUncharges),
+                GROUPS.stat_hier(id, StatKey::NrUncharges),
             );
             push_kv(
                 out,
                 "reclaim_calls",
-                events::stat_hier(id, StatKey::ReclaimCalls),
+                GROUPS.stat_hier(id, StatKey::ReclaimCalls),
             );
-            push_kv(out, "reclaimed", events::stat_hier(id, StatKey::Reclaimed));
+            push_kv(out, "reclaimed", GROUPS.stat_hier(id, StatKey::Reclaimed));
             if id == super::table::ROOT {
                 if let Some(limit) = size::container_limit() {
                     push_kv(out, "container_limit", limit);

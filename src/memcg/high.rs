@@ -8,8 +8,10 @@
 //! 2 s; delays of 10 ms or less are skipped. So 1.25% over high starts to throttle, and
 //! about 18% over reaches the cap.
 
+#![forbid(unsafe_code)]
+
 use super::counter::{Hierarchy, Pages};
-use super::events::{self, Event};
+use super::events::Event;
 use super::reclaim;
 use super::size::PAGE_SIZE;
 use super::stock::CHARGE_BATCH;
@@ -68,7 +70,7 @@ pub fn after_charge(id: u32, nr: Pages, quiet: bool) {
         let (usage, high) = (c.usage(), c.high.get());
         if usage > high {
             over_any = true;
-            events::count(g, Event::High);
+            GROUPS.count_event(g, Event::High);
             if !quiet {
                 reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
             }

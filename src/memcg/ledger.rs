@@ -18,6 +18,8 @@
 //! The per-group sums go in two static tables (`MAX_GROUPS` words each, untouched until
 //! the first rebuild or audit) under `LOCK`, which `fork` takes in its prepare handler.
 
+#![forbid(unsafe_code)]
+
 use super::counter::{Hierarchy, Pages};
 use super::table::{DYING, GROUPS, MAX_GROUPS};
 use super::threads;

@@ -67,23 +67,3 @@ pub mod threads;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod threshold;
-
-/// A group slot was freed: end the registrations that named it.
-#[cfg(not(loom))]
-fn on_group_freed(id: u32, serial: u64) {
-    let handle = table::handle_of(id, serial);
-    callbacks::group_freed(handle);
-    threshold::group_freed(handle);
-}
-
-#[cfg(loom)]
-fn on_group_freed(_id: u32, _serial: u64) {}
-
-/// A group's usage moved on its counter.
-#[cfg(not(loom))]
-fn on_usage_changed(id: u32) {
-    threshold::check(id);
-}
-
-#[cfg(loom)]
-fn on_usage_changed(_id: u32) {}

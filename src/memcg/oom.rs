@@ -5,7 +5,9 @@
 //! Policies are inherited from the parent until written; the root's defaults to `fail`
 //! (or `CGMALLOC_OOM`). `abort` prints the group report to stderr and aborts.
 
-use super::callbacks::{self, Func, OomInfoC};
+#![forbid(unsafe_code)]
+
+use super::callbacks::{self, Callback, OomInfoC};
 use super::counter::{Hierarchy, Pages};
 use super::size::PAGE_SIZE;
 use super::table::GROUPS;
@@ -99,19 +101,11 @@ impl Action {
 
 /// Installs `func` as the OOM handler of `id` (handle `handle`), replacing any previous
 /// one; `None` clears it.
-pub fn set_handler(
-    id: u32,
-    handle: u64,
-    func: Option<(
-        callbacks::OomFn,
-        *mut core::ffi::c_void,
-        Option<callbacks::DropFn>,
-    )>,
-) -> Result<(), i32> {
+pub fn set_handler(id: u32, handle: u64, handler: Option<Callback>) -> Result<(), i32> {
     let slot = &GROUPS.slot(id).oom_handler;
-    let new = match func {
-        Some((f, ctx, drop_ctx)) => {
-            let (reg, index) = callbacks::add(handle, Func::Oom(f), ctx, drop_ctx)?;
+    let new = match handler {
+        Some(callback) => {
+            let (reg, index) = callbacks::add(handle, callback)?;
             encode(index, reg)
         }
         None => 0,
@@ -155,9 +149,6 @@ fn find_handler(over: u32) -> Option<callbacks::Held> {
 /// Runs the OOM decision for a charge of `nr` pages to `id` refused at `over`.
 pub fn decide(id: u32, over: u32, nr: Pages) -> Action {
     if let Some(held) = find_handler(over) {
-        let Func::Oom(f) = held.func else {
-            return Action::Fail;
-        };
         let c = GROUPS.counter(over);
         let max = c.max.get();
         let info = OomInfoC {
@@ -167,12 +158,9 @@ pub fn decide(id: u32, over: u32, nr: Pages) -> Action {
             usage: c.usage() * PAGE_SIZE,
             max: max.saturating_mul(PAGE_SIZE),
         };
-        let ctx = held.ctx;
-        // SAFETY: `f` and `ctx` were registered together as a `cgm_oom_fn` and its context;
-        // `held` keeps the registration alive for the call; `info` outlives it.
-        let r = threads::with_memalloc(|| unsafe { f(ctx, &info) });
+        let r = threads::with_memalloc(|| held.call_oom(&info));
         drop(held);
-        return Action::decode(r);
+        return r.map_or(Action::Fail, Action::decode);
     }
     match effective_policy(over) {
         Policy::Fail => Action::Fail,

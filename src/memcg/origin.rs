@@ -4,6 +4,8 @@
 //!
 //! Built by the holder when it gives its charge back; never stored.
 
+#![forbid(unsafe_code)]
+
 use crate::util::fmtbuf::FmtBuf;
 
 /// The holder an uncharge comes from.

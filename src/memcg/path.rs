@@ -2,8 +2,9 @@
 //! `.` or `..`, at most 16 deep (INTERFACE.md). Parsing borrows the caller's bytes and
 //! never allocates.
 
-use super::counter::MAX_DEPTH;
-use super::table::NAME_MAX;
+#![forbid(unsafe_code)]
+
+use crate::consts::{MAX_DEPTH, NAME_MAX};
 
 /// A validated path: its names, root first.
 #[derive(Clone, Copy)]

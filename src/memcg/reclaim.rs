@@ -13,32 +13,29 @@
 //! (`with_memalloc`), each told the bytes still wanted; they return the bytes they freed.
 //! A thread already in memalloc does not reclaim (no recursion).
 
-use super::callbacks::{self, Func};
+#![forbid(unsafe_code)]
+
+use super::callbacks;
 use super::counter::{Hierarchy, Pages};
-use super::events::{self, Event, StatKey};
+use super::events::{Event, StatKey};
 use super::size::PAGE_SIZE;
 use super::table::GROUPS;
 use super::threads;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::util::hook::Hook;
+use std::sync::atomic::Ordering;
 
 /// `fn(group id, pages wanted) -> pages uncharged` freeing the allocator's cached spans.
 pub type CacheReclaimFn = fn(u32, Pages) -> Pages;
 
-static CACHE_RECLAIM: AtomicUsize = AtomicUsize::new(0);
+static CACHE_RECLAIM: Hook<CacheReclaimFn> = Hook::new();
 
 /// Installs the allocator's cache reclaimer (once, at start).
 pub fn set_cache_reclaim(f: CacheReclaimFn) {
-    CACHE_RECLAIM.store(f as usize, Ordering::Release);
+    CACHE_RECLAIM.install(f);
 }
 
 fn reclaim_cache(id: u32, want: Pages) -> Pages {
-    let f = CACHE_RECLAIM.load(Ordering::Acquire);
-    if f == 0 {
-        return 0;
-    }
-    // SAFETY: the only non-zero value ever stored is a `CacheReclaimFn`.
-    let f: CacheReclaimFn = unsafe { core::mem::transmute::<usize, CacheReclaimFn>(f) };
-    f(id, want)
+    CACHE_RECLAIM.get().map_or(0, |f| f(id, want))
 }
 
 /// What one reclaim call achieved.
@@ -75,21 +72,17 @@ pub fn reclaim(id: u32, want: u64) -> Reclaimed {
             let Some(held) = callbacks::pick_reclaimer(pass, |h| rank(h, id, include_low)) else {
                 break;
             };
-            let Func::Reclaim(f) = held.func else { break };
-            let gid = (held.group & 0xffff) as u32;
+            let gid = (held.group() & 0xffff) as u32;
             if include_low {
-                events::count(gid, Event::Low);
+                GROUPS.count_event(gid, Event::Low);
             }
             let wanted = want - got.bytes();
-            let ctx = held.ctx;
-            let group = held.group;
-            // SAFETY: `f` and `ctx` were registered together as a `cgm_reclaim_fn` and its
-            // context, which the registrant made callable from any thread; `held` keeps the
-            // registration alive for the call.
-            let freed = threads::with_memalloc(|| unsafe { f(ctx, group, wanted as usize) });
+            let freed = threads::with_memalloc(|| held.call_reclaim(wanted as usize));
             drop(held);
-            events::add_stat(gid, StatKey::ReclaimCalls, 1);
-            events::add_stat(gid, StatKey::Reclaimed, freed as u64);
+            // `pick_reclaimer` hands out reclaim callbacks only.
+            let freed = freed.unwrap_or(0);
+            GROUPS.add_stat(gid, StatKey::ReclaimCalls, 1);
+            GROUPS.add_stat(gid, StatKey::Reclaimed, freed as u64);
             got.callback_bytes += freed as u64;
         }
         if got.bytes() >= want {

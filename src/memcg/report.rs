@@ -3,8 +3,10 @@
 //! allocating (it is printed by the `abort` OOM policy and at exit with
 //! `CGMALLOC_STATS`).
 
+#![forbid(unsafe_code)]
+
 use super::counter::{Hierarchy, UNLIMITED};
-use super::events::{self, EVENT_NAMES};
+use super::events::EVENT_NAMES;
 use super::size::PAGE_SIZE;
 use super::table::{DYING, GROUPS};
 use crate::util::fmtbuf::FmtBuf;
@@ -84,7 +86,7 @@ pub fn write_table(fd: i32, title: &[u8]) {
         push_cell(&mut b, c.watermark.load(Ordering::Relaxed));
         push_cell(&mut b, c.max.get());
         push_cell(&mut b, c.high.get());
-        let ev = events::events(id, false);
+        let ev = GROUPS.events(id, false);
         for (i, name) in EVENT_NAMES.iter().enumerate() {
             b.push(b" ");
             b.push(name.as_bytes());

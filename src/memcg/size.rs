@@ -3,10 +3,12 @@
 //! the container limit. Leading and trailing white space and one trailing newline are
 //! ignored; anything else is `EINVAL`, as is a value that overflows 64 bits.
 
-use super::counter::{Pages, UNLIMITED};
+#![forbid(unsafe_code)]
+
+use crate::consts::{Pages, UNLIMITED};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = crate::consts::PAGE_SIZE as u64;
 
 /// The container's memory limit in bytes, 0 when unknown or unlimited; set once at
 /// start by the container probe.

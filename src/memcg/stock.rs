@@ -10,6 +10,8 @@
 //! every level, so a drain is a plain uncharge. A word with 0 pages may still name a
 //! group; a stale id is harmless because only pages move charges.
 
+#![forbid(unsafe_code)]
+
 use super::counter::Pages;
 use super::origin::Origin;
 use super::table::GroupTable;

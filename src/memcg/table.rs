@@ -25,9 +25,15 @@
 //! transitions under the tree lock; `nr_threads` attaching threads; names, `parent`,
 //! `depth`, `serial` and `nr_children` under the tree lock.
 
+#![forbid(unsafe_code)]
+
 use super::counter::{Hierarchy, PageCounter, Pages};
+#[cfg(not(loom))]
+use super::events::{Event, StatKey};
 use super::events::{NR_EVENTS, NR_STATS};
 use super::origin::Origin;
+use crate::consts::NAME_MAX;
+use crate::util::hook::Hook;
 use crate::util::spin::SpinLock;
 use crate::util::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -35,7 +41,6 @@ use crate::util::sync::{AtomicU32, AtomicU64, Ordering};
 pub const MAX_GROUPS: usize = 8192;
 pub const ROOT: u32 = 0;
 const ROOT_SERIAL: u64 = 1;
-pub const NAME_MAX: usize = 64;
 const NO_PARENT: u32 = u32::MAX;
 
 /// Slot states, in the low two bits of `life`; pins count in the rest.
@@ -47,6 +52,18 @@ const STATE_MASK: u32 = 3;
 const PIN: u32 = 4;
 
 /// The public handle of slot `id` with `serial`.
+/// Told the handle of every group slot freed, to end the registrations that named it:
+/// one hook per layer that keeps registrations per group ([`FREED_CALLBACKS`],
+/// [`FREED_THRESHOLDS`]), installed by its first registration. The table imports none
+/// of the layers it tells (they are above it).
+pub static GROUP_FREED: [Hook<fn(u64)>; 2] = [Hook::new(), Hook::new()];
+pub const FREED_CALLBACKS: usize = 0;
+pub const FREED_THRESHOLDS: usize = 1;
+
+/// Told the id of a group whose usage moved while it has thresholds (`nr_thresholds`),
+/// installed by the first threshold registered.
+pub static USAGE_WATCHED: Hook<fn(u32)> = Hook::new();
+
 pub fn handle_of(id: u32, serial: u64) -> u64 {
     serial << 16 | id as u64
 }
@@ -310,7 +327,11 @@ impl<const N: usize> GroupTable<N> {
         }
         drop(tree);
         for &(g, ser) in &freed[..n] {
-            super::on_group_freed(g, ser);
+            for hook in &GROUP_FREED {
+                if let Some(f) = hook.get() {
+                    f(handle_of(g, ser));
+                }
+            }
         }
     }
 
@@ -398,7 +419,9 @@ impl<const N: usize> GroupTable<N> {
             cur = next;
         }
         for &g in &watched[..nw] {
-            super::on_usage_changed(g);
+            if let Some(f) = USAGE_WATCHED.get() {
+                f(g);
+            }
         }
         for &(g, serial) in &emptied[..n] {
             self.check_dying(g, serial);
@@ -619,6 +642,40 @@ impl<const N: usize> GroupTable<N> {
 
     pub fn unlock_after_fork(&self) {
         self.tree.force_unlock();
+    }
+}
+
+/// Events and statistics (`memory.events`, `memory.stat`; events.rs says what each key
+/// counts and how).
+#[cfg(not(loom))]
+impl<const N: usize> GroupTable<N> {
+    /// Counts `ev` on `id` (local) and on `id` and every ancestor (hierarchical).
+    pub fn count_event(&self, id: u32, ev: Event) {
+        let i = ev as usize;
+        self.slot(id).events_local[i].fetch_add(1, Ordering::Relaxed);
+        let mut cur = Some(id);
+        while let Some(g) = cur {
+            self.slot(g).events[i].fetch_add(1, Ordering::Relaxed);
+            cur = self.parent(g);
+        }
+    }
+
+    pub fn add_stat(&self, id: u32, stat: StatKey, v: u64) {
+        self.slot(id).stats[stat as usize].fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// A statistic summed over the subtree of `id`.
+    pub fn stat_hier(&self, id: u32, stat: StatKey) -> u64 {
+        self.subtree(id)
+            .map(|g| self.slot(g).stats[stat as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// `id`'s events, local or hierarchical.
+    pub fn events(&self, id: u32, local: bool) -> [u64; NR_EVENTS] {
+        let s = self.slot(id);
+        let src = if local { &s.events_local } else { &s.events };
+        core::array::from_fn(|i| src[i].load(Ordering::Relaxed))
     }
 }
 

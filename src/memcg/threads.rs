@@ -18,10 +18,13 @@
 //! `THREADS[i].group == TLS.group` of its owner; a thread attached to a non-root group is
 //! counted in that group's `nr_threads`.
 
+#![forbid(unsafe_code)]
+
 use super::counter::Pages;
 use super::origin::Origin;
 use super::stock;
 use super::table::{GROUPS, ROOT};
+use crate::util::hook::Hook;
 use core::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -131,8 +134,7 @@ fn register() -> Option<&'static ThreadSlot> {
     let slot = &THREADS[i];
     slot.group
         .store(TLS.with(|t| t.group.get()), Ordering::Release);
-    // SAFETY: pthread_self has no preconditions.
-    let me = key(unsafe { libc::pthread_self() });
+    let me = key(crate::os::thread::pthread_self());
     slot.pending.store(0, Ordering::SeqCst);
     slot.pthread.store(me, Ordering::SeqCst);
     let early = take_early_request(me);
@@ -140,7 +142,7 @@ fn register() -> Option<&'static ThreadSlot> {
         slot.pending.store(early, Ordering::SeqCst);
     }
     TLS.with(|t| t.slot.set(i as u32));
-    exit_key::arm();
+    crate::os::thread::arm_exit(on_thread_exit);
     Some(slot)
 }
 
@@ -159,19 +161,16 @@ pub fn pending_word() -> Option<&'static AtomicU64> {
 
 /// Functions the allocator installs: called when a thread changes group, and first
 /// thing at thread exit.
-static SWITCH_HOOK: AtomicUsize = AtomicUsize::new(0);
-static EXIT_HOOK: AtomicUsize = AtomicUsize::new(0);
+static SWITCH_HOOK: Hook<fn()> = Hook::new();
+static EXIT_HOOK: Hook<fn()> = Hook::new();
 
 pub fn set_hooks(on_switch: fn(), on_exit: fn()) {
-    SWITCH_HOOK.store(on_switch as usize, Ordering::Release);
-    EXIT_HOOK.store(on_exit as usize, Ordering::Release);
+    SWITCH_HOOK.install(on_switch);
+    EXIT_HOOK.install(on_exit);
 }
 
-fn run_hook(h: &AtomicUsize) {
-    let f = h.load(Ordering::Acquire);
-    if f != 0 {
-        // SAFETY: the only non-zero values stored are `fn()` pointers (`set_hooks`).
-        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+fn run_hook(h: &Hook<fn()>) {
+    if let Some(f) = h.get() {
         f();
     }
 }
@@ -401,8 +400,7 @@ pub fn fork_child() {
     for (i, s) in registered().iter().enumerate() {
         if i as u32 == mine {
             s.tid.store(crate::os::gettid(), Ordering::Release);
-            // SAFETY: pthread_self has no preconditions.
-            let me = key(unsafe { libc::pthread_self() });
+            let me = key(crate::os::thread::pthread_self());
             s.pthread.store(me, Ordering::Release);
             continue;
         }
@@ -419,42 +417,7 @@ pub fn fork_child() {
     }
 }
 
-/// The `pthread_key` whose destructor runs `thread_exit`.
-mod exit_key {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    const UNSET: u32 = u32::MAX;
-    static KEY: AtomicU32 = AtomicU32::new(UNSET);
-
-    extern "C" fn on_exit(_: *mut libc::c_void) {
-        super::thread_exit();
-    }
-
-    fn key() -> Option<libc::pthread_key_t> {
-        let k = KEY.load(Ordering::Acquire);
-        if k != UNSET {
-            return Some(k);
-        }
-        let mut new: libc::pthread_key_t = 0;
-        // SAFETY: `new` is a valid out-pointer; `on_exit` matches the destructor type.
-        if unsafe { libc::pthread_key_create(&mut new, Some(on_exit)) } != 0 {
-            return None;
-        }
-        match KEY.compare_exchange(UNSET, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Some(new),
-            Err(won) => {
-                // SAFETY: `new` was created above and never published.
-                unsafe { libc::pthread_key_delete(new) };
-                Some(won)
-            }
-        }
-    }
-
-    /// Makes the key's destructor run when this thread exits.
-    pub fn arm() {
-        if let Some(k) = key() {
-            // SAFETY: any non-null value arms the destructor; it is never dereferenced.
-            unsafe { libc::pthread_setspecific(k, 1 as *const libc::c_void) };
-        }
-    }
+/// The destructor that runs `thread_exit` (`os::thread::arm_exit`).
+extern "C" fn on_thread_exit(_: *mut core::ffi::c_void) {
+    thread_exit();
 }

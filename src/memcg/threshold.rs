@@ -10,9 +10,11 @@
 //! The library keeps its own duplicate of each eventfd and signals that one, so a caller
 //! closing its copy cannot make it signal an unrelated file.
 
+#![forbid(unsafe_code)]
+
 use super::counter::Hierarchy;
 use super::size::PAGE_SIZE;
-use super::table::GROUPS;
+use super::table::{self, GROUPS};
 use crate::util::spin::SpinLock;
 use std::sync::atomic::Ordering;
 
@@ -45,6 +47,8 @@ fn usage_bytes(id: u32) -> u64 {
 /// Registers a threshold of `bytes` on group `id` (handle `handle`); returns the eventfd
 /// for the caller.
 pub fn add(id: u32, handle: u64, bytes: u64) -> Result<i32, i32> {
+    table::USAGE_WATCHED.install(check);
+    table::GROUP_FREED[table::FREED_THRESHOLDS].install(group_freed);
     let user_fd = crate::os::eventfd()?;
     let own_fd = match crate::os::dup_cloexec(user_fd) {
         Ok(fd) => fd,

@@ -7,6 +7,8 @@
 //! `should_fail` is `false` and `race_point` is empty, so neither leaves a trace in the
 //! code (`tests/release_build.rs` checks the shipped library for the statics below).
 
+#![forbid(unsafe_code)]
+
 #[cfg(any(test, feature = "internals"))]
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 

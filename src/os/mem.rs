@@ -17,7 +17,7 @@
 use super::{errno, fault};
 use core::ptr::NonNull;
 
-pub const PAGE_SIZE: usize = 4096;
+pub use crate::consts::PAGE_SIZE;
 
 /// `n` rounded up to a whole number of pages; `None` if that overflows.
 pub fn page_ceil(n: usize) -> Option<usize> {

@@ -1,8 +1,11 @@
-//! The only module that talks to the kernel.
+//! System calls: the layer through which the library talks to the kernel.
 //!
 //! Contract: every function here is a thin wrapper over one system call (or libc entry
 //! that does not allocate), reports failure as a positive errno, and never allocates.
-//! `eventfd` descriptors are created `O_NONBLOCK | O_CLOEXEC`.
+//! Descriptors are created close-on-exec; `eventfd` ones also `O_NONBLOCK`. Outside
+//! `os/`, libc is called only at the C edge, for what is about C itself (`capi/`:
+//! `dlsym` to interpose `pthread_create`, `strnlen` of a caller's string), and by
+//! `alloc/fork.rs` to register its `pthread_atfork` handlers.
 
 /// The calling thread's kernel thread id.
 pub fn gettid() -> u32 {
@@ -183,6 +186,46 @@ pub fn dup_cloexec(fd: i32) -> Result<i32, i32> {
     }
 }
 
+/// Opens `path` for appending, creating it (mode 0644) if missing; close-on-exec.
+pub fn open_append(path: &core::ffi::CStr) -> Result<i32, i32> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
+    // SAFETY: `path` is NUL-terminated; the mode is a plain integer.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o644) };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// Reads the start of the file at `path` into `buf`: the bytes read, 0 on any error.
+pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return 0;
+    }
+    // SAFETY: `buf` is writable for its whole length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    close(fd);
+    n.max(0) as usize
+}
+
+/// The calling process's id.
+pub fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+/// Registers `f` to run at `exit`; an error if the table is full.
+pub fn atexit(f: extern "C" fn()) -> Result<(), ()> {
+    // SAFETY: `f` is a function that stays valid for the life of the process.
+    match unsafe { libc::atexit(f) } {
+        0 => Ok(()),
+        _ => Err(()),
+    }
+}
+
 pub fn close(fd: i32) {
     // SAFETY: closing a descriptor this crate owns; errors leave nothing to undo.
     unsafe { libc::close(fd) };
@@ -191,3 +234,4 @@ pub fn close(fd: i32) {
 pub mod fault;
 pub mod mem;
 pub mod stderr;
+pub mod thread;

@@ -1,6 +1,8 @@
 //! The one way cgmalloc dies: a single `cgmalloc: fatal: ...` line on stderr, then
 //! `abort()`. Nothing here allocates.
 
+#![forbid(unsafe_code)]
+
 use super::fmtbuf::FmtBuf;
 
 /// Writes `cgmalloc: fatal: <parts...>` and a newline to stderr and aborts.

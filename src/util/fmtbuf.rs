@@ -4,6 +4,8 @@
 //! Invariant: `written <= buf.len()` and `total >= written`; `total` is the length the
 //! text would have with an unbounded buffer.
 
+#![forbid(unsafe_code)]
+
 use core::fmt;
 
 pub struct FmtBuf<'a> {

@@ -5,6 +5,8 @@
 //! Matching is iterative with one backtrack point (the last `*`), so it runs in
 //! O(pattern × text) time whatever the input.
 
+#![forbid(unsafe_code)]
+
 /// The set at the start of `p` (just after `[`): `(matched, bytes of p consumed)`, or
 /// `None` if the set is not closed (then `[` is an ordinary byte).
 fn class(p: &[u8], c: u8) -> Option<(bool, usize)> {

@@ -1,6 +1,9 @@
-//! The atomics seam: the rest of the crate takes its atomic types from here, so that the
-//! `loom` model checker can replace them (`RUSTFLAGS="--cfg loom"`) for the structures
-//! that are checked under it (page counters, stock words, group lifecycle).
+//! The atomics seam: the structures model-checked under `loom` (page counters, stock
+//! words, the group table's lifecycle word) take their atomic types from here, so that
+//! `RUSTFLAGS="--cfg loom"` replaces them with loom's. The rest of the crate uses
+//! `std`'s directly.
+
+#![forbid(unsafe_code)]
 
 #[cfg(loom)]
 pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

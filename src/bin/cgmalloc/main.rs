@@ -14,6 +14,10 @@
 
 mod args;
 mod child;
+/// The library's constants (`src/consts.rs`).
+#[allow(dead_code)] // the launcher needs the group tree's limits, not the page size
+#[path = "../../consts.rs"]
+mod consts;
 mod help;
 mod library;
 mod memcg;
