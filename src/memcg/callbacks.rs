@@ -163,7 +163,11 @@ fn remove_at(t: &mut Table, index: usize) -> Orphan {
 
 /// Registers a callback for `group` (a handle); returns `(id, index)`. `ENOSPC` when the
 /// table is full (the context is then dropped).
-pub fn add(
+///
+/// # Safety
+/// As for `control::reclaimer_add`: `func`'s callback and `drop_ctx` may be called with
+/// `ctx` from any thread until the registration ends, `drop_ctx` once.
+pub unsafe fn add(
     group: u64,
     func: Func,
     ctx: *mut c_void,

@@ -189,7 +189,9 @@ pub unsafe fn reclaimer_add(
             return Err(e);
         }
     };
-    let (id, _) = callbacks::add(GROUPS.handle(pin.id), Func::Reclaim(f), ctx, drop_ctx)?;
+    // SAFETY: this function's contract is `add`'s.
+    let (id, _) =
+        unsafe { callbacks::add(GROUPS.handle(pin.id), Func::Reclaim(f), ctx, drop_ctx) }?;
     Ok(id)
 }
 
@@ -216,7 +218,8 @@ pub unsafe fn oom_handler_set(
             return Err(e);
         }
     };
-    oom::set_handler(pin.id, GROUPS.handle(pin.id), func)
+    // SAFETY: this function's contract is `set_handler`'s.
+    unsafe { oom::set_handler(pin.id, GROUPS.handle(pin.id), func) }
 }
 
 pub fn threshold_eventfd(handle: u64, bytes: u64) -> Result<i32, Errno> {

@@ -99,7 +99,11 @@ impl Action {
 
 /// Installs `func` as the OOM handler of `id` (handle `handle`), replacing any previous
 /// one; `None` clears it.
-pub fn set_handler(
+///
+/// # Safety
+/// As for `control::oom_handler_set`: the handler and its drop function may be called
+/// with its context from any thread until the registration ends, the drop function once.
+pub unsafe fn set_handler(
     id: u32,
     handle: u64,
     func: Option<(
@@ -111,7 +115,8 @@ pub fn set_handler(
     let slot = &GROUPS.slot(id).oom_handler;
     let new = match func {
         Some((f, ctx, drop_ctx)) => {
-            let (reg, index) = callbacks::add(handle, Func::Oom(f), ctx, drop_ctx)?;
+            // SAFETY: this function's contract is `add`'s.
+            let (reg, index) = unsafe { callbacks::add(handle, Func::Oom(f), ctx, drop_ctx) }?;
             encode(index, reg)
         }
         None => 0,
