@@ -16,8 +16,9 @@ unsafe impl GlobalAlloc for CgMalloc {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // `GlobalAlloc` never passes null.
-        alloc::free::free(ptr)
+        // SAFETY: `GlobalAlloc::dealloc`'s contract: `ptr` (never null) is a block this
+        // allocator handed out and not yet freed.
+        unsafe { alloc::free::free(ptr) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -25,6 +26,9 @@ unsafe impl GlobalAlloc for CgMalloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        alloc::realloc(ptr, new_size, layout.align())
+        // SAFETY: `GlobalAlloc::realloc`'s contract: `ptr` is a block this allocator handed
+        // out and not yet freed (`new_size` is not 0), and on success the caller uses only
+        // the result.
+        unsafe { alloc::realloc(ptr, new_size, layout.align()) }
     }
 }

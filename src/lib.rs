@@ -20,7 +20,9 @@
 // Statics are built with `const fn new()`; a `Default` would add nothing.
 #![allow(clippy::new_without_default)]
 // Every `unsafe` operation sits in its own block with a `// SAFETY:` line, also inside
-// an `unsafe fn`.
+// an `unsafe fn`. A function whose caller must uphold something the types do not say (a
+// pointer it follows, memory it frees or unmaps, the thread it runs on) is an `unsafe fn`
+// with a `# Safety` section.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 

@@ -54,7 +54,11 @@ pub fn waiting() -> bool {
 
 /// Puts a segment whose owner just left on the list. The caller holds its claim, has
 /// cleared `tld` and set `orphan_group`.
-pub fn push(seg: *mut Segment) {
+///
+/// # Safety
+/// `seg` is a span segment in use, on no list, whose `tld` is null and `orphan_group`
+/// set, and which the caller holds (its claim, or no other thread runs).
+pub unsafe fn push(seg: *mut Segment) {
     let mut l = LIST.lock();
     // SAFETY: under the list lock; `seg`, held by the caller, is on no list.
     unsafe { Segment::link_owned(&mut l.head, seg) };
@@ -67,12 +71,20 @@ pub fn push(seg: *mut Segment) {
 
 /// Takes a listed segment off the list, for its last span is gone. The caller holds its
 /// claim.
-pub fn unlink(seg: *mut Segment) {
+///
+/// # Safety
+/// `seg` is on the list, and the caller holds its claim.
+pub unsafe fn unlink(seg: *mut Segment) {
     let mut l = LIST.lock();
-    unlink_locked(&mut l, seg);
+    // SAFETY: `seg` is on the list (this function's contract), which we hold.
+    unsafe { unlink_locked(&mut l, seg) };
 }
 
-fn unlink_locked(l: &mut List, seg: *mut Segment) {
+/// Takes `seg` off the list `l` (locked).
+///
+/// # Safety
+/// `seg` is on `l`.
+unsafe fn unlink_locked(l: &mut List, seg: *mut Segment) {
     // SAFETY: under the list lock, `seg` is listed.
     unsafe { Segment::unlink_owned(&mut l.head, seg) };
     COUNT.fetch_sub(1, Ordering::Relaxed);
@@ -91,7 +103,8 @@ pub fn take(group: u32) -> Option<*mut Segment> {
         // SAFETY: listed segments are mapped; `orphan_group` is written before `push`.
         let sg = unsafe { &*s };
         if sg.orphan_group == group && sg.try_claim() {
-            unlink_locked(&mut l, s);
+            // SAFETY: a segment of the list we hold.
+            unsafe { unlink_locked(&mut l, s) };
             return Some(s);
         }
         s = sg.next_owned;

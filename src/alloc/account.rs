@@ -175,7 +175,9 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
                 && m.cache_tld.load(Ordering::Relaxed) == t
                 && GROUPS.is_descendant(m.charged.group(), root)
             {
-                crate::os::mem::purge(m.data, m.usable);
+                // SAFETY: a cached mapping's block, unused, under the lock of the cache
+                // holding it: no one else touches it meanwhile.
+                unsafe { crate::os::mem::purge(m.data, m.usable) };
                 if let Some(u) = m.charged.take(m.origin_now()) {
                     owed[n] = Some((u, false));
                     n += 1;
@@ -218,7 +220,9 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
                 give_back(s, st);
                 continue;
             }
-            crate::os::mem::purge(s.start, s.bytes());
+            // SAFETY: an empty span we hold in `PURGING`: its owner does not use it until
+            // it reads `PURGED`.
+            unsafe { crate::os::mem::purge(s.start, s.bytes()) };
             if let Some(u) = s.take_charge() {
                 owed[n] = Some((u, false));
                 n += 1;

@@ -46,8 +46,7 @@ extern "C" fn child() {
     memcg::threads::fork_child();
     let me = tld::current();
     abandoned::reset_in_child();
-    // Only this thread exists now: the segment list can be walked and changed freely.
-    Segment::for_each_unlocked(|seg| {
+    let settle = |seg: *mut Segment| {
         // SAFETY: a listed, mapped segment; no other thread runs.
         let sg = unsafe { &mut *seg };
         if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
@@ -60,7 +59,9 @@ extern "C" fn child() {
                 || st == span::PURGED
                 || (st == span::ACTIVE && !owner.is_null());
             if in_cache && owner != me {
-                super::large::release(seg);
+                // SAFETY: a mapping a vanished thread held (cached or taken out of its
+                // cache), no longer used; no other thread runs.
+                unsafe { super::large::release(seg) };
             }
             return;
         }
@@ -72,14 +73,21 @@ extern "C" fn child() {
         sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
         sg.owner.store(0, Ordering::Relaxed);
         sg.claim.store(0, Ordering::Relaxed);
-        let (destroyed, owed) = tld::settle_spans(seg);
+        // SAFETY: a span segment whose `tld` is now null; no other thread runs.
+        let (destroyed, owed) = unsafe { tld::settle_spans(seg) };
         if destroyed {
-            Segment::destroy(seg);
+            // SAFETY: left with no span, and no thread that could use it runs.
+            unsafe { Segment::destroy(seg) };
         } else {
-            abandoned::push(seg);
+            // SAFETY: settled (`orphan_group` set), `tld` null, on no list (the list was
+            // reset); no other thread runs.
+            unsafe { abandoned::push(seg) };
         }
         owed.apply();
-    });
+    };
+    // Only this thread exists now: the segment list can be walked and changed freely.
+    // SAFETY: in a fork child only this thread runs.
+    unsafe { Segment::for_each_unlocked(settle) };
 }
 
 /// Registers the handlers (once, at initialisation).

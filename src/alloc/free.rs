@@ -87,9 +87,15 @@ fn freed(caller: Caller) -> ! {
 
 /// The segment and span of a live small block, or the segment of a large one; fatal for
 /// anything else.
+///
+/// # Safety
+/// `p` is a block this allocator handed out and not yet freed. (Pointers outside every
+/// segment, into headers or free slices, inside blocks, and most freed blocks are
+/// caught, fatally; a block freed by another thread at the same time is not.)
 #[inline]
-pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
-    let Some(seg) = Segment::of(p) else {
+pub unsafe fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
+    // SAFETY: a segment holding the live block `p` is not released meanwhile.
+    let Some(seg) = (unsafe { Segment::of(p) }) else {
         foreign(caller)
     };
     // SAFETY: `Segment::of` only returns mapped segments with a valid header.
@@ -112,7 +118,8 @@ pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
     }
     // A small block the live map shows free (`free` leaves double frees to its own
     // checks, which do not read the owner's map from other threads).
-    if !matches!(caller, Caller::Free) && s.mapped_free(p as usize) {
+    // SAFETY: `p` lies in `s`'s segment, in use.
+    if !matches!(caller, Caller::Free) && unsafe { s.mapped_free(p as usize) } {
         freed(caller);
     }
     // A medium span kept empty: its one block was freed (and is on no free list).
@@ -129,11 +136,16 @@ pub fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut Span>) {
 
 /// Frees `p` (not null). The common case (a small block of a span this thread owns,
 /// not already free) is handled inline; everything else goes to `free_general`.
+///
+/// # Safety
+/// `p` is null or a block this allocator handed out and not yet freed (null is fatal
+/// here, as an invalid pointer).
 #[inline(always)]
-pub fn free(p: *mut u8) {
+pub unsafe fn free(p: *mut u8) {
     let a = p as usize;
     if segmap::get(a) != segmap::HERE {
-        return free_general(p);
+        // SAFETY: this function's contract.
+        return unsafe { free_general(p) };
     }
     let base = a & !(SEG_SIZE - 1);
     // SAFETY: the segment map names this region as a segment in use: its header is
@@ -141,7 +153,8 @@ pub fn free(p: *mut u8) {
     let sg = unsafe { &mut *(base as *mut Segment) };
     // Only span segments have an owner (a large mapping's `owner` stays 0).
     if sg.owner.load(Ordering::Relaxed) != tls::thread_id() {
-        return free_general(p);
+        // SAFETY: this function's contract.
+        return unsafe { free_general(p) };
     }
     let span = &mut sg.spans[(a & (SEG_SIZE - 1)) >> SLICE_SHIFT];
     // A set bit in the live map is the start of a small block handed out, of an
@@ -150,24 +163,35 @@ pub fn free(p: *mut u8) {
     // Blocks on `thread_free` are still in the map: with any there, `free_general`
     // checks the block.
     if !span.no_remote() {
-        return free_general(p);
+        // SAFETY: this function's contract.
+        return unsafe { free_general(p) };
     }
-    let Some(used) = span.try_push_local(p) else {
-        return free_general(p);
+    // SAFETY: `p` lies in the slice `span` describes, of a span segment in use (the map
+    // says so) that this thread owns (it holds our id).
+    let Some(used) = (unsafe { span.try_push_local(p) }) else {
+        // SAFETY: this function's contract; nothing changed.
+        return unsafe { free_general(p) };
     };
     if span.list == span::LIST_FULL || (used == 0 && !span.is_direct) {
-        free_local_slow(span);
+        // SAFETY: `span` held the live block `p` in a segment we own: it is a span of one
+        // of our heaps.
+        unsafe { free_local_slow(span) };
     }
 }
 
 /// Frees `p` (not null): any case, with every misuse check.
+///
+/// # Safety
+/// As for `free`.
 #[cold]
 #[inline(never)]
-fn free_general(p: *mut u8) {
-    let (seg, s) = locate(p, Caller::Free);
+unsafe fn free_general(p: *mut u8) {
+    // SAFETY: this function's contract.
+    let (seg, s) = unsafe { locate(p, Caller::Free) };
     let Some(s) = s else {
         let _errno = crate::os::ErrnoGuard::new();
-        super::large::free(seg);
+        // SAFETY: the mapping of the live large block `p`, which the caller frees.
+        unsafe { super::large::free(seg) };
         return;
     };
     // SAFETY: `seg` and `s` are the live segment and span of the block being freed.
@@ -181,22 +205,30 @@ fn free_general(p: *mut u8) {
         {
             // The span's one block, live (`locate` checked it is the block's start, and
             // a freed one's span is not `ACTIVE`, or has it on `thread_free`).
-            free_medium_owned(span);
+            // SAFETY: a medium span of our segment, so of one of our heaps, `ACTIVE`, with
+            // its block live, which the caller frees.
+            unsafe { free_medium_owned(span) };
             return;
         }
-        if span.owner_sees_free(p) {
+        // SAFETY: `p` is a block start of `span` (`locate`), in our segment.
+        if unsafe { span.owner_sees_free(p) } {
             double_free();
         }
-        span.push_local(p);
+        // SAFETY: a live block of `span` (checked just above) in a segment we own, which
+        // the caller gives up.
+        unsafe { span.push_local(p) };
         if span.list == span::LIST_FULL
             || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
         {
-            free_local_slow(span);
+            // SAFETY: a span of our segment, so of one of our heaps.
+            unsafe { free_local_slow(span) };
         }
     } else if owner.is_null() {
-        free_abandoned(seg, s, Some(p));
+        // SAFETY: the segment and span of the live block `p`, which the caller frees.
+        unsafe { free_abandoned(seg, s, Some(p)) };
     } else {
-        if span.looks_free(p) && span.is_free_block(p as usize) {
+        // SAFETY: `p` is a block start of `span` (`locate`), whose segment is in use.
+        if unsafe { span.looks_free(p) && span.is_free_block(p as usize) } {
             double_free();
         }
         if span.class == span::MEDIUM {
@@ -211,12 +243,16 @@ fn free_general(p: *mut u8) {
         let unfulled = if span.class == span::MEDIUM {
             // Two threads freeing the block at once may both pass the check above: one
             // push wins, the other is the double free.
-            match span.push_remote_sole(p) {
+            // SAFETY: the span's block, handed out and (but for a racing free) live,
+            // which the caller gives up; only reads of the span follow.
+            match unsafe { span.push_remote_sole(p) } {
                 Some(u) => u,
                 None => double_free(),
             }
         } else {
-            span.push_remote(p)
+            // SAFETY: a live block of this small-block span (checked above), which the
+            // caller gives up; only reads of the span follow.
+            unsafe { span.push_remote(p) }
         };
         // From the push on the owner may collect the block and reuse the span: only
         // reads follow.
@@ -230,42 +266,63 @@ fn free_general(p: *mut u8) {
             unsafe { (*heap).full_dirty.store(true, Ordering::Release) };
         }
         if sg.tld.load(Ordering::SeqCst).is_null() {
-            free_abandoned(seg, s, None);
+            // SAFETY: `s` is a span of `seg`, on which we have just pushed a block; an
+            // emptied span segment stays mapped, cached (only `malloc_trim` unmaps those).
+            unsafe { free_abandoned(seg, s, None) };
         }
     }
 }
 
 /// The owner frees the live block of its medium span (`Heap::free_medium_owned`).
+///
+/// # Safety
+/// `span` is a medium span of a heap of the calling thread, `ACTIVE`, nothing on
+/// `thread_free`, whose live block the caller frees.
 #[inline(never)]
-fn free_medium_owned(span: &mut Span) {
+unsafe fn free_medium_owned(span: &mut Span) {
     // SAFETY: the owner's span has its owner's heap.
     let heap = unsafe { &mut *span.heap };
-    heap.free_medium_owned(span);
+    // SAFETY: a medium span of that heap, as this function's contract says.
+    unsafe { heap.free_medium_owned(span) };
 }
 
+/// The owner freed a block of `span`, which sat on the full list or is now empty: its
+/// heap takes it off the full list, and caches or releases it if empty.
+///
+/// # Safety
+/// `span` is a span of a heap of the calling thread (`heap.rs` module docs), into which
+/// the caller has just freed a block.
 #[cold]
-fn free_local_slow(span: &mut Span) {
+unsafe fn free_local_slow(span: &mut Span) {
     let h = span.heap;
     // SAFETY: the owner's span has its owner's heap.
     let heap = unsafe { &mut *h };
     if span.class == span::MEDIUM {
         // Saves `errno` itself where it may make system calls.
-        heap.free_medium(span);
+        // SAFETY: a medium span of that heap whose block was just freed.
+        unsafe { heap.free_medium(span) };
         return;
     }
     let _errno = crate::os::ErrnoGuard::new();
     if span.list == span::LIST_FULL {
-        heap.unfull(span);
+        // SAFETY: a small-block span of that heap.
+        unsafe { heap.unfull(span) };
     }
     if span.used.load(Ordering::Relaxed) == 0 {
-        heap.span_emptied(span);
+        // SAFETY: an empty small-block span of that heap, on its class queue.
+        unsafe { heap.span_emptied(span) };
     }
 }
 
 /// Frees `p` (if any) into a span of an abandoned segment, under the segment's claim;
 /// releases the span if that emptied it.
+///
+/// # Safety
+/// `s` is the descriptor of a span of span segment `seg`, which stays mapped while this
+/// runs; `p`, if given, is a live block of `s` that the caller frees, else the caller has
+/// just pushed a block on `s`'s `thread_free`.
 #[cold]
-fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
+unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     let _errno = crate::os::ErrnoGuard::new();
     // SAFETY: the segment is live while one of its blocks is (ours, `p`, or one pushed
     // on `thread_free`, which only the claim holder can retire).
@@ -276,7 +333,8 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
         // yet freed is freed again, to its new owner.
         sg.unlock_claim();
         if let Some(p) = p {
-            free_general(p);
+            // SAFETY: `p` is still a live block, not freed yet.
+            unsafe { free_general(p) };
         }
         return;
     }
@@ -290,11 +348,14 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     if span.state.load(Ordering::Relaxed) == span::ABANDONED {
         span.collect();
         if let Some(p) = p {
-            if span.owner_sees_free(p) {
+            // SAFETY: a block start of `span` in a segment in use, whose claim we hold.
+            if unsafe { span.owner_sees_free(p) } {
                 sg.unlock_claim();
                 double_free();
             }
-            span.push_local(p);
+            // SAFETY: a live block of `span` (checked just above), under the segment's
+            // claim, which the caller gives up.
+            unsafe { span.push_local(p) };
         }
         if span.used.load(Ordering::Relaxed) == 0 {
             let now = crate::os::coarse_now_ns();
@@ -308,8 +369,11 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
         }
     }
     if destroyed {
-        abandoned::unlink(seg);
-        Segment::destroy(seg);
+        // SAFETY: an abandoned segment (listed while its owner is gone), whose claim we
+        // hold.
+        unsafe { abandoned::unlink(seg) };
+        // SAFETY: its last span released, unlisted, under our claim: used no more.
+        unsafe { Segment::destroy(seg) };
     } else {
         sg.unlock_claim();
     }
@@ -319,9 +383,14 @@ fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
 }
 
 /// Usable bytes of the live block `p`.
-pub fn usable_size(p: *mut u8) -> usize {
-    match locate(p, Caller::UsableSize) {
-        (seg, None) => super::large::usable_size(seg),
+///
+/// # Safety
+/// `p` is a block this allocator handed out and not yet freed.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    // SAFETY: this function's contract.
+    match unsafe { locate(p, Caller::UsableSize) } {
+        // SAFETY: the mapping of the live large block `p`.
+        (seg, None) => unsafe { super::large::usable_size(seg) },
         // SAFETY: `locate` returned the live span of `p`.
         (_, Some(s)) => unsafe { (*s).block_size as usize },
     }

@@ -33,54 +33,79 @@ const SLICE_WORDS: usize = SLICE_SIZE >> (GRANULE_SHIFT + WORD_SHIFT);
 pub struct FreeMap([AtomicU64; WORDS]);
 
 /// The word holding `p`'s bit, and the bit.
+///
+/// # Safety
+/// `p` lies in a span segment in use: its header (and so its map) stays mapped while the
+/// returned word is used.
 #[inline(always)]
-fn locate(p: usize) -> (&'static AtomicU64, u64) {
+unsafe fn locate(p: usize) -> (&'static AtomicU64, u64) {
     let base = p & !(SEG_SIZE - 1);
     let index = (p & (SEG_SIZE - 1)) >> (GRANULE_SHIFT + WORD_SHIFT);
     let bit = 1u64 << ((p >> GRANULE_SHIFT) & 63);
     let map = (base + core::mem::offset_of!(Segment, free_map)) as *const AtomicU64;
-    // SAFETY: callers pass an address inside a span segment in use, whose header (and so
-    // its map, `WORDS` words of which `index` is one) is mapped for as long as the
-    // segment's blocks may be freed.
+    // SAFETY: by the contract the segment's header, and so its map (`WORDS` words of
+    // which `index` is one), is mapped while the word is used.
     (unsafe { &*map.add(index) }, bit)
 }
 
 /// Whether the block at `p` is free: no block handed out starts there.
+///
+/// # Safety
+/// `p` lies in a span segment in use.
 #[inline(always)]
-pub fn is_free(p: usize) -> bool {
-    let (w, bit) = locate(p);
+pub unsafe fn is_free(p: usize) -> bool {
+    // SAFETY: `p` lies in a span segment in use (this function's contract).
+    let (w, bit) = unsafe { locate(p) };
     w.load(Ordering::Relaxed) & bit == 0
 }
 
 /// The owner marks the block at `p` free unless it is already: false (and nothing
 /// changed) where no block handed out starts.
+///
+/// # Safety
+/// `p` lies in a span segment in use that the calling thread owns (or holds the claim
+/// of): only the owner writes the map.
 #[inline(always)]
-pub fn try_set_free(p: usize) -> bool {
-    let (w, bit) = locate(p);
+pub unsafe fn try_set_free(p: usize) -> bool {
+    // SAFETY: `p` lies in a span segment in use (this function's contract).
+    let (w, bit) = unsafe { locate(p) };
     let v = w.load(Ordering::Relaxed);
     w.store(v & !bit, Ordering::Relaxed);
     v & bit != 0
 }
 
 /// The owner marks the block at `p` free.
+///
+/// # Safety
+/// As for `try_set_free`.
 #[inline(always)]
-pub fn set_free(p: usize) {
-    try_set_free(p);
+pub unsafe fn set_free(p: usize) {
+    // SAFETY: this function's contract is `try_set_free`'s.
+    unsafe { try_set_free(p) };
 }
 
 /// The owner hands the block at `p` out.
+///
+/// # Safety
+/// As for `try_set_free`.
 #[inline(always)]
-pub fn set_used(p: usize) {
-    let (w, bit) = locate(p);
+pub unsafe fn set_used(p: usize) {
+    // SAFETY: `p` lies in a span segment in use (this function's contract).
+    let (w, bit) = unsafe { locate(p) };
     w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
 }
 
 /// The owner formats the small-block span of the slice at `start`: no block handed out.
 /// The invariant says the slice's bits are clear already (debug builds check it); a bit
 /// found set is cleared. Reading leaves untouched map pages unallocated.
-pub fn set_slice_free(start: usize) {
+///
+/// # Safety
+/// `start` is the start of a slice of a span segment in use that the calling thread owns
+/// (or holds the claim of).
+pub unsafe fn set_slice_free(start: usize) {
     debug_assert_eq!(start % SLICE_SIZE, 0);
-    let (first, _) = locate(start);
+    // SAFETY: `start` lies in a span segment in use (this function's contract).
+    let (first, _) = unsafe { locate(start) };
     let first = first as *const AtomicU64;
     for i in 0..SLICE_WORDS {
         // SAFETY: the slice's words follow its first one inside the same map.

@@ -128,30 +128,46 @@ pub fn aligned(align: usize, size: usize) -> *mut u8 {
     }
 }
 
+/// Frees `p`; nothing for null.
+///
+/// # Safety
+/// `p` is null or a block this allocator handed out and not yet freed.
 #[inline]
-pub fn free(p: *mut u8) {
+pub unsafe fn free(p: *mut u8) {
     if !p.is_null() {
-        free_path::free(p);
+        // SAFETY: a block handed out and not yet freed (this function's contract).
+        unsafe { free_path::free(p) };
     }
 }
 
-pub fn usable_size(p: *mut u8) -> usize {
+/// The usable bytes of block `p`; 0 for null.
+///
+/// # Safety
+/// `p` is null or a block this allocator handed out and not yet freed.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
     if p.is_null() {
         0
     } else {
-        free_path::usable_size(p)
+        // SAFETY: a block handed out and not yet freed (this function's contract).
+        unsafe { free_path::usable_size(p) }
     }
 }
 
 /// Resizes `p` (not null) to `size` bytes (not 0) keeping `align`: in place when the
 /// block fits without wasting more than half of it, else a new block in the calling
 /// thread's current group. Null on failure, `p` untouched.
-pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
-    let (seg, span) = free_path::locate(p, free_path::Caller::Realloc);
+///
+/// # Safety
+/// `p` is null or a block this allocator handed out and not yet freed (null is fatal
+/// here, as an invalid pointer). A non-null result replaces `p`, which is used no more.
+pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    // SAFETY: this function's contract.
+    let (seg, span) = unsafe { free_path::locate(p, free_path::Caller::Realloc) };
     let old = match span {
         // SAFETY: `locate` returned the live span of `p`.
         Some(s) => unsafe { (*s).block_size as usize },
-        None => large::usable_size(seg),
+        // SAFETY: the mapping of the live large block `p`.
+        None => unsafe { large::usable_size(seg) },
     };
     if span.is_some() && size <= old && (size >= old / 2 || old <= 64) {
         return p;
@@ -159,9 +175,14 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     let in_place = match span {
         // SAFETY: `locate` returned the live span of `p`.
         Some(s) if unsafe { (*s).class } == span::MEDIUM && size > old && size <= MEDIUM_MAX => {
-            Some(medium::grow(seg, s, size).map(|()| p))
+            // SAFETY: the segment and span of the live medium block `p`, the caller's.
+            Some(unsafe { medium::grow(seg, s, size) }.map(|()| p))
         }
-        None if size > SMALL_MAX && align <= SLICE_SIZE => Some(large::resize(seg, size)),
+        None if size > SMALL_MAX && align <= SLICE_SIZE => {
+            // SAFETY: the mapping of the live large block `p`, the caller's; on success
+            // only the address returned is used.
+            Some(unsafe { large::resize(seg, size) })
+        }
         _ => None,
     };
     match in_place {
@@ -175,7 +196,8 @@ pub fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     if !q.is_null() {
         // SAFETY: both blocks are live and at least `min(old, size)` bytes long.
         unsafe { ptr::copy_nonoverlapping(p, q, old.min(size)) };
-        free_path::free(p);
+        // SAFETY: `p` is still live (this function's contract); its contents are copied.
+        unsafe { free_path::free(p) };
     }
     q
 }

@@ -122,7 +122,12 @@ pub fn forget(m: &LargeMeta) {
 /// each from its last area only. Returns the bytes moved (the rest is left to fault
 /// in), or `None` when a refused move may have given part of the range to another
 /// mapping: then the block is released here, that range left alone.
-pub fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
+///
+/// # Safety
+/// `seg` is a listed large mapping in no cache, whose block is not handed out yet, held
+/// by the caller alone; `from..to` is page-aligned, within its reservation, and holds
+/// nothing the caller needs. On `None` the mapping is released: `seg` is used no more.
+pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
     let want = to - from;
     let tld = tld::current();
     // SAFETY: the caller holds the block's mapping exclusively.
@@ -186,7 +191,10 @@ pub fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
         // SAFETY: the donor's last `take` bytes of data and the block's range at `at`
         // both lie inside their mappings.
         let (src, dst) = unsafe { (d.data.add(d.usable - take), m.data.add(at)) };
-        let moved = mem::move_pages(src, dst, take);
+        // SAFETY: both ranges are ours alone (the donor out of the cache, the block the
+        // caller's) and page-aligned; the source lies in the donor's last area; the
+        // block's range holds nothing needed (this function's contract).
+        let moved = unsafe { mem::move_pages(src, dst, take) };
         if moved == Moved::Lost {
             lost = Some((dst as usize, take));
             break;
@@ -231,12 +239,15 @@ pub fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
         }
     }
     for &s in &empty[..ne] {
-        large::release(s);
+        // SAFETY: a donor left with nothing, out of the cache (`ACTIVE`), ours alone.
+        unsafe { large::release(s) };
     }
     match lost {
         None => Some(at - from),
         Some((hole, len)) => {
-            large::release_except(seg, hole, len);
+            // SAFETY: the caller's mapping, held alone and given up on `None` (this
+            // function's contract); the hole lies inside it.
+            unsafe { large::release_except(seg, hole, len) };
             None
         }
     }

@@ -120,8 +120,9 @@ impl LargeMeta {
             self.slack.store(v, Ordering::Release);
             return None;
         }
-        // SAFETY: the slack lies inside the mapping, right after the block.
-        mem::purge(unsafe { self.data.add(self.usable) }, v);
+        // SAFETY: the slack lies inside the mapping, right after the block, and the busy
+        // flag makes it ours.
+        unsafe { mem::purge(self.data.add(self.usable), v) };
         let u = self.charged.take_part(pages(v), self.origin_now());
         self.slack.store(0, Ordering::Release);
         Some(u)
@@ -203,7 +204,9 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             m.state.store(span::ACTIVE, Ordering::Release);
             let data = m.data;
             // Cached pages rather than fresh ones: no fault, but not zeroed.
-            match harvest::harvest(seg, 0, usable) {
+            // SAFETY: a new mapping, ours alone; its `usable` bytes are untouched and
+            // charged.
+            match unsafe { harvest::harvest(seg, 0, usable) } {
                 Some(moved) => (data, moved == 0),
                 None => (ptr::null_mut(), false),
             }
@@ -343,7 +346,8 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         ok = charge_more(group, need.saturating_sub(held), held);
     }
     if !ok {
-        release(seg);
+        // SAFETY: taken out of the cache above, ours alone, and used no more.
+        unsafe { release(seg) };
         return Some((ptr::null_mut(), false));
     }
     // `group` is charged for `max(keep, held)` bytes of the mapping: that is its record
@@ -368,8 +372,9 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         return Some((m.data, false));
     }
     if !purged && m.usable > need {
-        // SAFETY: the tail beyond `need` belongs to this mapping.
-        mem::purge(unsafe { m.data.add(need) }, m.usable - need);
+        // SAFETY: the tail beyond `need` belongs to this mapping, ours alone, and its
+        // contents are not needed.
+        unsafe { mem::purge(m.data.add(need), m.usable - need) };
     }
     if total > need {
         m.charged
@@ -380,7 +385,9 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     m.usable = need;
     if old < need {
         // A shorter mapping grows with other cached mappings' pages.
-        match harvest::harvest(seg, old, need) {
+        // SAFETY: taken out of the cache, ours alone; `old..need` lies in its reservation,
+        // untouched (purged or never used) and charged above.
+        match unsafe { harvest::harvest(seg, old, need) } {
             Some(moved) => zeroed &= moved == 0,
             None => return Some((ptr::null_mut(), false)),
         }
@@ -390,13 +397,18 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
 
 /// Frees the large block of `seg` (found live by `free::locate`): into this thread's
 /// cache, or released.
-pub fn free(seg: *mut Segment) {
+///
+/// # Safety
+/// `seg` is the large mapping of a live block that the caller frees: nothing uses the
+/// block afterwards.
+pub unsafe fn free(seg: *mut Segment) {
     // SAFETY: `seg` is the live segment of a block being freed, so no one else holds it.
     let m = unsafe { &mut (*seg).large };
     m.absorb_slack();
     let tld = tld::current();
     if tld.is_null() || m.usable > CACHE_MAX_BYTES || memcg::charge::at_max(m.charged.group()) {
-        release(seg);
+        // SAFETY: the mapping of the block being freed, ours alone.
+        unsafe { release(seg) };
         return;
     }
     // SAFETY: this thread's live state.
@@ -439,22 +451,34 @@ pub fn free(seg: *mut Segment) {
         }
     }
     for &v in &evicted[..n] {
-        release(v);
+        // SAFETY: evicted from our cache under its lock (`ACTIVE` or `PURGED`): ours alone.
+        unsafe { release(v) };
     }
 }
 
 /// Unmaps a large segment the caller holds, returning the charge its record holds.
-pub fn release(seg: *mut Segment) {
-    release_except(seg, 0, 0);
+///
+/// # Safety
+/// As for `release_except`, with no hole.
+pub unsafe fn release(seg: *mut Segment) {
+    // SAFETY: this function's contract, with no hole.
+    unsafe { release_except(seg, 0, 0) };
 }
 
 /// `release`, leaving `hole..hole+hole_len` unmapped by us (`Segment::destroy_except`).
-pub fn release_except(seg: *mut Segment, hole: usize, hole_len: usize) {
+///
+/// # Safety
+/// `seg` is a listed large mapping the caller holds alone and that is used no more: its
+/// block freed (or never handed out), in no live thread's cache, and out of reclaimers'
+/// reach (not `CACHED`, unless no other thread runs). `hole_len` is 0, or the hole is a
+/// page-aligned range inside the mapping.
+pub unsafe fn release_except(seg: *mut Segment, hole: usize, hole_len: usize) {
     // SAFETY: the caller holds the segment exclusively.
     let m = unsafe { &(*seg).large };
     let owed = m.charged.take(m.origin_now());
     harvest::forget(m);
-    Segment::destroy_except(seg, hole, hole_len);
+    // SAFETY: a listed large mapping held alone and used no more (this contract).
+    unsafe { Segment::destroy_except(seg, hole, hole_len) };
     if let Some(u) = owed {
         u.apply();
     }
@@ -477,12 +501,16 @@ pub fn drop_cache(t: &mut Tld) {
         taken
     };
     for s in taken.into_iter().filter(|s| !s.is_null()) {
-        release(s);
+        // SAFETY: taken out of the cache under its lock (`ACTIVE` or `PURGED`): ours.
+        unsafe { release(s) };
     }
 }
 
 /// Usable bytes of the block of `seg`.
-pub fn usable_size(seg: *mut Segment) -> usize {
+///
+/// # Safety
+/// `seg` is the large mapping of a live block the caller holds.
+pub unsafe fn usable_size(seg: *mut Segment) -> usize {
     // SAFETY: the segment of a live block.
     unsafe { (*seg).large.usable }
 }
@@ -491,7 +519,11 @@ pub fn usable_size(seg: *mut Segment) -> usize {
 /// place, or (to grow) by moving its pages to a new address. Returns the block's new
 /// address. Charges follow the size and stay with the block's owner group
 /// (`charge_growth`).
-pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized> {
+///
+/// # Safety
+/// `seg` is the large mapping of a live block the caller holds alone (its holder). On
+/// `Ok`, only the returned address is used: the block may have moved.
+pub unsafe fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized> {
     if new_size > LARGE_MAX {
         return Err(NotResized::NoRoom);
     }
@@ -504,8 +536,9 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized>
     let old = sg.large.usable;
     let group = sg.large.charged.group();
     if new <= old {
-        // SAFETY: the tail beyond the new size belongs to this mapping.
-        mem::purge(unsafe { sg.large.data.add(new) }, old - new);
+        // SAFETY: the tail beyond the new size belongs to this mapping, whose block the
+        // caller holds alone; its contents are not needed.
+        unsafe { mem::purge(sg.large.data.add(new), old - new) };
         sg.large.usable = new;
         let origin = sg.large.origin_now();
         sg.large
@@ -525,13 +558,17 @@ pub fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotResized>
     // A mapping of several areas (pages moved in by `harvest`) is neither resized nor
     // moved by `mremap`: the caller copies.
     if sg.map_base == seg as *mut u8 && !sg.large.cuts.any() {
-        if crate::os::mem::remap_in_place(sg.map_base, sg.mapped, head + capacity) {
+        // SAFETY: the whole mapping (it starts at the header and is one area), held by
+        // the caller; it only grows.
+        if unsafe { crate::os::mem::remap_in_place(sg.map_base, sg.mapped, head + capacity) } {
             sg.mapped = head + capacity;
             sg.large.capacity = capacity;
             sg.large.usable = new;
             return Ok(sg.large.data);
         }
-        if let Some(moved) = Segment::move_large(seg, head + capacity) {
+        // SAFETY: a listed large mapping the caller holds alone, grown; on success the
+        // caller uses only the new address returned.
+        if let Some(moved) = unsafe { Segment::move_large(seg, head + capacity) } {
             // SAFETY: the moved header, still ours.
             let m = unsafe { &mut (*moved).large };
             m.capacity = capacity;

@@ -91,7 +91,8 @@ impl Heap {
             None => self.take_cached_medium(slices, usable),
         };
         let (s, zeroed) = match cached {
-            Some(found) => match self.refit_medium(found, pages) {
+            // SAFETY: a medium span of this heap just taken: `ACTIVE`, on no list.
+            Some(found) => match unsafe { self.refit_medium(found, pages) } {
                 Some(r) => r,
                 None => return (ptr::null_mut(), false),
             },
@@ -115,14 +116,16 @@ impl Heap {
         let key = unsafe { (*self.tld).next_key() };
         // SAFETY: a span we own, on no list, charged for `usable` bytes.
         let span = unsafe { &mut *s };
-        span.format(span::MEDIUM, usable, 1, key, self);
+        // SAFETY: a span of a segment this thread owns; this heap is the thread's.
+        unsafe { span.format(span::MEDIUM, usable, 1, key, self) };
         // Its one block, handed out now.
         span.reserved = 1;
         span.used.store(1, Ordering::Relaxed);
         // On the full list: a remote free of its block tells the owner through `FULL`
         // (nothing can be pending on the span just formatted).
         span.raise_full_fresh();
-        self.move_list(s, span::LIST_FULL);
+        // SAFETY: a span of this heap now, on no list.
+        unsafe { self.move_list(s, span::LIST_FULL) };
         let p = span.start;
         if !zeroed {
             // A live block's first word must not look like a free-list link.
@@ -190,7 +193,8 @@ impl Heap {
         if found.is_null() {
             return None;
         }
-        self.move_list(found, span::LIST_NONE);
+        // SAFETY: a span of this heap, in its cache.
+        unsafe { self.move_list(found, span::LIST_NONE) };
         // SAFETY: as above.
         let span = unsafe { &*found };
         let purged = span.claim();
@@ -201,7 +205,11 @@ impl Heap {
     /// Charges a cached medium span for `pages` pages: the difference from what its
     /// record holds (nothing if it was purged). On refusal the span is released and
     /// `None` returned.
-    fn refit_medium(
+    ///
+    /// # Safety
+    /// `s` is a medium span of this heap (`heap.rs` module docs) with no block handed
+    /// out, taken back from its slot or cache (`ACTIVE`, on no list).
+    unsafe fn refit_medium(
         &mut self,
         (s, purged): (*mut Span, bool),
         pages: u64,
@@ -214,7 +222,8 @@ impl Heap {
             // The span is on no list and `ACTIVE`: callbacks run by the charge cannot
             // reach it.
             if memcg::charge::try_charge(self.group, pages - held, 0).is_err() {
-                self.release(s);
+                // SAFETY: an empty span of this heap on no list, taken back.
+                unsafe { self.release(s) };
                 return None;
             }
             if held == 0 {
@@ -231,25 +240,37 @@ impl Heap {
 
     /// The owner freed (pushing it on a free list) or collected the block of medium
     /// span `s`: keep or release the span (`keep_medium`).
-    pub fn free_medium(&mut self, s: *mut Span) {
-        self.move_list(s, span::LIST_NONE);
+    ///
+    /// # Safety
+    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, whose block
+    /// has been freed (pushed on one of its free lists).
+    pub unsafe fn free_medium(&mut self, s: *mut Span) {
+        // SAFETY: a span of this heap.
+        unsafe { self.move_list(s, span::LIST_NONE) };
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         span.lower_full();
         span.collect();
-        self.keep_medium(s);
+        // SAFETY: an empty medium span of this heap, on no list now.
+        unsafe { self.keep_medium(s) };
     }
 
     /// The owner frees the live block of its medium span `s` (`ACTIVE`, nothing on
     /// `thread_free`), without touching the block: keep or release the span.
-    pub fn free_medium_owned(&mut self, s: *mut Span) {
+    ///
+    /// # Safety
+    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, whose block
+    /// is live and given up by the caller.
+    pub unsafe fn free_medium_owned(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
-        self.move_list(s, span::LIST_NONE);
+        // SAFETY: as above.
+        unsafe { self.move_list(s, span::LIST_NONE) };
         // `FULL` stays up (span.rs): taking it down would cost a locked instruction, and
         // the span is formatted before its next block.
         span.used.store(0, Ordering::Relaxed);
-        self.keep_medium(s);
+        // SAFETY: an empty medium span of this heap, on no list now.
+        unsafe { self.keep_medium(s) };
     }
 
     /// An empty medium span on no list: parked (the span parked before goes to the
@@ -260,12 +281,17 @@ impl Heap {
     /// block would pay the walk up the group's ancestors every time (1 ns of 16). At the
     /// limit a heap so keeps at most one medium span charged, which a charge that needs
     /// the room reclaims (`account.rs` purges parked spans).
-    fn keep_medium(&mut self, s: *mut Span) {
+    ///
+    /// # Safety
+    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, on no list,
+    /// with its block freed.
+    unsafe fn keep_medium(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         if span.charged.get().is_none() || self.idle_trimmed {
             let _errno = crate::os::ErrnoGuard::new();
-            self.release(s);
+            // SAFETY: an empty span of this heap on no list, `ACTIVE`.
+            unsafe { self.release(s) };
             return;
         }
         let old = self.parked;
@@ -274,15 +300,20 @@ impl Heap {
         // Publishes the span's fields to reclaimers, which act on `PARKED` only.
         span.state.store(span::PARKED, Ordering::Release);
         if !old.is_null() {
-            self.unpark(old);
+            // SAFETY: the span parked before, a medium span of this heap.
+            unsafe { self.unpark(old) };
         }
     }
 
     /// A span just displaced from `parked`: cached while fewer than `MEDIUM_CACHE`
     /// medium spans are kept (the parked one included) and the group is below its limit,
     /// else released; released too if a reclaimer purged it (it holds nothing).
+    ///
+    /// # Safety
+    /// `s` is an empty medium span of this heap (`heap.rs` module docs) just taken out of
+    /// the `parked` slot (its `list` still `LIST_PARK`).
     #[cold]
-    fn unpark(&mut self, s: *mut Span) {
+    unsafe fn unpark(&mut self, s: *mut Span) {
         // The cache may release a victim, and a release may purge (system calls).
         let _errno = crate::os::ErrnoGuard::new();
         // SAFETY: a span of this heap, no longer parked; once claimed no reclaimer
@@ -292,9 +323,11 @@ impl Heap {
             (*s).claim()
         };
         if !purged && self.medium_cached + 1 < MEDIUM_CACHE && !memcg::charge::at_max(self.group) {
-            self.cache_span(s);
+            // SAFETY: an empty span of this heap on no list, claimed back (`ACTIVE`).
+            unsafe { self.cache_span(s) };
         } else {
-            self.release(s);
+            // SAFETY: an empty span of this heap on no list, claimed back.
+            unsafe { self.release(s) };
         }
     }
 }
@@ -303,7 +336,11 @@ impl Heap {
 /// (`new_size ≤ MEDIUM_MAX`, larger than its `block_size`): within its last slice, or
 /// into the free slices right after it when this thread owns the segment. The extra
 /// pages are charged to the block's group (`charge_growth`).
-pub fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(), NotResized> {
+///
+/// # Safety
+/// `seg` and `s` are the segment and span of a live medium block the caller holds (as
+/// `free::locate` finds them).
+pub unsafe fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(), NotResized> {
     // SAFETY: the live segment and span of a block the caller holds.
     let (sg, span) = unsafe { (&mut *seg, &mut *s) };
     let usable = usable_for(new_size);

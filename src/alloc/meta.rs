@@ -85,10 +85,14 @@ impl Pool {
     }
 
     /// Returns an object to the pool.
-    pub fn free(&self, obj: *mut u8) {
+    ///
+    /// # Safety
+    /// `obj` came from this pool's `alloc` and is not on its free list; the caller gives it
+    /// up (what is kept past `keep_from` may still be read, as the module docs say).
+    pub unsafe fn free(&self, obj: *mut u8) {
         let mut p = self.inner.lock();
         let o = obj as *mut FreeObj;
-        // SAFETY: the caller gives up `obj`, an object of this pool.
+        // SAFETY: the caller gives up `obj`, an object of this pool (the contract).
         unsafe { (*o).next = p.free };
         p.free = o;
     }
@@ -116,7 +120,8 @@ mod tests {
             assert!((0..128).all(|i| *a.add(i) == 0), "a new object is zero");
             core::ptr::write_bytes(a, 0xab, 128);
         }
-        P.free(a);
+        // SAFETY: `a` came from `P` and is given up.
+        unsafe { P.free(a) };
         let b = P.alloc();
         assert_eq!(a, b, "the freed object is handed out again");
         // SAFETY: as above.
@@ -132,7 +137,8 @@ mod tests {
         let a = P.alloc();
         // SAFETY: `a` is 72 bytes of pool memory, ours.
         unsafe { core::ptr::write_bytes(a, 0xcd, 72) };
-        P.free(a);
+        // SAFETY: `a` came from `P` and is given up.
+        unsafe { P.free(a) };
         let b = P.alloc();
         assert_eq!(a, b);
         // SAFETY: as above.

@@ -28,7 +28,7 @@ static MAP: [AtomicU8; ENTRIES] = [const { AtomicU8::new(NONE) }; ENTRIES];
 /// The entry for the region holding `addr`.
 #[inline]
 pub fn get(addr: usize) -> u8 {
-    match crate::local_static!(MAP).get(addr >> SEG_SHIFT) {
+    match crate::util::local::local_static!(MAP).get(addr >> SEG_SHIFT) {
         Some(e) => e.load(Ordering::Acquire),
         None => NONE,
     }

@@ -158,15 +158,21 @@ static CACHE_DUE: DueHint = DueHint::new();
 
 impl Segment {
     /// The segment of a pointer cgmalloc handed out, or `None` for foreign memory.
+    ///
+    /// # Safety
+    /// The segment the segment map names for `p`, if any, is not released while this
+    /// runs (true when `p` is a live block the caller holds): debug builds read its header.
     #[inline]
-    pub fn of(p: *const u8) -> Option<*mut Segment> {
+    pub unsafe fn of(p: *const u8) -> Option<*mut Segment> {
         let base = segmap::segment_of(p as usize)? as *mut Segment;
-        // SAFETY: the segment map names only segments in use, whose header is readable.
+        // SAFETY: the segment map names only segments in use, whose header is readable,
+        // and by the contract this one is not released meanwhile.
         debug_assert_eq!(unsafe { (*base).magic }, MAGIC);
         Some(base)
     }
 
-    /// The span holding `p` (a pointer into this span segment's slices).
+    /// The span holding `p` (a pointer into this span segment's slices; only its address
+    /// is used).
     #[inline]
     pub fn span_of(&mut self, p: *const u8) -> Option<&mut Span> {
         let slice = self.slice_of(p);
@@ -248,13 +254,23 @@ impl Segment {
     }
 
     /// Unlinks and unmaps (or caches) a segment nobody references any more.
-    pub fn destroy(seg: *mut Segment) {
-        Self::destroy_except(seg, 0, 0);
+    ///
+    /// # Safety
+    /// As for `destroy_except`.
+    pub unsafe fn destroy(seg: *mut Segment) {
+        // SAFETY: this function's contract, with no hole.
+        unsafe { Self::destroy_except(seg, 0, 0) };
     }
 
     /// `destroy`, leaving `hole..hole+hole_len` of a large mapping alone: a range the
     /// kernel may have given to another mapping (`os::mem::Moved::Lost`).
-    pub fn destroy_except(seg: *mut Segment, hole: usize, hole_len: usize) {
+    ///
+    /// # Safety
+    /// `seg` is a segment on the global list that the caller holds alone and that is used
+    /// no more after this (a span segment with no span left, under its owner or its
+    /// claim; a large mapping whose block is freed, in no cache). `hole_len` is 0, or the
+    /// hole is a page-aligned range inside a large mapping.
+    pub unsafe fn destroy_except(seg: *mut Segment, hole: usize, hole_len: usize) {
         let mut l = LIST.lock();
         // SAFETY: under the list lock, `seg` and its neighbours are listed segments.
         unsafe {
@@ -292,24 +308,32 @@ impl Segment {
                 (*seg).owner.store(0, Ordering::Relaxed);
                 (*seg).claim.store(0, Ordering::Release);
             }
-            Self::cache(seg);
+            // SAFETY: an empty span segment, out of the map and the list, ours.
+            unsafe { Self::cache(seg) };
             return;
         }
         segmap::set(seg as usize, segmap::NONE);
         if hole_len == 0 {
-            mem::unmap(base, mapped);
+            // SAFETY: the whole mapping, unlisted, out of the map and used no more.
+            unsafe { mem::unmap(base, mapped) };
             return;
         }
         let (start, end) = (base as usize, base as usize + mapped);
-        mem::unmap(base, hole - start);
+        // SAFETY: the mapping up to the hole, which lies inside it (the contract).
+        unsafe { mem::unmap(base, hole - start) };
         if hole + hole_len < end {
-            mem::unmap((hole + hole_len) as *mut u8, end - hole - hole_len);
+            // SAFETY: the mapping after the hole.
+            unsafe { mem::unmap((hole + hole_len) as *mut u8, end - hole - hole_len) };
         }
     }
 
     /// Puts an empty span segment (out of the map and the list) in the cache, first in
     /// line for reuse.
-    fn cache(seg: *mut Segment) {
+    ///
+    /// # Safety
+    /// `seg` is a mapped span segment with no span left, out of the segment map, the
+    /// global list and the cache, which the caller holds alone and uses no more.
+    unsafe fn cache(seg: *mut Segment) {
         let mut c = CACHE.lock();
         // SAFETY: the header is still mapped and ours.
         let at = unsafe {
@@ -381,7 +405,9 @@ impl Segment {
         while !head.is_null() {
             // SAFETY: cached segments are mapped and unreferenced.
             let next = unsafe { (*head).next_all };
-            mem::unmap(head.cast(), SEG_SIZE);
+            // SAFETY: a cached segment, taken out of the cache: a whole mapping of ours
+            // that nothing refers to.
+            unsafe { mem::unmap(head.cast(), SEG_SIZE) };
             head = next;
         }
         any
@@ -389,7 +415,12 @@ impl Segment {
 
     /// Moves a large mapping (header and data) to a new segment-aligned address, grown to
     /// `new_len` bytes, without copying; returns the segment at its new address.
-    pub fn move_large(seg: *mut Segment, new_len: usize) -> Option<*mut Segment> {
+    ///
+    /// # Safety
+    /// `seg` is a listed large mapping the caller holds alone, and `new_len` (a page
+    /// multiple) at least its `mapped` length. Once this returns `Some`, nothing uses the
+    /// old address.
+    pub unsafe fn move_large(seg: *mut Segment, new_len: usize) -> Option<*mut Segment> {
         // SAFETY: the caller holds this large segment exclusively.
         let (base, mapped, data_off) = unsafe {
             (
@@ -403,9 +434,13 @@ impl Segment {
         }
         let to = mem::map_aligned(new_len, SEG_SIZE).ok()?.as_ptr();
         let mut l = LIST.lock();
-        if !mem::remap_to(base, mapped, to, new_len) {
+        // SAFETY: `base..base+mapped` is the whole mapping, the caller's alone (the
+        // contract: on success nothing uses it any more); `to` is the reservation just
+        // made.
+        if !unsafe { mem::remap_to(base, mapped, to, new_len) } {
             drop(l);
-            mem::unmap(to, new_len);
+            // SAFETY: the reservation just made, which nothing knows of.
+            unsafe { mem::unmap(to, new_len) };
             return None;
         }
         let new = to as *mut Segment;
@@ -451,17 +486,22 @@ impl Segment {
 
     /// Calls `f` on every segment without the list lock, for a process with one thread
     /// (a fork child); `f` may destroy the segment it is given.
-    pub fn for_each_unlocked(mut f: impl FnMut(*mut Segment)) {
+    ///
+    /// # Safety
+    /// No other thread runs.
+    pub unsafe fn for_each_unlocked(mut f: impl FnMut(*mut Segment)) {
         let mut s = LIST.lock().head;
         while !s.is_null() {
-            // SAFETY: no other thread runs, and `next_all` is read before `f` can unlink `s`.
+            // SAFETY: no other thread runs (the contract), and `next_all` is read before
+            // `f` can unlink `s`.
             let next = unsafe { (*s).next_all };
             f(s);
             s = next;
         }
     }
 
-    /// The index of the slice holding `p` (a pointer into this segment).
+    /// The index of the slice holding `p` (a pointer into this segment; only its address
+    /// is used).
     fn slice_of(&self, p: *const u8) -> usize {
         (p as usize - self as *const Segment as usize) >> SLICE_SHIFT
     }
@@ -603,8 +643,9 @@ impl Segment {
         while d != 0 {
             let i = d.trailing_zeros() as usize;
             let n = (!(d >> i)).trailing_zeros() as usize;
-            // SAFETY: free slices of this segment: mapped, and no block lives there.
-            mem::purge(unsafe { base.add(i << SLICE_SHIFT) }, n << SLICE_SHIFT);
+            // SAFETY: free slices of this segment, whose holder we are: mapped, and no
+            // block lives there.
+            unsafe { mem::purge(base.add(i << SLICE_SHIFT), n << SLICE_SHIFT) };
             d &= !run_mask(i, n);
         }
         self.dirty &= !set;

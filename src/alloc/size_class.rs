@@ -75,7 +75,7 @@ static LOOKUP: [u8; LOOKUP_MAX / 16 + 1] = {
 #[inline]
 pub fn class_of(size: usize) -> usize {
     if size <= LOOKUP_MAX {
-        crate::local_static!(LOOKUP)[(size + 15) >> 4] as usize
+        crate::util::local::local_static!(LOOKUP)[(size + 15) >> 4] as usize
     } else {
         class_of_slow(size)
     }

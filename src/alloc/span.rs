@@ -265,7 +265,12 @@ impl Span {
     /// Formats a span its owner took (on no list) as an `ACTIVE` span of `heap` holding
     /// `capacity` blocks of `size` bytes of `class`, none handed out yet. Its charge
     /// record is left as it is.
-    pub fn format(
+    ///
+    /// # Safety
+    /// `self` is the descriptor of a span (its `start` and `slices` set) of a span segment
+    /// in use that the calling thread owns or holds the claim of; `heap` is the live heap
+    /// of that thread that will hold the span (the fast paths follow it).
+    pub unsafe fn format(
         &mut self,
         class: u8,
         size: usize,
@@ -287,10 +292,13 @@ impl Span {
         self.heap = heap;
         self.state.store(ACTIVE, Ordering::Relaxed);
         if class != MEDIUM {
-            freemap::set_slice_free(self.start as usize);
+            // SAFETY: `start` is the first slice of the span, in a segment in use that the
+            // caller owns (this function's contract).
+            unsafe { freemap::set_slice_free(self.start as usize) };
         }
     }
 
+    /// A link as stored in a block: `p` XORed with the span's key (`p` is not read).
     #[inline]
     pub fn encode(&self, p: *mut Block) -> usize {
         p as usize ^ self.key
@@ -314,34 +322,53 @@ impl Span {
             self.free = self.decode((*b).next);
             (*b).next = 0;
         }
-        freemap::set_used(b as usize);
+        // SAFETY: `b` is a block of this span, in its segment (in use); the holder of the
+        // span alone writes the live bits of its slices.
+        unsafe { freemap::set_used(b as usize) };
         self.used
             .store(self.used.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         b.cast()
     }
 
     /// The owner frees `p` (a block of this span, not free).
+    ///
+    /// # Safety
+    /// `p` is the start of a block of this span, handed out and not freed, which the caller
+    /// gives up; the caller owns the span's segment (or holds the claim of it, abandoned).
     #[inline]
-    pub fn push_local(&mut self, p: *mut u8) {
-        freemap::set_free(p as usize);
-        self.link_local(p);
+    pub unsafe fn push_local(&mut self, p: *mut u8) {
+        // SAFETY: a block of this span, whose segment (in use) the caller owns.
+        unsafe { freemap::set_free(p as usize) };
+        // SAFETY: the block was live, so on no free list; it is marked free now.
+        unsafe { self.link_local(p) };
     }
 
     /// The owner frees `p` (a block of this span) unless the live map shows it free
     /// already: `None`, and nothing changed, for a block already free; else the blocks
     /// still handed out (`used`).
+    ///
+    /// # Safety
+    /// `p` lies in the slice this descriptor describes, of a span segment in use that the
+    /// calling thread owns. (A set live bit then makes `p` a live block of this span.)
     #[inline(always)]
-    pub fn try_push_local(&mut self, p: *mut u8) -> Option<u32> {
-        if !freemap::try_set_free(p as usize) {
+    pub unsafe fn try_push_local(&mut self, p: *mut u8) -> Option<u32> {
+        // SAFETY: `p` lies in a span segment in use that the caller owns.
+        if !unsafe { freemap::try_set_free(p as usize) } {
             return None;
         }
-        Some(self.link_local(p))
+        // SAFETY: its live bit was set: `p` is a block of this span handed out (on no free
+        // list), which the caller gives up; it is marked free now.
+        Some(unsafe { self.link_local(p) })
     }
 
     /// Links a block the owner freed onto `free` (reused next, while still in the cache)
     /// while the span's `hot` budget lasts, else onto `local_free`; returns `used`.
+    ///
+    /// # Safety
+    /// `p` is the start of a block of this span that the caller gives up, on no free list
+    /// and already marked free in the live map.
     #[inline(always)]
-    fn link_local(&mut self, p: *mut u8) -> u32 {
+    unsafe fn link_local(&mut self, p: *mut u8) -> u32 {
         let b = p as *mut Block;
         let head = if self.hot != 0 {
             self.hot -= 1;
@@ -401,11 +428,21 @@ impl Span {
     /// on its heap's full list and this push took the `FULL` flag down: the pusher must
     /// mark the heap `full_dirty`. After the push the span may be reused at once (module
     /// docs); the caller only reads it.
+    ///
+    /// # Safety
+    /// `p` is the start of a block of this small-block span, handed out and not freed,
+    /// which the caller gives up; afterwards the caller writes nothing of the span.
     #[inline]
-    pub fn push_remote(&self, p: *mut u8) -> bool {
-        match self.push(p, false) {
-            Some(unfulled) => unfulled,
-            None => unreachable!("only a sole push is refused"),
+    pub unsafe fn push_remote(&self, p: *mut u8) -> bool {
+        let b = p as *mut Block;
+        self.remote.fetch_add(1, Ordering::Relaxed);
+        let mut old = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `b` is a live block of this span that the caller gives up.
+            match unsafe { self.try_link(b, old) } {
+                Ok(unfulled) => return unfulled,
+                Err(h) => old = h,
+            }
         }
     }
 
@@ -413,41 +450,54 @@ impl Span {
     /// empty `thread_free`, since a non-empty one already holds that block. `None`, and
     /// nothing pushed, for a block already freed by another thread: of two threads
     /// freeing the block at once, one gets `None`.
-    pub fn push_remote_sole(&self, p: *mut u8) -> Option<bool> {
-        self.push(p, true)
-    }
-
-    /// The push of both: counts the block in `remote`, then links it in front of
-    /// `thread_free` and takes `FULL` down in one compare-and-swap; `sole` refuses a
-    /// non-empty list (`None`, nothing changed).
-    #[inline(always)]
-    fn push(&self, p: *mut u8, sole: bool) -> Option<bool> {
+    ///
+    /// # Safety
+    /// `p` is the start of this medium span's block, handed out and not freed except by a
+    /// free racing with this one; the caller gives it up and afterwards writes nothing of
+    /// the span.
+    pub unsafe fn push_remote_sole(&self, p: *mut u8) -> Option<bool> {
         let b = p as *mut Block;
         self.remote.fetch_add(1, Ordering::Relaxed);
         let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
-            if sole && old & !FULL != 0 {
+            if old & !FULL != 0 {
                 self.remote.fetch_sub(1, Ordering::Relaxed);
                 return None;
             }
-            // SAFETY: as in `push_local`; until the exchange publishes it no one else sees
-            // `b` (a racing second free of a sole block writes the same link).
-            unsafe { (*b).next = self.encode((old & !FULL) as *mut Block) };
-            // Sequentially consistent: the pusher then reads the segment's owner, which an
-            // exiting owner clears before it collects (`free.rs`).
-            match self.thread_free.compare_exchange_weak(
-                old,
-                b as usize,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    // From here the span may be reused under us.
-                    crate::os::fault::race_point();
-                    return Some(old & FULL != 0);
-                }
+            // SAFETY: `b` is the span's block, which the caller gives up; the list is
+            // empty, so no other push has published it.
+            match unsafe { self.try_link(b, old) } {
+                Ok(unfulled) => return Some(unfulled),
                 Err(h) => old = h,
             }
+        }
+    }
+
+    /// One attempt of a push (the block already counted in `remote`): links `b` in front
+    /// of `old`, the value of `thread_free` last read, and swaps it in with `FULL` down.
+    /// `Ok(whether FULL was up)`, or `Err(the current value)` when `thread_free` changed.
+    ///
+    /// # Safety
+    /// `b` is a block of this span that the caller gives up; no push has published it.
+    #[inline(always)]
+    unsafe fn try_link(&self, b: *mut Block, old: usize) -> Result<bool, usize> {
+        // SAFETY: by the contract the block is ours to write until the exchange publishes
+        // it (a racing second free of a sole block writes the same link).
+        unsafe { (*b).next = self.encode((old & !FULL) as *mut Block) };
+        // Sequentially consistent: the pusher then reads the segment's owner, which an
+        // exiting owner clears before it collects (`free.rs`).
+        match self.thread_free.compare_exchange_weak(
+            old,
+            b as usize,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                // From here the span may be reused under us.
+                crate::os::fault::race_point();
+                Ok(old & FULL != 0)
+            }
+            Err(h) => Err(h),
         }
     }
 
@@ -466,7 +516,9 @@ impl Span {
                 let next = self.decode(unsafe { (*b).next });
                 // SAFETY: as above; relinking a block we now own.
                 unsafe { (*b).next = self.encode(self.free) };
-                freemap::set_free(b as usize);
+                // SAFETY: a block of this span, in its segment (in use); the holder of the
+                // span alone writes the live bits of its slices.
+                unsafe { freemap::set_free(b as usize) };
                 self.free = b;
                 gained += 1;
                 b = next;
@@ -506,32 +558,49 @@ impl Span {
     }
 
     /// Whether the live map shows the block at `p` free (a medium span is in no map).
+    ///
+    /// # Safety
+    /// `p` lies in this span's segment, which is in use.
     #[inline]
-    pub fn mapped_free(&self, p: usize) -> bool {
-        self.class != MEDIUM && freemap::is_free(p)
+    pub unsafe fn mapped_free(&self, p: usize) -> bool {
+        // SAFETY: `p` lies in a span segment in use (this function's contract).
+        self.class != MEDIUM && unsafe { freemap::is_free(p) }
     }
 
     /// Whether `p` (a block start of this span) is free: clear in the live map, or on
     /// `thread_free`. Slow when `thread_free` is not empty: used only to confirm a
     /// suspected double free.
-    pub fn is_free_block(&self, p: usize) -> bool {
+    ///
+    /// # Safety
+    /// `p` is the start of a block of this span, whose segment is in use.
+    pub unsafe fn is_free_block(&self, p: usize) -> bool {
         debug_assert!(self.is_block_start(p));
-        self.mapped_free(p) || self.on_thread_free(p)
+        // SAFETY: `p` lies in this span's segment, in use.
+        let mapped = unsafe { self.mapped_free(p) };
+        mapped || self.on_thread_free(p)
     }
 
     /// The owner's (or claim holder's) full check of a block being freed: whether it is
     /// free already. A small block is free if the map says so or it is on `thread_free`
     /// (and then has a link in its first word); a medium span is in no map.
-    pub fn owner_sees_free(&self, p: *mut u8) -> bool {
-        self.mapped_free(p as usize)
-            || ((self.class == MEDIUM || !self.remote_head(Ordering::Acquire).is_null())
-                && self.looks_free(p)
-                && self.on_thread_free(p as usize))
+    ///
+    /// # Safety
+    /// `p` is the start of a block of this span, whose segment is in use.
+    pub unsafe fn owner_sees_free(&self, p: *mut u8) -> bool {
+        // SAFETY: `p` is a block of this span, in its segment (in use).
+        if unsafe { self.mapped_free(p as usize) } {
+            return true;
+        }
+        (self.class == MEDIUM || !self.remote_head(Ordering::Acquire).is_null())
+            // SAFETY: as above.
+            && unsafe { self.looks_free(p) }
+            && self.on_thread_free(p as usize)
     }
 
     /// Whether `p` is on `thread_free`, by a walk. It may run in a thread other than the
     /// owner while the list changes under it: every link is checked to be a block of this
-    /// span before it is followed, so the walk stays inside the span and ends.
+    /// span before it is followed, so the walk stays inside the span and ends. (`p` is
+    /// only compared.)
     fn on_thread_free(&self, p: usize) -> bool {
         let mut b = self.remote_head(Ordering::Acquire);
         let mut steps = 0;
@@ -553,9 +622,12 @@ impl Span {
     /// it decodes to null or into the span. A live block's first word does so with odds
     /// of about 2^-48 (it was cleared when handed out, and the key is random), and a hit
     /// is confirmed by `is_free_block`.
+    ///
+    /// # Safety
+    /// `p` is the start of a block of this span, whose segment is in use.
     #[inline]
-    pub fn looks_free(&self, p: *mut u8) -> bool {
-        // SAFETY: `p` is a block of this span; its first word is readable.
+    pub unsafe fn looks_free(&self, p: *mut u8) -> bool {
+        // SAFETY: by the contract `p` is a block of this span: its first word is readable.
         let next = self.decode(unsafe { (*(p as *mut Block)).next }) as usize;
         next == 0 || next.wrapping_sub(self.start as usize) < super::segment::SLICE_SIZE
     }
@@ -571,16 +643,24 @@ mod tests {
         let p = block.as_mut_ptr().cast::<u8>();
         let mut s = Span::EMPTY;
         s.key = 0x5a5a;
-        assert_eq!(s.push_remote_sole(p), Some(false));
+        // SAFETY: `p` is the test's aligned block standing for the span's one block; a
+        // push only writes its first word.
+        assert_eq!(unsafe { s.push_remote_sole(p) }, Some(false));
         assert_eq!(s.thread_free.load(Ordering::Relaxed), p as usize);
-        assert_eq!(s.push_remote_sole(p), None, "a second free is refused");
+        assert_eq!(
+            // SAFETY: as above.
+            unsafe { s.push_remote_sole(p) },
+            None,
+            "a second free is refused"
+        );
         assert_eq!(s.remote.load(Ordering::Relaxed), 1);
         assert_eq!(s.decode(block[0]), ptr::null_mut());
         s.thread_free.store(0, Ordering::Relaxed);
         assert!(s.raise_full());
         assert!(s.in_full());
         assert_eq!(
-            s.push_remote_sole(p),
+            // SAFETY: as above.
+            unsafe { s.push_remote_sole(p) },
             Some(true),
             "the pusher unfulls the span"
         );
@@ -597,8 +677,14 @@ mod tests {
         s.used.store(4, Ordering::Relaxed);
         assert!(s.raise_full());
         let ps: Vec<*mut u8> = blocks.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
-        assert!(s.push_remote(ps[0]), "the first push takes the flag");
-        assert!(!s.push_remote(ps[1]), "the second finds it down");
+        assert!(
+            // SAFETY: the test's aligned blocks stand for blocks of the span; a push only
+            // writes a block's first word.
+            unsafe { s.push_remote(ps[0]) },
+            "the first push takes the flag"
+        );
+        // SAFETY: as above.
+        assert!(!unsafe { s.push_remote(ps[1]) }, "the second finds it down");
         assert_eq!(s.remote.load(Ordering::Relaxed), 2);
         // The owner raises it again with the list non-empty: refused.
         assert!(!s.raise_full());

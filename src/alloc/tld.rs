@@ -75,7 +75,8 @@ pub fn heap_inline() -> Option<*mut Heap> {
 
 /// Called when the thread changes group: the next allocation looks up the new heap.
 pub fn group_switched() {
-    tls::set_heap(empty_heap());
+    // SAFETY: the static empty heap.
+    unsafe { tls::set_heap(empty_heap()) };
 }
 
 /// Holds a thread's cache lock. Thread states are never unmapped, so the guard keeps a
@@ -151,7 +152,13 @@ impl Tld {
         }
     }
 
-    pub fn adopt_segment(&mut self, seg: *mut Segment) {
+    /// Makes `seg` this thread's.
+    ///
+    /// # Safety
+    /// `self` is the calling thread's state; `seg` is a span segment in use that no
+    /// thread owns or holds but the caller, on no owner's or abandoned list: new, from the
+    /// segment cache, or abandoned and claimed by the caller (then taken off the list).
+    pub unsafe fn adopt_segment(&mut self, seg: *mut Segment) {
         // A segment from the cache or the abandoned list may come with dirty slices.
         // SAFETY: a segment no other thread owns or holds: new, from the cache, or
         // abandoned and claimed by us (so on no list).
@@ -172,7 +179,9 @@ impl Tld {
         };
         // Claimed and off the list: from here the segment is ours. Frees that saw `tld`
         // null wait for the claim, then find the new owner and free again.
-        self.adopt_segment(seg);
+        // SAFETY: taken off the abandoned list with its claim held by us; `self` is the
+        // state of this thread (whose heap `heap` is).
+        unsafe { self.adopt_segment(seg) };
         let now = crate::os::coarse_now_ns();
         let mut owed = Owed::new();
         let mut emptied = false;
@@ -192,12 +201,15 @@ impl Tld {
                 owed.add(u);
                 emptied = empty;
             } else {
-                heap.adopt_span(s);
+                // SAFETY: an `ABANDONED` span, collected, on no list, of the segment this
+                // thread just adopted; `heap` is this thread's.
+                unsafe { heap.adopt_span(s) };
             }
         }
         if emptied {
             // Every span was gone: the segment goes to the cache (its claim released).
-            self.drop_segment(seg);
+            // SAFETY: on our list since `adopt_segment`, with no span left.
+            unsafe { self.drop_segment(seg) };
         } else {
             self.note_dirty(sg.purge_at);
             sg.unlock_claim();
@@ -207,15 +219,23 @@ impl Tld {
     }
 
     /// Unlinks an owned segment that has no span left and destroys it.
-    pub fn drop_segment(&mut self, seg: *mut Segment) {
+    ///
+    /// # Safety
+    /// `self` is the calling thread's state and `seg` a segment on its list with no span
+    /// left, used no more.
+    pub unsafe fn drop_segment(&mut self, seg: *mut Segment) {
         // SAFETY: `seg` is on our list, which only this thread links.
         unsafe { Segment::unlink_owned(&mut self.segments, seg) };
-        Segment::destroy(seg);
+        // SAFETY: our segment, unlinked, with no span left and used no more.
+        unsafe { Segment::destroy(seg) };
     }
 }
 
 /// The heap for `group` in this thread, created on first use; null when out of memory.
-fn heap_for(tld: *mut Tld, group: u32) -> *mut Heap {
+///
+/// # Safety
+/// `tld` is the calling thread's live state.
+unsafe fn heap_for(tld: *mut Tld, group: u32) -> *mut Heap {
     // SAFETY: `tld` is this thread's live state.
     let t = unsafe { &mut *tld };
     // Find the group's heap and unlink it, to put it first (most recently used).
@@ -238,7 +258,8 @@ fn heap_for(tld: *mut Tld, group: u32) -> *mut Heap {
         if h.is_null() {
             return h;
         }
-        // SAFETY: a zeroed pool object of the right size, ours alone.
+        // SAFETY: a zeroed pool object of the right size, ours alone; `tld` is this
+        // thread's live state, which outlives its heaps.
         unsafe { (*h).init(group, tld) };
         h
     } else {
@@ -290,18 +311,20 @@ pub fn setup_heap() -> *mut Heap {
         }
         let seed = (tld as u64) ^ crate::os::now_ns().rotate_left(17) ^ crate::os::gettid() as u64;
         // SAFETY: a zeroed pool object, ours alone.
-        // SAFETY: as above.
         unsafe {
             (*tld).rng = seed | 1;
             (*tld).id = tls::thread_id();
         }
-        tls::set_tld(tld);
+        // SAFETY: this thread's state, set up, recycled only by its `thread_exit`.
+        unsafe { tls::set_tld(tld) };
         tls::calibrate();
         memcg::threads::ensure_registered();
     }
-    let h = heap_for(tld, memcg::threads::current_group());
+    // SAFETY: this thread's live state.
+    let h = unsafe { heap_for(tld, memcg::threads::current_group()) };
     if !h.is_null() {
-        tls::set_heap(h);
+        // SAFETY: a live heap of this thread, recycled only by its `thread_exit`.
+        unsafe { tls::set_heap(h) };
     }
     h
 }
@@ -312,8 +335,11 @@ pub fn thread_exit() {
     if tld.is_null() {
         return;
     }
-    tls::set_heap(empty_heap());
-    tls::set_tld(ptr::null_mut());
+    // SAFETY: the static empty heap, and no state: the thread's are recycled below.
+    unsafe {
+        tls::set_heap(empty_heap());
+        tls::set_tld(ptr::null_mut());
+    }
     // SAFETY: `tld` was this thread's state; no other thread writes it.
     let t = unsafe { &mut *tld };
     super::large::drop_cache(t);
@@ -325,10 +351,12 @@ pub fn thread_exit() {
         // Reclaiming threads purge cached spans under this lock; hold it while spans
         // change hands, and destroy segments (which takes the segment list lock) after.
         let guard = t.lock_cache();
-        let (destroy, owed) = abandon_segment(seg);
+        // SAFETY: a segment of this exiting thread, taken off its list.
+        let (destroy, owed) = unsafe { abandon_segment(seg) };
         drop(guard);
         if destroy {
-            Segment::destroy(seg);
+            // SAFETY: left with no span, unlisted, under our claim: used no more.
+            unsafe { Segment::destroy(seg) };
         }
         owed.apply();
         seg = next;
@@ -337,16 +365,21 @@ pub fn thread_exit() {
     while !h.is_null() {
         // SAFETY: heaps on the list are ours; recycled after unlinking.
         let next = unsafe { (*h).next };
-        HEAPS.free(h.cast());
+        // SAFETY: a heap of this pool, unlinked, and no longer the TLS heap.
+        unsafe { HEAPS.free(h.cast()) };
         h = next;
     }
-    TLDS.free(tld.cast());
+    // SAFETY: a state of this pool, no longer the TLS state, its heaps gone.
+    unsafe { TLDS.free(tld.cast()) };
 }
 
 /// Gives up ownership of a segment: releases its empty spans and lists it for adoption
 /// if live blocks remain. Returns whether the segment is now empty (the caller destroys
 /// it) and the uncharges owed.
-fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
+///
+/// # Safety
+/// `seg` is a segment the exiting calling thread owned, taken off its list.
+unsafe fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
     // SAFETY: `seg` is a live segment this thread owned; the claim serialises us with
     // threads freeing into it once `tld` is cleared.
     let sg = unsafe { &*seg };
@@ -356,9 +389,12 @@ fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
     // A remote free pushes, then reads `tld`; we clear `tld`, then look at the pushes
     // (`settle_spans`): one of the two sees the other.
     std::sync::atomic::fence(Ordering::SeqCst);
-    let r = settle_spans(seg);
+    // SAFETY: we hold the claim, and `tld` is null.
+    let r = unsafe { settle_spans(seg) };
     if !r.0 {
-        abandoned::push(seg);
+        // SAFETY: claimed, `tld` cleared, `orphan_group` set by `settle_spans`, and on no
+        // list.
+        unsafe { abandoned::push(seg) };
         sg.unlock_claim();
     }
     r
@@ -370,7 +406,11 @@ fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
 /// caller destroys it, and it goes to the segment cache with its dirty slices) and the
 /// uncharges owed. A segment left with live blocks keeps its dirty slices, for the
 /// thread that adopts it (`abandoned::purge_due` purges them if none does in time).
-pub fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
+///
+/// # Safety
+/// `seg` is a span segment in use whose `tld` is null and which the caller holds: its
+/// claim, or no other thread runs (a fork child).
+pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
     let now = crate::os::coarse_now_ns();
     let mut owed = Owed::new();
     let mut orphans = span::NO_GROUP;

@@ -40,7 +40,7 @@ mod fast {
 
     #[inline(always)]
     pub fn read(field: usize) -> Option<usize> {
-        let off = crate::local_static!(OFFSET).load(Ordering::Relaxed);
+        let off = crate::util::local::local_static!(OFFSET).load(Ordering::Relaxed);
         if off == 0 {
             return None;
         }
@@ -130,11 +130,20 @@ pub fn thread_id() -> usize {
     WORDS.with(|w| w as *const Words as usize)
 }
 
-pub fn set_heap(h: *mut Heap) {
+/// Sets the current heap, which the fast paths follow without a check.
+///
+/// # Safety
+/// `h` is the static empty heap or a live heap of the calling thread, which stays live
+/// while it is the current heap.
+pub unsafe fn set_heap(h: *mut Heap) {
     WORDS.with(|w| w.heap.set(h));
 }
 
-pub fn set_tld(t: *mut Tld) {
+/// Sets this thread's allocator state, which the slow paths follow when it is not null.
+///
+/// # Safety
+/// `t` is null or the calling thread's live state, which stays live while it is set.
+pub unsafe fn set_tld(t: *mut Tld) {
     WORDS.with(|w| w.tld.set(t));
 }
 

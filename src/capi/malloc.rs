@@ -55,7 +55,9 @@ exports! {
     /// `free(3)`; preserves `errno`.
     fn free / cgm_free(p: *mut c_void) -> () {
         // `errno` is preserved by the free path itself.
-        alloc::free(p.cast());
+        // SAFETY: the C contract of `free(3)`, this function's: `p` is null or a block
+        // this allocator handed out and not yet freed.
+        unsafe { alloc::free(p.cast()) };
     }
 
     /// `calloc(3)`: overflow is `ENOMEM`.
@@ -70,10 +72,13 @@ exports! {
             return checked(alloc::malloc(size));
         }
         if size == 0 {
-            alloc::free(p.cast());
+            // SAFETY: the C contract of `realloc(3)`, this function's: `p` is a block this
+            // allocator handed out and not yet freed.
+            unsafe { alloc::free(p.cast()) };
             return ptr::null_mut();
         }
-        checked(alloc::realloc(p.cast(), size, MIN_ALIGN))
+        // SAFETY: as above; on success the C caller uses only the result.
+        checked(unsafe { alloc::realloc(p.cast(), size, MIN_ALIGN) })
     }
 
     /// `reallocarray(3)`: `realloc` of `n * size` bytes, `ENOMEM` on overflow.
@@ -135,7 +140,9 @@ exports! {
 
     /// `malloc_usable_size(3)`; 0 for `NULL`.
     fn malloc_usable_size / cgm_malloc_usable_size(p: *mut c_void) -> usize {
-        alloc::usable_size(p.cast())
+        // SAFETY: the C contract of `malloc_usable_size(3)`, this function's: `p` is null
+        // or a block this allocator handed out and not yet freed.
+        unsafe { alloc::usable_size(p.cast()) }
     }
 
     /// C23 `free_sized`.

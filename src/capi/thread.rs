@@ -8,10 +8,12 @@ use core::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 type StartFn = extern "C" fn(*mut c_void) -> *mut c_void;
+/// A start routine as the real `pthread_create` takes it: ours, `trampoline`, is unsafe.
+type RealStartFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
 type CreateFn = unsafe extern "C" fn(
     *mut libc::pthread_t,
     *const libc::pthread_attr_t,
-    StartFn,
+    RealStartFn,
     *mut c_void,
 ) -> c_int;
 
@@ -23,7 +25,11 @@ struct Start {
     group: u64,
 }
 
-extern "C" fn trampoline(p: *mut c_void) -> *mut c_void {
+/// A new thread's start: attaches the creator's group, then runs the start routine.
+///
+/// # Safety
+/// `p` is a `Start` boxed by `pthread_create` below, given to this call alone.
+unsafe extern "C" fn trampoline(p: *mut c_void) -> *mut c_void {
     // SAFETY: `p` is the `Start` boxed by `pthread_create` below, handed to us alone.
     let start = unsafe { Box::from_raw(p as *mut Start) };
     crate::memcg::control::reattach(start.group);
@@ -67,7 +73,8 @@ pub unsafe extern "C" fn pthread_create(
     if group == crate::memcg::control::root() {
         // SAFETY: forwarding the caller's arguments unchanged.
         let r = unsafe { real(thread, attr, f, arg) };
-        forget_requests(r, thread);
+        // SAFETY: `r` is what the real function returned for `thread`.
+        unsafe { forget_requests(r, thread) };
         return r;
     }
     let start = Box::into_raw(Box::new(Start { f, arg, group }));
@@ -77,12 +84,17 @@ pub unsafe extern "C" fn pthread_create(
         // SAFETY: the thread was not created, so `start` is still ours.
         drop(unsafe { Box::from_raw(start) });
     }
-    forget_requests(r, thread);
+    // SAFETY: `r` is what the real function returned for `thread`.
+    unsafe { forget_requests(r, thread) };
     r
 }
 
 /// A new thread may reuse a dead thread's `pthread_t`: drop group requests made for it.
-fn forget_requests(r: c_int, thread: *mut libc::pthread_t) {
+///
+/// # Safety
+/// `r` is what the real `pthread_create` returned for the out-parameter `thread`: when
+/// it is 0, `thread` is null or holds the new thread's id.
+unsafe fn forget_requests(r: c_int, thread: *mut libc::pthread_t) {
     if r == 0 && !thread.is_null() {
         // SAFETY: the real pthread_create succeeded and wrote the new id.
         let id = unsafe { *thread };

@@ -6,8 +6,9 @@
 //!   failure.
 //! - `purge` keeps the range mapped but returns its pages to the kernel: the next touch
 //!   reads zeros (`MADV_DONTNEED`).
-//! - `unmap` releases a range that was mapped here; `remap` moves or grows a mapping
-//!   (`mremap` with `MREMAP_MAYMOVE`), keeping its contents.
+//! - `unmap` releases a range that was mapped here; `remap_in_place` grows or shrinks a
+//!   mapping where it is, `remap_to` moves it to a given address (`mremap`), keeping its
+//!   contents.
 //! - `move_pages` moves the pages of one range onto another (`MREMAP_DONTUNMAP`): the
 //!   source stays mapped, empty (it reads zeros); on failure the destination is mapped
 //!   again, untouched, or `false` is returned with it possibly unmapped (`Moved::Lost`).
@@ -61,47 +62,66 @@ pub fn map_aligned(len: usize, align: usize) -> Result<NonNull<u8>, i32> {
     let lead = start - raw;
     let tail = over - lead - len;
     if lead > 0 {
-        unmap(raw as *mut u8, lead);
+        // SAFETY: the lead of the mapping just made, which nothing knows of.
+        unsafe { unmap(raw as *mut u8, lead) };
     }
     if tail > 0 {
-        unmap((start + len) as *mut u8, tail);
+        // SAFETY: the tail of the mapping just made, which nothing knows of.
+        unsafe { unmap((start + len) as *mut u8, tail) };
     }
     NonNull::new(start as *mut u8).ok_or(libc::ENOMEM)
 }
 
 /// Unmaps a range mapped by this module.
-pub fn unmap(p: *mut u8, len: usize) {
-    // SAFETY: the caller owns the range `p..p+len`, mapped by this module, and nothing
-    // refers into it any more.
+///
+/// # Safety
+/// `p..p+len` is a page-aligned range of mappings made by this module that the caller
+/// owns, and nothing refers into it afterwards.
+pub unsafe fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: by the contract the range is ours and unreferenced.
     unsafe { libc::munmap(p.cast(), len) };
 }
 
 /// Gives the pages of a range back to the kernel; the range stays mapped and reads as
 /// zeros afterwards.
-pub fn purge(p: *mut u8, len: usize) {
-    // SAFETY: the caller owns the mapped range and no longer needs its contents.
+///
+/// # Safety
+/// `p..p+len` is a page-aligned range of a mapping made by this module that the caller
+/// owns (no other thread reads or writes it meanwhile), and its contents are not needed.
+pub unsafe fn purge(p: *mut u8, len: usize) {
+    // SAFETY: by the contract the range is ours and its contents are not needed.
     unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
 }
 
 /// Grows or shrinks a mapping without moving it; false when the address space after it
 /// is taken.
-pub fn remap_in_place(p: *mut u8, old_len: usize, new_len: usize) -> bool {
+///
+/// # Safety
+/// `p..p+old_len` is a whole mapping made by this module that the caller owns; when
+/// shrinking, nothing refers past `p+new_len` afterwards.
+pub unsafe fn remap_in_place(p: *mut u8, old_len: usize, new_len: usize) -> bool {
     if fault::should_fail() {
         return false;
     }
-    // SAFETY: the caller owns the mapping; without MREMAP_MAYMOVE the kernel resizes it in
-    // place or fails leaving it untouched.
+    // SAFETY: by the contract the mapping is ours; without MREMAP_MAYMOVE the kernel
+    // resizes it in place or fails leaving it untouched.
     let q = unsafe { libc::mremap(p.cast(), old_len, new_len, 0) };
     q != libc::MAP_FAILED
 }
 
 /// Moves the pages of a mapping to `to` (which the caller has reserved: it is replaced),
 /// resizing it to `new_len`; the old range is unmapped. No copy is made.
-pub fn remap_to(p: *mut u8, old_len: usize, to: *mut u8, new_len: usize) -> bool {
+///
+/// # Safety
+/// `p..p+old_len` is a whole mapping made by this module and `to..to+new_len` a
+/// reservation made by this module, both owned by the caller; nothing refers into
+/// `to..to+new_len` before, nor, once this returns true, into `p..p+old_len`.
+pub unsafe fn remap_to(p: *mut u8, old_len: usize, to: *mut u8, new_len: usize) -> bool {
     if fault::should_fail() {
         return false;
     }
-    // SAFETY: the caller owns both ranges; MREMAP_FIXED replaces the reservation at `to`.
+    // SAFETY: by the contract both ranges are ours; MREMAP_FIXED replaces the
+    // reservation at `to`.
     let q = unsafe {
         libc::mremap(
             p.cast(),
@@ -129,15 +149,19 @@ pub enum Moved {
 
 /// Moves the pages behind `src..src+len` to `dst..dst+len` without copying or faulting
 /// (`mremap` with `MREMAP_FIXED | MREMAP_DONTUNMAP`, Linux 5.7 and later): afterwards
-/// `dst` holds what `src` held, and `src` stays mapped, reading zeros. The caller owns
-/// both ranges (private anonymous memory mapped here; the source within one mapping
-/// area), and `dst` holds nothing it needs: it is replaced.
-pub fn move_pages(src: *mut u8, dst: *mut u8, len: usize) -> Moved {
+/// `dst` holds what `src` held, and `src` stays mapped, reading zeros.
+///
+/// # Safety
+/// The caller owns both ranges, page-aligned and `len` bytes long, of private anonymous
+/// memory mapped here (the source within one mapping area); no other thread reads or
+/// writes them meanwhile, and `dst` holds nothing the caller needs: it is replaced.
+/// After `Moved::Lost` the caller neither touches nor unmaps `dst..dst+len`.
+pub unsafe fn move_pages(src: *mut u8, dst: *mut u8, len: usize) -> Moved {
     if fault::should_fail() {
         return Moved::No;
     }
-    // SAFETY: the caller owns both ranges; MREMAP_FIXED replaces the destination, and
-    // MREMAP_DONTUNMAP leaves the source mapped.
+    // SAFETY: by the contract both ranges are ours; MREMAP_FIXED replaces the
+    // destination, and MREMAP_DONTUNMAP leaves the source mapped.
     let q = unsafe {
         libc::mremap(
             src.cast(),
@@ -175,7 +199,8 @@ pub fn move_pages(src: *mut u8, dst: *mut u8, len: usize) -> Moved {
     }
     if r != libc::MAP_FAILED {
         // A kernel older than 4.17 took NOREPLACE as a hint and mapped elsewhere.
-        unmap(r.cast(), len);
+        // SAFETY: `r` is the mapping just made, which nothing knows of.
+        unsafe { unmap(r.cast(), len) };
     }
     Moved::Lost
 }
@@ -194,17 +219,21 @@ mod tests {
             assert_eq!(*p.add(12345), 0);
             *p.add(12345) = 7;
         }
-        purge(p, align);
+        // SAFETY: the mapping made above, ours; its contents are not needed.
+        unsafe { purge(p, align) };
         // SAFETY: still mapped; purged pages read as zero.
         unsafe { assert_eq!(*p.add(12345), 0) };
-        unmap(p, align);
+        // SAFETY: the mapping made above, not used again.
+        unsafe { unmap(p, align) };
         fault::fail_after(1);
         assert!(map(PAGE_SIZE).is_ok());
-        assert_eq!(map(PAGE_SIZE).err(), Some(libc::ENOMEM));
-        assert_eq!(move_pages(p, p, PAGE_SIZE), Moved::No);
+        // SAFETY: fault injection refuses this move before its system call: the unmapped
+        // `p` is not touched.
+        assert_eq!(unsafe { move_pages(p, p, PAGE_SIZE) }, Moved::No);
         fault::clear();
         let r = map(PAGE_SIZE).unwrap();
-        unmap(r.as_ptr(), PAGE_SIZE);
+        // SAFETY: the mapping just made, not used again.
+        unsafe { unmap(r.as_ptr(), PAGE_SIZE) };
     }
 
     #[test]
@@ -221,7 +250,8 @@ mod tests {
         }
         // SAFETY: `b + len` lies inside `b`'s mapping.
         let dst = unsafe { b.add(len) };
-        assert_eq!(move_pages(a, dst, len), Moved::Yes);
+        // SAFETY: both ranges were mapped above and are ours; `dst` holds nothing needed.
+        assert_eq!(unsafe { move_pages(a, dst, len) }, Moved::Yes);
         // SAFETY: every range read is still mapped.
         unsafe {
             for i in 0..64 {
@@ -230,7 +260,10 @@ mod tests {
             }
             assert_eq!(*b, 9);
         }
-        unmap(a, len);
-        unmap(b, 2 * len);
+        // SAFETY: the mappings made above, not used again.
+        unsafe {
+            unmap(a, len);
+            unmap(b, 2 * len);
+        }
     }
 }

@@ -8,7 +8,6 @@
 //! PC-relative offset at link time, in the library as in an executable.
 
 /// `&'static` of a static, by a `lea` on x86_64.
-#[macro_export]
 macro_rules! local_static {
     ($s:path) => {{
         #[cfg(target_arch = "x86_64")]
@@ -23,18 +22,23 @@ macro_rules! local_static {
                     options(pure, nomem, nostack, preserves_flags),
                 )
             };
-            $crate::util::local::typed(core::ptr::addr_of!($s), a)
+            // SAFETY: `a` is the address of the static `$s`, of the type `addr_of!` names.
+            unsafe { $crate::util::local::typed(core::ptr::addr_of!($s), a) }
         };
         #[cfg(not(target_arch = "x86_64"))]
         let r = &$s;
         r
     }};
 }
+pub(crate) use local_static;
 
 /// The static of `like`'s type at address `a`.
+///
+/// # Safety
+/// `a` is the address of a static of type `T` (the one `like` points to), which lives for
+/// the whole program and is only ever accessed through shared references.
 #[inline(always)]
-pub fn typed<T>(_like: *const T, a: usize) -> &'static T {
-    // SAFETY: `a` is the address of the static `like` points to (the macro computes it
-    // for that static), which lives for the whole program.
+pub unsafe fn typed<T>(_like: *const T, a: usize) -> &'static T {
+    // SAFETY: by the contract `a` is a static `T`, valid for the whole program.
     unsafe { &*(a as *const T) }
 }
