@@ -38,7 +38,7 @@ fn stats(root: u32) -> AllocStats {
             let bytes = pages * PAGE_SIZE as u64;
             let slack = (m.slack.load(Ordering::Relaxed) & !SLACK_BUSY) as u64;
             a.large += bytes;
-            if m.state.load(Ordering::Relaxed) == span::CACHED {
+            if m.state.load(Ordering::Relaxed) == span::State::Cached {
                 a.cached += bytes;
             } else {
                 a.cached += slack;
@@ -59,7 +59,8 @@ fn stats(root: u32) -> AllocStats {
                 a.small += bytes;
             }
             let st = s.state.load(Ordering::Relaxed);
-            if st == span::CACHED || st == span::PARKED || st == span::PURGING {
+            if st == span::State::Cached || st == span::State::Parked || st == span::State::Purging
+            {
                 a.cached += bytes;
             }
             let live = s
@@ -151,7 +152,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
         }
         if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
             let m = &sg.large;
-            if m.state.load(Ordering::Relaxed) == span::ACTIVE {
+            if m.state.load(Ordering::Relaxed) == span::State::Active {
                 // A live block's slack. The list lock keeps the mapping (a free waits
                 // for the purge before it can unmap it). The group is read under the
                 // slack's busy flag: a mapping taken from the cache changes group before
@@ -163,7 +164,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
                 return;
             }
             let t = m.cache_tld.load(Ordering::Relaxed);
-            if m.state.load(Ordering::Relaxed) != span::CACHED || t.is_null() {
+            if m.state.load(Ordering::Relaxed) != span::State::Cached || t.is_null() {
                 return;
             }
             // SAFETY: thread states live in never-unmapped pool memory (their lock word
@@ -171,7 +172,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
             let _g = unsafe { (*t).lock_cache() };
             // Still in the cache of the thread whose lock is held: that thread may have
             // taken it out and another cached it since the look above.
-            if m.state.load(Ordering::Acquire) == span::CACHED
+            if m.state.load(Ordering::Acquire) == span::State::Cached
                 && m.cache_tld.load(Ordering::Relaxed) == t
                 && GROUPS.is_descendant(m.charged.group(), root)
             {
@@ -182,7 +183,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
                     owed[n] = Some((u, false));
                     n += 1;
                 }
-                m.state.store(span::PURGED, Ordering::Relaxed);
+                m.state.store(span::State::Purged, Ordering::Relaxed);
             }
             return;
         }
@@ -192,7 +193,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
             }
             let s = &sg.spans[i];
             let st = s.state.load(Ordering::Relaxed);
-            if st != span::CACHED && st != span::PARKED {
+            if st != span::State::Cached && st != span::State::Parked {
                 continue;
             }
             let heap = s.heap;
@@ -228,7 +229,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
                 n += 1;
             }
             // The owner may reuse it (charging it afresh) once it reads this.
-            s.state.store(span::PURGED, Ordering::Release);
+            s.state.store(span::State::Purged, Ordering::Release);
         }
     });
     n
@@ -239,14 +240,19 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
 /// owner may take with plain stores (`medium::plain_take`): after the swap a process
 /// memory barrier makes the owner's `taking` flag visible if it read the state before
 /// our swap, and we wait for it to finish and see whether it wrote `ACTIVE` over ours.
-fn win(s: &span::Span, st: u8) -> bool {
+fn win(s: &span::Span, st: span::State) -> bool {
     if s.state
-        .compare_exchange(st, span::PURGING, Ordering::Acquire, Ordering::Relaxed)
+        .compare_exchange(
+            st,
+            span::State::Purging,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
         .is_err()
     {
         return false;
     }
-    if st != span::PARKED || !super::medium::plain_take() {
+    if st != span::State::Parked || !super::medium::plain_take() {
         return true;
     }
     let _errno = crate::os::ErrnoGuard::new();
@@ -257,14 +263,17 @@ fn win(s: &span::Span, st: u8) -> bool {
     while s.taking.load(Ordering::Acquire) {
         core::hint::spin_loop();
     }
-    s.state.load(Ordering::Acquire) == span::PURGING
+    s.state.load(Ordering::Acquire) == span::State::Purging
 }
 
 /// Returns a span won by `win` unpurged, to state `st` (unless its owner took it).
-fn give_back(s: &span::Span, st: u8) {
-    let _ = s
-        .state
-        .compare_exchange(span::PURGING, st, Ordering::Release, Ordering::Relaxed);
+fn give_back(s: &span::Span, st: span::State) {
+    let _ = s.state.compare_exchange(
+        span::State::Purging,
+        st,
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
 }
 
 /// `malloc_trim`: returns the calling thread's empty spans and free slices, every cached

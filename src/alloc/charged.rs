@@ -15,6 +15,7 @@
 //! subtree is its `usage`, less the charges in flight (`memcg::ledger::audit`).
 
 use crate::memcg;
+use crate::memcg::events::StatKey;
 use crate::memcg::origin::Origin;
 use crate::util::fatal::fatal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,7 +75,8 @@ impl Charged {
     }
 
     /// Records `pages` more of `group`, which the caller has just charged. The record must
-    /// be empty or of `group`.
+    /// be empty or of `group`; a record that was empty counts a page run charged
+    /// (`nr_charges` of `memory.stat`), as `Uncharge::apply` counts one given back.
     pub fn add(&self, group: u32, pages: u64) {
         if pages == 0 {
             return;
@@ -94,17 +96,26 @@ impl Charged {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return,
+                Ok(_) => {
+                    if held == 0 {
+                        memcg::table::GROUPS.add_stat(group, StatKey::NrCharges, 1);
+                    }
+                    return;
+                }
                 Err(v) => cur = v,
             }
         }
     }
 
     /// Records `pages` of `group` (charged by the caller) in place of what was recorded,
-    /// which is returned for the caller to uncharge.
+    /// which is returned for the caller to uncharge. A record that becomes `group`'s
+    /// counts a page run charged, as in `add`.
     pub fn replace(&self, group: u32, pages: u64) -> Option<(u32, u64)> {
         crate::os::fault::race_point();
         let old = unpack(self.0.swap(pack(group, pages), Ordering::AcqRel));
+        if pages > 0 && old.map_or(true, |(g, _)| g != group) {
+            memcg::table::GROUPS.add_stat(group, StatKey::NrCharges, 1);
+        }
         crate::os::fault::race_point();
         old
     }
@@ -167,7 +178,7 @@ pub struct Uncharge {
 impl Uncharge {
     /// Returns a page run's charge (counted in `nr_uncharges`).
     pub fn apply(self) {
-        memcg::table::GROUPS.add_stat(self.group, memcg::events::StatKey::NrUncharges, 1);
+        memcg::table::GROUPS.add_stat(self.group, StatKey::NrUncharges, 1);
         self.apply_plain();
     }
 

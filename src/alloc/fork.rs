@@ -55,9 +55,9 @@ extern "C" fn child() {
             // lend pages, or to serve a block it did not get to hand out).
             let st = m.state.load(Ordering::Relaxed);
             let owner = m.cache_tld.load(Ordering::Relaxed);
-            let in_cache = st == span::CACHED
-                || st == span::PURGED
-                || (st == span::ACTIVE && !owner.is_null());
+            let in_cache = st == span::State::Cached
+                || st == span::State::Purged
+                || (st == span::State::Active && !owner.is_null());
             if in_cache && owner != me {
                 // SAFETY: a mapping a vanished thread held (cached or taken out of its
                 // cache), no longer used; no other thread runs.
@@ -92,6 +92,5 @@ extern "C" fn child() {
 
 /// Registers the handlers (once, at initialisation).
 pub fn register() {
-    // SAFETY: the handlers are plain functions that never unwind.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    crate::os::thread::atfork(prepare, parent, child);
 }

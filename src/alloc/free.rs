@@ -105,7 +105,7 @@ pub unsafe fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut S
             interior(caller);
         }
         // A cached (or purged) mapping's block was freed.
-        if sg.large.state.load(Ordering::Relaxed) != span::ACTIVE {
+        if sg.large.state.load(Ordering::Relaxed) != span::State::Active {
             freed(caller);
         }
         return (seg, None);
@@ -126,7 +126,7 @@ pub unsafe fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut S
     if s.class == span::MEDIUM
         && matches!(
             s.state.load(Ordering::Relaxed),
-            span::CACHED | span::PARKED | span::PURGING | span::PURGED
+            span::State::Cached | span::State::Parked | span::State::Purging | span::State::Purged
         )
     {
         freed(caller);
@@ -172,7 +172,7 @@ pub unsafe fn free(p: *mut u8) {
         // SAFETY: this function's contract; nothing changed.
         return unsafe { free_general(p) };
     };
-    if span.list == span::LIST_FULL || (used == 0 && !span.is_direct) {
+    if span.list == span::List::Full || (used == 0 && !span.is_direct) {
         // SAFETY: `span` held the live block `p` in a segment we own: it is a span of one
         // of our heaps.
         unsafe { free_local_slow(span) };
@@ -200,7 +200,7 @@ unsafe fn free_general(p: *mut u8) {
     let me = tld::current();
     if owner == me && !me.is_null() {
         if span.class == span::MEDIUM
-            && span.state.load(Ordering::Relaxed) == span::ACTIVE
+            && span.state.load(Ordering::Relaxed) == span::State::Active
             && span.no_remote()
         {
             // The span's one block, live (`locate` checked it is the block's start, and
@@ -217,7 +217,7 @@ unsafe fn free_general(p: *mut u8) {
         // SAFETY: a live block of `span` (checked just above) in a segment we own, which
         // the caller gives up.
         unsafe { span.push_local(p) };
-        if span.list == span::LIST_FULL
+        if span.list == span::List::Full
             || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
         {
             // SAFETY: a span of our segment, so of one of our heaps.
@@ -304,7 +304,7 @@ unsafe fn free_local_slow(span: &mut Span) {
         return;
     }
     let _errno = crate::os::ErrnoGuard::new();
-    if span.list == span::LIST_FULL {
+    if span.list == span::List::Full {
         // SAFETY: a small-block span of that heap.
         unsafe { heap.unfull(span) };
     }
@@ -345,7 +345,7 @@ unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     // Anything but `ABANDONED` means there is nothing left to do: the exiting owner
     // collected our block and released the span (or the whole segment, which may since
     // have been reused).
-    if span.state.load(Ordering::Relaxed) == span::ABANDONED {
+    if span.state.load(Ordering::Relaxed) == span::State::Abandoned {
         span.collect();
         if let Some(p) = p {
             // SAFETY: a block start of `span` in a segment in use, whose claim we hold.

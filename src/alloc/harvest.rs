@@ -150,7 +150,7 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
                 }
                 // SAFETY: cached segments are live and held by this cache.
                 let d = unsafe { &(*s).large };
-                if d.state.load(Ordering::Relaxed) == span::CACHED
+                if d.state.load(Ordering::Relaxed) == span::State::Cached
                     && best.map_or(true, |(_, u)| d.usable > u)
                 {
                     best = Some((i, d.usable));
@@ -160,7 +160,11 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
             let s = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
             // SAFETY: as above; taken out under the lock, it is ours now (a fork child
             // releases it: `ACTIVE` with `cache_tld` set).
-            unsafe { (*s).large.state.store(span::ACTIVE, Ordering::Relaxed) };
+            unsafe {
+                (*s).large
+                    .state
+                    .store(span::State::Active, Ordering::Relaxed)
+            };
             t.large_bytes -= usable;
             donors[n] = (i, s);
             n += 1;
@@ -235,7 +239,7 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
             // Only this thread fills its ring: the slot it came from is still free.
             t.large_cache[i] = s;
             t.large_bytes += d.usable;
-            d.state.store(span::CACHED, Ordering::Release);
+            d.state.store(span::State::Cached, Ordering::Release);
         }
     }
     for &s in &empty[..ne] {

@@ -276,7 +276,7 @@ impl Heap {
                     unsafe { self.free_medium(s) };
                 } else {
                     // SAFETY: as above.
-                    unsafe { self.move_list(s, span::LIST_CLASS) };
+                    unsafe { self.move_list(s, span::List::Class) };
                 }
             }
             s = next;
@@ -311,14 +311,14 @@ impl Heap {
     /// # Safety
     /// `s` is a span of this heap (module docs).
     #[inline]
-    pub(super) unsafe fn move_list(&mut self, s: *mut Span, to: u8) {
+    pub(super) unsafe fn move_list(&mut self, s: *mut Span, to: span::List) {
         // SAFETY: `s` is a span of this heap; `list` says where it is.
         unsafe {
             let class = (*s).class as usize;
             match (*s).list {
-                span::LIST_CLASS => self.queues[class].remove(s),
-                span::LIST_FULL => self.full.remove(s),
-                span::LIST_CACHE => {
+                span::List::Class => self.queues[class].remove(s),
+                span::List::Full => self.full.remove(s),
+                span::List::Cache => {
                     self.cache.remove(s);
                     self.cache_len -= 1;
                     self.medium_cached -= u32::from(class == span::MEDIUM as usize);
@@ -326,9 +326,9 @@ impl Heap {
                 _ => {}
             }
             match to {
-                span::LIST_CLASS => self.queues[class].push_front(s),
-                span::LIST_FULL => self.full.push_back(s),
-                span::LIST_CACHE => {
+                span::List::Class => self.queues[class].push_front(s),
+                span::List::Full => self.full.push_back(s),
+                span::List::Cache => {
                     self.cache.push_front(s);
                     self.cache_len += 1;
                     self.medium_cached += u32::from(class == span::MEDIUM as usize);
@@ -361,12 +361,12 @@ impl Heap {
             unsafe { self.set_direct(class, empty_span()) };
         }
         // SAFETY: a span of this heap.
-        unsafe { self.move_list(s, span::LIST_FULL) };
+        unsafe { self.move_list(s, span::List::Full) };
         // SAFETY: a span of this heap.
         if !unsafe { (*s).raise_full() } {
             // A remote free came in since the span was collected: it has blocks.
             // SAFETY: a span of this heap, on its full list now.
-            unsafe { self.move_list(s, span::LIST_CLASS) };
+            unsafe { self.move_list(s, span::List::Class) };
         }
     }
 
@@ -439,16 +439,16 @@ impl Heap {
         // SAFETY: a span of a segment we own, on no list.
         let span = unsafe { &mut *s };
         span.heap = self;
-        span.list = span::LIST_NONE;
+        span.list = span::List::None;
         span.is_direct = false;
-        span.state.store(span::ACTIVE, Ordering::Relaxed);
+        span.state.store(span::State::Active, Ordering::Relaxed);
         if span.class != span::MEDIUM {
             // SAFETY: a span of this heap now, on no list.
-            unsafe { self.move_list(s, span::LIST_CLASS) };
+            unsafe { self.move_list(s, span::List::Class) };
             return;
         }
         // SAFETY: a span of this heap now, on no list.
-        unsafe { self.move_list(s, span::LIST_FULL) };
+        unsafe { self.move_list(s, span::List::Full) };
         if !span.raise_full() {
             // Freed by another thread meanwhile: `reactivate` frees it.
             self.full_dirty.store(true, Ordering::Release);
@@ -467,7 +467,7 @@ impl Heap {
             // SAFETY: taken from our cache: `ACTIVE`, on no list, in a segment we own.
             return Some(unsafe { self.setup(s, class) });
         }
-        let pages = 1 << (SLICE_SHIFT - 12);
+        let pages = 1 << (SLICE_SHIFT - crate::consts::PAGE_SHIFT as usize);
         memcg::charge::try_charge(self.group, pages, 0).ok()?;
         // The charge may have run callbacks that used this heap; it is consistent again.
         let s = match self.take_cached(false, None) {
@@ -480,7 +480,6 @@ impl Heap {
                 }
             },
         };
-        memcg::table::GROUPS.add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
         // SAFETY: `s` is a span we own (purged or fresh: it records no charge), now
         // charged to our group.
         unsafe { (*s).charged.add(self.group, pages) };
@@ -501,21 +500,21 @@ impl Heap {
             let st = span.state.load(Ordering::Relaxed);
             // Under the lock a span is `PURGING` only for a moment, by a reclaimer that
             // locked for another thread and gives it back: skip it.
-            if st != span::PURGING
-                && (st == span::CACHED) == charged
+            if st != span::State::Purging
+                && (st == span::State::Cached) == charged
                 && span.class != span::MEDIUM
                 && class.map_or(true, |c| c == span.class)
             {
                 let purged = span.claim();
                 if purged != charged {
                     // SAFETY: a span of this heap, in its cache.
-                    unsafe { self.move_list(s, span::LIST_NONE) };
-                    span.state.store(span::ACTIVE, Ordering::Relaxed);
+                    unsafe { self.move_list(s, span::List::None) };
+                    span.state.store(span::State::Active, Ordering::Relaxed);
                     return Some(s);
                 }
                 // Not what it looked like (cannot happen under the lock): leave it cached.
                 if !purged {
-                    span.state.store(span::CACHED, Ordering::Release);
+                    span.state.store(span::State::Cached, Ordering::Release);
                 }
             }
             s = span.next;
@@ -574,9 +573,9 @@ impl Heap {
         unsafe { span.format(class as u8, size, capacity, key, self) };
         let n = (EXTEND_BYTES / size).max(1) as u32;
         span.extend(n);
-        span.list = span::LIST_NONE;
+        span.list = span::List::None;
         // SAFETY: a span of this heap now, on no list.
-        unsafe { self.move_list(s, span::LIST_CLASS) };
+        unsafe { self.move_list(s, span::List::Class) };
         s
     }
 
@@ -596,7 +595,7 @@ impl Heap {
         debug_assert!(span.charged.is_of(self.group));
         span.collect();
         // SAFETY: a span of this heap, on no list.
-        unsafe { self.move_list(s, span::LIST_CLASS) };
+        unsafe { self.move_list(s, span::List::Class) };
         s
     }
 
@@ -606,11 +605,11 @@ impl Heap {
     /// `s` is a small-block span of this heap (module docs).
     pub unsafe fn unfull(&mut self, s: *mut Span) {
         // SAFETY: `s` is a span of this heap.
-        if unsafe { (*s).list } == span::LIST_FULL {
+        if unsafe { (*s).list } == span::List::Full {
             // SAFETY: as above.
             unsafe { (*s).lower_full() };
             // SAFETY: as above.
-            unsafe { self.move_list(s, span::LIST_CLASS) };
+            unsafe { self.move_list(s, span::List::Class) };
         }
     }
 
@@ -630,7 +629,7 @@ impl Heap {
             // SAFETY: as above.
             unsafe { (*s).lower_full() };
             // SAFETY: as above.
-            unsafe { self.move_list(s, span::LIST_NONE) };
+            unsafe { self.move_list(s, span::List::None) };
             // SAFETY: an empty span of this heap, not direct (seen above), on no list now.
             unsafe { self.release(s) };
             return;
@@ -681,9 +680,9 @@ impl Heap {
             // SAFETY: the thread state outlives its heaps.
             let _g = unsafe { (*self.tld).lock_cache() };
             // SAFETY: a span of this heap.
-            unsafe { self.move_list(s, span::LIST_CACHE) };
+            unsafe { self.move_list(s, span::List::Cache) };
             // SAFETY: `s` is ours.
-            unsafe { (*s).state.store(span::CACHED, Ordering::Release) };
+            unsafe { (*s).state.store(span::State::Cached, Ordering::Release) };
             if self.cache_len > CACHE_MAX {
                 let v = self.cache.tail;
                 // SAFETY: the oldest span in our cache, under the cache lock.
@@ -707,7 +706,7 @@ impl Heap {
     /// cache lock.
     unsafe fn take_off_cache(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap, in its cache.
-        unsafe { self.move_list(s, span::LIST_NONE) };
+        unsafe { self.move_list(s, span::List::None) };
         // SAFETY: a span we own; `claim` leaves a purged one `PURGED` (no charge).
         unsafe { (*s).claim() };
     }
@@ -773,7 +772,7 @@ impl Heap {
             self.parked = ptr::null_mut();
             // SAFETY: our parked span; once claimed no reclaimer touches it.
             unsafe {
-                (*p).list = span::LIST_NONE;
+                (*p).list = span::List::None;
                 (*p).claim();
             }
             // SAFETY: our parked span, empty, on no list now and claimed.

@@ -37,7 +37,7 @@ use crate::memcg;
 use crate::memcg::origin::Origin;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// Largest mapping kept in a thread's cache.
 pub const CACHE_MAX_BYTES: usize = 64 << 20;
@@ -54,8 +54,8 @@ pub struct LargeMeta {
     /// The charge the mapping holds, and of which group: `usable` and `slack` in pages
     /// while it is resident, nothing once `PURGED` (`charged.rs`).
     pub charged: Charged,
-    /// `span::ACTIVE`, `CACHED` or `PURGED`.
-    pub state: AtomicU8,
+    /// `span::State::Active`, `CACHED` or `PURGED`.
+    pub state: span::AtomicState,
     /// The thread whose cache holds it, while cached; set before `state` becomes
     /// `CACHED` (a release store), so a reclaimer that sees `CACHED` under the lock of the
     /// thread it names knows the mapping is in that thread's cache.
@@ -137,7 +137,7 @@ impl LargeMeta {
     pub fn origin(&self, recorded: (u32, u64)) -> Origin {
         Origin {
             what: "large mapping",
-            state: span::state_name(self.state.load(Ordering::Relaxed)),
+            state: self.state.load(Ordering::Relaxed).name(),
             addr: self.data as usize,
             recorded,
         }
@@ -161,22 +161,10 @@ pub fn pages(usable: usize) -> u64 {
     (usable / PAGE_SIZE) as u64
 }
 
-/// Charges `more` bytes to `group` for a mapping that already holds `held` bytes of its
-/// charge (a new page run when it holds none).
-fn charge_more(group: u32, more: usize, held: usize) -> bool {
-    match (more, held) {
-        (0, _) => true,
-        (_, 0) => charge(group, more),
-        _ => memcg::charge::try_charge(group, pages(more), 0).is_ok(),
-    }
-}
-
-fn charge(group: u32, usable: usize) -> bool {
-    let ok = memcg::charge::try_charge(group, pages(usable), 0).is_ok();
-    if ok {
-        memcg::table::GROUPS.add_stat(group, memcg::events::StatKey::NrCharges, 1);
-    }
-    ok
+/// Charges `bytes` (whole pages) to `group`; the caller records them (`Charged::add`,
+/// which counts a new page run).
+fn charge(group: u32, bytes: usize) -> bool {
+    bytes == 0 || memcg::charge::try_charge(group, pages(bytes), 0).is_ok()
 }
 
 /// A block of `size` bytes aligned to `align` for `group`; `(ptr, zeroed)`, null on
@@ -201,7 +189,7 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             // SAFETY: a new mapping's header, ours alone.
             let m = unsafe { &mut (*seg).large };
             m.charged.add(group, pages(usable));
-            m.state.store(span::ACTIVE, Ordering::Release);
+            m.state.store(span::State::Active, Ordering::Release);
             let data = m.data;
             // Cached pages rather than fresh ones: no fault, but not zeroed.
             // SAFETY: a new mapping, ours alone; its `usable` bytes are untouched and
@@ -292,7 +280,8 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             {
                 continue;
             }
-            let ours = m.state.load(Ordering::Relaxed) == span::CACHED && m.charged.is_of(group);
+            let ours =
+                m.state.load(Ordering::Relaxed) == span::State::Cached && m.charged.is_of(group);
             // A longer mapping costs nothing now (its tail is kept as slack); a shorter
             // one faults in the pages it grows by: longer ones rank first.
             let score = m.usable.abs_diff(need)
@@ -312,8 +301,8 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         // SAFETY: as above.
         let m = unsafe { &(*s).large };
         t.large_bytes -= m.usable;
-        let purged = m.state.load(Ordering::Relaxed) == span::PURGED;
-        m.state.store(span::ACTIVE, Ordering::Relaxed);
+        let purged = m.state.load(Ordering::Relaxed) == span::State::Purged;
+        m.state.store(span::State::Active, Ordering::Relaxed);
         (s, purged, best == 0)
     };
     // SAFETY: the segment is ours now.
@@ -340,10 +329,10 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         need
     };
     // Charge first, so that a refusal leaves the mapping as it was, to be released.
-    let mut ok = charge_more(group, keep.saturating_sub(held), held);
+    let mut ok = charge(group, keep.saturating_sub(held));
     if !ok && keep > need.max(held) {
         keep = need;
-        ok = charge_more(group, need.saturating_sub(held), held);
+        ok = charge(group, need.saturating_sub(held));
     }
     if !ok {
         // SAFETY: taken out of the cache above, ours alone, and used no more.
@@ -418,7 +407,7 @@ pub unsafe fn free(seg: *mut Segment) {
     {
         let _g = t.lock_cache();
         m.cache_tld.store(tld, Ordering::Relaxed);
-        m.state.store(span::CACHED, Ordering::Release);
+        m.state.store(span::State::Cached, Ordering::Release);
         // A ring, oldest at `large_head`: the new mapping takes the oldest's place.
         let slot = t.large_head;
         let old = core::mem::replace(&mut t.large_cache[slot], seg);
@@ -445,8 +434,8 @@ pub unsafe fn free(seg: *mut Segment) {
         for &v in &evicted[..n] {
             // SAFETY: a segment taken out of the cache; make it ours before releasing it.
             let vm = unsafe { &(*v).large };
-            if vm.state.load(Ordering::Relaxed) == span::CACHED {
-                vm.state.store(span::ACTIVE, Ordering::Relaxed);
+            if vm.state.load(Ordering::Relaxed) == span::State::Cached {
+                vm.state.store(span::State::Active, Ordering::Relaxed);
             }
         }
     }
@@ -492,8 +481,8 @@ pub fn drop_cache(t: &mut Tld) {
         for &s in taken.iter().filter(|s| !s.is_null()) {
             // SAFETY: cached segments are live; they become ours.
             let m = unsafe { &(*s).large };
-            if m.state.load(Ordering::Relaxed) == span::CACHED {
-                m.state.store(span::ACTIVE, Ordering::Relaxed);
+            if m.state.load(Ordering::Relaxed) == span::State::Cached {
+                m.state.store(span::State::Active, Ordering::Relaxed);
             }
         }
         t.large_cache = [ptr::null_mut(); LARGE_CACHE];

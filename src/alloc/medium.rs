@@ -106,7 +106,6 @@ impl Heap {
                     memcg::charge::uncharge(self.group, pages);
                     return (ptr::null_mut(), false);
                 };
-                memcg::table::GROUPS.add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
                 // SAFETY: fresh slices we own: their span records no charge.
                 unsafe { (*r.0).charged.add(self.group, pages) };
                 r
@@ -125,7 +124,7 @@ impl Heap {
         // (nothing can be pending on the span just formatted).
         span.raise_full_fresh();
         // SAFETY: a span of this heap now, on no list.
-        unsafe { self.move_list(s, span::LIST_FULL) };
+        unsafe { self.move_list(s, span::List::Full) };
         let p = span.start;
         if !zeroed {
             // A live block's first word must not look like a free-list link.
@@ -153,8 +152,8 @@ impl Heap {
             span.taking.store(true, Ordering::Relaxed);
             // The reclaimer's `membarrier` orders the load after the store.
             compiler_fence(Ordering::SeqCst);
-            if span.state.load(Ordering::Relaxed) == span::PARKED {
-                span.state.store(span::ACTIVE, Ordering::Relaxed);
+            if span.state.load(Ordering::Relaxed) == span::State::Parked {
+                span.state.store(span::State::Active, Ordering::Relaxed);
                 span.taking.store(false, Ordering::Release);
                 false
             } else {
@@ -164,8 +163,8 @@ impl Heap {
         } else {
             span.claim()
         };
-        span.list = span::LIST_NONE;
-        span.state.store(span::ACTIVE, Ordering::Relaxed);
+        span.list = span::List::None;
+        span.state.store(span::State::Active, Ordering::Relaxed);
         Some((s, purged))
     }
 
@@ -194,11 +193,11 @@ impl Heap {
             return None;
         }
         // SAFETY: a span of this heap, in its cache.
-        unsafe { self.move_list(found, span::LIST_NONE) };
+        unsafe { self.move_list(found, span::List::None) };
         // SAFETY: as above.
         let span = unsafe { &*found };
         let purged = span.claim();
-        span.state.store(span::ACTIVE, Ordering::Relaxed);
+        span.state.store(span::State::Active, Ordering::Relaxed);
         Some((found, purged))
     }
 
@@ -226,9 +225,6 @@ impl Heap {
                 unsafe { self.release(s) };
                 return None;
             }
-            if held == 0 {
-                memcg::table::GROUPS.add_stat(self.group, memcg::events::StatKey::NrCharges, 1);
-            }
             span.charged.add(self.group, pages - held);
         } else if held > pages {
             span.charged
@@ -246,7 +242,7 @@ impl Heap {
     /// has been freed (pushed on one of its free lists).
     pub unsafe fn free_medium(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
-        unsafe { self.move_list(s, span::LIST_NONE) };
+        unsafe { self.move_list(s, span::List::None) };
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         span.lower_full();
@@ -265,7 +261,7 @@ impl Heap {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         // SAFETY: as above.
-        unsafe { self.move_list(s, span::LIST_NONE) };
+        unsafe { self.move_list(s, span::List::None) };
         // `FULL` stays up (span.rs): taking it down would cost a locked instruction, and
         // the span is formatted before its next block.
         span.used.store(0, Ordering::Relaxed);
@@ -295,10 +291,10 @@ impl Heap {
             return;
         }
         let old = self.parked;
-        span.list = span::LIST_PARK;
+        span.list = span::List::Park;
         self.parked = s;
         // Publishes the span's fields to reclaimers, which act on `PARKED` only.
-        span.state.store(span::PARKED, Ordering::Release);
+        span.state.store(span::State::Parked, Ordering::Release);
         if !old.is_null() {
             // SAFETY: the span parked before, a medium span of this heap.
             unsafe { self.unpark(old) };
@@ -319,7 +315,7 @@ impl Heap {
         // SAFETY: a span of this heap, no longer parked; once claimed no reclaimer
         // touches it.
         let purged = unsafe {
-            (*s).list = span::LIST_NONE;
+            (*s).list = span::List::None;
             (*s).claim()
         };
         if !purged && self.medium_cached + 1 < MEDIUM_CACHE && !memcg::charge::at_max(self.group) {

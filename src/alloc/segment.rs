@@ -181,8 +181,8 @@ impl Segment {
         }
         let s = &self.spans[slice];
         let slice = match s.state.load(Ordering::Relaxed) {
-            span::FREE => return None,
-            span::INTERIOR => self.slice_of(s.start),
+            span::State::Free => return None,
+            span::State::Interior => self.slice_of(s.start),
             _ => slice,
         };
         Some(&mut self.spans[slice])
@@ -523,7 +523,7 @@ impl Segment {
             let d = &mut self.spans[j];
             *d = Span::EMPTY;
             d.start = start;
-            d.state.store(span::INTERIOR, Ordering::Relaxed);
+            d.state.store(span::State::Interior, Ordering::Relaxed);
         }
     }
 

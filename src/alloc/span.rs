@@ -75,51 +75,105 @@ pub const FULL: usize = 1;
 /// asked for) runs at least once every `HOT_BUDGET` frees plus a span's blocks.
 pub const HOT_BUDGET: u16 = 16384;
 
-/// Span states.
-pub const FREE: u8 = 0;
-/// In a heap's queue for its class (or full list), handing out blocks.
-pub const ACTIVE: u8 = 1;
-/// Empty, still charged, kept in the heap's cache.
-pub const CACHED: u8 = 2;
-/// Empty, uncharged and purged, still in the heap's cache.
-pub const PURGED: u8 = 3;
-/// Has live blocks; its owner thread exited.
-pub const ABANDONED: u8 = 4;
-/// Not a span: a later slice of a multi-slice span, whose `start` is the span's start.
-pub const INTERIOR: u8 = 5;
-/// Was `CACHED`; a reclaiming thread holding the owner's cache lock is purging it, and
-/// leaves the state `PURGED` (or `CACHED` again if the span is not the one it locked
-/// for). Nobody else changes the span meanwhile.
-pub const PURGING: u8 = 6;
-/// Empty, still charged, in its heap's `parked` slot (`medium.rs`): as `CACHED`, but
-/// the owner may take it back with plain stores.
-pub const PARKED: u8 = 7;
+/// A span's state (a large mapping's too: `ACTIVE`, `CACHED`, `PURGED`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Not in use.
+    Free = 0,
+    /// In a heap's queue for its class (or full list), handing out blocks.
+    Active,
+    /// Empty, still charged, kept in the heap's cache.
+    Cached,
+    /// Empty, uncharged and purged, still in the heap's cache.
+    Purged,
+    /// Has live blocks; its owner thread exited.
+    Abandoned,
+    /// Not a span: a later slice of a multi-slice span, whose `start` is the span's start.
+    Interior,
+    /// Was `Cached`; a reclaiming thread holding the owner's cache lock is purging it,
+    /// and leaves the state `Purged` (or `Cached` again if the span is not the one it
+    /// locked for). Nobody else changes the span meanwhile.
+    Purging,
+    /// Empty, still charged, in its heap's `parked` slot (`medium.rs`): as `Cached`, but
+    /// the owner may take it back with plain stores.
+    Parked,
+}
 
-/// A state's name, for diagnostics.
-pub fn state_name(st: u8) -> &'static str {
-    match st {
-        FREE => "FREE",
-        ACTIVE => "ACTIVE",
-        CACHED => "CACHED",
-        PURGED => "PURGED",
-        ABANDONED => "ABANDONED",
-        INTERIOR => "INTERIOR",
-        PURGING => "PURGING",
-        PARKED => "PARKED",
-        _ => "?",
+impl State {
+    /// Its name, for diagnostics.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Free => "FREE",
+            State::Active => "ACTIVE",
+            State::Cached => "CACHED",
+            State::Purged => "PURGED",
+            State::Abandoned => "ABANDONED",
+            State::Interior => "INTERIOR",
+            State::Purging => "PURGING",
+            State::Parked => "PARKED",
+        }
+    }
+
+    #[inline(always)]
+    fn from_u8(v: u8) -> State {
+        debug_assert!(v <= State::Parked as u8);
+        // SAFETY: the word is written only from a `State` (`AtomicState`'s constructor
+        // and stores), so it holds one of its discriminants.
+        unsafe { core::mem::transmute::<u8, State>(v) }
+    }
+}
+
+/// A `State` in an atomic byte.
+#[repr(transparent)]
+pub struct AtomicState(AtomicU8);
+
+impl AtomicState {
+    pub const fn new(s: State) -> AtomicState {
+        AtomicState(AtomicU8::new(s as u8))
+    }
+
+    #[inline(always)]
+    pub fn load(&self, order: Ordering) -> State {
+        State::from_u8(self.0.load(order))
+    }
+
+    #[inline(always)]
+    pub fn store(&self, s: State, order: Ordering) {
+        self.0.store(s as u8, order);
+    }
+
+    #[inline(always)]
+    pub fn compare_exchange(
+        &self,
+        current: State,
+        new: State,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<State, State> {
+        self.0
+            .compare_exchange(current as u8, new as u8, success, failure)
+            .map(State::from_u8)
+            .map_err(State::from_u8)
     }
 }
 
 /// The class of a medium span (one block, no size class, on no class queue).
 pub const MEDIUM: u8 = u8::MAX;
 
-/// Heap lists a span can be on.
-pub const LIST_NONE: u8 = 0;
-pub const LIST_CLASS: u8 = 1;
-pub const LIST_FULL: u8 = 2;
-pub const LIST_CACHE: u8 = 3;
-/// A medium span in its heap's `parked` slot.
-pub const LIST_PARK: u8 = 4;
+/// Which of its heap's lists a span is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum List {
+    None,
+    /// Its class's queue.
+    Class,
+    /// The heap's full list.
+    Full,
+    /// The heap's cache of empty spans.
+    Cache,
+    /// A medium span in its heap's `parked` slot.
+    Park,
+}
 
 /// A free block's first word.
 #[repr(C)]
@@ -143,9 +197,9 @@ pub struct Span {
     pub used: AtomicU32,
     pub block_size: u32,
     pub capacity: u32,
-    pub state: AtomicU8,
-    /// Which of its heap's lists the span is on (owner only): `LIST_*`.
-    pub list: u8,
+    pub state: AtomicState,
+    /// Which of its heap's lists the span is on (owner only).
+    pub list: List,
     pub class: u8,
     pub slices: u8,
     /// Whether the span is its heap's `direct` span for its class (owner only).
@@ -187,9 +241,9 @@ impl Span {
         reserved: 0,
         capacity: 0,
         class: 0,
-        state: AtomicU8::new(FREE),
+        state: AtomicState::new(State::Free),
         slices: 0,
-        list: LIST_NONE,
+        list: List::None,
         is_direct: false,
         taking: AtomicBool::new(false),
         hot: 0,
@@ -199,26 +253,26 @@ impl Span {
         next: ptr::null_mut(),
     };
 
-    /// The owner takes back an empty span of its own that may be `CACHED` or `PARKED`:
+    /// The owner takes back an empty span of its own that may be `State::Cached` or `State::Parked`:
     /// afterwards no reclaimer touches it. Returns whether it was purged (uncharged,
-    /// zeroed; its state stays `PURGED`); otherwise it is `ACTIVE` and still holds its
+    /// zeroed; its state stays `State::Purged`); otherwise it is `State::Active` and still holds its
     /// charge.
     pub fn claim(&self) -> bool {
         loop {
             let st = self.state.load(Ordering::Acquire);
             match st {
-                CACHED | PARKED => {
+                State::Cached | State::Parked => {
                     if self
                         .state
-                        .compare_exchange(st, ACTIVE, Ordering::Acquire, Ordering::Relaxed)
+                        .compare_exchange(st, State::Active, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
                         return false;
                     }
                 }
-                PURGING => core::hint::spin_loop(),
-                // `PURGED`, or a span taken off the cache earlier (`ACTIVE`).
-                _ => return st == PURGED,
+                State::Purging => core::hint::spin_loop(),
+                // `State::Purged`, or a span taken off the cache earlier (`State::Active`).
+                _ => return st == State::Purged,
             }
         }
     }
@@ -242,7 +296,7 @@ impl Span {
             } else {
                 "small span"
             },
-            state: state_name(self.state.load(Ordering::Relaxed)),
+            state: self.state.load(Ordering::Relaxed).name(),
             addr: self.start as usize,
             recorded: (NO_GROUP, 0),
         }
@@ -262,7 +316,7 @@ impl Span {
         self.magic = (1u64 << 32).div_ceil(size as u64);
     }
 
-    /// Formats a span its owner took (on no list) as an `ACTIVE` span of `heap` holding
+    /// Formats a span its owner took (on no list) as an `State::Active` span of `heap` holding
     /// `capacity` blocks of `size` bytes of `class`, none handed out yet. Its charge
     /// record is left as it is.
     ///
@@ -290,7 +344,7 @@ impl Span {
         self.used.store(0, Ordering::Relaxed);
         self.key = key;
         self.heap = heap;
-        self.state.store(ACTIVE, Ordering::Relaxed);
+        self.state.store(State::Active, Ordering::Relaxed);
         if class != MEDIUM {
             // SAFETY: `start` is the first slice of the span, in a segment in use that the
             // caller owns (this function's contract).

@@ -191,7 +191,7 @@ impl Tld {
             let s: *mut span::Span = &mut sg.spans[i];
             // SAFETY: a descriptor of our segment.
             let sp = unsafe { &mut *s };
-            if sp.state.load(Ordering::Relaxed) != span::ABANDONED {
+            if sp.state.load(Ordering::Relaxed) != span::State::Abandoned {
                 continue;
             }
             sp.collect();
@@ -421,17 +421,17 @@ pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
         // SAFETY: a descriptor of this segment, which we hold.
         let sp = unsafe { &mut *s };
         let st = sp.state.load(Ordering::Relaxed);
-        if st == span::FREE || st == span::INTERIOR {
+        if st == span::State::Free || st == span::State::Interior {
             continue;
         }
         sp.collect();
         sp.heap = ptr::null_mut();
-        sp.list = span::LIST_NONE;
+        sp.list = span::List::None;
         sp.is_direct = false;
         sp.lower_full();
-        if st == span::CACHED
-            || st == span::PARKED
-            || st == span::PURGED
+        if st == span::State::Cached
+            || st == span::State::Parked
+            || st == span::State::Purged
             || sp.used.load(Ordering::Relaxed) == 0
         {
             // SAFETY: an empty span of a segment we hold.
@@ -441,7 +441,7 @@ pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
                 return (true, owed);
             }
         } else {
-            sp.state.store(span::ABANDONED, Ordering::Release);
+            sp.state.store(span::State::Abandoned, Ordering::Release);
             let g = sp.group();
             orphans = match orphans {
                 span::NO_GROUP => g,

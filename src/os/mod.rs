@@ -4,8 +4,7 @@
 //! that does not allocate), reports failure as a positive errno, and never allocates.
 //! Descriptors are created close-on-exec; `eventfd` ones also `O_NONBLOCK`. Outside
 //! `os/`, libc is called only at the C edge, for what is about C itself (`capi/`:
-//! `dlsym` to interpose `pthread_create`, `strnlen` of a caller's string), and by
-//! `alloc/fork.rs` to register its `pthread_atfork` handlers.
+//! `dlsym` to interpose `pthread_create`, `strnlen` of a caller's string).
 
 /// The calling thread's kernel thread id.
 pub fn gettid() -> u32 {

@@ -9,6 +9,14 @@ pub fn pthread_self() -> libc::pthread_t {
     unsafe { libc::pthread_self() }
 }
 
+/// Registers the `fork()` handlers: `prepare` before the fork, `parent` and `child`
+/// after it in each process.
+pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: the handlers are plain functions that stay valid for the life of the
+    // process; the caller's never unwind (`extern "C"`).
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
 /// The process's one `pthread_key`, whose destructor is the first `on_exit` given to
 /// [`arm_exit`].
 static KEY: AtomicU32 = AtomicU32::new(UNSET);
