@@ -234,7 +234,10 @@ fn a_refused_large_realloc_runs_the_oom_path_once() {
         let p = unsafe { alloc(two) };
         assert!(!p.is_null());
         // SAFETY: `p` is live with layout `two`; the new size is non-zero.
-        let grown = unsafe { std::alloc::realloc(p, two, 10 << 20) };
+        // `black_box`: an allocation whose result is only compared with null may be
+        // removed by the optimizer, the comparison folded as if it had succeeded (some
+        // builds of this test did so).
+        let grown = std::hint::black_box(unsafe { std::alloc::realloc(p, two, 10 << 20) });
         (p, grown)
     };
     assert!(grown.is_null(), "10 MiB cannot fit under a 4 MiB max");
@@ -242,7 +245,7 @@ fn a_refused_large_realloc_runs_the_oom_path_once() {
     assert_eq!((event(&g, "oom"), event(&g, "oom_kill")), (1, 1));
     // From the root's thread, the same realloc moves the block into the root.
     // SAFETY: `p` is still live with layout `two`.
-    let moved = unsafe { std::alloc::realloc(p, two, 10 << 20) };
+    let moved = std::hint::black_box(unsafe { std::alloc::realloc(p, two, 10 << 20) });
     assert!(!moved.is_null());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // SAFETY: the moved block, with its new layout.
