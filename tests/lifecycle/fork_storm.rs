@@ -23,14 +23,12 @@
 
 use crate::support::programs::{
     self, build_program, linked, preloaded, run, soak, tail, without_cgmalloc_vars, Mode, Run,
-    Scratch, ROOT,
+    Scratch, CFLAGS, ROOT,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Flags for the C program, as in the `preload` tests.
-const CFLAGS: [&str; 5] = ["-O1", "-g", "-pthread", "-Wall", "-fno-builtin"];
 /// Time limit of one run (children that hang are killed by the program after 20 s).
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 /// The acceptance: runs of `FORKS` forks per variant (under `CGMALLOC_SOAK=1`).

@@ -43,15 +43,12 @@
 
 use crate::support::programs::{
     self, build_program, linked, preloaded, run, soak_seconds, tail, without_cgmalloc_vars, Mode,
-    Run, Scratch, ROOT,
+    Run, Scratch, CFLAGS, ROOT,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Flags for the C program, as in the `preload` tests.
-const CFLAGS: [&str; 5] = ["-O1", "-g", "-pthread", "-Wall", "-fno-builtin"];
 
 const GROUPS: [&str; 3] = ["root", "child", "max"];
 const BANDS: [&str; 4] = ["small", "medium", "large", "mix"];

@@ -22,6 +22,7 @@
 //! The root's counters are checked: should the tests of this module share a process
 //! (nextest gives each its own), they take a lock so that they run one at a time.
 
+use crate::support::rng::Rng;
 use cgmalloc::internals::memcg::charge::{MAX_RETRIES, NORETRY};
 use cgmalloc::internals::memcg::control;
 use cgmalloc::internals::memcg::stock::CHARGE_BATCH;
@@ -39,22 +40,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
 }
 
 /// Bytes that round up to exactly `pages` pages.

@@ -16,6 +16,7 @@
 //!
 //! `CGMALLOC_STRESS_OPS=N` changes the operations per worker.
 
+use crate::support::rng::Rng;
 use cgmalloc::internals::memcg::charge::NORETRY;
 use cgmalloc::internals::memcg::control;
 use cgmalloc::{Charge, Group};
@@ -37,28 +38,6 @@ const PATHS: [&str; 16] = [
 /// Groups whose charges are `NORETRY` and whose `memory.high` moves.
 fn quiet(i: usize) -> bool {
     PATHS[i].starts_with("/s/d")
-}
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// A charge held by the test: through the Rust API, or a raw `NORETRY` one returned with

@@ -19,18 +19,13 @@
 mod support;
 
 use crate::support::programs::{
-    self, linked, need, plain, preloaded, run, tail, Run, Scratch, TIMEOUT,
+    self, linked, need, plain, preloaded, run, tail, Run, Scratch, CFLAGS, TIMEOUT,
 };
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
-
-/// Flags for every C program. `-fno-builtin`: without it GCC treats the malloc family as
-/// builtins (e.g. it assumes `free` leaves `errno` alone), so some checks would be folded
-/// away instead of exercising the allocator.
-const CFLAGS: [&str; 5] = ["-O1", "-g", "-pthread", "-Wall", "-fno-builtin"];
 
 /// Compiles `tests/c/<source>` into `<dir>/<out>` with `CFLAGS` and `extra` flags.
 fn compile(dir: &Path, source: &str, out: &str, extra: &[&str]) -> PathBuf {

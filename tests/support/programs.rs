@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Time limit for one program run; a run that exceeds it is killed and fails the test.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
+/// Flags for the C test programs of `tests/c` (the `preload` and `lifecycle` tests).
+/// `-fno-builtin`: without it GCC treats the malloc family as builtins (e.g. it assumes
+/// `free` leaves `errno` alone), so some checks would be folded away instead of
+/// exercising the allocator.
+pub const CFLAGS: [&str; 5] = ["-O1", "-g", "-pthread", "-Wall", "-fno-builtin"];
 
 /// `target/release/libcgmalloc.so`, which must exist and export `malloc` (checked once).
 pub fn library() -> PathBuf {

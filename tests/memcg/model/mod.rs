@@ -25,6 +25,7 @@
 //! would leave some level above `high` is sent as a `NORETRY` charge instead (which counts
 //! the same `high` events but neither reclaims nor sleeps).
 
+use crate::support::rng::Rng;
 use cgmalloc::internals::memcg::charge::{FORCE, MAX_RETRIES, NORETRY};
 use cgmalloc::internals::memcg::control;
 use cgmalloc::internals::memcg::stock::CHARGE_BATCH;
@@ -43,32 +44,6 @@ const MAX: usize = 2;
 const OOM: usize = 3;
 const OOM_KILL: usize = 4;
 const EVENT_NAMES: [&str; 5] = ["low", "high", "max", "oom", "oom_kill"];
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Inclusive range.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum St {
