@@ -52,7 +52,7 @@ CGMALLOC_SOAK=1 CGMALLOC_SOAK_S=$soak_s cargo nextest run --release --no-default
 # threads allocate. Each pass runs them all once; the first failure ends the script.
 stress_s=$((soak_s / 2))
 stress='(binary(alloc) & test(/^(stress|exit_race)::/)) | (binary(memcg) & test(/^stress::/))
-    | (binary(preload) & test(/^fork_/))'
+    | (binary(preload) & test(/^forks::/))'
 echo "soak: the stress tests over and over for ${stress_s} s"
 start=$SECONDS
 passes=0

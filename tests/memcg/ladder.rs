@@ -1,13 +1,13 @@
 //! The charge ladder: reclaim order, callbacks that free, OOM handler outcomes and
-//! policies, exact event counts, dying groups, threshold eventfds, `memory.high`.
+//! policies, exact event counts. (Dying groups are in `dying.rs`, threshold eventfds and
+//! `memory.high` in `pressure.rs`.)
 //!
 //! Each test uses its own groups; run under nextest, each test has its own process.
 
 use cgmalloc::internals::memcg::charge::{FORCE, MAX_OOM_RETRIES, MAX_RETRIES, NORETRY};
 use cgmalloc::internals::memcg::control;
 use cgmalloc::{drain_stocks, Charge, Group, OomAction};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const PAGE: u64 = 4096;
@@ -402,125 +402,4 @@ fn abort_outcomes_kill_the_process_with_a_report() {
         assert_eq!(fatal.len(), 1, "{mode}: {err}");
         assert!(fatal[0].contains("/doomed"), "{mode}: {err}");
     }
-}
-
-#[test]
-fn dying_group_lives_until_its_last_uncharge() {
-    let root = Group::root();
-    let g = Group::create("/D").unwrap();
-    let c1 = g.try_charge(5 * PAGE).unwrap();
-    let c2 = g.try_charge(40 * PAGE).unwrap();
-    g.destroy().unwrap();
-    assert_eq!(Group::open("/D").unwrap_err().errno(), libc::ENOENT);
-    assert_eq!(g.read("memory.current").unwrap_err().errno(), libc::ENOENT);
-    assert_eq!(g.set_max(0).unwrap_err().errno(), libc::ENOENT);
-    assert!(root
-        .read("cgroup.stat")
-        .unwrap()
-        .contains("nr_dying_descendants 1\n"));
-    // The path can be reused at once, with a new handle.
-    let again = Group::create("/D").unwrap();
-    assert_ne!(again, g);
-    drop(c1);
-    assert!(root
-        .read("cgroup.stat")
-        .unwrap()
-        .contains("nr_dying_descendants 1\n"));
-    let before = root.stat().unwrap().current;
-    drop(c2); // the last charge: the dying group is freed
-    drain_stocks();
-    assert!(root
-        .read("cgroup.stat")
-        .unwrap()
-        .contains("nr_dying_descendants 0\n"));
-    assert!(root.stat().unwrap().current <= before - 40 * PAGE);
-    assert_eq!(g.stat().unwrap_err().errno(), libc::ENOENT);
-    // Statistics of the freed group are folded into its parent.
-    let stat = root.read("memory.stat").unwrap();
-    assert!(stat.contains("nr_uncharges 2\n"), "{stat}");
-    again.destroy().unwrap();
-}
-
-#[test]
-fn destroy_with_no_charges_frees_at_once_and_stocks_are_drained() {
-    let g = Group::create("/S").unwrap();
-    {
-        let _in = g.enter().unwrap();
-        let c = g.try_charge(PAGE).unwrap(); // leaves 31 pages in this thread's stock
-        drop(c);
-        assert!(g.stat().unwrap().stock > 0);
-    }
-    g.destroy().unwrap();
-    let cs = Group::root().read("cgroup.stat").unwrap();
-    assert!(cs.contains("nr_dying_descendants 0\n"), "{cs}");
-}
-
-#[test]
-fn destroy_refusals() {
-    let p = Group::create("/busy").unwrap();
-    let k = Group::create("/busy/k").unwrap();
-    assert_eq!(p.destroy().unwrap_err().errno(), libc::EBUSY);
-    let guard = k.enter().unwrap();
-    assert_eq!(k.destroy().unwrap_err().errno(), libc::EBUSY);
-    assert_eq!(Group::current(), k);
-    drop(guard);
-    assert_eq!(Group::current(), Group::root());
-    k.destroy().unwrap();
-    p.destroy().unwrap();
-    assert_eq!(Group::root().destroy().unwrap_err().errno(), libc::EPERM);
-}
-
-fn read_eventfd(fd: &std::os::fd::OwnedFd) -> Option<u64> {
-    let mut v = 0u64;
-    // SAFETY: reads 8 bytes into `v` from a descriptor we own.
-    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-    (n == 8).then_some(v)
-}
-
-#[test]
-fn threshold_eventfd_signals_crossings_both_ways() {
-    let g = Group::create("/T").unwrap();
-    let fd = g.threshold_eventfd(100 * PAGE).unwrap();
-    assert_eq!(read_eventfd(&fd), None, "nothing crossed yet");
-    let below = g.try_charge(90 * PAGE).unwrap();
-    assert_eq!(read_eventfd(&fd), None);
-    let above = g.try_charge(40 * PAGE).unwrap();
-    assert_eq!(read_eventfd(&fd), Some(1), "crossed upwards");
-    drop(above);
-    drain_stocks();
-    assert_eq!(read_eventfd(&fd), Some(1), "crossed downwards");
-    // A crossing seen within 32 pages even through the stock.
-    let mut small = Vec::new();
-    for _ in 0..20 {
-        small.push(g.try_charge(PAGE).unwrap());
-    }
-    assert_eq!(read_eventfd(&fd), Some(1), "small charges crossed upwards");
-    drop(small);
-    drop(below);
-    g.threshold_remove(fd).unwrap();
-}
-
-#[test]
-fn high_counts_events_reclaims_and_throttles() {
-    let g = Group::create("/H").unwrap();
-    let wanted = Arc::new(AtomicU64::new(0));
-    let w2 = wanted.clone();
-    let _r = g
-        .on_reclaim(move |w| {
-            w2.fetch_add(w, Ordering::SeqCst);
-            0
-        })
-        .unwrap();
-    g.set_high(31 * PAGE).unwrap();
-    let t = std::time::Instant::now();
-    let c = g.try_charge(PAGE).unwrap(); // a 32-page batch lands 1 page over high
-    let slept = t.elapsed();
-    assert_eq!(events(g)[1], 1, "one high event");
-    assert!(
-        wanted.load(Ordering::SeqCst) >= PAGE,
-        "reclaimed the excess"
-    );
-    // Overage 1/31: 64 s / 961 ≈ 66 ms of throttling (the kernel's curve).
-    assert!(slept >= std::time::Duration::from_millis(50), "{slept:?}");
-    drop(c);
 }
