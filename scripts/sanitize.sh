@@ -10,24 +10,25 @@
 # TSan and ASan: the Rust test binaries that run the library in their own process, built
 # with nightly, `-Zbuild-std` (the standard library instrumented too) and `--target`
 # (so build scripts and proc-macros are not), profile `sanitize` (release, unwinding).
-# - Run: the library's unit tests and the integration tests that call the library in
-#   process: the `alloc_*` files and `stress.rs`, which install `CgMalloc` as the global
-#   allocator and race threads through it (what TSan is for), and `api`, `bad_input`,
-#   `container`, `ladder`, `rollback`, which drive the accounting engine (and, under
-#   ASan, its boxed callbacks, allocated from glibc's malloc) through the Rust API.
-# - Not run: `capi`, `env`, `examples`, `launcher`, `preload` and `bench_harness` run C
+# - Run: the library's unit tests and the two test binaries that call the library in
+#   process (tests/README.md): `alloc`, which installs `CgMalloc` as the global allocator
+#   and races threads through it (what TSan is for), and `memcg`, which drives the
+#   accounting engine (and, under ASan, its boxed callbacks, allocated from glibc's
+#   malloc) through the Rust API, its `stress` module with 8 threads.
+# - Not run: the binaries `capi`, `preload`, `lifecycle`, `launcher` and `shipped` run C
 #   programs, the launcher or `target/release/libcgmalloc.so` in child processes, which
 #   are not instrumented, so the sanitizer would watch only the test harness;
 #   scripts/test.sh runs them. `loom` needs `--cfg loom` (scripts/test.sh). Benchmarks.
-#   `model` under TSan: one thread, nothing to race, and over 5 minutes instrumented.
+#   `memcg`'s `model::` tests: one thread, nothing to race, and over 5 minutes
+#   instrumented under TSan; left out of ASan too.
 # - Excluded tests, each with its reason in the filter below:
-#   TSan `alloc_adopt::a_fork_child_keeps_the_abandoned_segments_for_adoption`: its
+#   TSan `alloc` `adopt::a_fork_child_keeps_the_abandoned_segments_for_adoption`: its
 #   child, forked from a multi-threaded process, starts threads, which TSan refuses
 #   ("starting new threads after multi-threaded fork is not supported");
-#   TSan `alloc_large_slack::slack_purged_while_a_mapping_changes_group`: asserts that
+#   TSan `alloc` `large_slack::slack_purged_while_a_mapping_changes_group`: asserts that
 #   more than 100 rounds run in 3 seconds, about 20 do under TSan.
-# - Scaled down: `alloc_threads` runs 20,000 thread create / join cycles instead of
-#   100,000 (CGMALLOC_ALLOC_THREADS); the other stress tests run at full size.
+# - Scaled down: `alloc`'s `threads::` tests run 20,000 thread create / join cycles
+#   instead of 100,000 (CGMALLOC_ALLOC_THREADS); the other stress tests run at full size.
 # - What each sanitizer sees: cgmalloc's blocks and metadata live in its own mappings,
 #   which neither sanitizer's allocator knows. TSan checks every access to them (user
 #   blocks, span descriptors, segment headers, the accounting engine's tables) for
@@ -69,11 +70,9 @@ for t in "${tiers[@]}"; do
     esac
 done
 
-# In-process test binaries (see above).
-ALLOC_TESTS=(alloc_accuracy alloc_adopt alloc_exit_race alloc_fork alloc_global alloc_harvest
-    alloc_idle_heaps alloc_large_slack alloc_limits alloc_medium alloc_purge alloc_reuse
-    alloc_stress alloc_threads stress)
-API_TESTS=(api bad_input container ladder rollback)
+# In-process test binaries (see above), and what both tiers leave out of them.
+IN_PROCESS=(alloc memcg)
+NOT_MODEL='not (binary(memcg) and test(/^model::/))'
 
 test_args() {
     local t
@@ -98,18 +97,18 @@ tier_tsan() {
         return 1
     fi
     local args
-    mapfile -t args < <(test_args "${ALLOC_TESTS[@]}" "${API_TESTS[@]}")
+    mapfile -t args < <(test_args "${IN_PROCESS[@]}")
     TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp second_deadlock_stack=1" \
-        run_sanitized thread tsan "${args[@]}" -E '
-            not (binary(alloc_adopt) and test(=a_fork_child_keeps_the_abandoned_segments_for_adoption))
-            and not (binary(alloc_large_slack) and test(=slack_purged_while_a_mapping_changes_group))'
+        run_sanitized thread tsan "${args[@]}" -E "$NOT_MODEL"'
+            and not (binary(alloc) and test(=adopt::a_fork_child_keeps_the_abandoned_segments_for_adoption))
+            and not (binary(alloc) and test(=large_slack::slack_purged_while_a_mapping_changes_group))'
 }
 
 tier_asan() {
     local args
-    mapfile -t args < <(test_args "${ALLOC_TESTS[@]}" "${API_TESTS[@]}")
+    mapfile -t args < <(test_args "${IN_PROCESS[@]}")
     ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1" \
-        run_sanitized address asan "${args[@]}"
+        run_sanitized address asan "${args[@]}" -E "$NOT_MODEL"
 }
 
 MIRI_TESTS=(memcg::counter:: memcg::stock:: memcg::table:: memcg::size:: memcg::path::

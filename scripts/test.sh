@@ -17,13 +17,13 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
 # the C, LD_PRELOAD and launcher tests; then the launcher's own unit tests.
 cargo build --release
 cargo test --release --bin cgmalloc -q
-# The examples, which tests/examples.rs runs (a test build does not put them in
+# The examples, which tests/shipped/examples.rs runs (a test build does not put them in
 # target/release/examples).
 cargo build --release --no-default-features --examples
 
 # Every test in its own process: the allocator's state is process-wide. Rust test
-# binaries are built without `override`, so their own malloc stays glibc's unless a test
-# installs `CgMalloc` as its global allocator.
+# binaries are built without `override`, so their own malloc stays glibc's unless the
+# binary installs `CgMalloc` as its global allocator (`alloc` does; tests/README.md).
 # CGMALLOC_SOAK is left out of this step: the lifecycle and fork storm tests make their
 # default runs here, and their soaks below.
 env -u CGMALLOC_SOAK cargo nextest run --release --no-default-features --all-targets --no-fail-fast
@@ -41,16 +41,18 @@ esac
 
 # The lifecycle matrix for soak_s seconds in all (one test at a time, each looping over its
 # cells for its share) and the fork storm at its acceptance size, 10 runs of 200 forks
-# per variant. The soak profile lets a test run for hours.
+# per variant (both are in the `lifecycle` test binary). The soak profile lets a test run
+# for hours.
 echo "soak: lifecycle matrix for ${soak_s} s, fork storm 10 x 200 forks per variant"
 CGMALLOC_SOAK=1 CGMALLOC_SOAK_S=$soak_s cargo nextest run --release --no-default-features \
-    --profile soak --test-threads 1 --no-fail-fast --test lifecycle --test fork_storm
+    --profile soak --test-threads 1 --no-fail-fast --test lifecycle
 
 # The stress tests again and again for half of soak_s: the allocator under 8 threads and
 # limits, the charge engine, frees racing with their owner's exit, and fork() while
 # threads allocate. Each pass runs them all once; the first failure ends the script.
 stress_s=$((soak_s / 2))
-stress='binary(alloc_stress) | binary(stress) | binary(alloc_exit_race) | (binary(preload) & test(/^fork_/))'
+stress='(binary(alloc) & test(/^(stress|exit_race)::/)) | (binary(memcg) & test(/^stress::/))
+    | (binary(preload) & test(/^forks::/))'
 echo "soak: the stress tests over and over for ${stress_s} s"
 start=$SECONDS
 passes=0

@@ -10,7 +10,7 @@
 //! [`Group`] and its types, [`Error`], [`trim`], [`audit`], [`drain_stocks`] and
 //! [`strerror`]. Every module is private to the crate.
 //!
-//! Layers, highest first (DESIGN.md "Layers", checked by `tests/layers.rs`): `global`
+//! Layers, highest first (DESIGN.md "Layers", checked by `tests/shipped/layers.rs`): `global`
 //! and `capi` (the C ABI) → `api` and `config` → `alloc` (the allocator) → `memcg` (the
 //! accounting engine) → `util` → `os` (system calls) → `consts` and `error`.
 

@@ -5,7 +5,7 @@
 //! Built only for the crate's own tests (`cfg(test)` or the `internals` feature): one
 //! relaxed load on each mapping call or race point when unused. In a build for users
 //! `should_fail` is `false` and `race_point` is empty, so neither leaves a trace in the
-//! code (`tests/release_build.rs` checks the shipped library for the statics below).
+//! code (`tests/shipped/release_build.rs` checks the shipped library for the statics below).
 
 #![forbid(unsafe_code)]
 

@@ -7,8 +7,8 @@
  * Run linked against libcgmalloc.so (-lcgmalloc), or built without it (-DCGM_DLSYM, see
  * capi_dl.h) and run with it preloaded: both must pass.
  * Prints "capi: N checks passed" and exits 0, or names every failed check on stderr and
- * exits 1. Driven by tests/capi.rs; built with -std=c11 -Wall -Wextra -Werror -pthread
- * -fno-builtin (so that every malloc and free really reaches the allocator).
+ * exits 1. Driven by tests/capi/main.rs; built with -std=c11 -Wall -Wextra -Werror
+ * -pthread -fno-builtin (so that every malloc and free really reaches the allocator).
  *
  * The main thread prints nothing while it is attached to a limited group (stdio
  * allocates), except the failure lines on stderr, which is unbuffered.

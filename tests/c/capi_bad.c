@@ -11,7 +11,7 @@
  *
  * Run linked against libcgmalloc.so or built with -DCGM_DLSYM and preloaded (capi_dl.h).
  * Prints "capi_bad: N malformed calls checked" and exits 0, or names every failure on
- * stderr and exits 1. Driven by tests/capi.rs.
+ * stderr and exits 1. Driven by tests/capi/main.rs.
  */
 #define _GNU_SOURCE
 #include "cgmalloc.h"

@@ -5,7 +5,7 @@
  *
  * Run with LD_PRELOAD=libcgmalloc.so, or linked against it (-lcgmalloc): both must pass.
  * Prints "N passed, M failed" and exits non-zero on any failure. Driven by
- * tests/preload.rs (also under valgrind).
+ * tests/preload/conformance.rs (also under valgrind).
  *
  * Sizes go through opaque() so that the compiler can neither fold an impossible request
  * nor warn about it; the test is built with -fno-builtin so that every call really

@@ -1,5 +1,5 @@
 /* Prints what the library made of its CGMALLOC_* environment, one `key value` line
- * each, for tests/env.rs:
+ * each, for tests/launcher/env.rs:
  *   root.<file> <text>                      the root's limits, policy, container_limit
  *   main.group <path>                       the group the first thread starts in
  *   group <path> <file> <text> | missing    for each path given as an argument

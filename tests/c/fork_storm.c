@@ -1,7 +1,7 @@
 /*
  * fork() from multithreaded programs whose threads allocate in non-root groups (driven
- * by tests/fork_storm.rs). Every child must exit 0: none may die in cgmalloc's fork-child
- * handler (or anywhere else).
+ * by tests/lifecycle/fork_storm.rs). Every child must exit 0: none may die in cgmalloc's
+ * fork-child handler (or anywhere else).
  *
  *   fork_storm repro [trim] [attach] [forks=N]
  *       The reproducer of the fork-child page counter underflow: 4 threads named

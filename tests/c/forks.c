@@ -1,5 +1,5 @@
 /*
- * fork() robustness under LD_PRELOAD=libcgmalloc.so (driven by tests/preload.rs).
+ * fork() robustness under LD_PRELOAD=libcgmalloc.so (driven by tests/preload/forks.rs).
  *
  *   forks busy   fork repeatedly from one thread while 8 others allocate and free
  *                continuously; each child frees blocks the (now vanished) workers left,

@@ -1,4 +1,4 @@
-// include/cgmalloc.h from C++ (tests/capi.rs): compiled with g++ -std=c++17 -Wall -Wextra
+// include/cgmalloc.h from C++ (tests/capi/main.rs): compiled with g++ -std=c++17 -Wall -Wextra
 // -Werror -pedantic, linked against libcgmalloc.so and run. Exercises a few functions of
 // each kind, and operator new (which reaches the library's malloc) charging a group.
 // Prints "header.cpp: ok" and exits 0, or names each failure and exits 1.

@@ -1,5 +1,5 @@
 /*
- * The lifecycle matrix (driven by tests/lifecycle.rs): one cell per run.
+ * The lifecycle matrix (driven by tests/lifecycle/matrix.rs): one cell per run.
  *
  *   lifecycle GROUP BAND EVENT [forks=N] [events=N] [seconds=S]
  *

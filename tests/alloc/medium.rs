@@ -1,0 +1,396 @@
+//! Medium blocks (above 32 KiB, up to 1 MiB): a span of their own inside a segment,
+//! charged to the page, with `CgMalloc` as the global allocator.
+//!
+//! - Each block is charged exactly its size rounded up to 4 KiB (`memory.stat` `large`),
+//!   and everything returns to 0 once freed and reclaimed.
+//! - A block freed by a thread other than its allocator is uncharged by that free, while
+//!   the allocating thread sleeps (it does not wait for the owner to collect it).
+//! - Alignments up to 64 KiB; zeroed blocks are zero also when they reuse memory a
+//!   freed block dirtied; contents survive reuse of the span cache.
+//!
+//! Interface files are read from outside the group (reading allocates a `String`).
+
+use crate::support::alloc::*;
+use cgmalloc::Group;
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+
+const PAGE_BYTES: usize = PAGE as usize;
+
+fn page_round(n: usize) -> u64 {
+    n.div_ceil(PAGE_BYTES) as u64 * PAGE
+}
+
+struct Raw(*mut u8, Layout);
+// SAFETY: plain memory owned by whoever holds it.
+unsafe impl Send for Raw {}
+
+/// Sizes on both sides of the slice and page boundaries, up to the largest medium block.
+const SIZES: [usize; 10] = [
+    32 * KIB + 1,
+    40_000,
+    64 * KIB - 1,
+    64 * KIB,
+    64 * KIB + 1,
+    100_000,
+    200_000,
+    300_000,
+    MIB - 4096,
+    MIB,
+];
+
+#[test]
+fn medium_blocks_are_charged_to_the_page() {
+    let g = Group::create("/med_exact").unwrap();
+    let mut blocks = Vec::with_capacity(SIZES.len() * 3);
+    {
+        let _in = g.enter().unwrap();
+        for (k, &size) in SIZES.iter().cycle().take(SIZES.len() * 3).enumerate() {
+            let layout = Layout::from_size_align(size, 16).unwrap();
+            // SAFETY: non-zero size.
+            let p = unsafe { alloc(layout) };
+            assert!(!p.is_null(), "alloc({size})");
+            // SAFETY: a live block of `size` bytes.
+            unsafe { fill(p, size, k as u64) };
+            blocks.push(Raw(p, layout));
+        }
+    }
+    let want: u64 = blocks.iter().map(|r| page_round(r.1.size())).sum();
+    let st = kv(&g, "memory.stat");
+    assert_eq!(
+        st["large"], want,
+        "large must be the page-rounded sizes: {st:?}"
+    );
+    assert_eq!(st["small"], 0, "{st:?}");
+    assert_eq!(st["cached"], 0, "{st:?}");
+    let sizes: u64 = blocks.iter().map(|r| r.1.size() as u64).sum();
+    assert!(st["allocated"] >= sizes, "{st:?}");
+    assert_eq!(
+        st["allocated"], want,
+        "a medium block's usable size is its pages"
+    );
+    let s = g.stat().unwrap();
+    assert_eq!(s.current, want + s.stock, "{st:?}, stat {s:?}");
+    {
+        let _in = g.enter().unwrap();
+        for (k, Raw(p, layout)) in blocks.into_iter().enumerate() {
+            // SAFETY: live blocks with their layouts.
+            unsafe {
+                assert_eq!(check(p, layout.size(), k as u64), None, "{layout:?}");
+                dealloc(p, layout);
+            }
+        }
+    }
+    let st = kv(&g, "memory.stat");
+    assert_eq!(st["allocated"], 0, "{st:?}");
+    assert!(st["cached"] <= st["large"], "{st:?}");
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
+
+#[test]
+fn a_remote_free_uncharges_at_once() {
+    let g = Group::create("/med_remote").unwrap();
+    const N: usize = 6;
+    let slot: Arc<Mutex<Vec<Raw>>> = Arc::new(Mutex::new(Vec::with_capacity(N)));
+    let handed = Arc::new(Barrier::new(2));
+    let checked = Arc::new(Barrier::new(2));
+    let owner = {
+        let (slot, handed, checked) = (slot.clone(), handed.clone(), checked.clone());
+        thread::spawn(move || {
+            {
+                let _in = g.enter().unwrap();
+                let mut v = slot.lock().unwrap();
+                for i in 0..N {
+                    let layout = Layout::from_size_align(100_000 + i * 50_000, 16).unwrap();
+                    // SAFETY: non-zero size.
+                    let p = unsafe { alloc(layout) };
+                    assert!(!p.is_null());
+                    v.push(Raw(p, layout));
+                }
+            }
+            handed.wait();
+            // Asleep (no allocation) until the main thread has freed and checked.
+            checked.wait();
+        })
+    };
+    handed.wait();
+    let blocks: Vec<Raw> = std::mem::take(&mut *slot.lock().unwrap());
+    let charged: u64 = blocks.iter().map(|r| page_round(r.1.size())).sum();
+    let before = g.stat().unwrap();
+    assert_eq!(stat_key(&g, "large"), charged);
+    for Raw(p, layout) in blocks {
+        // SAFETY: live blocks with their layouts, freed by a thread that did not
+        // allocate them.
+        unsafe { dealloc(p, layout) };
+    }
+    let after = g.stat().unwrap();
+    assert_eq!(
+        before.current - after.current,
+        charged,
+        "the frees must uncharge at once: before {before:?}, after {after:?}"
+    );
+    assert_eq!(stat_key(&g, "large"), 0);
+    assert_eq!(stat_key(&g, "allocated"), 0);
+    checked.wait();
+    owner.join().unwrap();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
+
+#[test]
+fn aligned_and_zeroed_medium_blocks() {
+    let g = Group::create("/med_align").unwrap();
+    {
+        let _in = g.enter().unwrap();
+        for align in [16, 4096, 32 * KIB, 64 * KIB] {
+            for size in [100, 5000, 40_000, 200_000, MIB] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: non-zero size.
+                let p = unsafe { alloc(layout) };
+                assert!(!p.is_null(), "{layout:?}");
+                assert_eq!(p as usize % align, 0, "{layout:?} at {p:?}");
+                // SAFETY: a live block of `size` bytes.
+                unsafe {
+                    fill(p, size, size as u64);
+                    assert_eq!(check(p, size, size as u64), None);
+                    dealloc(p, layout);
+                }
+            }
+        }
+        // Dirty memory, freed, then asked for zeroed: in the span cache, in slices
+        // released to the segment, and across sizes.
+        for round in 0..4 {
+            let sizes = [200_000, 200_000, 200_000, 70_000, 500_000, 1_000_000];
+            let dirty: Vec<Raw> = sizes
+                .iter()
+                .map(|&n| {
+                    let layout = Layout::from_size_align(n, 16).unwrap();
+                    // SAFETY: non-zero size.
+                    let p = unsafe { alloc(layout) };
+                    assert!(!p.is_null());
+                    // SAFETY: a live block of `n` bytes.
+                    unsafe { p.write_bytes(0xa5, n) };
+                    Raw(p, layout)
+                })
+                .collect();
+            for Raw(p, layout) in dirty {
+                // SAFETY: live blocks with their layouts.
+                unsafe { dealloc(p, layout) };
+            }
+            for &n in sizes.iter().rev() {
+                let n = n - round * 4096;
+                let layout = Layout::from_size_align(n, 16).unwrap();
+                // SAFETY: non-zero size.
+                let p = unsafe { alloc_zeroed(layout) };
+                assert!(!p.is_null());
+                // SAFETY: a live block of `n` bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(p, n) };
+                let nz = bytes.iter().position(|&b| b != 0);
+                assert_eq!(
+                    nz, None,
+                    "alloc_zeroed({n}) in round {round}: a byte not zero"
+                );
+                // SAFETY: as above.
+                unsafe { dealloc(p, layout) };
+            }
+        }
+    }
+    quiesce(&g);
+    assert_empty(&g);
+    g.destroy().unwrap();
+}
+
+/// What the owner thread of `parked_spans_*` is told to do, in its group.
+enum Step {
+    Alloc(usize),
+    Free,
+    Done,
+}
+
+#[test]
+fn a_parked_span_is_purged_by_another_threads_reclaim_and_reused_exactly() {
+    // The owner frees a medium block, which stays charged as `cached` (its span parked);
+    // a reclaim from this thread purges and uncharges it exactly once; the owner's next
+    // block of as many slices reuses it, charged afresh, zeroed; a block of another page
+    // count in the same slices is refitted to its pages.
+    let g = Arc::new(Group::create("/med_parked").unwrap());
+    let (to_owner, steps) = std::sync::mpsc::channel::<Step>();
+    let (to_main, acks) = std::sync::mpsc::channel::<(usize, usize)>();
+    let owner = {
+        let g = g.clone();
+        thread::spawn(move || {
+            let mut live: Option<Raw> = None;
+            for step in steps {
+                let reply = {
+                    let _in = g.enter().unwrap();
+                    match step {
+                        Step::Alloc(n) => {
+                            let layout = layout(n);
+                            // SAFETY: non-zero size.
+                            let p = unsafe { alloc(layout) };
+                            assert!(!p.is_null());
+                            // SAFETY: a live block of `n` bytes.
+                            let zero = unsafe { std::slice::from_raw_parts(p, n) }
+                                .iter()
+                                .all(|&b| b == 0);
+                            // SAFETY: as above.
+                            unsafe { p.write_bytes(0x5a, n) };
+                            live = Some(Raw(p, layout));
+                            (p as usize, zero as usize)
+                        }
+                        Step::Free => {
+                            let Raw(p, layout) = live.take().unwrap();
+                            // SAFETY: the live block with its layout.
+                            unsafe { dealloc(p, layout) };
+                            (p as usize, 0)
+                        }
+                        Step::Done => break,
+                    }
+                };
+                to_main.send(reply).unwrap();
+            }
+        })
+    };
+    let ask = |s: Step| {
+        to_owner.send(s).unwrap();
+        acks.recv().unwrap()
+    };
+    let exact = |large: u64, cached: u64, what: &str| {
+        cgmalloc::drain_stocks();
+        let st = kv(&g, "memory.stat");
+        assert_eq!(st["large"], large, "{what}: {st:?}");
+        assert_eq!(st["cached"], cached, "{what}: {st:?}");
+        assert_eq!(current(&g), large, "{what}: memory.current, {st:?}");
+    };
+    let n = 250_000;
+    let (p, _) = ask(Step::Alloc(n));
+    exact(page_round(n), 0, "live");
+    ask(Step::Free);
+    exact(page_round(n), page_round(n), "parked");
+    assert!(resident(p as *const u8, page_round(n) as usize) > 0);
+    let before = kv(&g, "memory.stat")["nr_uncharges"];
+    reclaim_all(&g);
+    exact(0, 0, "purged by another thread's reclaim");
+    assert_eq!(resident(p as *const u8, page_round(n) as usize), 0);
+    assert_eq!(kv(&g, "memory.stat")["nr_uncharges"], before + 1);
+    // The purged span again: charged in full, zeroed.
+    let (q, zero) = ask(Step::Alloc(n));
+    assert_eq!((q, zero), (p, 1), "the parked span, zeroed by its purge");
+    exact(page_round(n), 0, "reused after the purge");
+    ask(Step::Free);
+    exact(page_round(n), page_round(n), "parked again");
+    // Fewer pages in as many slices: the charged parked span, refitted.
+    let m = 200_000;
+    assert_eq!(
+        page_round(m).div_ceil(64 << 10),
+        page_round(n).div_ceil(64 << 10)
+    );
+    let (q, zero) = ask(Step::Alloc(m));
+    assert_eq!((q, zero), (p, 0), "the parked span, not purged");
+    exact(page_round(m), 0, "reused while charged");
+    ask(Step::Free);
+    exact(page_round(m), page_round(m), "parked, refitted");
+    to_owner.send(Step::Done).unwrap();
+    owner.join().unwrap();
+    // The owner's exit released its parked span.
+    assert_all_returned(&g);
+    Arc::into_inner(g).unwrap().destroy().unwrap();
+}
+
+#[test]
+fn parked_spans_reclaimed_while_their_owner_reuses_them() {
+    // The owner allocates and frees one medium block over and over (its span parked in
+    // between), checking that the block keeps what it wrote while it lives; this thread
+    // reclaims meanwhile. A purge of a block in use would zero it; a lost race would
+    // leave a charge or uncharge twice.
+    let g = Arc::new(Group::create("/med_parked_race").unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let owner = {
+        let (g, stop) = (g.clone(), stop.clone());
+        thread::spawn(move || {
+            let _in = g.enter().unwrap();
+            let n = 3 * 64 * KIB;
+            let layout = layout(n);
+            let mut rounds = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds < 1000 {
+                // SAFETY: non-zero size.
+                let p = unsafe { alloc(layout) };
+                assert!(!p.is_null());
+                for off in (0..n).step_by(PAGE_BYTES) {
+                    // SAFETY: inside the live block, 8-aligned.
+                    unsafe { (p.add(off) as *mut u64).write(rounds ^ off as u64) };
+                }
+                std::hint::spin_loop();
+                for off in (0..n).step_by(PAGE_BYTES) {
+                    // SAFETY: as above.
+                    let v = unsafe { (p.add(off) as *const u64).read() };
+                    assert_eq!(v, rounds ^ off as u64, "round {rounds}, offset {off}");
+                }
+                // SAFETY: the live block with its layout.
+                unsafe { dealloc(p, layout) };
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(1500) {
+        reclaim_all(&g);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = owner.join().unwrap();
+    assert!(rounds >= 1000);
+    assert_all_returned(&g);
+    Arc::into_inner(g).unwrap().destroy().unwrap();
+}
+
+/// A group over its limit (lowered below its usage) gets back the medium spans its
+/// thread frees, but for the one the heap keeps parked; that one a charge needing the
+/// room reclaims, for a block of another size.
+#[test]
+fn over_the_limit_freed_medium_spans_go_back_but_the_parked_one() {
+    const BLOCK: usize = 512 * KIB;
+    const N: usize = 6;
+    let g = Group::create("/med_limit").unwrap();
+    let layout = Layout::from_size_align(BLOCK, 16).unwrap();
+    let mut blocks = Vec::with_capacity(N);
+    let _in = g.enter().unwrap();
+    for _ in 0..N {
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc(layout) };
+        assert!(!p.is_null());
+        blocks.push(p);
+    }
+    drop(_in);
+    assert!(current(&g) >= (N * BLOCK) as u64);
+    // Lowered below the usage: the frees must bring it down.
+    g.set_max(MIB as u64).unwrap();
+    let _in = g.enter().unwrap();
+    for p in blocks.drain(..) {
+        // SAFETY: allocated above with `layout`.
+        unsafe { dealloc(p, layout) };
+    }
+    drop(_in);
+    let held = current(&g);
+    assert!(
+        held <= (BLOCK + 32 * PAGE_BYTES) as u64,
+        "{held} bytes still charged after freeing everything over the limit"
+    );
+    // A block of another size, which the parked span does not serve and which does not
+    // fit beside it: the charge reclaims the parked span.
+    let other = Layout::from_size_align(700 * KIB, 16).unwrap();
+    let _in = g.enter().unwrap();
+    // SAFETY: non-zero size.
+    let p = unsafe { alloc(other) };
+    assert!(
+        !p.is_null(),
+        "700 KiB refused in 1 MiB with the room parked"
+    );
+    // SAFETY: allocated above with `other`.
+    unsafe { dealloc(p, other) };
+    drop(_in);
+    reclaim_all(&g);
+    assert_eq!(current(&g), 0);
+}

@@ -1,0 +1,15 @@
+//! Configuring a program from the outside:
+//!
+//! - `cli`: the launcher `cgmalloc run` (exit status, signals, `LD_PRELOAD`, options
+//!   turned into `CGMALLOC_*` variables, malformed invocations, `--help`, `--stats`);
+//! - `env`: the `CGMALLOC_*` environment as the library reads it before `main` (through
+//!   `tests/c/envprobe.c`, linked against the library), valid and malformed values.
+//!
+//! Both use `target/release/` (the launcher and `libcgmalloc.so`), which
+//! `cargo build --release` builds before the tests; this binary keeps glibc's malloc.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod env;

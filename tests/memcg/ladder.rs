@@ -1,0 +1,405 @@
+//! The charge ladder: reclaim order, callbacks that free, OOM handler outcomes and
+//! policies, exact event counts. (Dying groups are in `dying.rs`, threshold eventfds and
+//! `memory.high` in `pressure.rs`.)
+//!
+//! Each test uses its own groups; run under nextest, each test has its own process.
+
+use cgmalloc::internals::memcg::charge::{FORCE, MAX_OOM_RETRIES, MAX_RETRIES, NORETRY};
+use cgmalloc::internals::memcg::control;
+use cgmalloc::{drain_stocks, Charge, Group, OomAction};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+const PAGE: u64 = 4096;
+
+fn events(g: Group) -> [u64; 5] {
+    let s = g.stat().unwrap();
+    [
+        s.events_low,
+        s.events_high,
+        s.events_max,
+        s.events_oom,
+        s.events_oom_kill,
+    ]
+}
+
+fn current(g: Group) -> u64 {
+    g.stat().unwrap().current
+}
+
+/// Rounds of the ladder a charge of `pages` that nothing can satisfy goes through:
+/// the batch attempt (only below 32 pages), the first exact attempt, the drain retry and
+/// `MAX_RETRIES` reclaim retries.
+fn failing_rounds(pages: u64) -> (u64, u64) {
+    let exact_rounds = 2 + MAX_RETRIES as u64;
+    let failcnt = exact_rounds + u64::from(pages < 32);
+    (failcnt, exact_rounds)
+}
+
+#[test]
+fn refused_charge_counts_events_exactly() {
+    let g = Group::create("/ev").unwrap();
+    g.set_max(64 * PAGE).unwrap();
+    let held = g.try_charge(60 * PAGE).unwrap();
+    drain_stocks();
+    let before = events(g);
+    let root_before = events(Group::root());
+    assert_eq!(g.try_charge(10 * PAGE).unwrap_err().errno(), libc::ENOMEM);
+    let after = events(g);
+    let (failcnt, rounds) = failing_rounds(10);
+    assert_eq!(after[2] - before[2], rounds, "max events");
+    assert_eq!(after[3] - before[3], 1, "oom events");
+    assert_eq!(after[4] - before[4], 1, "oom_kill events");
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[1], before[1]);
+    assert_eq!(g.stat().unwrap().failcnt, failcnt);
+    // Hierarchical in the root, local only in the group.
+    let root_after = events(Group::root());
+    assert_eq!(root_after[2] - root_before[2], rounds);
+    let local = Group::root().read("memory.events.local").unwrap();
+    assert!(local.contains("max 0\n"), "{local}");
+    assert_eq!(current(g), 60 * PAGE);
+    drop(held);
+}
+
+#[test]
+fn noretry_fails_fast_without_callbacks() {
+    let g = Group::create("/nr").unwrap();
+    g.set_max(16 * PAGE).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let _r = g
+        .on_reclaim(move |_| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            0
+        })
+        .unwrap();
+    let oom_calls = Arc::new(AtomicUsize::new(0));
+    let o2 = oom_calls.clone();
+    g.on_oom(move |_| {
+        o2.fetch_add(1, Ordering::SeqCst);
+        OomAction::Fail
+    })
+    .unwrap();
+    assert_eq!(
+        control::charge(g.handle(), 17 * PAGE, NORETRY),
+        Err(libc::ENOMEM)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(oom_calls.load(Ordering::SeqCst), 0);
+    let e = events(g);
+    assert_eq!(e[2], 1, "one max event");
+    assert_eq!(e[3], 0);
+    assert_eq!(e[4], 0);
+}
+
+#[test]
+fn force_charges_past_max_after_reclaim() {
+    let g = Group::create("/force").unwrap();
+    g.set_max(8 * PAGE).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let _r = g
+        .on_reclaim(move |_| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            0
+        })
+        .unwrap();
+    let c = g.charge_force(20 * PAGE);
+    assert_eq!(c.bytes(), 20 * PAGE);
+    assert!(
+        calls.load(Ordering::SeqCst) > 0,
+        "reclaim ran before forcing"
+    );
+    assert_eq!(current(g), 20 * PAGE);
+    assert_eq!(events(g)[3], 0, "FORCE never reaches the OOM path");
+    drop(c);
+    drain_stocks();
+    assert_eq!(current(g), 0);
+    assert_eq!(
+        control::charge(g.handle(), PAGE, FORCE | NORETRY | 8),
+        Err(libc::EINVAL)
+    );
+}
+
+/// Four children of /L with different usage, soft limits and protection; the parent is
+/// full. Reclaim must call: largest soft-limit excess first, skip `min`-protected groups,
+/// call `low`-protected ones only in a second pass.
+#[test]
+fn reclaim_order_follows_soft_limit_excess_and_protection() {
+    let l = Group::create("/L").unwrap();
+    let a = Group::create("/L/a").unwrap();
+    let b = Group::create("/L/b").unwrap();
+    let c = Group::create("/L/c").unwrap();
+    let d = Group::create("/L/d").unwrap();
+    let _ca = a.try_charge(40 * PAGE).unwrap();
+    let _cb = b.try_charge(60 * PAGE).unwrap();
+    let _cc = c.try_charge(50 * PAGE).unwrap();
+    let _cd = d.try_charge(45 * PAGE).unwrap();
+    drain_stocks();
+    b.set_soft_limit(35 * PAGE).unwrap(); // excess 25
+    a.set_soft_limit(0).unwrap(); // excess 40
+    c.set_low(100 * PAGE).unwrap(); // under low
+    d.set_min(100 * PAGE).unwrap(); // under min: never
+    l.set_max(195 * PAGE).unwrap();
+
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut regs = Vec::new();
+    for (name, g) in [("a", a), ("b", b), ("c", c), ("d", d)] {
+        let o = order.clone();
+        regs.push(
+            g.on_reclaim(move |wanted| {
+                assert!(wanted >= 33 * PAGE, "told the shortfall: {wanted}");
+                o.lock().unwrap().push(name);
+                0
+            })
+            .unwrap(),
+        );
+    }
+    assert!(a.try_charge(33 * PAGE).is_err());
+    let seen = order.lock().unwrap().clone();
+    let rounds = 2 + MAX_RETRIES as usize;
+    assert_eq!(seen.len(), 3 * rounds, "{seen:?}");
+    for round in seen.chunks(3) {
+        assert_eq!(round, ["a", "b", "c"], "{seen:?}");
+    }
+    assert_eq!(events(c)[0], rounds as u64, "low events on c");
+    assert_eq!(events(a)[0], 0);
+    let stat = l.read("memory.stat").unwrap();
+    assert!(
+        stat.contains(&format!("reclaim_calls {}\n", 3 * rounds)),
+        "{stat}"
+    );
+}
+
+#[test]
+fn a_callback_that_frees_lets_the_charge_succeed() {
+    let g = Group::create("/F").unwrap();
+    g.set_max(64 * PAGE).unwrap();
+    let cache: Arc<Mutex<Option<Charge>>> =
+        Arc::new(Mutex::new(Some(g.try_charge(60 * PAGE).unwrap())));
+    drain_stocks();
+    let c2 = cache.clone();
+    let _r = g
+        .on_reclaim(move |_| match c2.lock().unwrap().take() {
+            Some(c) => {
+                let b = c.bytes();
+                drop(c);
+                b
+            }
+            None => 0,
+        })
+        .unwrap();
+    let got = g.try_charge(10 * PAGE).unwrap();
+    assert!(cache.lock().unwrap().is_none());
+    drain_stocks();
+    assert_eq!(current(g), 10 * PAGE);
+    let stat = g.read("memory.stat").unwrap();
+    assert!(stat.contains("reclaim_calls 1\n"), "{stat}");
+    assert!(
+        stat.contains(&format!("reclaimed {}\n", 60 * PAGE)),
+        "{stat}"
+    );
+    assert_eq!(events(g)[3], 0, "no OOM");
+    drop(got);
+}
+
+#[test]
+fn dropping_a_reclaimer_unregisters_it() {
+    let g = Group::create("/unreg").unwrap();
+    g.set_max(4 * PAGE).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let r = g
+        .on_reclaim(move |_| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            0
+        })
+        .unwrap();
+    let id = r.id();
+    drop(r);
+    assert!(g.try_charge(5 * PAGE).is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(control::reclaimer_remove(id), Err(libc::ENOENT));
+}
+
+#[test]
+fn oom_handler_runs_once_per_failed_charge_with_its_info() {
+    let p = Group::create("/O").unwrap();
+    let g = Group::create("/O/k").unwrap();
+    p.set_max(16 * PAGE).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    // Handler on the parent: found as the nearest ancestor of the over-limit group.
+    p.on_oom(move |info| {
+        s2.lock().unwrap().push(*info);
+        OomAction::Fail
+    })
+    .unwrap();
+    for _ in 0..3 {
+        assert!(g.try_charge(20 * PAGE).is_err());
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    for info in seen.iter() {
+        assert_eq!(info.group, g);
+        assert_eq!(info.over_limit, p);
+        assert_eq!(info.bytes, 20 * PAGE);
+        assert_eq!(info.max, 16 * PAGE);
+        assert!(info.usage <= 16 * PAGE);
+    }
+    assert_eq!(events(p)[3], 3);
+    assert_eq!(events(p)[4], 3);
+}
+
+#[test]
+fn oom_retry_after_freeing_succeeds_and_force_charges_past_max() {
+    let g = Group::create("/R").unwrap();
+    g.set_max(32 * PAGE).unwrap();
+    let hold: Arc<Mutex<Option<Charge>>> =
+        Arc::new(Mutex::new(Some(g.try_charge(32 * PAGE).unwrap())));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (h2, c2) = (hold.clone(), calls.clone());
+    g.on_oom(move |_| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        h2.lock().unwrap().take();
+        OomAction::Retry
+    })
+    .unwrap();
+    let ok = g.try_charge(32 * PAGE).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(current(g), 32 * PAGE);
+
+    // A second handler replaces the first: FORCE.
+    let forced = Arc::new(AtomicUsize::new(0));
+    let f2 = forced.clone();
+    g.on_oom(move |_| {
+        f2.fetch_add(1, Ordering::SeqCst);
+        OomAction::Force
+    })
+    .unwrap();
+    let over = g.try_charge(40 * PAGE).unwrap();
+    assert_eq!(forced.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the replaced handler is gone"
+    );
+    assert_eq!(current(g), 72 * PAGE);
+    drop(over);
+    drop(ok);
+    g.clear_oom().unwrap();
+    let _fill = g.try_charge(32 * PAGE).unwrap();
+    assert!(g.try_charge(PAGE * 40).is_err(), "cleared: policy fail");
+}
+
+#[test]
+fn oom_retry_is_bounded() {
+    let g = Group::create("/RB").unwrap();
+    g.set_max(0).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    g.on_oom(move |_| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        OomAction::Retry
+    })
+    .unwrap();
+    assert!(g.try_charge(PAGE).is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), MAX_OOM_RETRIES as usize + 1);
+    assert_eq!(events(g)[4], 1, "one failed charge");
+}
+
+#[test]
+fn charges_inside_callbacks_are_forced() {
+    let g = Group::create("/M").unwrap();
+    g.set_max(8 * PAGE).unwrap();
+    let inner: Arc<Mutex<Vec<Charge>>> = Arc::new(Mutex::new(Vec::new()));
+    let i2 = inner.clone();
+    let gg = g;
+    let _r = g
+        .on_reclaim(move |_| {
+            // Over the limit, yet forced: no recursion into reclaim.
+            i2.lock().unwrap().push(gg.try_charge(16 * PAGE).unwrap());
+            0
+        })
+        .unwrap();
+    let i3 = inner.clone();
+    g.on_oom(move |_| {
+        i3.lock().unwrap().push(gg.try_charge(4 * PAGE).unwrap());
+        OomAction::Fail
+    })
+    .unwrap();
+    assert!(g.try_charge(9 * PAGE).is_err());
+    let n = inner.lock().unwrap().len();
+    assert_eq!(
+        n,
+        2 + MAX_RETRIES as usize + 1,
+        "one per reclaim round, one in the handler"
+    );
+    inner.lock().unwrap().clear();
+    drain_stocks();
+    assert_eq!(current(g), 0);
+}
+
+#[test]
+fn policy_force_and_inheritance() {
+    let p = Group::create("/P").unwrap();
+    let k = Group::create("/P/k").unwrap();
+    assert_eq!(k.read("memory.oom.policy").unwrap(), "fail\n");
+    p.write("memory.oom.policy", "force\n").unwrap();
+    assert_eq!(k.read("memory.oom.policy").unwrap(), "force\n");
+    k.set_max(PAGE).unwrap();
+    let c = k.try_charge(3 * PAGE).unwrap();
+    assert_eq!(current(k), 3 * PAGE);
+    k.write("memory.oom.policy", "fail").unwrap();
+    assert!(k.try_charge(3 * PAGE).is_err());
+    assert_eq!(p.read("memory.oom.policy").unwrap(), "force\n");
+    drop(c);
+}
+
+/// ABORT (handler) and `abort` (policy) end the process with the report and one fatal
+/// line; run in a child process.
+#[test]
+fn abort_outcomes_kill_the_process_with_a_report() {
+    if let Ok(mode) = std::env::var("CGMALLOC_LADDER_CHILD") {
+        let g = Group::create("/doomed").unwrap();
+        g.set_max(PAGE).unwrap();
+        if mode == "handler" {
+            g.on_oom(|_| OomAction::Abort).unwrap();
+        } else {
+            g.write("memory.oom.policy", "abort").unwrap();
+        }
+        let _ = g.try_charge(2 * PAGE);
+        std::process::exit(0); // not reached
+    }
+    // This test's name for the harness: its path without the crate's name.
+    let (_, name) = concat!(
+        module_path!(),
+        "::abort_outcomes_kill_the_process_with_a_report"
+    )
+    .split_once("::")
+    .unwrap();
+    for mode in ["handler", "policy"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture"])
+            .env("CGMALLOC_LADDER_CHILD", mode)
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{mode}: {:?}",
+            out.status
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cgmalloc: group report"), "{mode}: {err}");
+        assert!(err.contains("/doomed"), "{mode}: {err}");
+        let fatal: Vec<_> = err
+            .lines()
+            .filter(|l| l.starts_with("cgmalloc: fatal: "))
+            .collect();
+        assert_eq!(fatal.len(), 1, "{mode}: {err}");
+        assert!(fatal[0].contains("/doomed"), "{mode}: {err}");
+    }
+}
