@@ -4,6 +4,7 @@
 //!   "Semantics"); the start routine is wrapped to attach the group first;
 //! - `pthread_setname_np`: the name is matched against `CGMALLOC_THREADS`.
 
+use crate::memcg::threads;
 use core::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -77,7 +78,18 @@ pub unsafe extern "C" fn pthread_create(
         unsafe { forget_requests(r, thread) };
         return r;
     }
-    let start = Box::into_raw(Box::new(Start { f, arg, group }));
+    // The library's own bookkeeping, freed as the thread starts: charged forced (as a
+    // reclaim callback's allocations are), so that a creator at its group's `max` still
+    // starts threads; without memory at all, `EAGAIN` as for any resource shortage.
+    let layout = std::alloc::Layout::new::<Start>();
+    // SAFETY: `Start` has a non-zero size.
+    let start = threads::with_memalloc(|| unsafe { std::alloc::alloc(layout) }).cast::<Start>();
+    if start.is_null() {
+        return libc::EAGAIN;
+    }
+    // SAFETY: freshly allocated for a `Start`; the trampoline takes it back as a `Box`
+    // (same layout, same global allocator).
+    unsafe { start.write(Start { f, arg, group }) };
     // SAFETY: forwarding the caller's arguments, with our trampoline owning `start`.
     let r = unsafe { real(thread, attr, trampoline, start.cast()) };
     if r != 0 {

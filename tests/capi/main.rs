@@ -318,3 +318,23 @@ fn header_from_cxx_links_and_runs() {
     r.assert_success("header.cpp (linked)");
     assert_eq!(r.stdout(), "header.cpp: ok\n", "{}", r.describe());
 }
+
+/// A thread at its group's `max` creates threads: the library's own start record for
+/// each (the `pthread_create` interposition) is charged forced, so a refused allocation
+/// of the library's never aborts the program (a lifecycle soak found that abort once in
+/// 36 runs of a group at its limit whose threads come and go); `pthread_create` returns
+/// 0 or `EAGAIN` (glibc's own allocations for the thread may be refused), and works
+/// again once the group has room. The program checks both and exits 0.
+#[test]
+fn threads_created_at_max_never_abort() {
+    let dir = Scratch::new("threads-at-max");
+    let exe = build(&dir, "threads_at_max.c", Mode::Linked);
+    let r = run_mode(&exe, Mode::Linked);
+    r.assert_success("threads_at_max");
+    assert!(
+        r.stderr.is_empty(),
+        "threads_at_max: unexpected output on stderr: {}",
+        r.describe()
+    );
+    eprintln!("{}", r.stdout().trim_end());
+}
