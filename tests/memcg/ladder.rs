@@ -4,6 +4,7 @@
 //!
 //! Each test uses its own groups; run under nextest, each test has its own process.
 
+use super::events;
 use cgmalloc::internals::memcg::charge::{FORCE, MAX_OOM_RETRIES, MAX_RETRIES, NORETRY};
 use cgmalloc::internals::memcg::control;
 use cgmalloc::{drain_stocks, Charge, Group, OomAction};
@@ -11,17 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const PAGE: u64 = 4096;
-
-fn events(g: Group) -> [u64; 5] {
-    let s = g.stat().unwrap();
-    [
-        s.events_low,
-        s.events_high,
-        s.events_max,
-        s.events_oom,
-        s.events_oom_kill,
-    ]
-}
 
 fn current(g: Group) -> u64 {
     g.stat().unwrap().current

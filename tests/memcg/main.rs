@@ -33,3 +33,15 @@ mod model;
 mod pressure;
 mod rollback;
 mod stress;
+
+/// A group's `memory.events`, in file order: low, high, max, oom, oom_kill.
+fn events(g: cgmalloc::Group) -> [u64; 5] {
+    let s = g.stat().unwrap();
+    [
+        s.events_low,
+        s.events_high,
+        s.events_max,
+        s.events_oom,
+        s.events_oom_kill,
+    ]
+}

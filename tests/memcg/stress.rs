@@ -16,6 +16,7 @@
 //!
 //! `CGMALLOC_STRESS_OPS=N` changes the operations per worker.
 
+use super::events;
 use crate::support::rng::Rng;
 use cgmalloc::internals::memcg::charge::NORETRY;
 use cgmalloc::internals::memcg::control;
@@ -65,17 +66,6 @@ fn size(rng: &mut Rng) -> u64 {
         5..=7 => rng.range(1, 64 << 10),
         _ => rng.range(1, 256 << 10),
     }
-}
-
-fn events(g: Group) -> [u64; 5] {
-    let s = g.stat().unwrap();
-    [
-        s.events_low,
-        s.events_high,
-        s.events_max,
-        s.events_oom,
-        s.events_oom_kill,
-    ]
 }
 
 fn local_events(g: Group) -> [u64; 5] {
