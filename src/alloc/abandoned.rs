@@ -17,7 +17,8 @@
 //! Invariant: a span segment in use whose `tld` is null and whose claim is free is on the
 //! list; only a thread holding the claim (to adopt the segment) takes it off.
 
-use super::segment::{DueHint, Segment};
+use super::segment::DueHint;
+use super::types::Segment;
 use crate::util::spin::SpinLock;
 use core::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -12,9 +12,9 @@
 
 use super::charged::Uncharge;
 use super::large::SLACK_BUSY;
-use super::segment::{Segment, KIND_LARGE, SLICES};
 use super::span;
 use super::tld;
+use super::types::{Segment, Span, State, KIND_LARGE, MEDIUM, SLICES};
 use crate::memcg::files::AllocStats;
 use crate::memcg::table::GROUPS;
 use crate::os::mem::PAGE_SIZE;
@@ -38,7 +38,7 @@ fn stats(root: u32) -> AllocStats {
             let bytes = pages * PAGE_SIZE as u64;
             let slack = (m.slack.load(Ordering::Relaxed) & !SLACK_BUSY) as u64;
             a.large += bytes;
-            if m.state.load(Ordering::Relaxed) == span::State::Cached {
+            if m.state.load(Ordering::Relaxed) == State::Cached {
                 a.cached += bytes;
             } else {
                 a.cached += slack;
@@ -52,15 +52,14 @@ fn stats(root: u32) -> AllocStats {
                 continue;
             };
             let bytes = pages * PAGE_SIZE as u64;
-            if s.class == span::MEDIUM {
+            if s.class == MEDIUM {
                 // A medium block is charged to the page, as a large mapping is.
                 a.large += bytes;
             } else {
                 a.small += bytes;
             }
             let st = s.state.load(Ordering::Relaxed);
-            if st == span::State::Cached || st == span::State::Parked || st == span::State::Purging
-            {
+            if st == State::Cached || st == State::Parked || st == State::Purging {
                 a.cached += bytes;
             }
             let live = s
@@ -152,7 +151,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
         }
         if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
             let m = &sg.large;
-            if m.state.load(Ordering::Relaxed) == span::State::Active {
+            if m.state.load(Ordering::Relaxed) == State::Active {
                 // A live block's slack. The list lock keeps the mapping (a free waits
                 // for the purge before it can unmap it). The group is read under the
                 // slack's busy flag: a mapping taken from the cache changes group before
@@ -164,7 +163,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
                 return;
             }
             let t = m.cache_tld.load(Ordering::Relaxed);
-            if m.state.load(Ordering::Relaxed) != span::State::Cached || t.is_null() {
+            if m.state.load(Ordering::Relaxed) != State::Cached || t.is_null() {
                 return;
             }
             // SAFETY: thread states live in never-unmapped pool memory (their lock word
@@ -172,7 +171,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
             let _g = unsafe { (*t).lock_cache() };
             // Still in the cache of the thread whose lock is held: that thread may have
             // taken it out and another cached it since the look above.
-            if m.state.load(Ordering::Acquire) == span::State::Cached
+            if m.state.load(Ordering::Acquire) == State::Cached
                 && m.cache_tld.load(Ordering::Relaxed) == t
                 && GROUPS.is_descendant(m.charged.group(), root)
             {
@@ -183,7 +182,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
                     owed[n] = Some((u, false));
                     n += 1;
                 }
-                m.state.store(span::State::Purged, Ordering::Relaxed);
+                m.state.store(State::Purged, Ordering::Relaxed);
             }
             return;
         }
@@ -193,7 +192,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
             }
             let s = &sg.spans[i];
             let st = s.state.load(Ordering::Relaxed);
-            if st != span::State::Cached && st != span::State::Parked {
+            if st != State::Cached && st != State::Parked {
                 continue;
             }
             let heap = s.heap;
@@ -229,7 +228,7 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
                 n += 1;
             }
             // The owner may reuse it (charging it afresh) once it reads this.
-            s.state.store(span::State::Purged, Ordering::Release);
+            s.state.store(State::Purged, Ordering::Release);
         }
     });
     n
@@ -240,19 +239,14 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
 /// owner may take with plain stores (`medium::plain_take`): after the swap a process
 /// memory barrier makes the owner's `taking` flag visible if it read the state before
 /// our swap, and we wait for it to finish and see whether it wrote `ACTIVE` over ours.
-fn win(s: &span::Span, st: span::State) -> bool {
+fn win(s: &Span, st: State) -> bool {
     if s.state
-        .compare_exchange(
-            st,
-            span::State::Purging,
-            Ordering::Acquire,
-            Ordering::Relaxed,
-        )
+        .compare_exchange(st, State::Purging, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
         return false;
     }
-    if st != span::State::Parked || !super::medium::plain_take() {
+    if st != State::Parked || !super::medium::plain_take() {
         return true;
     }
     let _errno = crate::os::ErrnoGuard::new();
@@ -263,17 +257,14 @@ fn win(s: &span::Span, st: span::State) -> bool {
     while s.taking.load(Ordering::Acquire) {
         core::hint::spin_loop();
     }
-    s.state.load(Ordering::Acquire) == span::State::Purging
+    s.state.load(Ordering::Acquire) == State::Purging
 }
 
 /// Returns a span won by `win` unpurged, to state `st` (unless its owner took it).
-fn give_back(s: &span::Span, st: span::State) {
-    let _ = s.state.compare_exchange(
-        span::State::Purging,
-        st,
-        Ordering::Release,
-        Ordering::Relaxed,
-    );
+fn give_back(s: &Span, st: State) {
+    let _ = s
+        .state
+        .compare_exchange(State::Purging, st, Ordering::Release, Ordering::Relaxed);
 }
 
 /// `malloc_trim`: returns the calling thread's empty spans and free slices, every cached

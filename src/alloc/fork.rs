@@ -10,9 +10,9 @@
 //! holds, whatever state the vanished thread left it in.
 
 use super::abandoned;
-use super::segment::{self, Segment, KIND_LARGE};
-use super::span;
+use super::segment;
 use super::tld;
+use super::types::{Segment, State, KIND_LARGE};
 use crate::memcg;
 use core::ptr;
 use std::sync::atomic::Ordering;
@@ -55,9 +55,9 @@ extern "C" fn child() {
             // lend pages, or to serve a block it did not get to hand out).
             let st = m.state.load(Ordering::Relaxed);
             let owner = m.cache_tld.load(Ordering::Relaxed);
-            let in_cache = st == span::State::Cached
-                || st == span::State::Purged
-                || (st == span::State::Active && !owner.is_null());
+            let in_cache = st == State::Cached
+                || st == State::Purged
+                || (st == State::Active && !owner.is_null());
             if in_cache && owner != me {
                 // SAFETY: a mapping a vanished thread held (cached or taken out of its
                 // cache), no longer used; no other thread runs.

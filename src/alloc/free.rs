@@ -29,10 +29,9 @@ use super::abandoned;
 use super::charged::Uncharge;
 use super::heap;
 use super::segmap;
-use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SHIFT};
-use super::span::{self, Span};
 use super::tld;
 use super::tls;
+use super::types::{List, Segment, Span, State, KIND_LARGE, MEDIUM, SEG_SIZE, SLICE_SHIFT};
 use crate::util::fatal::fatal;
 use std::sync::atomic::Ordering;
 
@@ -105,7 +104,7 @@ pub unsafe fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut S
             interior(caller);
         }
         // A cached (or purged) mapping's block was freed.
-        if sg.large.state.load(Ordering::Relaxed) != span::State::Active {
+        if sg.large.state.load(Ordering::Relaxed) != State::Active {
             freed(caller);
         }
         return (seg, None);
@@ -123,10 +122,10 @@ pub unsafe fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut S
         freed(caller);
     }
     // A medium span kept empty: its one block was freed (and is on no free list).
-    if s.class == span::MEDIUM
+    if s.class == MEDIUM
         && matches!(
             s.state.load(Ordering::Relaxed),
-            span::State::Cached | span::State::Parked | span::State::Purging | span::State::Purged
+            State::Cached | State::Parked | State::Purging | State::Purged
         )
     {
         freed(caller);
@@ -172,7 +171,7 @@ pub unsafe fn free(p: *mut u8) {
         // SAFETY: this function's contract; nothing changed.
         return unsafe { free_general(p) };
     };
-    if span.list == span::List::Full || (used == 0 && !span.is_direct) {
+    if span.list == List::Full || (used == 0 && !span.is_direct) {
         // SAFETY: `span` held the live block `p` in a segment we own: it is a span of one
         // of our heaps.
         unsafe { free_local_slow(span) };
@@ -199,8 +198,8 @@ unsafe fn free_general(p: *mut u8) {
     let owner = sg.tld.load(Ordering::Relaxed);
     let me = tld::current();
     if owner == me && !me.is_null() {
-        if span.class == span::MEDIUM
-            && span.state.load(Ordering::Relaxed) == span::State::Active
+        if span.class == MEDIUM
+            && span.state.load(Ordering::Relaxed) == State::Active
             && span.no_remote()
         {
             // The span's one block, live (`locate` checked it is the block's start, and
@@ -217,9 +216,7 @@ unsafe fn free_general(p: *mut u8) {
         // SAFETY: a live block of `span` (checked just above) in a segment we own, which
         // the caller gives up.
         unsafe { span.push_local(p) };
-        if span.list == span::List::Full
-            || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct)
-        {
+        if span.list == List::Full || (span.used.load(Ordering::Relaxed) == 0 && !span.is_direct) {
             // SAFETY: a span of our segment, so of one of our heaps.
             unsafe { free_local_slow(span) };
         }
@@ -231,7 +228,7 @@ unsafe fn free_general(p: *mut u8) {
         if unsafe { span.looks_free(p) && span.is_free_block(p as usize) } {
             double_free();
         }
-        if span.class == span::MEDIUM {
+        if span.class == MEDIUM {
             // The span is the block: its charge goes back now, not when the owner
             // collects it (which may be much later). Before the push, which hands the
             // span to the owner.
@@ -240,7 +237,7 @@ unsafe fn free_general(p: *mut u8) {
                 u.apply();
             }
         }
-        let unfulled = if span.class == span::MEDIUM {
+        let unfulled = if span.class == MEDIUM {
             // Two threads freeing the block at once may both pass the check above: one
             // push wins, the other is the double free.
             // SAFETY: the span's block, handed out and (but for a racing free) live,
@@ -297,14 +294,14 @@ unsafe fn free_local_slow(span: &mut Span) {
     let h = span.heap;
     // SAFETY: the owner's span has its owner's heap.
     let heap = unsafe { &mut *h };
-    if span.class == span::MEDIUM {
+    if span.class == MEDIUM {
         // Saves `errno` itself where it may make system calls.
         // SAFETY: a medium span of that heap whose block was just freed.
         unsafe { heap.free_medium(span) };
         return;
     }
     let _errno = crate::os::ErrnoGuard::new();
-    if span.list == span::List::Full {
+    if span.list == List::Full {
         // SAFETY: a small-block span of that heap.
         unsafe { heap.unfull(span) };
     }
@@ -345,7 +342,7 @@ unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     // Anything but `ABANDONED` means there is nothing left to do: the exiting owner
     // collected our block and released the span (or the whole segment, which may since
     // have been reused).
-    if span.state.load(Ordering::Relaxed) == span::State::Abandoned {
+    if span.state.load(Ordering::Relaxed) == State::Abandoned {
         span.collect();
         if let Some(p) = p {
             // SAFETY: a block start of `span` in a segment in use, whose claim we hold.

@@ -19,18 +19,8 @@
 //! relaxed load/store pairs. Other threads only read bits, to confirm a double free they
 //! suspect; a live block's bit is set for whoever may legally free it.
 
-use super::segment::{Segment, SEG_SIZE, SLICE_SIZE};
+use super::types::{Segment, GRANULE_SHIFT, SEG_SIZE, SLICE_SIZE, SLICE_WORDS, WORD_SHIFT};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-const GRANULE_SHIFT: usize = 4;
-/// Bits per word.
-const WORD_SHIFT: usize = 6;
-const WORDS: usize = SEG_SIZE >> (GRANULE_SHIFT + WORD_SHIFT);
-const SLICE_WORDS: usize = SLICE_SIZE >> (GRANULE_SHIFT + WORD_SHIFT);
-
-/// The bits of one segment (32 KiB; the words of slice 0, the header, are unused).
-#[repr(C)]
-pub struct FreeMap([AtomicU64; WORDS]);
 
 /// The word holding `p`'s bit, and the bit.
 ///

@@ -7,14 +7,12 @@
 //! medium blocks (up to `MEDIUM_MAX`, a span each) and large mappings.
 
 use super::free as free_path;
-use super::heap::{empty_heap, Heap};
 use super::large;
 use super::medium;
 use super::resize::NotResized;
-use super::segment::SLICE_SIZE;
 use super::size_class::{self, LOOKUP_MAX, MEDIUM_MAX, SMALL_MAX};
-use super::span;
 use super::tld;
+use super::types::{empty_heap, Heap, MEDIUM, SLICE_SIZE};
 use core::ptr;
 
 /// Alignment every block has.
@@ -174,7 +172,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     }
     let in_place = match span {
         // SAFETY: `locate` returned the live span of `p`.
-        Some(s) if unsafe { (*s).class } == span::MEDIUM && size > old && size <= MEDIUM_MAX => {
+        Some(s) if unsafe { (*s).class } == MEDIUM && size > old && size <= MEDIUM_MAX => {
             // SAFETY: the segment and span of the live medium block `p`, the caller's.
             Some(unsafe { medium::grow(seg, s, size) }.map(|()| p))
         }

@@ -30,16 +30,13 @@
 //!   as before. Only when that range cannot even be mapped again does `harvest` fail, and
 //!   the caller releases the block.
 
-use super::large::{self, LargeMeta};
-use super::segment::Segment;
-use super::span;
-use super::tld::{self, LARGE_CACHE};
+use super::large;
+use super::tld;
+use super::types::{Cuts, LargeMeta, Segment, State, CUTS, LARGE_CACHE};
 use crate::os::mem::{self, Moved, PAGE_SIZE};
 use core::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Most cuts one mapping keeps.
-pub const CUTS: usize = 16;
 /// Most cuts over every live mapping of the process.
 const CUTS_TOTAL: usize = 16 << 10;
 /// Below this a range is faulted in: a move costs a system call and a TLB flush.
@@ -47,14 +44,6 @@ const MIN_BYTES: usize = 64 << 10;
 
 /// Sum of `Cuts::n` over every live large mapping.
 static TOTAL: AtomicUsize = AtomicUsize::new(0);
-
-/// The data offsets (in pages, sorted, distinct) at which an address-space area of a
-/// large mapping may begin, besides the mapping's own start. All zero in a new header.
-#[derive(Clone, Copy)]
-pub struct Cuts {
-    at: [u32; CUTS],
-    n: u8,
-}
 
 impl Cuts {
     fn slice(&self) -> &[u32] {
@@ -150,7 +139,7 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
                 }
                 // SAFETY: cached segments are live and held by this cache.
                 let d = unsafe { &(*s).large };
-                if d.state.load(Ordering::Relaxed) == span::State::Cached
+                if d.state.load(Ordering::Relaxed) == State::Cached
                     && best.map_or(true, |(_, u)| d.usable > u)
                 {
                     best = Some((i, d.usable));
@@ -160,11 +149,7 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
             let s = core::mem::replace(&mut t.large_cache[i], ptr::null_mut());
             // SAFETY: as above; taken out under the lock, it is ours now (a fork child
             // releases it: `ACTIVE` with `cache_tld` set).
-            unsafe {
-                (*s).large
-                    .state
-                    .store(span::State::Active, Ordering::Relaxed)
-            };
+            unsafe { (*s).large.state.store(State::Active, Ordering::Relaxed) };
             t.large_bytes -= usable;
             donors[n] = (i, s);
             n += 1;
@@ -239,7 +224,7 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
             // Only this thread fills its ring: the slot it came from is still free.
             t.large_cache[i] = s;
             t.large_bytes += d.usable;
-            d.state.store(span::State::Cached, Ordering::Release);
+            d.state.store(State::Cached, Ordering::Release);
         }
     }
     for &s in &empty[..ne] {

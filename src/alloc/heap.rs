@@ -28,13 +28,13 @@
 //! names (none for `LIST_NONE`).
 
 use super::charged::Uncharge;
-use super::segment::{Segment, SLICES, SLICE_SHIFT};
 use super::size_class::{self, NR_CLASSES, SLOTS};
-use super::span::{self, Span};
-use super::tld::Tld;
+use super::types::{
+    empty_span, Heap, List, Queue, Segment, Span, State, Tld, MEDIUM, SEG_SIZE, SLICES, SLICE_SHIFT,
+};
 use crate::memcg;
 use core::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Empty spans kept per heap before the oldest is released.
 pub const CACHE_MAX: u32 = 8;
@@ -42,30 +42,7 @@ pub const CACHE_MAX: u32 = 8;
 /// the pages it hands blocks out from (memory is touched lazily).
 const EXTEND_BYTES: usize = 4 << 10;
 
-/// A span with no free block, shared read-only by every empty `direct` slot.
-pub struct SyncSpan(pub Span);
-// SAFETY: the empty span is never written: the fast path only reads its null `free`.
-unsafe impl Sync for SyncSpan {}
-pub static EMPTY_SPAN: SyncSpan = SyncSpan(Span::EMPTY);
-
-#[inline]
-pub fn empty_span() -> *mut Span {
-    &EMPTY_SPAN.0 as *const Span as *mut Span
-}
-
-/// A doubly linked list of spans (through `Span::prev` / `Span::next`).
-#[derive(Clone, Copy)]
-pub struct Queue {
-    pub head: *mut Span,
-    pub tail: *mut Span,
-}
-
 impl Queue {
-    pub const EMPTY: Queue = Queue {
-        head: ptr::null_mut(),
-        tail: ptr::null_mut(),
-    };
-
     /// # Safety
     /// `s` is a live span descriptor on no list.
     pub unsafe fn push_front(&mut self, s: *mut Span) {
@@ -120,64 +97,6 @@ impl Queue {
             (*s).next = ptr::null_mut();
         }
     }
-}
-
-#[repr(C)]
-pub struct Heap {
-    /// `direct[class_of(16 * i)]` in slot `i`.
-    pub by_size: [*mut Span; SLOTS],
-    pub direct: [*mut Span; NR_CLASSES],
-    pub group: u32,
-    pub tld: *mut Tld,
-    /// The thread's registry word for group-change requests (`threads::pending_word`;
-    /// the thread keeps its slot while it has heaps): the slow path looks at it with no
-    /// TLS access.
-    pub attach_word: Option<&'static AtomicU64>,
-    /// Next heap of the same thread.
-    pub next: *mut Heap,
-    pub queues: [Queue; NR_CLASSES],
-    pub full: Queue,
-    pub full_dirty: AtomicBool,
-    /// Empty spans, most recent first.
-    pub cache: Queue,
-    pub cache_len: u32,
-    /// Medium spans in `cache`.
-    pub medium_cached: u32,
-    /// The medium span its owner freed last, kept out of `cache` (null if none): list
-    /// `LIST_PARK`, state `PARKED` or (purged by a reclaimer) `PURGING` / `PURGED`.
-    /// `medium_cached + (parked != null) ≤ MEDIUM_CACHE`.
-    pub parked: *mut Span,
-    /// Out of its thread's warm heaps since the thread last used it (`tld::heap_for`):
-    /// trimmed, with no direct span, and a span its frees empty is released at once, so
-    /// that a thread passing through many groups does not keep empty spans in each.
-    pub idle_trimmed: bool,
-}
-
-/// The heap of a thread that has not allocated yet: every `direct` slot is empty, so the
-/// first allocation takes the slow path, which sets the thread up.
-pub struct SyncHeap(pub Heap);
-// SAFETY: the empty heap is never written; the slow path recognises it by address.
-unsafe impl Sync for SyncHeap {}
-pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
-    by_size: [&EMPTY_SPAN.0 as *const Span as *mut Span; SLOTS],
-    direct: [&EMPTY_SPAN.0 as *const Span as *mut Span; NR_CLASSES],
-    group: 0,
-    tld: ptr::null_mut(),
-    attach_word: None,
-    next: ptr::null_mut(),
-    queues: [Queue::EMPTY; NR_CLASSES],
-    full: Queue::EMPTY,
-    full_dirty: AtomicBool::new(false),
-    cache: Queue::EMPTY,
-    cache_len: 0,
-    medium_cached: 0,
-    parked: ptr::null_mut(),
-    idle_trimmed: false,
-});
-
-#[inline]
-pub fn empty_heap() -> *mut Heap {
-    &EMPTY_HEAP.0 as *const Heap as *mut Heap
 }
 
 /// The uncharges owed for the spans of one segment released while it was held, applied
@@ -270,13 +189,13 @@ impl Heap {
             // SAFETY: as above.
             if !unsafe { (*s).in_full() } {
                 // SAFETY: as above.
-                if unsafe { (*s).class } == span::MEDIUM {
+                if unsafe { (*s).class } == MEDIUM {
                     // Its one block was freed by another thread.
                     // SAFETY: a span of this heap, on its full list.
                     unsafe { self.free_medium(s) };
                 } else {
                     // SAFETY: as above.
-                    unsafe { self.move_list(s, span::List::Class) };
+                    unsafe { self.move_list(s, List::Class) };
                 }
             }
             s = next;
@@ -311,27 +230,27 @@ impl Heap {
     /// # Safety
     /// `s` is a span of this heap (module docs).
     #[inline]
-    pub(super) unsafe fn move_list(&mut self, s: *mut Span, to: span::List) {
+    pub(super) unsafe fn move_list(&mut self, s: *mut Span, to: List) {
         // SAFETY: `s` is a span of this heap; `list` says where it is.
         unsafe {
             let class = (*s).class as usize;
             match (*s).list {
-                span::List::Class => self.queues[class].remove(s),
-                span::List::Full => self.full.remove(s),
-                span::List::Cache => {
+                List::Class => self.queues[class].remove(s),
+                List::Full => self.full.remove(s),
+                List::Cache => {
                     self.cache.remove(s);
                     self.cache_len -= 1;
-                    self.medium_cached -= u32::from(class == span::MEDIUM as usize);
+                    self.medium_cached -= u32::from(class == MEDIUM as usize);
                 }
                 _ => {}
             }
             match to {
-                span::List::Class => self.queues[class].push_front(s),
-                span::List::Full => self.full.push_back(s),
-                span::List::Cache => {
+                List::Class => self.queues[class].push_front(s),
+                List::Full => self.full.push_back(s),
+                List::Cache => {
                     self.cache.push_front(s);
                     self.cache_len += 1;
-                    self.medium_cached += u32::from(class == span::MEDIUM as usize);
+                    self.medium_cached += u32::from(class == MEDIUM as usize);
                 }
                 _ => {}
             }
@@ -361,12 +280,12 @@ impl Heap {
             unsafe { self.set_direct(class, empty_span()) };
         }
         // SAFETY: a span of this heap.
-        unsafe { self.move_list(s, span::List::Full) };
+        unsafe { self.move_list(s, List::Full) };
         // SAFETY: a span of this heap.
         if !unsafe { (*s).raise_full() } {
             // A remote free came in since the span was collected: it has blocks.
             // SAFETY: a span of this heap, on its full list now.
-            unsafe { self.move_list(s, span::List::Class) };
+            unsafe { self.move_list(s, List::Class) };
         }
     }
 
@@ -439,16 +358,16 @@ impl Heap {
         // SAFETY: a span of a segment we own, on no list.
         let span = unsafe { &mut *s };
         span.heap = self;
-        span.list = span::List::None;
+        span.list = List::None;
         span.is_direct = false;
-        span.state.store(span::State::Active, Ordering::Relaxed);
-        if span.class != span::MEDIUM {
+        span.state.store(State::Active, Ordering::Relaxed);
+        if span.class != MEDIUM {
             // SAFETY: a span of this heap now, on no list.
-            unsafe { self.move_list(s, span::List::Class) };
+            unsafe { self.move_list(s, List::Class) };
             return;
         }
         // SAFETY: a span of this heap now, on no list.
-        unsafe { self.move_list(s, span::List::Full) };
+        unsafe { self.move_list(s, List::Full) };
         if !span.raise_full() {
             // Freed by another thread meanwhile: `reactivate` frees it.
             self.full_dirty.store(true, Ordering::Release);
@@ -500,21 +419,21 @@ impl Heap {
             let st = span.state.load(Ordering::Relaxed);
             // Under the lock a span is `PURGING` only for a moment, by a reclaimer that
             // locked for another thread and gives it back: skip it.
-            if st != span::State::Purging
-                && (st == span::State::Cached) == charged
-                && span.class != span::MEDIUM
+            if st != State::Purging
+                && (st == State::Cached) == charged
+                && span.class != MEDIUM
                 && class.map_or(true, |c| c == span.class)
             {
                 let purged = span.claim();
                 if purged != charged {
                     // SAFETY: a span of this heap, in its cache.
-                    unsafe { self.move_list(s, span::List::None) };
-                    span.state.store(span::State::Active, Ordering::Relaxed);
+                    unsafe { self.move_list(s, List::None) };
+                    span.state.store(State::Active, Ordering::Relaxed);
                     return Some(s);
                 }
                 // Not what it looked like (cannot happen under the lock): leave it cached.
                 if !purged {
-                    span.state.store(span::State::Cached, Ordering::Release);
+                    span.state.store(State::Cached, Ordering::Release);
                 }
             }
             s = span.next;
@@ -573,9 +492,9 @@ impl Heap {
         unsafe { span.format(class as u8, size, capacity, key, self) };
         let n = (EXTEND_BYTES / size).max(1) as u32;
         span.extend(n);
-        span.list = span::List::None;
+        span.list = List::None;
         // SAFETY: a span of this heap now, on no list.
-        unsafe { self.move_list(s, span::List::Class) };
+        unsafe { self.move_list(s, List::Class) };
         s
     }
 
@@ -595,7 +514,7 @@ impl Heap {
         debug_assert!(span.charged.is_of(self.group));
         span.collect();
         // SAFETY: a span of this heap, on no list.
-        unsafe { self.move_list(s, span::List::Class) };
+        unsafe { self.move_list(s, List::Class) };
         s
     }
 
@@ -605,11 +524,11 @@ impl Heap {
     /// `s` is a small-block span of this heap (module docs).
     pub unsafe fn unfull(&mut self, s: *mut Span) {
         // SAFETY: `s` is a span of this heap.
-        if unsafe { (*s).list } == span::List::Full {
+        if unsafe { (*s).list } == List::Full {
             // SAFETY: as above.
             unsafe { (*s).lower_full() };
             // SAFETY: as above.
-            unsafe { self.move_list(s, span::List::Class) };
+            unsafe { self.move_list(s, List::Class) };
         }
     }
 
@@ -629,7 +548,7 @@ impl Heap {
             // SAFETY: as above.
             unsafe { (*s).lower_full() };
             // SAFETY: as above.
-            unsafe { self.move_list(s, span::List::None) };
+            unsafe { self.move_list(s, List::None) };
             // SAFETY: an empty span of this heap, not direct (seen above), on no list now.
             unsafe { self.release(s) };
             return;
@@ -680,9 +599,9 @@ impl Heap {
             // SAFETY: the thread state outlives its heaps.
             let _g = unsafe { (*self.tld).lock_cache() };
             // SAFETY: a span of this heap.
-            unsafe { self.move_list(s, span::List::Cache) };
+            unsafe { self.move_list(s, List::Cache) };
             // SAFETY: `s` is ours.
-            unsafe { (*s).state.store(span::State::Cached, Ordering::Release) };
+            unsafe { (*s).state.store(State::Cached, Ordering::Release) };
             if self.cache_len > CACHE_MAX {
                 let v = self.cache.tail;
                 // SAFETY: the oldest span in our cache, under the cache lock.
@@ -706,7 +625,7 @@ impl Heap {
     /// cache lock.
     unsafe fn take_off_cache(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap, in its cache.
-        unsafe { self.move_list(s, span::List::None) };
+        unsafe { self.move_list(s, List::None) };
         // SAFETY: a span we own; `claim` leaves a purged one `PURGED` (no charge).
         unsafe { (*s).claim() };
     }
@@ -717,7 +636,7 @@ impl Heap {
     /// `s` is a span of this heap (module docs) on no list and not direct, with no block
     /// handed out, out of reclaimers' reach (`ACTIVE`, or claimed back `PURGED`).
     pub unsafe fn release(&mut self, s: *mut Span) -> u64 {
-        let seg = (s as usize & !(super::segment::SEG_SIZE - 1)) as *mut Segment;
+        let seg = (s as usize & !(SEG_SIZE - 1)) as *mut Segment;
         let now = crate::os::coarse_now_ns();
         // SAFETY: `s` is ours and listed nowhere; its segment is owned by this thread.
         let (owed, seg_empty) = unsafe { release_span(seg, s, now) };
@@ -756,7 +675,7 @@ impl Heap {
                 let next = span.next;
                 span.collect();
                 if span.used.load(Ordering::Relaxed) == 0 {
-                    if span.class == span::MEDIUM {
+                    if span.class == MEDIUM {
                         // SAFETY: a span of this heap whose block was freed.
                         unsafe { self.free_medium(s) };
                     } else {
@@ -772,7 +691,7 @@ impl Heap {
             self.parked = ptr::null_mut();
             // SAFETY: our parked span; once claimed no reclaimer touches it.
             unsafe {
-                (*p).list = span::List::None;
+                (*p).list = List::None;
                 (*p).claim();
             }
             // SAFETY: our parked span, empty, on no list now and claimed.

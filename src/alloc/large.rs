@@ -26,49 +26,23 @@
 //! the header's segment; for alignments of a segment or more, the data starts one segment
 //! after the header and its region is marked `BACK` in the segment map.
 
-use super::charged::{Charged, Uncharge};
+use super::charged::Uncharge;
 use super::harvest;
 use super::resize::{charge_growth, NotResized};
 use super::segmap;
-use super::segment::{Segment, KIND_LARGE, SEG_SIZE, SLICE_SIZE};
 use super::span;
-use super::tld::{self, Tld, LARGE_CACHE};
+use super::tld;
+use super::types::{LargeMeta, Segment, State, Tld, KIND_LARGE, LARGE_CACHE, SEG_SIZE, SLICE_SIZE};
 use crate::memcg;
 use crate::memcg::origin::Origin;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Largest mapping kept in a thread's cache.
 pub const CACHE_MAX_BYTES: usize = 64 << 20;
 /// Most bytes of mappings a thread's cache holds (the newest is kept whatever its size).
 pub const CACHE_BUDGET: usize = 192 << 20;
-
-#[repr(C)]
-pub struct LargeMeta {
-    pub data: *mut u8,
-    /// Bytes of data charged and usable (a page multiple).
-    pub usable: usize,
-    /// Bytes of data address space reserved (`usable` and the growth room).
-    pub capacity: usize,
-    /// The charge the mapping holds, and of which group: `usable` and `slack` in pages
-    /// while it is resident, nothing once `PURGED` (`charged.rs`).
-    pub charged: Charged,
-    /// `span::State::Active`, `CACHED` or `PURGED`.
-    pub state: span::AtomicState,
-    /// The thread whose cache holds it, while cached; set before `state` becomes
-    /// `CACHED` (a release store), so a reclaimer that sees `CACHED` under the lock of the
-    /// thread it names knows the mapping is in that thread's cache.
-    pub cache_tld: AtomicPtr<Tld>,
-    /// Bytes right after `usable` that are resident and still charged to its group, left
-    /// over when a cached mapping served a smaller block: reported as `cached`, taken
-    /// back by the block when it is resized or freed, purged by reclaim (`SLACK_BUSY`
-    /// set while it does).
-    pub slack: AtomicUsize,
-    /// Where the data's address-space areas may begin: pages moved in by `harvest`
-    /// split the mapping's area.
-    pub cuts: harvest::Cuts,
-}
 
 /// Set in `slack` while a reclaiming thread purges it.
 pub const SLACK_BUSY: usize = 1 << 63;
@@ -189,7 +163,7 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             // SAFETY: a new mapping's header, ours alone.
             let m = unsafe { &mut (*seg).large };
             m.charged.add(group, pages(usable));
-            m.state.store(span::State::Active, Ordering::Release);
+            m.state.store(State::Active, Ordering::Release);
             let data = m.data;
             // Cached pages rather than fresh ones: no fault, but not zeroed.
             // SAFETY: a new mapping, ours alone; its `usable` bytes are untouched and
@@ -280,8 +254,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             {
                 continue;
             }
-            let ours =
-                m.state.load(Ordering::Relaxed) == span::State::Cached && m.charged.is_of(group);
+            let ours = m.state.load(Ordering::Relaxed) == State::Cached && m.charged.is_of(group);
             // A longer mapping costs nothing now (its tail is kept as slack); a shorter
             // one faults in the pages it grows by: longer ones rank first.
             let score = m.usable.abs_diff(need)
@@ -301,8 +274,8 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         // SAFETY: as above.
         let m = unsafe { &(*s).large };
         t.large_bytes -= m.usable;
-        let purged = m.state.load(Ordering::Relaxed) == span::State::Purged;
-        m.state.store(span::State::Active, Ordering::Relaxed);
+        let purged = m.state.load(Ordering::Relaxed) == State::Purged;
+        m.state.store(State::Active, Ordering::Relaxed);
         (s, purged, best == 0)
     };
     // SAFETY: the segment is ours now.
@@ -407,7 +380,7 @@ pub unsafe fn free(seg: *mut Segment) {
     {
         let _g = t.lock_cache();
         m.cache_tld.store(tld, Ordering::Relaxed);
-        m.state.store(span::State::Cached, Ordering::Release);
+        m.state.store(State::Cached, Ordering::Release);
         // A ring, oldest at `large_head`: the new mapping takes the oldest's place.
         let slot = t.large_head;
         let old = core::mem::replace(&mut t.large_cache[slot], seg);
@@ -434,8 +407,8 @@ pub unsafe fn free(seg: *mut Segment) {
         for &v in &evicted[..n] {
             // SAFETY: a segment taken out of the cache; make it ours before releasing it.
             let vm = unsafe { &(*v).large };
-            if vm.state.load(Ordering::Relaxed) == span::State::Cached {
-                vm.state.store(span::State::Active, Ordering::Relaxed);
+            if vm.state.load(Ordering::Relaxed) == State::Cached {
+                vm.state.store(State::Active, Ordering::Relaxed);
             }
         }
     }
@@ -481,8 +454,8 @@ pub fn drop_cache(t: &mut Tld) {
         for &s in taken.iter().filter(|s| !s.is_null()) {
             // SAFETY: cached segments are live; they become ours.
             let m = unsafe { &(*s).large };
-            if m.state.load(Ordering::Relaxed) == span::State::Cached {
-                m.state.store(span::State::Active, Ordering::Relaxed);
+            if m.state.load(Ordering::Relaxed) == State::Cached {
+                m.state.store(State::Active, Ordering::Relaxed);
             }
         }
         t.large_cache = [ptr::null_mut(); LARGE_CACHE];

@@ -38,10 +38,8 @@
 //! `grow` resizes a block in place for `realloc`: within its last slice, or into the free
 //! slices right after it, which only the segment's owner thread may take.
 
-use super::heap::Heap;
 use super::resize::{charge_growth, NotResized};
-use super::segment::{Segment, SLICE_SIZE};
-use super::span::{self, Span};
+use super::types::{Heap, List, Segment, Span, State, MEDIUM, SLICE_SIZE};
 use crate::memcg;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
@@ -116,7 +114,7 @@ impl Heap {
         // SAFETY: a span we own, on no list, charged for `usable` bytes.
         let span = unsafe { &mut *s };
         // SAFETY: a span of a segment this thread owns; this heap is the thread's.
-        unsafe { span.format(span::MEDIUM, usable, 1, key, self) };
+        unsafe { span.format(MEDIUM, usable, 1, key, self) };
         // Its one block, handed out now.
         span.reserved = 1;
         span.used.store(1, Ordering::Relaxed);
@@ -124,7 +122,7 @@ impl Heap {
         // (nothing can be pending on the span just formatted).
         span.raise_full_fresh();
         // SAFETY: a span of this heap now, on no list.
-        unsafe { self.move_list(s, span::List::Full) };
+        unsafe { self.move_list(s, List::Full) };
         let p = span.start;
         if !zeroed {
             // A live block's first word must not look like a free-list link.
@@ -152,8 +150,8 @@ impl Heap {
             span.taking.store(true, Ordering::Relaxed);
             // The reclaimer's `membarrier` orders the load after the store.
             compiler_fence(Ordering::SeqCst);
-            if span.state.load(Ordering::Relaxed) == span::State::Parked {
-                span.state.store(span::State::Active, Ordering::Relaxed);
+            if span.state.load(Ordering::Relaxed) == State::Parked {
+                span.state.store(State::Active, Ordering::Relaxed);
                 span.taking.store(false, Ordering::Release);
                 false
             } else {
@@ -163,8 +161,8 @@ impl Heap {
         } else {
             span.claim()
         };
-        span.list = span::List::None;
-        span.state.store(span::State::Active, Ordering::Relaxed);
+        span.list = List::None;
+        span.state.store(State::Active, Ordering::Relaxed);
         Some((s, purged))
     }
 
@@ -181,7 +179,7 @@ impl Heap {
         while !s.is_null() {
             // SAFETY: cached spans are live descriptors owned by this heap.
             let span = unsafe { &*s };
-            if span.class == span::MEDIUM && span.slices as usize == slices {
+            if span.class == MEDIUM && span.slices as usize == slices {
                 found = s;
                 if span.block_size as usize == usable {
                     break;
@@ -193,11 +191,11 @@ impl Heap {
             return None;
         }
         // SAFETY: a span of this heap, in its cache.
-        unsafe { self.move_list(found, span::List::None) };
+        unsafe { self.move_list(found, List::None) };
         // SAFETY: as above.
         let span = unsafe { &*found };
         let purged = span.claim();
-        span.state.store(span::State::Active, Ordering::Relaxed);
+        span.state.store(State::Active, Ordering::Relaxed);
         Some((found, purged))
     }
 
@@ -242,7 +240,7 @@ impl Heap {
     /// has been freed (pushed on one of its free lists).
     pub unsafe fn free_medium(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
-        unsafe { self.move_list(s, span::List::None) };
+        unsafe { self.move_list(s, List::None) };
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         span.lower_full();
@@ -261,7 +259,7 @@ impl Heap {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
         // SAFETY: as above.
-        unsafe { self.move_list(s, span::List::None) };
+        unsafe { self.move_list(s, List::None) };
         // `FULL` stays up (span.rs): taking it down would cost a locked instruction, and
         // the span is formatted before its next block.
         span.used.store(0, Ordering::Relaxed);
@@ -291,10 +289,10 @@ impl Heap {
             return;
         }
         let old = self.parked;
-        span.list = span::List::Park;
+        span.list = List::Park;
         self.parked = s;
         // Publishes the span's fields to reclaimers, which act on `PARKED` only.
-        span.state.store(span::State::Parked, Ordering::Release);
+        span.state.store(State::Parked, Ordering::Release);
         if !old.is_null() {
             // SAFETY: the span parked before, a medium span of this heap.
             unsafe { self.unpark(old) };
@@ -315,7 +313,7 @@ impl Heap {
         // SAFETY: a span of this heap, no longer parked; once claimed no reclaimer
         // touches it.
         let purged = unsafe {
-            (*s).list = span::List::None;
+            (*s).list = List::None;
             (*s).claim()
         };
         if !purged && self.medium_cached + 1 < MEDIUM_CACHE && !memcg::charge::at_max(self.group) {

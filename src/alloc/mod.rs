@@ -32,6 +32,7 @@ pub mod size_class;
 pub mod span;
 pub mod tld;
 pub mod tls;
+pub mod types;
 
 pub use front::{aligned, calloc, free, malloc, realloc, usable_size, zeroed};
 

@@ -13,7 +13,7 @@
 //! Writers: the thread mapping or unmapping a segment, before handing out / after taking
 //! back its memory. Readers: any thread freeing a pointer into it (which is then live).
 
-use super::segment::SEG_SHIFT;
+use super::types::SEG_SHIFT;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 const ADDR_BITS: usize = 48;

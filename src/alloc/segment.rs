@@ -37,74 +37,16 @@
 //! pointer into it is foreign.
 
 use super::segmap;
-use super::span::{self, Span};
+use super::types::{Segment, Span, State, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICES, SLICE_SHIFT};
 use crate::os::mem;
 use crate::util::spin::SpinLock;
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-pub const SEG_SHIFT: usize = 22;
-pub const SEG_SIZE: usize = 1 << SEG_SHIFT;
-pub const SLICE_SHIFT: usize = 16;
-pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
-pub const SLICES: usize = SEG_SIZE / SLICE_SIZE;
 /// How long a released span's pages are kept before they are given back to the kernel.
 pub const PURGE_DELAY_NS: u64 = 20_000_000;
 
-pub const KIND_SPANS: u8 = 1;
-pub const KIND_LARGE: u8 = 2;
-
 const MAGIC: u64 = 0x6367_6d61_6c6c_6f63; // "cgmalloc"
-
-#[repr(C)]
-pub struct Segment {
-    magic: u64,
-    pub kind: AtomicU8,
-    /// Owner thread's allocator state; null when abandoned, and always null in a large
-    /// mapping.
-    pub tld: AtomicPtr<super::tld::Tld>,
-    /// The owner's thread id (`tls::thread_id`, never 0), 0 whenever `tld` is null: the
-    /// owner's fast `free` compares it with its own. Only the owner stores its id here
-    /// and only the owner, the claim holder of an abandoned segment or a fork child's one
-    /// thread clear it, so a thread that reads its own id is the owner.
-    pub owner: AtomicUsize,
-    /// Held by a thread freeing into, purging or adopting an abandoned segment.
-    pub claim: AtomicU32,
-    /// Abandoned: the group all its live spans are charged to (`abandoned::MIXED` if
-    /// several), set before it is listed.
-    pub orphan_group: u32,
-    pub free_slices: u64,
-    /// Free slices whose pages may be resident (released, not purged yet).
-    pub dirty: u64,
-    /// Dirty slices of the older generation, all unused since `aging_due - PURGE_DELAY_NS`
-    /// at least: purged at `aging_due`. The others (`dirty & !aging`) are the young
-    /// generation, released between `young_first` and `young_last`.
-    aging: u64,
-    aging_due: u64,
-    young_first: u64,
-    young_last: u64,
-    /// When the dirty slices are next looked at (monotonic ns); 0 when none is dirty.
-    pub purge_at: u64,
-    pub nr_spans: AtomicU32,
-    /// Links in the owner's list of span segments, or, abandoned, in the list of
-    /// abandoned segments (`link_owned`, `unlink_owned`).
-    pub next_owned: *mut Segment,
-    pub prev_owned: *mut Segment,
-    /// Links in the global list.
-    next_all: *mut Segment,
-    prev_all: *mut Segment,
-    /// The mapping holding this segment: `mapped` bytes from `map_base` (a large mapping
-    /// aligned beyond a segment starts before its header).
-    pub mapped: usize,
-    pub map_base: *mut u8,
-    /// Large mappings: the block's start, its size as asked and the group charged.
-    pub large: super::large::LargeMeta,
-    pub spans: [Span; SLICES],
-    /// Which small blocks of the slices are free (`freemap.rs`).
-    pub free_map: super::freemap::FreeMap,
-}
-
-const _: () = assert!(core::mem::size_of::<Segment>() <= SLICE_SIZE);
 
 struct List {
     head: *mut Segment,
@@ -181,8 +123,8 @@ impl Segment {
         }
         let s = &self.spans[slice];
         let slice = match s.state.load(Ordering::Relaxed) {
-            span::State::Free => return None,
-            span::State::Interior => self.slice_of(s.start),
+            State::Free => return None,
+            State::Interior => self.slice_of(s.start),
             _ => slice,
         };
         Some(&mut self.spans[slice])
@@ -523,7 +465,7 @@ impl Segment {
             let d = &mut self.spans[j];
             *d = Span::EMPTY;
             d.start = start;
-            d.state.store(span::State::Interior, Ordering::Relaxed);
+            d.state.store(State::Interior, Ordering::Relaxed);
         }
     }
 

@@ -57,11 +57,12 @@
 //! memory barrier that it did not (`medium.rs`). So the owner never reuses memory being
 //! purged and a span is uncharged once.
 
-use super::charged::{Charged, Uncharge};
+use super::charged::Uncharge;
 use super::freemap;
+use super::types::{Block, Heap, Span, State, MEDIUM, SLICE_SHIFT, SLICE_SIZE};
 use crate::memcg::origin::Origin;
 use core::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 pub use super::charged::NO_GROUP;
 
@@ -75,184 +76,7 @@ pub const FULL: usize = 1;
 /// asked for) runs at least once every `HOT_BUDGET` frees plus a span's blocks.
 pub const HOT_BUDGET: u16 = 16384;
 
-/// A span's state (a large mapping's too: `ACTIVE`, `CACHED`, `PURGED`).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Not in use.
-    Free = 0,
-    /// In a heap's queue for its class (or full list), handing out blocks.
-    Active,
-    /// Empty, still charged, kept in the heap's cache.
-    Cached,
-    /// Empty, uncharged and purged, still in the heap's cache.
-    Purged,
-    /// Has live blocks; its owner thread exited.
-    Abandoned,
-    /// Not a span: a later slice of a multi-slice span, whose `start` is the span's start.
-    Interior,
-    /// Was `Cached`; a reclaiming thread holding the owner's cache lock is purging it,
-    /// and leaves the state `Purged` (or `Cached` again if the span is not the one it
-    /// locked for). Nobody else changes the span meanwhile.
-    Purging,
-    /// Empty, still charged, in its heap's `parked` slot (`medium.rs`): as `Cached`, but
-    /// the owner may take it back with plain stores.
-    Parked,
-}
-
-impl State {
-    /// Its name, for diagnostics.
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Free => "FREE",
-            State::Active => "ACTIVE",
-            State::Cached => "CACHED",
-            State::Purged => "PURGED",
-            State::Abandoned => "ABANDONED",
-            State::Interior => "INTERIOR",
-            State::Purging => "PURGING",
-            State::Parked => "PARKED",
-        }
-    }
-
-    #[inline(always)]
-    fn from_u8(v: u8) -> State {
-        debug_assert!(v <= State::Parked as u8);
-        // SAFETY: the word is written only from a `State` (`AtomicState`'s constructor
-        // and stores), so it holds one of its discriminants.
-        unsafe { core::mem::transmute::<u8, State>(v) }
-    }
-}
-
-/// A `State` in an atomic byte.
-#[repr(transparent)]
-pub struct AtomicState(AtomicU8);
-
-impl AtomicState {
-    pub const fn new(s: State) -> AtomicState {
-        AtomicState(AtomicU8::new(s as u8))
-    }
-
-    #[inline(always)]
-    pub fn load(&self, order: Ordering) -> State {
-        State::from_u8(self.0.load(order))
-    }
-
-    #[inline(always)]
-    pub fn store(&self, s: State, order: Ordering) {
-        self.0.store(s as u8, order);
-    }
-
-    #[inline(always)]
-    pub fn compare_exchange(
-        &self,
-        current: State,
-        new: State,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<State, State> {
-        self.0
-            .compare_exchange(current as u8, new as u8, success, failure)
-            .map(State::from_u8)
-            .map_err(State::from_u8)
-    }
-}
-
-/// The class of a medium span (one block, no size class, on no class queue).
-pub const MEDIUM: u8 = u8::MAX;
-
-/// Which of its heap's lists a span is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum List {
-    None,
-    /// Its class's queue.
-    Class,
-    /// The heap's full list.
-    Full,
-    /// The heap's cache of empty spans.
-    Cache,
-    /// A medium span in its heap's `parked` slot.
-    Park,
-}
-
-/// A free block's first word.
-#[repr(C)]
-pub struct Block {
-    next: usize,
-}
-
-/// A span descriptor. The first cache line holds everything `malloc` and the owner's
-/// `free` touch; the rest is for slow paths and other threads.
-#[repr(C, align(64))]
-pub struct Span {
-    // --- the fast paths' line ---
-    pub free: *mut Block,
-    pub key: usize,
-    pub start: *mut u8,
-    /// `ceil(2^32 / block_size)`: `off * magic >> 32` is `off / block_size` for every
-    /// offset inside a small-block span (one slice, blocks of at least 16 bytes); inside a
-    /// medium span's one block it is 0 or 1, and only offset 0 passes `is_block_start`.
-    pub magic: u64,
-    pub local_free: *mut Block,
-    pub used: AtomicU32,
-    pub block_size: u32,
-    pub capacity: u32,
-    pub state: AtomicState,
-    /// Which of its heap's lists the span is on (owner only).
-    pub list: List,
-    pub class: u8,
-    pub slices: u8,
-    /// Whether the span is its heap's `direct` span for its class (owner only).
-    pub is_direct: bool,
-    /// Raised by the owner while it takes the span out of `PARKED` with plain stores
-    /// (`medium.rs`); read by reclaimers.
-    pub taking: AtomicBool,
-    /// Owner frees left that go straight back onto `free` (`HOT_BUDGET` after each
-    /// `collect`); the rest wait on `local_free`.
-    pub hot: u16,
-    // --- the rest ---
-    /// The head of the blocks other threads freed (a `*mut Block`), with the `FULL` flag
-    /// in its low bit.
-    pub thread_free: AtomicUsize,
-    /// Blocks being pushed on or sitting on `thread_free`, not yet collected (for
-    /// statistics: `used - remote` blocks are live). Counted before the push.
-    pub remote: AtomicU32,
-    pub reserved: u32,
-    /// The charge the span holds, and of which group (the group of its blocks).
-    pub charged: Charged,
-    /// Owner heap (null for a free or abandoned span).
-    pub heap: *mut super::heap::Heap,
-    pub prev: *mut Span,
-    pub next: *mut Span,
-}
-
 impl Span {
-    #[allow(clippy::declare_interior_mutable_const)] // a template, copied into each descriptor
-    pub const EMPTY: Span = Span {
-        free: ptr::null_mut(),
-        key: 0,
-        used: AtomicU32::new(0),
-        block_size: 0,
-        local_free: ptr::null_mut(),
-        thread_free: AtomicUsize::new(0),
-        start: ptr::null_mut(),
-        remote: AtomicU32::new(0),
-        magic: 0,
-        reserved: 0,
-        capacity: 0,
-        class: 0,
-        state: AtomicState::new(State::Free),
-        slices: 0,
-        list: List::None,
-        is_direct: false,
-        taking: AtomicBool::new(false),
-        hot: 0,
-        charged: Charged::none(),
-        heap: ptr::null_mut(),
-        prev: ptr::null_mut(),
-        next: ptr::null_mut(),
-    };
-
     /// The owner takes back an empty span of its own that may be `State::Cached` or `State::Parked`:
     /// afterwards no reclaimer touches it. Returns whether it was purged (uncharged,
     /// zeroed; its state stays `State::Purged`); otherwise it is `State::Active` and still holds its
@@ -303,7 +127,7 @@ impl Span {
     }
 
     pub fn bytes(&self) -> usize {
-        (self.slices as usize) << super::segment::SLICE_SHIFT
+        (self.slices as usize) << SLICE_SHIFT
     }
 
     /// Sets the block size and the `magic` that divides by it (`magic` is a function of
@@ -330,7 +154,7 @@ impl Span {
         size: usize,
         capacity: u32,
         key: usize,
-        heap: *mut super::heap::Heap,
+        heap: *mut Heap,
     ) {
         self.class = class;
         self.set_block_size(size);
@@ -683,7 +507,7 @@ impl Span {
     pub unsafe fn looks_free(&self, p: *mut u8) -> bool {
         // SAFETY: by the contract `p` is a block of this span: its first word is readable.
         let next = self.decode(unsafe { (*(p as *mut Block)).next }) as usize;
-        next == 0 || next.wrapping_sub(self.start as usize) < super::segment::SLICE_SIZE
+        next == 0 || next.wrapping_sub(self.start as usize) < SLICE_SIZE
     }
 }
 

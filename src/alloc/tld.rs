@@ -15,39 +15,14 @@
 //! Invariant: a segment's `tld` is this thread's `Tld` exactly while it is on `segments`.
 
 use super::abandoned;
-use super::heap::{self, empty_heap, Heap, Owed};
+use super::heap::{self, Owed};
 use super::meta::Pool;
-use super::segment::{Segment, SLICES};
 use super::span;
 use super::tls;
+use super::types::{empty_heap, Heap, List, Segment, Span, State, Tld, SLICES};
 use crate::memcg;
 use core::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
-
-pub const LARGE_CACHE: usize = 32;
-
-#[repr(C)]
-pub struct Tld {
-    /// The owning thread's id (`tls::thread_id`), stored in the segments it owns.
-    pub id: usize,
-    pub heaps: *mut Heap,
-    pub segments: *mut Segment,
-    /// Freed large mappings kept for reuse (still charged unless purged).
-    pub large_cache: [*mut Segment; LARGE_CACHE],
-    /// Where the next freed mapping goes in the `large_cache` ring (the oldest entry).
-    pub large_head: usize,
-    /// Sum of `usable` over `large_cache` (constant while a mapping is cached).
-    pub large_bytes: usize,
-    /// The earliest `purge_at` of the owned segments (0: none has dirty slices), or
-    /// earlier.
-    purge_at: u64,
-    rng: u64,
-    /// Guards span states in this thread's caches against reclaiming threads. Last, and
-    /// kept when the state is recycled: a reclaimer that read a stale owner may hold it
-    /// while the state goes to a new thread, which then waits for it (a zero written
-    /// under the holder would let both in).
-    cache_lock: AtomicU32,
-}
 
 static TLDS: Pool = Pool::with_kept_tail(
     core::mem::size_of::<Tld>(),
@@ -188,10 +163,10 @@ impl Tld {
         // SAFETY: a segment we own and hold the claim of.
         let sg = unsafe { &mut *seg };
         for i in 1..SLICES {
-            let s: *mut span::Span = &mut sg.spans[i];
+            let s: *mut Span = &mut sg.spans[i];
             // SAFETY: a descriptor of our segment.
             let sp = unsafe { &mut *s };
-            if sp.state.load(Ordering::Relaxed) != span::State::Abandoned {
+            if sp.state.load(Ordering::Relaxed) != State::Abandoned {
                 continue;
             }
             sp.collect();
@@ -417,21 +392,21 @@ pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
     // SAFETY: the caller holds the segment (its claim, or the only thread of a fork child).
     let sg = unsafe { &mut *seg };
     for i in 1..SLICES {
-        let s: *mut span::Span = &mut sg.spans[i];
+        let s: *mut Span = &mut sg.spans[i];
         // SAFETY: a descriptor of this segment, which we hold.
         let sp = unsafe { &mut *s };
         let st = sp.state.load(Ordering::Relaxed);
-        if st == span::State::Free || st == span::State::Interior {
+        if st == State::Free || st == State::Interior {
             continue;
         }
         sp.collect();
         sp.heap = ptr::null_mut();
-        sp.list = span::List::None;
+        sp.list = List::None;
         sp.is_direct = false;
         sp.lower_full();
-        if st == span::State::Cached
-            || st == span::State::Parked
-            || st == span::State::Purged
+        if st == State::Cached
+            || st == State::Parked
+            || st == State::Purged
             || sp.used.load(Ordering::Relaxed) == 0
         {
             // SAFETY: an empty span of a segment we hold.
@@ -441,7 +416,7 @@ pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
                 return (true, owed);
             }
         } else {
-            sp.state.store(span::State::Abandoned, Ordering::Release);
+            sp.state.store(State::Abandoned, Ordering::Release);
             let g = sp.group();
             orphans = match orphans {
                 span::NO_GROUP => g,

@@ -10,8 +10,7 @@
 //! that sets itself up checks it sees the same offset, and the shortcut is switched off
 //! for good otherwise. The shortcut is only an alternative way to read the same words.
 
-use super::heap::{Heap, EMPTY_HEAP};
-use super::tld::Tld;
+use super::types::{Heap, Tld, EMPTY_HEAP};
 use core::cell::Cell;
 use core::ptr;
 

@@ -1,0 +1,431 @@
+//! The allocator's shared structures, in one place (as mimalloc's `types.h`): the
+//! segment geometry, segments, spans and their states, heaps, thread states and large
+//! mappings' headers. Behaviour lives in the module named for each structure
+//! (`segment.rs`, `span.rs`, `heap.rs`, `tld.rs`, `large.rs`, `harvest.rs`,
+//! `freemap.rs`); those modules import these types rather than each other, so the
+//! allocator's files form layers (DESIGN.md, "Layers"). The invariants of each structure
+//! are stated in its module. A field that only its structure's module may touch is
+//! `pub(super)`; the others are read or written across the allocator, under the rules
+//! that module states.
+
+use super::charged::Charged;
+use super::size_class::{NR_CLASSES, SLOTS};
+use core::ptr;
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
+
+// ---- Segment geometry -------------------------------------------------------------
+
+/// A segment is 4 MiB, aligned to its size, of 64 slices of 64 KiB.
+pub const SEG_SHIFT: usize = 22;
+pub const SEG_SIZE: usize = 1 << SEG_SHIFT;
+pub const SLICE_SHIFT: usize = 16;
+pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
+pub const SLICES: usize = SEG_SIZE / SLICE_SIZE;
+
+/// A segment's `kind`: spans, or one large mapping.
+pub const KIND_SPANS: u8 = 1;
+pub const KIND_LARGE: u8 = 2;
+
+/// A segment's header, at its start: in slice 0 of a span segment, in the first slice of
+/// a large mapping (`segment.rs`).
+#[repr(C)]
+pub struct Segment {
+    pub(super) magic: u64,
+    pub kind: AtomicU8,
+    /// Owner thread's allocator state; null when abandoned, and always null in a large
+    /// mapping.
+    pub tld: AtomicPtr<Tld>,
+    /// The owner's thread id (`tls::thread_id`, never 0), 0 whenever `tld` is null: the
+    /// owner's fast `free` compares it with its own. Only the owner stores its id here
+    /// and only the owner, the claim holder of an abandoned segment or a fork child's one
+    /// thread clear it, so a thread that reads its own id is the owner.
+    pub owner: AtomicUsize,
+    /// Held by a thread freeing into, purging or adopting an abandoned segment.
+    pub claim: AtomicU32,
+    /// Abandoned: the group all its live spans are charged to (`abandoned::MIXED` if
+    /// several), set before it is listed.
+    pub orphan_group: u32,
+    pub free_slices: u64,
+    /// Free slices whose pages may be resident (released, not purged yet).
+    pub dirty: u64,
+    /// Dirty slices of the older generation, all unused since `aging_due - PURGE_DELAY_NS`
+    /// at least: purged at `aging_due`. The others (`dirty & !aging`) are the young
+    /// generation, released between `young_first` and `young_last`.
+    pub(super) aging: u64,
+    pub(super) aging_due: u64,
+    pub(super) young_first: u64,
+    pub(super) young_last: u64,
+    /// When the dirty slices are next looked at (monotonic ns); 0 when none is dirty.
+    pub purge_at: u64,
+    pub nr_spans: AtomicU32,
+    /// Links in the owner's list of span segments, or, abandoned, in the list of
+    /// abandoned segments (`link_owned`, `unlink_owned`).
+    pub next_owned: *mut Segment,
+    pub prev_owned: *mut Segment,
+    /// Links in the global list.
+    pub(super) next_all: *mut Segment,
+    pub(super) prev_all: *mut Segment,
+    /// The mapping holding this segment: `mapped` bytes from `map_base` (a large mapping
+    /// aligned beyond a segment starts before its header).
+    pub mapped: usize,
+    pub map_base: *mut u8,
+    /// Large mappings: the block's start, its size as asked and the group charged.
+    pub large: LargeMeta,
+    pub spans: [Span; SLICES],
+    /// Which small blocks of the slices are free (`freemap.rs`).
+    pub free_map: FreeMap,
+}
+
+const _: () = assert!(core::mem::size_of::<Segment>() <= SLICE_SIZE);
+
+// ---- Live map (`freemap.rs`) -------------------------------------------------------
+
+/// Bytes per bit of the live map.
+pub const GRANULE_SHIFT: usize = 4;
+/// Bits per word.
+pub const WORD_SHIFT: usize = 6;
+pub const WORDS: usize = SEG_SIZE >> (GRANULE_SHIFT + WORD_SHIFT);
+pub const SLICE_WORDS: usize = SLICE_SIZE >> (GRANULE_SHIFT + WORD_SHIFT);
+
+/// The bits of one segment (32 KiB; the words of slice 0, the header, are unused).
+#[repr(C)]
+pub struct FreeMap(pub [AtomicU64; WORDS]);
+
+// ---- Spans (`span.rs`) --------------------------------------------------------------
+
+/// A span's state (a large mapping's too: `ACTIVE`, `CACHED`, `PURGED`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Not in use.
+    Free = 0,
+    /// In a heap's queue for its class (or full list), handing out blocks.
+    Active,
+    /// Empty, still charged, kept in the heap's cache.
+    Cached,
+    /// Empty, uncharged and purged, still in the heap's cache.
+    Purged,
+    /// Has live blocks; its owner thread exited.
+    Abandoned,
+    /// Not a span: a later slice of a multi-slice span, whose `start` is the span's start.
+    Interior,
+    /// Was `Cached`; a reclaiming thread holding the owner's cache lock is purging it,
+    /// and leaves the state `Purged` (or `Cached` again if the span is not the one it
+    /// locked for). Nobody else changes the span meanwhile.
+    Purging,
+    /// Empty, still charged, in its heap's `parked` slot (`medium.rs`): as `Cached`, but
+    /// the owner may take it back with plain stores.
+    Parked,
+}
+
+impl State {
+    /// Its name, for diagnostics.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Free => "FREE",
+            State::Active => "ACTIVE",
+            State::Cached => "CACHED",
+            State::Purged => "PURGED",
+            State::Abandoned => "ABANDONED",
+            State::Interior => "INTERIOR",
+            State::Purging => "PURGING",
+            State::Parked => "PARKED",
+        }
+    }
+
+    #[inline(always)]
+    fn from_u8(v: u8) -> State {
+        debug_assert!(v <= State::Parked as u8);
+        // SAFETY: the word is written only from a `State` (`AtomicState`'s constructor
+        // and stores), so it holds one of its discriminants.
+        unsafe { core::mem::transmute::<u8, State>(v) }
+    }
+}
+
+/// A `State` in an atomic byte.
+#[repr(transparent)]
+pub struct AtomicState(AtomicU8);
+
+impl AtomicState {
+    pub const fn new(s: State) -> AtomicState {
+        AtomicState(AtomicU8::new(s as u8))
+    }
+
+    #[inline(always)]
+    pub fn load(&self, order: Ordering) -> State {
+        State::from_u8(self.0.load(order))
+    }
+
+    #[inline(always)]
+    pub fn store(&self, s: State, order: Ordering) {
+        self.0.store(s as u8, order);
+    }
+
+    #[inline(always)]
+    pub fn compare_exchange(
+        &self,
+        current: State,
+        new: State,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<State, State> {
+        self.0
+            .compare_exchange(current as u8, new as u8, success, failure)
+            .map(State::from_u8)
+            .map_err(State::from_u8)
+    }
+}
+
+/// The class of a medium span (one block, no size class, on no class queue).
+pub const MEDIUM: u8 = u8::MAX;
+
+/// Which of its heap's lists a span is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum List {
+    None,
+    /// Its class's queue.
+    Class,
+    /// The heap's full list.
+    Full,
+    /// The heap's cache of empty spans.
+    Cache,
+    /// A medium span in its heap's `parked` slot.
+    Park,
+}
+
+/// A free block's first word.
+#[repr(C)]
+pub struct Block {
+    pub(super) next: usize,
+}
+
+/// A span descriptor. The first cache line holds everything `malloc` and the owner's
+/// `free` touch; the rest is for slow paths and other threads.
+#[repr(C, align(64))]
+pub struct Span {
+    // --- the fast paths' line ---
+    pub free: *mut Block,
+    pub key: usize,
+    pub start: *mut u8,
+    /// `ceil(2^32 / block_size)`: `off * magic >> 32` is `off / block_size` for every
+    /// offset inside a small-block span (one slice, blocks of at least 16 bytes); inside a
+    /// medium span's one block it is 0 or 1, and only offset 0 passes `is_block_start`.
+    pub magic: u64,
+    pub local_free: *mut Block,
+    pub used: AtomicU32,
+    pub block_size: u32,
+    pub capacity: u32,
+    pub state: AtomicState,
+    /// Which of its heap's lists the span is on (owner only).
+    pub list: List,
+    pub class: u8,
+    pub slices: u8,
+    /// Whether the span is its heap's `direct` span for its class (owner only).
+    pub is_direct: bool,
+    /// Raised by the owner while it takes the span out of `PARKED` with plain stores
+    /// (`medium.rs`); read by reclaimers.
+    pub taking: AtomicBool,
+    /// Owner frees left that go straight back onto `free` (`HOT_BUDGET` after each
+    /// `collect`); the rest wait on `local_free`.
+    pub hot: u16,
+    // --- the rest ---
+    /// The head of the blocks other threads freed (a `*mut Block`), with the `FULL` flag
+    /// in its low bit.
+    pub thread_free: AtomicUsize,
+    /// Blocks being pushed on or sitting on `thread_free`, not yet collected (for
+    /// statistics: `used - remote` blocks are live). Counted before the push.
+    pub remote: AtomicU32,
+    pub reserved: u32,
+    /// The charge the span holds, and of which group (the group of its blocks).
+    pub charged: Charged,
+    /// Owner heap (null for a free or abandoned span).
+    pub heap: *mut Heap,
+    pub prev: *mut Span,
+    pub next: *mut Span,
+}
+
+impl Span {
+    #[allow(clippy::declare_interior_mutable_const)] // a template, copied into each descriptor
+    pub const EMPTY: Span = Span {
+        free: ptr::null_mut(),
+        key: 0,
+        used: AtomicU32::new(0),
+        block_size: 0,
+        local_free: ptr::null_mut(),
+        thread_free: AtomicUsize::new(0),
+        start: ptr::null_mut(),
+        remote: AtomicU32::new(0),
+        magic: 0,
+        reserved: 0,
+        capacity: 0,
+        class: 0,
+        state: AtomicState::new(State::Free),
+        slices: 0,
+        list: List::None,
+        is_direct: false,
+        taking: AtomicBool::new(false),
+        hot: 0,
+        charged: Charged::none(),
+        heap: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        next: ptr::null_mut(),
+    };
+}
+
+// ---- Heaps (`heap.rs`) --------------------------------------------------------------
+
+/// A doubly linked list of spans (through `Span::prev` / `Span::next`).
+#[derive(Clone, Copy)]
+pub struct Queue {
+    pub head: *mut Span,
+    pub tail: *mut Span,
+}
+
+impl Queue {
+    pub const EMPTY: Queue = Queue {
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+    };
+}
+
+/// One thread's allocation state for one group (`heap.rs`).
+#[repr(C)]
+pub struct Heap {
+    /// `direct[class_of(16 * i)]` in slot `i`.
+    pub by_size: [*mut Span; SLOTS],
+    pub direct: [*mut Span; NR_CLASSES],
+    pub group: u32,
+    pub tld: *mut Tld,
+    /// The thread's registry word for group-change requests (`threads::pending_word`;
+    /// the thread keeps its slot while it has heaps): the slow path looks at it with no
+    /// TLS access.
+    pub attach_word: Option<&'static AtomicU64>,
+    /// Next heap of the same thread.
+    pub next: *mut Heap,
+    pub queues: [Queue; NR_CLASSES],
+    pub full: Queue,
+    pub full_dirty: AtomicBool,
+    /// Empty spans, most recent first.
+    pub cache: Queue,
+    pub cache_len: u32,
+    /// Medium spans in `cache`.
+    pub medium_cached: u32,
+    /// The medium span its owner freed last, kept out of `cache` (null if none): list
+    /// `LIST_PARK`, state `PARKED` or (purged by a reclaimer) `PURGING` / `PURGED`.
+    /// `medium_cached + (parked != null) ≤ MEDIUM_CACHE`.
+    pub parked: *mut Span,
+    /// Out of its thread's warm heaps since the thread last used it (`tld::heap_for`):
+    /// trimmed, with no direct span, and a span its frees empty is released at once, so
+    /// that a thread passing through many groups does not keep empty spans in each.
+    pub idle_trimmed: bool,
+}
+
+/// A span with no free block, shared read-only by every empty `direct` slot.
+pub struct SyncSpan(pub Span);
+// SAFETY: the empty span is never written: the fast path only reads its null `free`.
+unsafe impl Sync for SyncSpan {}
+pub static EMPTY_SPAN: SyncSpan = SyncSpan(Span::EMPTY);
+
+#[inline]
+pub fn empty_span() -> *mut Span {
+    &EMPTY_SPAN.0 as *const Span as *mut Span
+}
+
+/// The heap of a thread that has not allocated yet: every `direct` slot is empty, so the
+/// first allocation takes the slow path, which sets the thread up.
+pub struct SyncHeap(pub Heap);
+// SAFETY: the empty heap is never written; the slow path recognises it by address.
+unsafe impl Sync for SyncHeap {}
+pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
+    by_size: [&EMPTY_SPAN.0 as *const Span as *mut Span; SLOTS],
+    direct: [&EMPTY_SPAN.0 as *const Span as *mut Span; NR_CLASSES],
+    group: 0,
+    tld: ptr::null_mut(),
+    attach_word: None,
+    next: ptr::null_mut(),
+    queues: [Queue::EMPTY; NR_CLASSES],
+    full: Queue::EMPTY,
+    full_dirty: AtomicBool::new(false),
+    cache: Queue::EMPTY,
+    cache_len: 0,
+    medium_cached: 0,
+    parked: ptr::null_mut(),
+    idle_trimmed: false,
+});
+
+#[inline]
+pub fn empty_heap() -> *mut Heap {
+    &EMPTY_HEAP.0 as *const Heap as *mut Heap
+}
+
+// ---- Thread states (`tld.rs`) --------------------------------------------------------
+
+/// Freed large mappings a thread keeps for reuse.
+pub const LARGE_CACHE: usize = 32;
+
+/// A thread's allocator state: its heaps, the span segments it owns, its cache of large
+/// mappings (`tld.rs`, `thread.rs`).
+#[repr(C)]
+pub struct Tld {
+    /// The owning thread's id (`tls::thread_id`), stored in the segments it owns.
+    pub id: usize,
+    pub heaps: *mut Heap,
+    pub segments: *mut Segment,
+    /// Freed large mappings kept for reuse (still charged unless purged).
+    pub large_cache: [*mut Segment; LARGE_CACHE],
+    /// Where the next freed mapping goes in the `large_cache` ring (the oldest entry).
+    pub large_head: usize,
+    /// Sum of `usable` over `large_cache` (constant while a mapping is cached).
+    pub large_bytes: usize,
+    /// The earliest `purge_at` of the owned segments (0: none has dirty slices), or
+    /// earlier.
+    pub(super) purge_at: u64,
+    pub(super) rng: u64,
+    /// Guards span states in this thread's caches against reclaiming threads. Last, and
+    /// kept when the state is recycled: a reclaimer that read a stale owner may hold it
+    /// while the state goes to a new thread, which then waits for it (a zero written
+    /// under the holder would let both in).
+    pub(super) cache_lock: AtomicU32,
+}
+
+// ---- Large mappings (`large.rs`, `harvest.rs`) ---------------------------------------
+
+/// A large mapping's part of its header (`large.rs`).
+#[repr(C)]
+pub struct LargeMeta {
+    pub data: *mut u8,
+    /// Bytes of data charged and usable (a page multiple).
+    pub usable: usize,
+    /// Bytes of data address space reserved (`usable` and the growth room).
+    pub capacity: usize,
+    /// The charge the mapping holds, and of which group: `usable` and `slack` in pages
+    /// while it is resident, nothing once `PURGED` (`charged.rs`).
+    pub charged: Charged,
+    /// `span::State::Active`, `CACHED` or `PURGED`.
+    pub state: AtomicState,
+    /// The thread whose cache holds it, while cached; set before `state` becomes
+    /// `CACHED` (a release store), so a reclaimer that sees `CACHED` under the lock of the
+    /// thread it names knows the mapping is in that thread's cache.
+    pub cache_tld: AtomicPtr<Tld>,
+    /// Bytes right after `usable` that are resident and still charged to its group, left
+    /// over when a cached mapping served a smaller block: reported as `cached`, taken
+    /// back by the block when it is resized or freed, purged by reclaim (`SLACK_BUSY`
+    /// set while it does).
+    pub slack: AtomicUsize,
+    /// Where the data's address-space areas may begin: pages moved in by `harvest`
+    /// split the mapping's area.
+    pub cuts: Cuts,
+}
+
+/// Most cuts one mapping keeps.
+pub const CUTS: usize = 16;
+
+/// The data offsets (in pages, sorted, distinct) at which an address-space area of a
+/// large mapping may begin, besides the mapping's own start. All zero in a new header.
+#[derive(Clone, Copy)]
+pub struct Cuts {
+    pub(super) at: [u32; CUTS],
+    pub(super) n: u8,
+}
