@@ -11,6 +11,11 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 
 /// Pages, the unit of every counter.
 pub type Pages = u64;
+/// The pages in `bytes`, a page multiple.
+pub const fn pages(bytes: usize) -> Pages {
+    (bytes >> PAGE_SHIFT) as Pages
+}
+
 /// "No limit", as a page count.
 pub const UNLIMITED: Pages = u64::MAX;
 

@@ -10,9 +10,8 @@
 //! after the reclaimer won it with `CACHED -> PURGING` (its owner may take a parked span
 //! back without the lock: the state protocol in `span`).
 
-use super::charged::Uncharge;
+use super::charged::{Uncharge, NO_GROUP};
 use super::large::SLACK_BUSY;
-use super::span;
 use super::tld;
 use super::types::{Segment, Span, State, KIND_LARGE, MEDIUM, SLICES};
 use crate::memcg::files::AllocStats;
@@ -28,7 +27,7 @@ pub fn install() {
 
 fn stats(root: u32) -> AllocStats {
     let mut a = AllocStats::default();
-    let inside = |g: u32| g != span::NO_GROUP && GROUPS.is_descendant(g, root);
+    let inside = |g: u32| g != NO_GROUP && GROUPS.is_descendant(g, root);
     Segment::for_each(|sg| {
         if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
             let m = &sg.large;

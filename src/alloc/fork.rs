@@ -11,6 +11,7 @@
 
 use super::abandoned;
 use super::segment;
+use super::thread;
 use super::tld;
 use super::types::{Segment, State, KIND_LARGE};
 use crate::memcg;
@@ -27,11 +28,11 @@ extern "C" fn prepare() {
     memcg::ledger::lock_for_fork();
     segment::lock_for_fork();
     abandoned::lock_for_fork();
-    tld::lock_pools_for_fork();
+    thread::lock_pools_for_fork();
 }
 
 extern "C" fn parent() {
-    tld::unlock_pools_after_fork();
+    thread::unlock_pools_after_fork();
     abandoned::unlock_after_fork();
     segment::unlock_after_fork();
     memcg::ledger::unlock_after_fork();
@@ -74,7 +75,7 @@ extern "C" fn child() {
         sg.owner.store(0, Ordering::Relaxed);
         sg.claim.store(0, Ordering::Relaxed);
         // SAFETY: a span segment whose `tld` is now null; no other thread runs.
-        let (destroyed, owed) = unsafe { tld::settle_spans(seg) };
+        let (destroyed, owed) = unsafe { thread::settle_spans(seg) };
         if destroyed {
             // SAFETY: left with no span, and no thread that could use it runs.
             unsafe { Segment::destroy(seg) };

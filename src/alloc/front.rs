@@ -6,12 +6,16 @@
 //! from the direct span's free list. Everything else is in `alloc_slow`:
 //! medium blocks (up to `MEDIUM_MAX`, a span each) and large mappings.
 
+use super::account;
+use super::fork;
 use super::free as free_path;
 use super::large;
 use super::medium;
 use super::resize::NotResized;
 use super::size_class::{self, LOOKUP_MAX, MEDIUM_MAX, SMALL_MAX};
+use super::thread;
 use super::tld;
+use super::tls;
 use super::types::{empty_heap, Heap, MEDIUM, SLICE_SIZE};
 use core::ptr;
 
@@ -21,7 +25,7 @@ pub const MIN_ALIGN: usize = 16;
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
-        if let Some(heap) = tld::heap_inline() {
+        if let Some(heap) = tls::heap_inline() {
             // SAFETY: the TLS heap is the static empty heap or this thread's live heap,
             // whose by-size and direct slots always point to valid span descriptors.
             let span = unsafe {
@@ -44,12 +48,36 @@ pub fn malloc(size: usize) -> *mut u8 {
 /// The current heap, setting the thread up on its first allocation.
 #[inline]
 fn current_heap() -> *mut Heap {
-    let h = tld::heap();
+    let h = tls::heap();
     if h == empty_heap() {
-        tld::setup_heap()
+        first_heap()
     } else {
         h
     }
+}
+
+/// The heap of a thread whose TLS heap is the empty one: on its first allocation the
+/// thread is set up (and, on the process's first, the allocator); after a group change
+/// the heap of its new group is found or made.
+#[cold]
+fn first_heap() -> *mut Heap {
+    if tld::current().is_null() {
+        init();
+    }
+    thread::setup_heap()
+}
+
+/// One-time set-up: the hooks through which the accounting engine reaches the allocator.
+fn init() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    crate::memcg::control::apply_root_limits_early();
+    account::install();
+    crate::memcg::threads::set_hooks(thread::group_switched, thread::thread_exit);
+    fork::register();
 }
 
 /// Any allocation: `(block, zeroed)`.
@@ -59,7 +87,7 @@ pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
         // Between allocations, before the heap is chosen: a group change another thread
         // asked for (large allocations check on a cache miss, in `large::alloc`). A live
         // heap looks at the request word it keeps, with no TLS access.
-        let h = tld::heap();
+        let h = tls::heap();
         // SAFETY: the TLS heap is the empty heap or this thread's live heap.
         if h == empty_heap() || unsafe { (*h).attach_asked() } {
             crate::memcg::control::apply_pending_attach();

@@ -30,9 +30,9 @@
 //!   as before. Only when that range cannot even be mapped again does `harvest` fail, and
 //!   the caller releases the block.
 
-use super::large;
 use super::tld;
 use super::types::{Cuts, LargeMeta, Segment, State, CUTS, LARGE_CACHE};
+use crate::consts::pages;
 use crate::os::mem::{self, Moved, PAGE_SIZE};
 use core::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,24 +105,52 @@ pub fn forget(m: &LargeMeta) {
     }
 }
 
+/// What a harvest leaves its caller (`large.rs`) to do.
+pub struct Harvest {
+    /// Bytes moved into the block, from its start on (the rest is left to fault in).
+    pub moved: usize,
+    /// `(address, length)` of a range a refused move may have given to another mapping:
+    /// the caller releases the block, that range left alone.
+    pub lost: Option<(usize, usize)>,
+    /// Donors left with nothing, out of the cache (`ACTIVE`) and the caller's alone: it
+    /// releases them.
+    emptied: [*mut Segment; LARGE_CACHE],
+    n_emptied: usize,
+}
+
+impl Harvest {
+    /// The donors left with nothing.
+    pub fn emptied(&self) -> &[*mut Segment] {
+        &self.emptied[..self.n_emptied]
+    }
+
+    fn none() -> Harvest {
+        Harvest {
+            moved: 0,
+            lost: None,
+            emptied: [ptr::null_mut(); LARGE_CACHE],
+            n_emptied: 0,
+        }
+    }
+}
+
 /// Fills the data of large mapping `seg` from byte `from` to byte `to` (page multiples
 /// within its reservation, not resident, charged by the caller to its group) with
 /// resident pages moved out of the calling thread's cached mappings, the largest first,
-/// each from its last area only. Returns the bytes moved (the rest is left to fault
-/// in), or `None` when a refused move may have given part of the range to another
-/// mapping: then the block is released here, that range left alone.
+/// each from its last area only. Returns the bytes moved, and what the caller must
+/// release: the donors emptied, and the block itself when a move was lost.
 ///
 /// # Safety
 /// `seg` is a listed large mapping in no cache, whose block is not handed out yet, held
 /// by the caller alone; `from..to` is page-aligned, within its reservation, and holds
-/// nothing the caller needs. On `None` the mapping is released: `seg` is used no more.
-pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
+/// nothing the caller needs.
+pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Harvest {
     let want = to - from;
     let tld = tld::current();
     // SAFETY: the caller holds the block's mapping exclusively.
     let m = unsafe { &mut (*seg).large };
     if want < MIN_BYTES || tld.is_null() || m.cuts.n as usize + 2 > CUTS {
-        return Some(0);
+        return Harvest::none();
     }
     // SAFETY: this thread's live state.
     let t = unsafe { &mut *tld };
@@ -201,7 +229,7 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
         d.usable -= take;
         // At once, so that no uncharge is pending while the donor is out of the cache. A
         // donor left with nothing ends its page run here (its release finds no record).
-        let u = d.charged.take_part(large::pages(take), d.origin_now());
+        let u = d.charged.take_part(pages(take), d.origin_now());
         if d.usable == 0 {
             u.apply();
         } else {
@@ -209,16 +237,19 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
         }
         at += take;
     }
-    let mut empty = [ptr::null_mut::<Segment>(); LARGE_CACHE];
-    let mut ne = 0;
+    let mut out = Harvest {
+        moved: at - from,
+        lost,
+        ..Harvest::none()
+    };
     {
         let _g = t.lock_cache();
         for &(i, s) in &donors[..n] {
             // SAFETY: as above.
             let d = unsafe { &(*s).large };
             if d.usable == 0 {
-                empty[ne] = s;
-                ne += 1;
+                out.emptied[out.n_emptied] = s;
+                out.n_emptied += 1;
                 continue;
             }
             // Only this thread fills its ring: the slot it came from is still free.
@@ -227,19 +258,7 @@ pub unsafe fn harvest(seg: *mut Segment, from: usize, to: usize) -> Option<usize
             d.state.store(State::Cached, Ordering::Release);
         }
     }
-    for &s in &empty[..ne] {
-        // SAFETY: a donor left with nothing, out of the cache (`ACTIVE`), ours alone.
-        unsafe { large::release(s) };
-    }
-    match lost {
-        None => Some(at - from),
-        Some((hole, len)) => {
-            // SAFETY: the caller's mapping, held alone and given up on `None` (this
-            // function's contract); the hole lies inside it.
-            unsafe { large::release_except(seg, hole, len) };
-            None
-        }
-    }
+    out
 }
 
 #[cfg(test)]

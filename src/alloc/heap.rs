@@ -27,6 +27,7 @@
 //! owns, whose `heap` is this heap and which is on the list of this heap its `list`
 //! names (none for `LIST_NONE`).
 
+use super::abandoned;
 use super::charged::Uncharge;
 use super::size_class::{self, NR_CLASSES, SLOTS};
 use super::types::{
@@ -38,6 +39,9 @@ use std::sync::atomic::Ordering;
 
 /// Empty spans kept per heap before the oldest is released.
 pub const CACHE_MAX: u32 = 8;
+/// Medium spans a heap keeps: its parked span and those in its cache (among its
+/// `CACHE_MAX` spans).
+pub const MEDIUM_CACHE: u32 = 2;
 /// Bytes of never-used blocks made available at a time: one page, so a span touches only
 /// the pages it hands blocks out from (memory is touched lazily).
 const EXTEND_BYTES: usize = 4 << 10;
@@ -313,10 +317,58 @@ impl Heap {
         }
     }
 
-    /// Adopts an abandoned segment of this heap's group, if one waits.
+    /// Adopts an abandoned segment of this heap's group, if one waits: the segment
+    /// becomes this thread's, its live spans this heap's, and spans emptied since are
+    /// released. False if no segment qualified.
     fn adopt(&mut self) -> bool {
-        // SAFETY: the heap's thread state is live while the thread runs.
-        super::abandoned::waiting() && unsafe { (*self.tld).adopt_abandoned(self) }
+        if !abandoned::waiting() {
+            return false;
+        }
+        let Some(seg) = abandoned::take(self.group) else {
+            return false;
+        };
+        // Claimed and off the list: from here the segment is ours. Frees that saw `tld`
+        // null wait for the claim, then find the new owner and free again.
+        // SAFETY: the heap's thread state is live while the thread runs, and is this
+        // thread's.
+        let t = unsafe { &mut *self.tld };
+        // SAFETY: taken off the abandoned list with its claim held by us; `t` is this
+        // thread's state.
+        unsafe { t.adopt_segment(seg) };
+        let now = crate::os::coarse_now_ns();
+        let mut owed = Owed::new();
+        let mut emptied = false;
+        // SAFETY: a segment we own and hold the claim of.
+        let sg = unsafe { &mut *seg };
+        for i in 1..SLICES {
+            let s: *mut Span = &mut sg.spans[i];
+            // SAFETY: a descriptor of our segment.
+            let sp = unsafe { &mut *s };
+            if sp.state.load(Ordering::Relaxed) != State::Abandoned {
+                continue;
+            }
+            sp.collect();
+            if sp.used.load(Ordering::Relaxed) == 0 {
+                // SAFETY: an empty span of our segment, on no list.
+                let (u, empty) = unsafe { release_span(seg, s, now) };
+                owed.add(u);
+                emptied = empty;
+            } else {
+                // SAFETY: an `ABANDONED` span, collected, on no list, of the segment this
+                // thread just adopted; this heap is this thread's.
+                unsafe { self.adopt_span(s) };
+            }
+        }
+        if emptied {
+            // Every span was gone: the segment goes to the cache (its claim released).
+            // SAFETY: on our list since `adopt_segment`, with no span left.
+            unsafe { t.drop_segment(seg) };
+        } else {
+            t.note_dirty(sg.purge_at);
+            sg.unlock_claim();
+        }
+        owed.apply();
+        !emptied
     }
 
     /// A block from the spans queued for `class` (null if none has one), moving spans
@@ -557,7 +609,7 @@ impl Heap {
         unsafe { self.retire(s) };
     }
 
-    /// The thread has left this heap's group for a while (`tld::trim_idle_heap`): gives
+    /// The thread has left this heap's group for a while (`thread::trim_idle_heap`): gives
     /// back its empty spans and makes none of its spans direct, so the frees that empty
     /// them later reach `span_emptied`, which releases them.
     pub fn go_idle(&mut self) {
@@ -713,5 +765,102 @@ impl Heap {
             pages += unsafe { self.release(s) };
         }
         pages
+    }
+}
+
+/// Emptied medium spans: parked, cached or released (the allocation side, and the
+/// parking handshake, are `medium.rs`'s).
+impl Heap {
+    /// The owner freed (pushing it on a free list) or collected the block of medium
+    /// span `s`: keep or release the span (`keep_medium`).
+    ///
+    /// # Safety
+    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, whose block
+    /// has been freed (pushed on one of its free lists).
+    pub unsafe fn free_medium(&mut self, s: *mut Span) {
+        // SAFETY: a span of this heap.
+        unsafe { self.move_list(s, List::None) };
+        // SAFETY: a span of this heap.
+        let span = unsafe { &mut *s };
+        span.lower_full();
+        span.collect();
+        // SAFETY: an empty medium span of this heap, on no list now.
+        unsafe { self.keep_medium(s) };
+    }
+
+    /// The owner frees the live block of its medium span `s` (`ACTIVE`, nothing on
+    /// `thread_free`), without touching the block: keep or release the span.
+    ///
+    /// # Safety
+    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, whose block
+    /// is live and given up by the caller.
+    pub unsafe fn free_medium_owned(&mut self, s: *mut Span) {
+        // SAFETY: a span of this heap.
+        let span = unsafe { &mut *s };
+        // SAFETY: as above.
+        unsafe { self.move_list(s, List::None) };
+        // `FULL` stays up (span.rs): taking it down would cost a locked instruction, and
+        // the span is formatted before its next block.
+        span.used.store(0, Ordering::Relaxed);
+        // SAFETY: an empty medium span of this heap, on no list now.
+        unsafe { self.keep_medium(s) };
+    }
+
+    /// An empty medium span on no list: parked (the span parked before goes to the
+    /// cache or, with the group at its limit, back to its segment: `unpark`); released
+    /// instead when the freeing thread already uncharged it, or when the heap is idle.
+    ///
+    /// The limit is not looked at for the span parked: a malloc/free pair of a medium
+    /// block would pay the walk up the group's ancestors every time (1 ns of 16). At the
+    /// limit a heap so keeps at most one medium span charged, which a charge that needs
+    /// the room reclaims (`account.rs` purges parked spans).
+    ///
+    /// # Safety
+    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, on no list,
+    /// with its block freed.
+    unsafe fn keep_medium(&mut self, s: *mut Span) {
+        // SAFETY: a span of this heap.
+        let span = unsafe { &mut *s };
+        if span.charged.get().is_none() || self.idle_trimmed {
+            let _errno = crate::os::ErrnoGuard::new();
+            // SAFETY: an empty span of this heap on no list, `ACTIVE`.
+            unsafe { self.release(s) };
+            return;
+        }
+        let old = self.parked;
+        span.list = List::Park;
+        self.parked = s;
+        // Publishes the span's fields to reclaimers, which act on `PARKED` only.
+        span.state.store(State::Parked, Ordering::Release);
+        if !old.is_null() {
+            // SAFETY: the span parked before, a medium span of this heap.
+            unsafe { self.unpark(old) };
+        }
+    }
+
+    /// A span just displaced from `parked`: cached while fewer than `MEDIUM_CACHE`
+    /// medium spans are kept (the parked one included) and the group is below its limit,
+    /// else released; released too if a reclaimer purged it (it holds nothing).
+    ///
+    /// # Safety
+    /// `s` is an empty medium span of this heap (`heap.rs` module docs) just taken out of
+    /// the `parked` slot (its `list` still `LIST_PARK`).
+    #[cold]
+    unsafe fn unpark(&mut self, s: *mut Span) {
+        // The cache may release a victim, and a release may purge (system calls).
+        let _errno = crate::os::ErrnoGuard::new();
+        // SAFETY: a span of this heap, no longer parked; once claimed no reclaimer
+        // touches it.
+        let purged = unsafe {
+            (*s).list = List::None;
+            (*s).claim()
+        };
+        if !purged && self.medium_cached + 1 < MEDIUM_CACHE && !memcg::charge::at_max(self.group) {
+            // SAFETY: an empty span of this heap on no list, claimed back (`ACTIVE`).
+            unsafe { self.cache_span(s) };
+        } else {
+            // SAFETY: an empty span of this heap on no list, claimed back.
+            unsafe { self.release(s) };
+        }
     }
 }

@@ -30,9 +30,9 @@ use super::charged::Uncharge;
 use super::harvest;
 use super::resize::{charge_growth, NotResized};
 use super::segmap;
-use super::span;
 use super::tld;
 use super::types::{LargeMeta, Segment, State, Tld, KIND_LARGE, LARGE_CACHE, SEG_SIZE, SLICE_SIZE};
+use crate::consts::pages;
 use crate::memcg;
 use crate::memcg::origin::Origin;
 use crate::os::mem::{self, PAGE_SIZE};
@@ -101,21 +101,6 @@ impl LargeMeta {
         self.slack.store(0, Ordering::Release);
         Some(u)
     }
-
-    /// The mapping as the origin of an uncharge, with `recorded` to be filled in.
-    pub fn origin_now(&self) -> Origin {
-        self.origin((span::NO_GROUP, 0))
-    }
-
-    /// The mapping as the origin of an uncharge of `recorded`.
-    pub fn origin(&self, recorded: (u32, u64)) -> Origin {
-        Origin {
-            what: "large mapping",
-            state: self.state.load(Ordering::Relaxed).name(),
-            addr: self.data as usize,
-            recorded,
-        }
-    }
 }
 
 const ROOM_MAX: usize = 256 << 20;
@@ -128,11 +113,6 @@ pub const LARGE_MAX: usize = 1 << 45;
 /// The data reservation for a block of `usable` bytes.
 fn room_for(usable: usize) -> usize {
     usable.saturating_add(usable.saturating_mul(3).min(ROOM_MAX))
-}
-
-/// The pages charged for `usable` bytes (a page multiple).
-pub fn pages(usable: usize) -> u64 {
-    (usable / PAGE_SIZE) as u64
 }
 
 /// Charges `bytes` (whole pages) to `group`; the caller records them (`Charged::add`,
@@ -168,7 +148,7 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             // Cached pages rather than fresh ones: no fault, but not zeroed.
             // SAFETY: a new mapping, ours alone; its `usable` bytes are untouched and
             // charged.
-            match unsafe { harvest::harvest(seg, 0, usable) } {
+            match unsafe { fill(seg, 0, usable) } {
                 Some(moved) => (data, moved == 0),
                 None => (ptr::null_mut(), false),
             }
@@ -349,12 +329,36 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         // A shorter mapping grows with other cached mappings' pages.
         // SAFETY: taken out of the cache, ours alone; `old..need` lies in its reservation,
         // untouched (purged or never used) and charged above.
-        match unsafe { harvest::harvest(seg, old, need) } {
+        match unsafe { fill(seg, old, need) } {
             Some(moved) => zeroed &= moved == 0,
             None => return Some((ptr::null_mut(), false)),
         }
     }
     Some((data, zeroed))
+}
+
+/// Fills `from..to` of a new or reused block with cached mappings' pages (`harvest`) and
+/// releases what the harvest emptied. Returns the bytes moved, or `None` when a move was
+/// lost: then the block is released too, the lost range left alone.
+///
+/// # Safety
+/// As `harvest::harvest`; on `None`, `seg` is used no more.
+unsafe fn fill(seg: *mut Segment, from: usize, to: usize) -> Option<usize> {
+    // SAFETY: this function's contract is `harvest`'s.
+    let h = unsafe { harvest::harvest(seg, from, to) };
+    for &d in h.emptied() {
+        // SAFETY: a donor left with nothing, out of the cache (`ACTIVE`), ours alone.
+        unsafe { release(d) };
+    }
+    match h.lost {
+        None => Some(h.moved),
+        Some((hole, len)) => {
+            // SAFETY: the caller's mapping, held alone and given up on `None` (this
+            // function's contract); the hole lies inside it.
+            unsafe { release_except(seg, hole, len) };
+            None
+        }
+    }
 }
 
 /// Frees the large block of `seg` (found live by `free::locate`): into this thread's

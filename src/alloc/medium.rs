@@ -10,7 +10,9 @@
 //! heap's `parked` slot, whose previous span moves to the heap's cache; at most
 //! `MEDIUM_CACHE` medium spans in both together, beyond that (or, for the span the
 //! parked slot gives up, with the group at its limit) a span is released to its
-//! segment.
+//! segment. Keeping a freed span is the heap's (`Heap::free_medium` in `heap.rs`, which
+//! its own trim and full-list scan call too); taking one back, and growing a block, are
+//! this module's.
 //!
 //! The `parked` slot makes a free and malloc pair of one medium block cheap: no cache
 //! lock, no list move, no atomic read-modify-write. The owner parks the span with plain
@@ -44,10 +46,6 @@ use crate::memcg;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
 use std::sync::atomic::{compiler_fence, AtomicBool, Ordering};
-
-/// Medium spans a heap keeps: its parked span and those in its cache (among its
-/// `CACHE_MAX` spans).
-const MEDIUM_CACHE: u32 = 2;
 
 /// Whether owners take their parked spans back with plain stores: set once, before any
 /// thread has a heap (`init_parking`), when the process is registered for `membarrier`.
@@ -230,99 +228,6 @@ impl Heap {
                 .apply_plain();
         }
         Some((s, purged))
-    }
-
-    /// The owner freed (pushing it on a free list) or collected the block of medium
-    /// span `s`: keep or release the span (`keep_medium`).
-    ///
-    /// # Safety
-    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, whose block
-    /// has been freed (pushed on one of its free lists).
-    pub unsafe fn free_medium(&mut self, s: *mut Span) {
-        // SAFETY: a span of this heap.
-        unsafe { self.move_list(s, List::None) };
-        // SAFETY: a span of this heap.
-        let span = unsafe { &mut *s };
-        span.lower_full();
-        span.collect();
-        // SAFETY: an empty medium span of this heap, on no list now.
-        unsafe { self.keep_medium(s) };
-    }
-
-    /// The owner frees the live block of its medium span `s` (`ACTIVE`, nothing on
-    /// `thread_free`), without touching the block: keep or release the span.
-    ///
-    /// # Safety
-    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, whose block
-    /// is live and given up by the caller.
-    pub unsafe fn free_medium_owned(&mut self, s: *mut Span) {
-        // SAFETY: a span of this heap.
-        let span = unsafe { &mut *s };
-        // SAFETY: as above.
-        unsafe { self.move_list(s, List::None) };
-        // `FULL` stays up (span.rs): taking it down would cost a locked instruction, and
-        // the span is formatted before its next block.
-        span.used.store(0, Ordering::Relaxed);
-        // SAFETY: an empty medium span of this heap, on no list now.
-        unsafe { self.keep_medium(s) };
-    }
-
-    /// An empty medium span on no list: parked (the span parked before goes to the
-    /// cache or, with the group at its limit, back to its segment: `unpark`); released
-    /// instead when the freeing thread already uncharged it, or when the heap is idle.
-    ///
-    /// The limit is not looked at for the span parked: a malloc/free pair of a medium
-    /// block would pay the walk up the group's ancestors every time (1 ns of 16). At the
-    /// limit a heap so keeps at most one medium span charged, which a charge that needs
-    /// the room reclaims (`account.rs` purges parked spans).
-    ///
-    /// # Safety
-    /// `s` is a medium span of this heap (`heap.rs` module docs), `ACTIVE`, on no list,
-    /// with its block freed.
-    unsafe fn keep_medium(&mut self, s: *mut Span) {
-        // SAFETY: a span of this heap.
-        let span = unsafe { &mut *s };
-        if span.charged.get().is_none() || self.idle_trimmed {
-            let _errno = crate::os::ErrnoGuard::new();
-            // SAFETY: an empty span of this heap on no list, `ACTIVE`.
-            unsafe { self.release(s) };
-            return;
-        }
-        let old = self.parked;
-        span.list = List::Park;
-        self.parked = s;
-        // Publishes the span's fields to reclaimers, which act on `PARKED` only.
-        span.state.store(State::Parked, Ordering::Release);
-        if !old.is_null() {
-            // SAFETY: the span parked before, a medium span of this heap.
-            unsafe { self.unpark(old) };
-        }
-    }
-
-    /// A span just displaced from `parked`: cached while fewer than `MEDIUM_CACHE`
-    /// medium spans are kept (the parked one included) and the group is below its limit,
-    /// else released; released too if a reclaimer purged it (it holds nothing).
-    ///
-    /// # Safety
-    /// `s` is an empty medium span of this heap (`heap.rs` module docs) just taken out of
-    /// the `parked` slot (its `list` still `LIST_PARK`).
-    #[cold]
-    unsafe fn unpark(&mut self, s: *mut Span) {
-        // The cache may release a victim, and a release may purge (system calls).
-        let _errno = crate::os::ErrnoGuard::new();
-        // SAFETY: a span of this heap, no longer parked; once claimed no reclaimer
-        // touches it.
-        let purged = unsafe {
-            (*s).list = List::None;
-            (*s).claim()
-        };
-        if !purged && self.medium_cached + 1 < MEDIUM_CACHE && !memcg::charge::at_max(self.group) {
-            // SAFETY: an empty span of this heap on no list, claimed back (`ACTIVE`).
-            unsafe { self.cache_span(s) };
-        } else {
-            // SAFETY: an empty span of this heap on no list, claimed back.
-            unsafe { self.release(s) };
-        }
     }
 }
 

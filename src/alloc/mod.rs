@@ -3,15 +3,18 @@
 //! engine's `try_charge`, recorded in its holder's charge record (`charged`) in the same
 //! step, and uncharged from what the record says (DESIGN.md, "One truth for charged").
 //!
-//! Map, bottom up: `segmap` (which memory is ours), `segment` (4 MiB regions of 64 KiB
-//! slices), `charged` (the charge a span or mapping holds), `span` (blocks of one class,
-//! three free lists), `freemap` (the live map: where handed-out small blocks start),
-//! `heap` (one thread's spans for one group), `medium` (blocks up to 1 MiB, a span
-//! each), `large` (bigger blocks in their own mappings), `harvest` (cached mappings'
-//! pages moved into new blocks), `tld` (thread state and exit), `abandoned` (segments of
-//! exited threads), `free` (the free path), `front` (entry points), `resize` (growing a
-//! block where it is), `account` (statistics and reclaim for the accounting engine),
-//! `meta` (pools for heaps and thread states), `fork` (the `pthread_atfork` handlers).
+//! Map, bottom up, in the layers DESIGN.md lists (each file imports only from files
+//! below it): `size_class` (the classes), `charged` (the charge a span or mapping
+//! holds), `meta` (pools for heaps and thread states), `resize` (growth charges);
+//! `types` (the shared structures, as mimalloc's `types.h`); `segmap` (which memory is
+//! ours), `freemap` (the live map: where handed-out small blocks start), `tls` (the TLS
+//! words); `span` (blocks of one class, three free lists); `segment` (4 MiB regions of
+//! 64 KiB slices); `abandoned` (segments of exited threads); `tld` (a thread's owned
+//! segments and cache lock); `heap` (one thread's spans for one group); `harvest`
+//! (cached mappings' pages moved into new blocks); `large` (blocks in their own
+//! mappings) and `medium` (blocks up to 1 MiB, a span each); `thread` (a thread's set-up
+//! and exit); `free` (the free path) and `account` (statistics and reclaim for the
+//! accounting engine); `fork` (the `pthread_atfork` handlers); `front` (entry points).
 
 pub mod abandoned;
 pub mod account;
@@ -30,21 +33,9 @@ pub mod segmap;
 pub mod segment;
 pub mod size_class;
 pub mod span;
+pub mod thread;
 pub mod tld;
 pub mod tls;
 pub mod types;
 
 pub use front::{aligned, calloc, free, malloc, realloc, usable_size, zeroed};
-
-/// One-time set-up: the hooks through which the accounting engine reaches the allocator.
-pub fn init() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    crate::memcg::control::apply_root_limits_early();
-    account::install();
-    crate::memcg::threads::set_hooks(tld::group_switched, tld::thread_exit);
-    fork::register();
-}

@@ -64,7 +64,7 @@ use crate::memcg::origin::Origin;
 use core::ptr;
 use std::sync::atomic::Ordering;
 
-pub use super::charged::NO_GROUP;
+use super::charged::NO_GROUP;
 
 /// The low bit of `thread_free` (blocks are 16-byte aligned): the span is on its heap's
 /// full list and a remote free must tell the owner.

@@ -8,8 +8,9 @@
 //! `pub(super)`; the others are read or written across the allocator, under the rules
 //! that module states.
 
-use super::charged::Charged;
+use super::charged::{Charged, NO_GROUP};
 use super::size_class::{NR_CLASSES, SLOTS};
+use crate::memcg::origin::Origin;
 use core::ptr;
 use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
@@ -316,7 +317,7 @@ pub struct Heap {
     /// `LIST_PARK`, state `PARKED` or (purged by a reclaimer) `PURGING` / `PURGED`.
     /// `medium_cached + (parked != null) ≤ MEDIUM_CACHE`.
     pub parked: *mut Span,
-    /// Out of its thread's warm heaps since the thread last used it (`tld::heap_for`):
+    /// Out of its thread's warm heaps since the thread last used it (`thread::heap_for`):
     /// trimmed, with no direct span, and a span its frees empty is released at once, so
     /// that a thread passing through many groups does not keep empty spans in each.
     pub idle_trimmed: bool,
@@ -417,6 +418,23 @@ pub struct LargeMeta {
     /// Where the data's address-space areas may begin: pages moved in by `harvest`
     /// split the mapping's area.
     pub cuts: Cuts,
+}
+
+impl LargeMeta {
+    /// The mapping as the origin of an uncharge, with `recorded` to be filled in.
+    pub fn origin_now(&self) -> Origin {
+        self.origin((NO_GROUP, 0))
+    }
+
+    /// The mapping as the origin of an uncharge of `recorded`.
+    pub fn origin(&self, recorded: (u32, u64)) -> Origin {
+        Origin {
+            what: "large mapping",
+            state: self.state.load(Ordering::Relaxed).name(),
+            addr: self.data as usize,
+            recorded,
+        }
+    }
 }
 
 /// Most cuts one mapping keeps.

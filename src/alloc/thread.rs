@@ -1,0 +1,269 @@
+//! A thread's life in the allocator: its set-up on the first allocation, its heaps (one
+//! per group it allocates in), and its exit.
+//!
+//! The TLS heap starts as the static empty heap, so a thread's first allocation takes the
+//! slow path, which creates the thread's state (`Tld`) and the heap of its current group.
+//! When the thread changes group, the TLS heap goes back to the empty heap and the next
+//! allocation finds (or creates) the heap of the new group.
+//!
+//! At thread exit every owned segment is abandoned: under its claim, `tld` is cleared,
+//! then each span is collected; empty spans are released, the others marked `ABANDONED`
+//! and left to the threads that free their last blocks (see `free.rs`). Uncharges owed
+//! are applied after the claim is dropped.
+
+use super::abandoned;
+use super::charged::NO_GROUP;
+use super::heap::{release_span, Owed};
+use super::large;
+use super::medium;
+use super::meta::Pool;
+use super::tld;
+use super::tls;
+use super::types::{empty_heap, Heap, List, Segment, Span, State, Tld, SLICES};
+use crate::memcg;
+use core::ptr;
+use std::sync::atomic::Ordering;
+
+static TLDS: Pool = Pool::with_kept_tail(
+    core::mem::size_of::<Tld>(),
+    core::mem::offset_of!(Tld, cache_lock),
+);
+static HEAPS: Pool = Pool::new(core::mem::size_of::<Heap>());
+
+/// Called when the thread changes group: the next allocation looks up the new heap.
+pub fn group_switched() {
+    // SAFETY: the static empty heap.
+    unsafe { tls::set_heap(empty_heap()) };
+}
+
+/// The heap for `group` in this thread, created on first use; null when out of memory.
+///
+/// # Safety
+/// `tld` is the calling thread's live state.
+unsafe fn heap_for(tld: *mut Tld, group: u32) -> *mut Heap {
+    // SAFETY: `tld` is this thread's live state.
+    let t = unsafe { &mut *tld };
+    // Find the group's heap and unlink it, to put it first (most recently used).
+    let mut link: *mut *mut Heap = &mut t.heaps;
+    let mut found = ptr::null_mut();
+    // SAFETY: heaps on the thread's list are live and only this thread links them.
+    unsafe {
+        while !(*link).is_null() {
+            let h = *link;
+            if (*h).group == group {
+                *link = (*h).next;
+                found = h;
+                break;
+            }
+            link = &mut (*h).next;
+        }
+    }
+    let h = if found.is_null() {
+        let h = HEAPS.alloc() as *mut Heap;
+        if h.is_null() {
+            return h;
+        }
+        // SAFETY: a zeroed pool object of the right size, ours alone; `tld` is this
+        // thread's live state, which outlives its heaps.
+        unsafe { (*h).init(group, tld) };
+        h
+    } else {
+        found
+    };
+    // SAFETY: `h` is ours and unlinked.
+    unsafe {
+        (*h).next = t.heaps;
+        (*h).idle_trimmed = false;
+    }
+    t.heaps = h;
+    trim_idle_heap(t);
+    h
+}
+
+/// Heaps a thread keeps warm: beyond the `WARM_HEAPS` it used last, a heap gives back its
+/// empty spans when it falls out of that window, and each span its frees empty later
+/// (its live blocks stay where they are), so a thread that visits many groups does not
+/// keep a span cache in each (`Heap::go_idle`).
+const WARM_HEAPS: usize = 4;
+
+fn trim_idle_heap(t: &mut Tld) {
+    let mut h = t.heaps;
+    for _ in 0..WARM_HEAPS {
+        if h.is_null() {
+            return;
+        }
+        // SAFETY: heaps on the thread's list are live.
+        h = unsafe { (*h).next };
+    }
+    // SAFETY: as above; `h` is this thread's, not the TLS heap (which is the list head).
+    if !h.is_null() && !unsafe { (*h).idle_trimmed } {
+        // SAFETY: as above.
+        unsafe { (*h).go_idle() };
+    }
+}
+
+/// The slow path's first step: the thread's state and the heap of its current group,
+/// installed as the TLS heap. Null when out of memory.
+#[cold]
+pub fn setup_heap() -> *mut Heap {
+    let mut tld = tld::current();
+    if tld.is_null() {
+        medium::init_parking();
+        tld = TLDS.alloc() as *mut Tld;
+        if tld.is_null() {
+            return ptr::null_mut();
+        }
+        let seed = (tld as u64) ^ crate::os::now_ns().rotate_left(17) ^ crate::os::gettid() as u64;
+        // SAFETY: a zeroed pool object, ours alone.
+        unsafe {
+            (*tld).rng = seed | 1;
+            (*tld).id = tls::thread_id();
+        }
+        // SAFETY: this thread's state, set up, recycled only by its `thread_exit`.
+        unsafe { tls::set_tld(tld) };
+        tls::calibrate();
+        memcg::threads::ensure_registered();
+    }
+    // SAFETY: this thread's live state.
+    let h = unsafe { heap_for(tld, memcg::threads::current_group()) };
+    if !h.is_null() {
+        // SAFETY: a live heap of this thread, recycled only by its `thread_exit`.
+        unsafe { tls::set_heap(h) };
+    }
+    h
+}
+
+/// Thread exit: abandon every segment, release every cache, recycle the state.
+pub fn thread_exit() {
+    let tld = tld::current();
+    if tld.is_null() {
+        return;
+    }
+    // SAFETY: the static empty heap, and no state: the thread's are recycled below.
+    unsafe {
+        tls::set_heap(empty_heap());
+        tls::set_tld(ptr::null_mut());
+    }
+    // SAFETY: `tld` was this thread's state; no other thread writes it.
+    let t = unsafe { &mut *tld };
+    large::drop_cache(t);
+    let mut seg = t.segments;
+    t.segments = ptr::null_mut();
+    while !seg.is_null() {
+        // SAFETY: segments on the list are ours until abandoned below.
+        let next = unsafe { (*seg).next_owned };
+        // Reclaiming threads purge cached spans under this lock; hold it while spans
+        // change hands, and destroy segments (which takes the segment list lock) after.
+        let guard = t.lock_cache();
+        // SAFETY: a segment of this exiting thread, taken off its list.
+        let (destroy, owed) = unsafe { abandon_segment(seg) };
+        drop(guard);
+        if destroy {
+            // SAFETY: left with no span, unlisted, under our claim: used no more.
+            unsafe { Segment::destroy(seg) };
+        }
+        owed.apply();
+        seg = next;
+    }
+    let mut h = t.heaps;
+    while !h.is_null() {
+        // SAFETY: heaps on the list are ours; recycled after unlinking.
+        let next = unsafe { (*h).next };
+        // SAFETY: a heap of this pool, unlinked, and no longer the TLS heap.
+        unsafe { HEAPS.free(h.cast()) };
+        h = next;
+    }
+    // SAFETY: a state of this pool, no longer the TLS state, its heaps gone.
+    unsafe { TLDS.free(tld.cast()) };
+}
+
+/// Gives up ownership of a segment: releases its empty spans and lists it for adoption
+/// if live blocks remain. Returns whether the segment is now empty (the caller destroys
+/// it) and the uncharges owed.
+///
+/// # Safety
+/// `seg` is a segment the exiting calling thread owned, taken off its list.
+unsafe fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
+    // SAFETY: `seg` is a live segment this thread owned; the claim serialises us with
+    // threads freeing into it once `tld` is cleared.
+    let sg = unsafe { &*seg };
+    sg.lock_claim();
+    sg.owner.store(0, Ordering::Relaxed);
+    sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
+    // A remote free pushes, then reads `tld`; we clear `tld`, then look at the pushes
+    // (`settle_spans`): one of the two sees the other.
+    std::sync::atomic::fence(Ordering::SeqCst);
+    // SAFETY: we hold the claim, and `tld` is null.
+    let r = unsafe { settle_spans(seg) };
+    if !r.0 {
+        // SAFETY: claimed, `tld` cleared, `orphan_group` set by `settle_spans`, and on no
+        // list.
+        unsafe { abandoned::push(seg) };
+        sg.unlock_claim();
+    }
+    r
+}
+
+/// For a segment whose owner is gone (`tld` already null) and which the caller holds:
+/// releases its empty spans (cached ones included), marks the others `ABANDONED` and
+/// notes their group in `orphan_group`. Returns whether the segment is now empty (the
+/// caller destroys it, and it goes to the segment cache with its dirty slices) and the
+/// uncharges owed. A segment left with live blocks keeps its dirty slices, for the
+/// thread that adopts it (`abandoned::purge_due` purges them if none does in time).
+///
+/// # Safety
+/// `seg` is a span segment in use whose `tld` is null and which the caller holds: its
+/// claim, or no other thread runs (a fork child).
+pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
+    let now = crate::os::coarse_now_ns();
+    let mut owed = Owed::new();
+    let mut orphans = NO_GROUP;
+    // SAFETY: the caller holds the segment (its claim, or the only thread of a fork child).
+    let sg = unsafe { &mut *seg };
+    for i in 1..SLICES {
+        let s: *mut Span = &mut sg.spans[i];
+        // SAFETY: a descriptor of this segment, which we hold.
+        let sp = unsafe { &mut *s };
+        let st = sp.state.load(Ordering::Relaxed);
+        if st == State::Free || st == State::Interior {
+            continue;
+        }
+        sp.collect();
+        sp.heap = ptr::null_mut();
+        sp.list = List::None;
+        sp.is_direct = false;
+        sp.lower_full();
+        if st == State::Cached
+            || st == State::Parked
+            || st == State::Purged
+            || sp.used.load(Ordering::Relaxed) == 0
+        {
+            // SAFETY: an empty span of a segment we hold.
+            let (u, empty) = unsafe { release_span(seg, s, now) };
+            owed.add(u);
+            if empty {
+                return (true, owed);
+            }
+        } else {
+            sp.state.store(State::Abandoned, Ordering::Release);
+            let g = sp.group();
+            orphans = match orphans {
+                NO_GROUP => g,
+                o if o == g || g == NO_GROUP => o,
+                _ => abandoned::MIXED,
+            };
+        }
+    }
+    sg.orphan_group = orphans;
+    (false, owed)
+}
+
+pub fn lock_pools_for_fork() {
+    TLDS.lock_for_fork();
+    HEAPS.lock_for_fork();
+}
+
+pub fn unlock_pools_after_fork() {
+    HEAPS.unlock_after_fork();
+    TLDS.unlock_after_fork();
+}
