@@ -17,6 +17,7 @@
 //! Invariant: a span segment in use whose `tld` is null and whose claim is free is on the
 //! list; only a thread holding the claim (to adopt the segment) takes it off.
 
+use super::charged::Owed;
 use super::segment::DueHint;
 use super::types::Segment;
 use crate::util::spin::SpinLock;
@@ -149,12 +150,14 @@ pub fn purge_due(now: u64) {
         }
     }
     for &s in &held[..n] {
+        let mut owed = Owed::new();
         // SAFETY: claimed above, and still listed: ours until the claim is dropped.
         unsafe {
-            (*s).purge_expired(now);
+            (*s).purge_expired(now, &mut owed);
             DUE.note((*s).purge_at);
             (*s).unlock_claim();
         }
+        owed.apply();
     }
 }
 

@@ -51,13 +51,18 @@ fn stats(root: u32) -> AllocStats {
                 continue;
             };
             let bytes = pages * PAGE_SIZE as u64;
+            let st = s.state.load(Ordering::Relaxed);
+            if st == State::Free {
+                // A free slice's pages, left by a released span.
+                a.free += bytes;
+                continue;
+            }
             if s.class == MEDIUM {
                 // A medium block is charged to the page, as a large mapping is.
                 a.large += bytes;
             } else {
                 a.small += bytes;
             }
-            let st = s.state.load(Ordering::Relaxed);
             if st == State::Cached || st == State::Parked || st == State::Purging {
                 a.cached += bytes;
             }
@@ -68,12 +73,27 @@ fn stats(root: u32) -> AllocStats {
             a.allocated += live as u64 * s.block_size as u64;
         }
     });
+    Segment::for_each_cached(|sg| {
+        for s in &sg.spans[1..] {
+            if let Some((_, pages)) = s.charged.get().filter(|&(g, _)| inside(g)) {
+                a.free += pages * PAGE_SIZE as u64;
+            }
+        }
+    });
+    a.free += a.cached;
     a
 }
 
 /// The allocator's charge records, for the ledger (`memcg::ledger`): `(group, pages)` of
-/// every span and large mapping that holds a charge.
+/// every span, free slice and large mapping that holds a charge.
 pub fn records(f: &mut dyn FnMut(u32, u64)) {
+    let slices = |sg: &Segment, f: &mut dyn FnMut(u32, u64)| {
+        for s in &sg.spans[1..] {
+            if let Some((g, pages)) = s.charged.get() {
+                f(g, pages);
+            }
+        }
+    };
     Segment::for_each(|sg| {
         if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
             if let Some((g, pages)) = sg.large.charged.get() {
@@ -81,12 +101,9 @@ pub fn records(f: &mut dyn FnMut(u32, u64)) {
             }
             return;
         }
-        for s in &sg.spans[1..] {
-            if let Some((g, pages)) = s.charged.get() {
-                f(g, pages);
-            }
-        }
+        slices(sg, f);
     });
+    Segment::for_each_cached(|sg| slices(sg, f));
 }
 
 /// Compares every group's counter with what the allocator, the stocks and the explicit
@@ -98,9 +115,17 @@ pub fn audit() -> Result<(), crate::memcg::ledger::Mismatch> {
 
 const BATCH: usize = 64;
 
-/// Frees up to `want` pages of the allocator's cache charged in the subtree of `root`.
+/// Frees up to `want` pages of the allocator's free pages charged in the subtree of
+/// `root`: the calling thread's empty spans first go back to their segments, then the
+/// free slices of every segment (listed or cached) are purged, then other threads' cached
+/// spans and mappings.
 fn reclaim(root: u32, want: u64) -> u64 {
-    let mut got = own_thread(root);
+    own_thread(root);
+    let inside = |g: u32| GROUPS.is_descendant(g, root);
+    let mut got = Segment::purge_listed_free(inside);
+    if got < want {
+        got += Segment::purge_cached_free(inside);
+    }
     while got < want {
         let mut owed = [None; BATCH];
         let n = purge_cached(root, &mut owed);
@@ -119,24 +144,23 @@ fn reclaim(root: u32, want: u64) -> u64 {
     got
 }
 
-/// The calling thread's empty spans and cached mappings in the subtree.
-fn own_thread(root: u32) -> u64 {
+/// Releases the calling thread's empty spans in the subtree to their segments (as free
+/// slices, still charged, for the purge that follows).
+fn own_thread(root: u32) {
     let t = tld::current();
     if t.is_null() {
-        return 0;
+        return;
     }
-    let mut got = 0;
     // SAFETY: this thread's live state; its heaps are ours.
     let mut h = unsafe { (*t).heaps };
     while !h.is_null() {
         // SAFETY: as above.
         let heap = unsafe { &mut *h };
         if GROUPS.is_descendant(heap.group, root) {
-            got += heap.trim();
+            heap.trim();
         }
         h = heap.next;
     }
-    got
 }
 
 /// Purges other threads' cached spans and mappings in the subtree (at most `BATCH`),

@@ -120,6 +120,33 @@ impl Charged {
         old
     }
 
+    /// Records `pages` of `group` in an empty record without counting a page run: pages
+    /// already charged that change holders (a released span's pages kept by its free
+    /// slices, `segment.rs`).
+    pub fn put(&self, group: u32, pages: u64) {
+        let old = self.0.swap(pack(group, pages), Ordering::AcqRel);
+        if old != 0 {
+            fatal(&[b"charge record put over another (cgmalloc bug)"]);
+        }
+    }
+
+    /// Takes the whole record as `(group, pages)`, for a holder that hands the pages on
+    /// still charged (`put`, `add`) rather than uncharging them.
+    pub fn take_raw(&self) -> Option<(u32, u64)> {
+        unpack(self.0.swap(0, Ordering::AcqRel))
+    }
+
+    /// Takes the whole record of a holder whose page run ends while its pages stay
+    /// charged, as free pages of their next holder (a released span's slices): counted
+    /// in `nr_uncharges`, as the run's end.
+    pub fn end_run(&self) -> Option<(u32, u64)> {
+        let r = self.take_raw();
+        if let Some((g, _)) = r {
+            memcg::table::GROUPS.add_stat(g, StatKey::NrUncharges, 1);
+        }
+        r
+    }
+
     /// Takes the whole record: the uncharge owed, with `origin` (its `recorded` filled).
     pub fn take(&self, origin: Origin) -> Option<Uncharge> {
         let (group, pages) = unpack(self.0.swap(0, Ordering::AcqRel))?;
@@ -186,6 +213,57 @@ impl Uncharge {
     pub fn apply_plain(self) {
         if self.pages > 0 {
             memcg::charge::uncharge_from(self.group, self.pages, &self.origin);
+        }
+    }
+}
+
+/// Most uncharges an `Owed` holds: one per slice of a segment.
+pub const OWED_MAX: usize = 64;
+
+/// Free pages given back while a segment or the segment cache was held, to uncharge once
+/// no lock is held (an uncharge may signal thresholds and free a dying group): one entry
+/// a group. No page run ends here (`Uncharge::apply_plain`): the run ended when its span
+/// was released (`Charged::end_run`).
+pub struct Owed {
+    list: [Option<Uncharge>; OWED_MAX],
+    n: usize,
+}
+
+impl Owed {
+    pub const fn new() -> Self {
+        Owed {
+            list: [None; OWED_MAX],
+            n: 0,
+        }
+    }
+
+    /// Pages of `u.group` given back.
+    pub fn add_plain(&mut self, u: Uncharge) {
+        for o in self.list[..self.n].iter_mut().flatten() {
+            if o.group == u.group {
+                o.pages += u.pages;
+                return;
+            }
+        }
+        if self.n == OWED_MAX {
+            // More groups than a segment has slices: give the oldest back now.
+            self.apply();
+            self.n = 0;
+        }
+        self.list[self.n] = Some(u);
+        self.n += 1;
+    }
+
+    /// Whether one more group could overflow it (a walk over many segments stops there
+    /// and applies what it owes).
+    pub fn nearly_full(&self) -> bool {
+        self.n + 1 >= OWED_MAX
+    }
+
+    /// Applies them, with no lock held.
+    pub fn apply(&self) {
+        for u in self.list[..self.n].iter().flatten() {
+            u.apply_plain();
         }
     }
 }

@@ -10,6 +10,7 @@
 //! holds, whatever state the vanished thread left it in.
 
 use super::abandoned;
+use super::charged::Owed;
 use super::segment;
 use super::thread;
 use super::tld;
@@ -74,8 +75,9 @@ extern "C" fn child() {
         sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
         sg.owner.store(0, Ordering::Relaxed);
         sg.claim.store(0, Ordering::Relaxed);
+        let mut owed = Owed::new();
         // SAFETY: a span segment whose `tld` is now null; no other thread runs.
-        let (destroyed, owed) = unsafe { thread::settle_spans(seg) };
+        let destroyed = unsafe { thread::settle_spans(seg, &mut owed) };
         if destroyed {
             // SAFETY: left with no span, and no thread that could use it runs.
             unsafe { Segment::destroy(seg) };

@@ -26,7 +26,7 @@
 //! free slices, not at a block start, or a block already free.
 
 use super::abandoned;
-use super::charged::Uncharge;
+use super::charged::Owed;
 use super::heap;
 use super::segmap;
 use super::tld;
@@ -337,8 +337,8 @@ unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     }
     // SAFETY: the claim gives us the span.
     let span = unsafe { &mut *s };
-    let mut owed: Option<Uncharge> = None;
     let mut destroyed = false;
+    let mut owed = Owed::new();
     // Anything but `ABANDONED` means there is nothing left to do: the exiting owner
     // collected our block and released the span (or the whole segment, which may since
     // have been reused).
@@ -357,10 +357,8 @@ unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
         if span.used.load(Ordering::Relaxed) == 0 {
             let now = crate::os::coarse_now_ns();
             // SAFETY: an empty span of a segment we hold the claim of.
-            let (u, empty) = unsafe { heap::release_span(seg, s, now) };
-            owed = u;
-            destroyed = empty;
-            if !empty {
+            destroyed = unsafe { heap::release_span(seg, s, now, &mut owed) };
+            if !destroyed {
                 abandoned::note_dirty(sg.purge_at);
             }
         }
@@ -374,9 +372,7 @@ unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
     } else {
         sg.unlock_claim();
     }
-    if let Some(u) = owed {
-        u.apply();
-    }
+    owed.apply();
 }
 
 /// Usable bytes of the live block `p`.

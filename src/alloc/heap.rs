@@ -28,7 +28,7 @@
 //! names (none for `LIST_NONE`).
 
 use super::abandoned;
-use super::charged::Uncharge;
+use super::charged::{Owed, NO_GROUP};
 use super::size_class::{self, NR_CLASSES, SLOTS};
 use super::types::{
     empty_span, Heap, List, Queue, Segment, Span, State, Tld, MEDIUM, SEG_SIZE, SLICES, SLICE_SHIFT,
@@ -103,50 +103,20 @@ impl Queue {
     }
 }
 
-/// The uncharges owed for the spans of one segment released while it was held, applied
-/// once it is not.
-pub struct Owed {
-    list: [Option<Uncharge>; SLICES],
-    n: usize,
-}
-
-impl Owed {
-    pub fn new() -> Self {
-        Owed {
-            list: [None; SLICES],
-            n: 0,
-        }
-    }
-
-    /// Records an uncharge owed (a segment has fewer spans than `SLICES`).
-    pub fn add(&mut self, u: Option<Uncharge>) {
-        if let Some(u) = u {
-            self.list[self.n] = Some(u);
-            self.n += 1;
-        }
-    }
-
-    /// Applies them, with no lock held.
-    pub fn apply(&self) {
-        for u in self.list[..self.n].iter().flatten() {
-            u.apply();
-        }
-    }
-}
-
-/// Releases an empty span's slices (dirty: the holder of the segment purges them when
-/// due) and returns the uncharge owed — what its record holds — and whether the segment
-/// has no span left. The caller owns the segment (owner thread or claim holder) and
-/// applies the uncharge afterwards.
+/// Releases an empty span's slices: dirty, and still charged as free pages of its group
+/// (the holder of the segment purges them when due, a reclaimer at a limit sooner) —
+/// unless the group is at its `max` (or an ancestor is) or dying: then they are purged
+/// now, their uncharge owed. Returns whether the segment has no span left.
 ///
 /// # Safety
-/// `seg` is the segment of `s`, owned by the caller; `s` is on no list.
-pub unsafe fn release_span(seg: *mut Segment, s: *mut Span, now: u64) -> (Option<Uncharge>, bool) {
-    // SAFETY: by the contract `s` and `seg` are valid and owned by the caller.
-    let owed = unsafe { (*s).take_charge() };
-    // SAFETY: as above.
-    let seg_empty = unsafe { (*seg).release_slices(&mut *s, now) };
-    (owed, seg_empty)
+/// `seg` is the segment of `s`, held by the caller (its owner thread under its claim, or
+/// the claim holder of an abandoned one, or a fork child's one thread); `s` is on no list.
+pub unsafe fn release_span(seg: *mut Segment, s: *mut Span, now: u64, owed: &mut Owed) -> bool {
+    // SAFETY: by the contract `s` and `seg` are valid and held by the caller.
+    let (sg, span) = unsafe { (&mut *seg, &mut *s) };
+    let group = span.group();
+    let purge = group != NO_GROUP && memcg::charge::keeps_no_free_pages(group);
+    sg.release_slices(span, now, purge.then_some(owed))
 }
 
 impl Heap {
@@ -336,8 +306,8 @@ impl Heap {
         // thread's state.
         unsafe { t.adopt_segment(seg) };
         let now = crate::os::coarse_now_ns();
-        let mut owed = Owed::new();
         let mut emptied = false;
+        let mut owed = Owed::new();
         // SAFETY: a segment we own and hold the claim of.
         let sg = unsafe { &mut *seg };
         for i in 1..SLICES {
@@ -350,9 +320,7 @@ impl Heap {
             sp.collect();
             if sp.used.load(Ordering::Relaxed) == 0 {
                 // SAFETY: an empty span of our segment, on no list.
-                let (u, empty) = unsafe { release_span(seg, s, now) };
-                owed.add(u);
-                emptied = empty;
+                emptied = unsafe { release_span(seg, s, now, &mut owed) };
             } else {
                 // SAFETY: an `ABANDONED` span, collected, on no list, of the segment this
                 // thread just adopted; this heap is this thread's.
@@ -439,21 +407,25 @@ impl Heap {
             return Some(unsafe { self.setup(s, class) });
         }
         let pages = 1 << (SLICE_SHIFT - crate::consts::PAGE_SHIFT as usize);
-        memcg::charge::try_charge(self.group, pages, 0).ok()?;
-        // The charge may have run callbacks that used this heap; it is consistent again.
         let s = match self.take_cached(false, None) {
             Some(s) => s,
-            None => match self.fresh_slice() {
-                Some(s) => s,
-                None => {
-                    memcg::charge::uncharge(self.group, pages);
-                    return None;
-                }
-            },
+            None => self.fresh_slice()?,
         };
-        // SAFETY: `s` is a span we own (purged or fresh: it records no charge), now
-        // charged to our group.
-        unsafe { (*s).charged.add(self.group, pages) };
+        // A purged span holds nothing; fresh slices hold the pages of our group they
+        // still had (`Segment::take_slices`). Charge the rest. The span is on no list and
+        // in no cache: callbacks the charge runs, which may use this heap, do not see it.
+        // SAFETY: `s` is a span we own, on no list.
+        let held = unsafe { (*s).charged.pages() };
+        if held < pages {
+            if memcg::charge::try_charge(self.group, pages - held, 0).is_err() {
+                // SAFETY: a span of this heap on no list, with no block, out of
+                // reclaimers' reach (taken back `ACTIVE`, or fresh).
+                unsafe { self.release(s) };
+                return None;
+            }
+            // SAFETY: as above.
+            unsafe { (*s).charged.add(self.group, pages - held) };
+        }
         // SAFETY: as above: on no list, in a segment we own.
         Some(unsafe { self.setup(s, class) })
     }
@@ -495,36 +467,70 @@ impl Heap {
 
     /// A fresh slice from this thread's segments (mapping a new segment if needed).
     fn fresh_slice(&mut self) -> Option<*mut Span> {
-        self.fresh_slices(1).map(|(s, _)| s)
+        self.fresh_slices(1, 1 << (SLICE_SHIFT - crate::consts::PAGE_SHIFT as usize))
+            .map(|(s, _)| s)
     }
 
-    /// A new span of `n` slices from this thread's segments (mapping a new segment if
-    /// needed), and whether its memory reads as zeros.
-    pub(super) fn fresh_slices(&mut self, n: usize) -> Option<(*mut Span, bool)> {
+    /// A new span of `n` slices that will use its first `need` pages, from this
+    /// thread's segments (mapping a new segment if needed), and whether its memory reads
+    /// as zeros. Its record holds the pages of our group it took over (at most `need`).
+    pub(super) fn fresh_slices(&mut self, n: usize, need: u64) -> Option<(*mut Span, bool)> {
         // SAFETY: the heap's thread state is live while the thread runs.
         let tld = unsafe { &mut *self.tld };
         tld.purge_due(crate::os::coarse_now_ns());
         let mut seg = tld.segments;
         while !seg.is_null() {
             // SAFETY: segments on the owner's list are live and ours.
-            let sg = unsafe { &mut *seg };
-            if let Some((s, zeroed)) = sg.take_slices(n) {
-                return Some((s as *mut Span, zeroed));
+            if let Some(r) = unsafe { self.take_from(seg, n, need) } {
+                return Some(r);
             }
-            seg = sg.next_owned;
+            // SAFETY: as above.
+            seg = unsafe { (*seg).next_owned };
         }
         if self.adopt() {
             // SAFETY: the segment just adopted heads the list.
-            if let Some((s, zeroed)) = unsafe { (*tld.segments).take_slices(n) } {
-                return Some((s as *mut Span, zeroed));
+            if let Some(r) = unsafe { self.take_from(tld.segments, n, need) } {
+                return Some(r);
             }
         }
         let seg = Segment::create_spans()?;
-        // SAFETY: a segment just made (or taken from the cache), nobody else's; `tld` is
-        // this thread's.
+        // Listed already: a reclaimer may look at its free slices (a cached segment's may
+        // be charged), under its claim.
+        // SAFETY: a segment just made (or taken from the cache), nobody else's.
+        unsafe { (*seg).lock_claim() };
+        // SAFETY: as above; `tld` is this thread's.
         unsafe { tld.adopt_segment(seg) };
+        // SAFETY: as above.
+        unsafe { (*seg).unlock_claim() };
         // SAFETY: a new segment we own, with every slice but the header free.
-        unsafe { (*seg).take_slices(n) }.map(|(s, zeroed)| (s as *mut Span, zeroed))
+        unsafe { self.take_from(seg, n, need) }
+    }
+
+    /// `n` slices for a new span of this heap's group from `seg`, taken under its claim
+    /// (a reclaiming thread may be purging its free slices); other groups' pages purged on
+    /// the way are uncharged once the claim is dropped.
+    ///
+    /// # Safety
+    /// `seg` is a span segment this thread owns.
+    unsafe fn take_from(
+        &mut self,
+        seg: *mut Segment,
+        n: usize,
+        need: u64,
+    ) -> Option<(*mut Span, bool)> {
+        // SAFETY: by the contract, a live segment of ours.
+        let sg = unsafe { &mut *seg };
+        if !sg.has_free_run(n) {
+            return None;
+        }
+        let mut owed = Owed::new();
+        sg.lock_claim();
+        let r = sg
+            .take_slices(n, self.group, need, &mut owed)
+            .map(|(s, zeroed)| (s as *mut Span, zeroed));
+        sg.unlock_claim();
+        owed.apply();
+        r
     }
 
     /// Formats span `s` for `class` and queues it.
@@ -682,37 +688,41 @@ impl Heap {
         unsafe { (*s).claim() };
     }
 
-    /// Releases a span of this heap that is on no list; returns the pages it gave back.
+    /// Releases a span of this heap that is on no list: its slices go back to the
+    /// segment, its pages still charged as the group's free pages.
     ///
     /// # Safety
     /// `s` is a span of this heap (module docs) on no list and not direct, with no block
     /// handed out, out of reclaimers' reach (`ACTIVE`, or claimed back `PURGED`).
-    pub unsafe fn release(&mut self, s: *mut Span) -> u64 {
+    pub unsafe fn release(&mut self, s: *mut Span) {
         let seg = (s as usize & !(SEG_SIZE - 1)) as *mut Segment;
         let now = crate::os::coarse_now_ns();
-        // SAFETY: `s` is ours and listed nowhere; its segment is owned by this thread.
-        let (owed, seg_empty) = unsafe { release_span(seg, s, now) };
+        // SAFETY: its segment is owned by this thread: live.
+        let sg = unsafe { &mut *seg };
+        let mut owed = Owed::new();
+        sg.lock_claim();
+        // SAFETY: `s` is ours and listed nowhere; we hold its segment's claim.
+        let seg_empty = unsafe { release_span(seg, s, now, &mut owed) };
         // SAFETY: the thread state outlives its heaps.
         let tld = unsafe { &mut *self.tld };
         if seg_empty {
-            // SAFETY: a segment of this thread's list with no span left.
+            // SAFETY: a segment of this thread's list with no span left, whose claim we
+            // hold (`destroy` drops it).
             unsafe { tld.drop_segment(seg) };
         } else {
-            // SAFETY: a segment this thread owns.
-            tld.note_dirty(unsafe { (*seg).purge_at });
+            tld.note_dirty(sg.purge_at);
+            sg.unlock_claim();
+        }
+        owed.apply();
+        if !seg_empty {
             tld.purge_due(now);
         }
-        owed.map_or(0, |u| {
-            u.apply();
-            u.pages
-        })
     }
 
     /// Releases every empty span this heap holds (emptied by local or remote frees, or
-    /// cached), for `malloc_trim` and for reclaim in the owner thread. Returns the pages
-    /// uncharged.
-    pub fn trim(&mut self) -> u64 {
-        let mut pages = 0;
+    /// cached), for `malloc_trim` and for reclaim in the owner thread: their pages become
+    /// free slices of their segments, which the caller purges.
+    pub fn trim(&mut self) {
         let lists: [*mut Span; NR_CLASSES + 1] = core::array::from_fn(|i| {
             if i < NR_CLASSES {
                 self.queues[i].head
@@ -747,7 +757,7 @@ impl Heap {
                 (*p).claim();
             }
             // SAFETY: our parked span, empty, on no list now and claimed.
-            pages += unsafe { self.release(p) };
+            unsafe { self.release(p) };
         }
         loop {
             let s = {
@@ -762,9 +772,8 @@ impl Heap {
                 s
             };
             // SAFETY: taken off our cache: an empty span of this heap on no list, claimed.
-            pages += unsafe { self.release(s) };
+            unsafe { self.release(s) };
         }
-        pages
     }
 }
 

@@ -40,6 +40,7 @@
 //! `grow` resizes a block in place for `realloc`: within its last slice, or into the free
 //! slices right after it, which only the segment's owner thread may take.
 
+use super::charged::Owed;
 use super::resize::{charge_growth, NotResized};
 use super::types::{Heap, List, Segment, Span, State, MEDIUM, SLICE_SIZE};
 use crate::memcg;
@@ -93,17 +94,23 @@ impl Heap {
                 None => return (ptr::null_mut(), false),
             },
             None => {
-                if memcg::charge::try_charge(self.group, pages, 0).is_err() {
-                    return (ptr::null_mut(), false);
-                }
-                // The charge may have run callbacks that used this heap; it is
-                // consistent again.
-                let Some(r) = self.fresh_slices(slices) else {
-                    memcg::charge::uncharge(self.group, pages);
+                let Some(r) = self.fresh_slices(slices, pages) else {
                     return (ptr::null_mut(), false);
                 };
-                // SAFETY: fresh slices we own: their span records no charge.
-                unsafe { (*r.0).charged.add(self.group, pages) };
+                // The slices may bring pages of our group still charged
+                // (`Segment::take_slices`): charge the rest. The span is on no list:
+                // callbacks the charge runs, which may use this heap, do not see it.
+                // SAFETY: fresh slices we own, on no list.
+                let held = unsafe { (*r.0).charged.pages() };
+                if held < pages {
+                    if memcg::charge::try_charge(self.group, pages - held, 0).is_err() {
+                        // SAFETY: a span of this heap on no list, with no block, fresh.
+                        unsafe { self.release(r.0) };
+                        return (ptr::null_mut(), false);
+                    }
+                    // SAFETY: as above.
+                    unsafe { (*r.0).charged.add(self.group, pages - held) };
+                }
                 r
             }
         };
@@ -222,11 +229,9 @@ impl Heap {
                 return None;
             }
             span.charged.add(self.group, pages - held);
-        } else if held > pages {
-            span.charged
-                .take_part(held - pages, span.origin())
-                .apply_plain();
         }
+        // A span holding more than the block needs keeps it: those pages stay resident
+        // (charged until purged or reclaimed with the span).
         Some((s, purged))
     }
 }
@@ -250,12 +255,28 @@ pub unsafe fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(
         return Err(NotResized::NoRoom);
     }
     let group = span.group();
-    let more = ((usable - span.block_size as usize) / PAGE_SIZE) as u64;
-    charge_growth(group, more)?;
+    // What the span holds may exceed its block (pages it took over or kept).
+    let mut more = ((usable / PAGE_SIZE) as u64).saturating_sub(span.charged.pages());
+    if more > 0 {
+        charge_growth(group, more)?;
+    }
     // A callback run by the charge may have taken the slices (it ran in this thread).
-    if slices > span.slices as usize && !sg.extend_span(span, slices) {
-        memcg::charge::uncharge(group, more);
-        return Err(NotResized::NoRoom);
+    if slices > span.slices as usize {
+        let mut owed = Owed::new();
+        sg.lock_claim();
+        let taken = sg.extend_span(span, slices, (usable / PAGE_SIZE) as u64, &mut owed);
+        sg.unlock_claim();
+        owed.apply();
+        let Some(inherited) = taken else {
+            memcg::charge::uncharge(group, more);
+            return Err(NotResized::NoRoom);
+        };
+        // Pages of the group the new slices still held came with them, charged.
+        let back = inherited.min(more);
+        if back > 0 {
+            memcg::charge::uncharge(group, back);
+            more -= back;
+        }
     }
     span.charged.add(group, more);
     span.set_block_size(usable);

@@ -36,8 +36,12 @@
 //! (`HERE`) exactly while it is in use: a cached segment is out of the map, so a stale
 //! pointer into it is foreign.
 
+use super::charged::{Owed, NO_GROUP};
 use super::segmap;
-use super::types::{Segment, Span, State, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICES, SLICE_SHIFT};
+use super::types::{
+    Segment, Span, State, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE,
+};
+use crate::memcg::origin::Origin;
 use crate::os::mem;
 use crate::util::spin::SpinLock;
 use core::ptr;
@@ -45,6 +49,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How long a released span's pages are kept before they are given back to the kernel.
 pub const PURGE_DELAY_NS: u64 = 20_000_000;
+
+/// Pages in a slice.
+const SLICE_PAGES: u64 = (SLICE_SIZE / crate::consts::PAGE_SIZE) as u64;
 
 const MAGIC: u64 = 0x6367_6d61_6c6c_6f63; // "cgmalloc"
 
@@ -175,8 +182,13 @@ impl Segment {
             (*seg).mapped = mapped;
             (*seg).map_base = base;
             if kind == KIND_SPANS {
+                // A cached segment's dirty slices keep their charge records.
                 for s in (*seg).spans.iter_mut() {
+                    let rec = s.charged.take_raw();
                     *s = Span::EMPTY;
+                    if let Some((g, p)) = rec {
+                        s.charged.put(g, p);
+                    }
                 }
             }
         }
@@ -315,9 +327,10 @@ impl Segment {
                 }
             }
         }
+        let mut owed = Owed::new();
         for &s in &taken[..n] {
             // SAFETY: taken out of the cache: ours until put back.
-            unsafe { (*s).purge_expired(now) };
+            unsafe { (*s).purge_expired(now, &mut owed) };
         }
         // Put back, deadlines noted, under the lock: a walk sees them or comes after.
         let mut c = CACHE.lock();
@@ -334,6 +347,40 @@ impl Segment {
                 CACHE_DUE.note((*s).purge_at);
             }
         }
+        drop(c);
+        owed.apply();
+    }
+
+    /// Gives back the dirty slices of cached segments whose pages are charged to a group
+    /// `wanted` accepts (reclaim); returns the pages uncharged (applied).
+    pub fn purge_cached_free(wanted: impl Fn(u32) -> bool) -> u64 {
+        let mut pages = 0;
+        let mut owed = Owed::new();
+        {
+            let c = CACHE.lock();
+            let mut s = c.head;
+            while !s.is_null() {
+                // SAFETY: cached segments are mapped and held by the cache lock.
+                let sg = unsafe { &mut *s };
+                pages += sg.purge_free(&wanted, &mut owed);
+                s = sg.next_all;
+            }
+        }
+        owed.apply();
+        pages
+    }
+
+    /// Calls `f` on every cached span segment (under the cache lock: `f` must not
+    /// allocate or take a segment lock).
+    pub fn for_each_cached(mut f: impl FnMut(&Segment)) {
+        let c = CACHE.lock();
+        let mut s = c.head;
+        while !s.is_null() {
+            // SAFETY: cached segments are mapped while the cache lock is held.
+            let sg = unsafe { &*s };
+            f(sg);
+            s = sg.next_all;
+        }
     }
 
     /// Unmaps every cached span segment; true if any was.
@@ -347,6 +394,11 @@ impl Segment {
         while !head.is_null() {
             // SAFETY: cached segments are mapped and unreferenced.
             let next = unsafe { (*head).next_all };
+            // Its dirty slices' charges go with the mapping.
+            let mut owed = Owed::new();
+            // SAFETY: as above: ours alone now.
+            unsafe { (*head).purge_records(&mut owed) };
+            owed.apply();
             // SAFETY: a cached segment, taken out of the cache: a whole mapping of ours
             // that nothing refers to.
             unsafe { mem::unmap(head.cast(), SEG_SIZE) };
@@ -426,6 +478,33 @@ impl Segment {
         }
     }
 
+    /// Reclaim: gives back the dirty slices of listed span segments whose pages are
+    /// charged to a group `wanted` accepts, taking each segment's claim if it is free (a
+    /// busy segment is skipped: its holder may be waiting for the list lock); returns the
+    /// pages uncharged (applied after the list lock is dropped).
+    pub fn purge_listed_free(wanted: impl Fn(u32) -> bool) -> u64 {
+        let mut pages = 0;
+        let mut owed = Owed::new();
+        {
+            let l = LIST.lock();
+            let mut s = l.head;
+            while !s.is_null() && !owed.nearly_full() {
+                // SAFETY: listed segments stay mapped while the lock is held.
+                let sg = unsafe { &*s };
+                let next = sg.next_all;
+                if sg.kind.load(Ordering::Relaxed) == KIND_SPANS && sg.try_claim() {
+                    // SAFETY: a listed span segment whose claim we hold: its free slices
+                    // are ours until we drop it.
+                    pages += unsafe { (*s).purge_free(&wanted, &mut owed) };
+                    sg.unlock_claim();
+                }
+                s = next;
+            }
+        }
+        owed.apply();
+        pages
+    }
+
     /// Calls `f` on every segment without the list lock, for a process with one thread
     /// (a fork child); `f` may destroy the segment it is given.
     ///
@@ -469,22 +548,88 @@ impl Segment {
         }
     }
 
-    /// Takes `n` contiguous free slices (`1 ≤ n < SLICES`) for a new span, dirty ones
-    /// first (their pages are resident), and returns its descriptor and whether its memory
-    /// reads as zeros (no slice was dirty).
-    pub fn take_slices(&mut self, n: usize) -> Option<(&mut Span, bool)> {
-        // Bit `i` of `runs`: slices `i..i+n` are all free (and of `dirty_runs`, all dirty).
-        let (mut runs, mut dirty_runs) = (self.free_slices, self.dirty);
-        for k in 1..n {
-            runs &= self.free_slices >> k;
-            dirty_runs &= self.dirty >> k;
+    /// Takes the charge records of the free slices `i..i+n` (all of one group) for a span
+    /// that uses its first `need` pages: returns the pages it takes over. A slice's
+    /// charged pages past what the span uses are purged (resident and charged, they
+    /// would be neither used nor reclaimable while the span lives), their uncharge owed.
+    fn inherit(&mut self, i: usize, n: usize, need: u64, owed: &mut Owed) -> u64 {
+        let base = self as *mut Segment as *mut u8;
+        let mut inherited = 0;
+        for k in 0..n {
+            let j = i + k;
+            let used = need.saturating_sub(k as u64 * SLICE_PAGES).min(SLICE_PAGES);
+            let Some((g, p)) = self.spans[j].charged.get() else {
+                continue;
+            };
+            if p > used {
+                let page = crate::consts::PAGE_SIZE;
+                // SAFETY: slice `j` lies inside this segment's mapping.
+                let at = unsafe { base.add((j << SLICE_SHIFT) + used as usize * page) };
+                // SAFETY: the slice is free (no block lives there) and held by the caller.
+                unsafe { mem::purge(at, (p - used) as usize * page) };
+                let origin = Origin {
+                    what: "free slice",
+                    state: State::Free.name(),
+                    addr: at as usize,
+                    recorded: (g, p),
+                };
+                owed.add_plain(self.spans[j].charged.take_part(p - used, origin));
+            }
+            if let Some((_, q)) = self.spans[j].charged.take_raw() {
+                inherited += q;
+            }
         }
+        inherited
+    }
+
+    /// Whether `n` contiguous slices are free (the owner's look before it takes the claim).
+    pub fn has_free_run(&self, n: usize) -> bool {
+        (1..n).fold(self.free_slices, |r, k| r & (self.free_slices >> k)) != 0
+    }
+
+    /// Takes `n` contiguous free slices (`1 ≤ n < SLICES`) for a new span of `group`, and
+    /// returns its descriptor and whether its memory reads as zeros (no slice was dirty).
+    /// Runs of dirty slices whose pages `group` already holds come first (resident and
+    /// charged: the span takes them over, its record starts with them), then runs free
+    /// of other groups' pages; dirty slices of another group in the run taken are purged,
+    /// their uncharges owed. Of the pages taken over, only those the span will use (its
+    /// first `need` pages) are kept: a slice's pages past them are purged too. The caller
+    /// holds the segment.
+    pub fn take_slices(
+        &mut self,
+        n: usize,
+        group: u32,
+        need: u64,
+        owed: &mut Owed,
+    ) -> Option<(&mut Span, bool)> {
+        // Bit `i` of a run mask: slices `i..i+n` all have the property.
+        let runs_of = |m: u64| (1..n).fold(m, |r, k| r & (m >> k));
+        let runs = runs_of(self.free_slices);
         if runs == 0 {
             return None;
         }
-        let i = if dirty_runs != 0 { dirty_runs } else { runs }.trailing_zeros() as usize;
+        let mut foreign = 0u64;
+        let mut d = self.dirty;
+        while d != 0 {
+            let j = d.trailing_zeros() as usize;
+            d &= d - 1;
+            if self.spans[j].charged.get().is_some_and(|(g, _)| g != group) {
+                foreign |= 1 << j;
+            }
+        }
+        let own = runs & runs_of(self.dirty & !foreign);
+        let clean = runs & runs_of(!foreign);
+        let i = [own, clean, runs]
+            .into_iter()
+            .find(|&m| m != 0)
+            .unwrap_or(runs)
+            .trailing_zeros() as usize;
         let mask = run_mask(i, n);
+        if foreign & mask != 0 {
+            self.purge_slices(foreign & mask, owed);
+        }
         let zeroed = self.dirty & mask == 0;
+        let inherited = self.inherit(i, n, need, owed);
         self.take_run(i, i, i + n);
         self.nr_spans.fetch_add(1, Ordering::Relaxed);
         // SAFETY: slice `i` lies inside this segment's mapping.
@@ -493,6 +638,7 @@ impl Segment {
         *s = Span::EMPTY;
         s.slices = n as u8;
         s.start = start;
+        s.charged.add(group, inherited);
         Some((s, zeroed))
     }
 
@@ -507,28 +653,72 @@ impl Segment {
         self.free_slices & more == more
     }
 
-    /// Grows `span` (one block) to `slices` slices with the free slices after it (owner
-    /// only); false if they are not free.
-    pub fn extend_span(&mut self, span: &mut Span, slices: usize) -> bool {
+    /// Grows `span` (one block) to `slices` slices with the free slices after it (the
+    /// holder) for a block of `need` pages; `None` if they are not free. Pages of the
+    /// span's group that they still held and the block uses join its record (their
+    /// number is returned); other groups' and unused ones are purged, their uncharges
+    /// owed.
+    pub fn extend_span(
+        &mut self,
+        span: &mut Span,
+        slices: usize,
+        need: u64,
+        owed: &mut Owed,
+    ) -> Option<u64> {
         if !self.can_extend(span, slices) {
-            return false;
+            return None;
         }
         let i = self.slice_of(span.start);
         let n = span.slices as usize;
+        let group = span.group();
+        let mask = run_mask(i + n, slices - n);
+        let mut foreign = 0u64;
+        let mut d = self.dirty & mask;
+        while d != 0 {
+            let j = d.trailing_zeros() as usize;
+            d &= d - 1;
+            if self.spans[j].charged.get().is_some_and(|(g, _)| g != group) {
+                foreign |= 1 << j;
+            }
+        }
+        if foreign != 0 {
+            self.purge_slices(foreign, owed);
+        }
+        let need = need.saturating_sub(n as u64 * SLICE_PAGES);
+        let inherited = self.inherit(i + n, slices - n, need, owed);
         self.take_run(i, i + n, i + slices);
         span.slices = slices as u8;
-        true
+        span.charged.add(group, inherited);
+        Some(inherited)
     }
 
-    /// Returns a span's slices, dirty (the caller purges them when due); true when the
-    /// segment has no span left.
-    pub fn release_slices(&mut self, span: &mut Span, now: u64) -> bool {
+    /// Returns a span's slices, dirty (the holder purges them when due); true when the
+    /// segment has no span left. The span's page run ends, but its charge stays with its
+    /// pages: spread over its slices from the first, a slice's pages each (a small span's
+    /// pages are a prefix of its slice, a medium block's a prefix of its run), as free
+    /// pages of the group, until they are purged or a span of that group reuses them.
+    ///
+    /// With `purge`, the slices are purged at once instead (their charge owed there): the
+    /// span's group is at its `max` or dying, where free pages must not stay charged.
+    pub fn release_slices(&mut self, span: &mut Span, now: u64, purge: Option<&mut Owed>) -> bool {
         let i = self.slice_of(span.start);
         let n = span.slices as usize;
+        let rec = span.charged.end_run();
         for j in i + 1..i + n {
             self.spans[j] = Span::EMPTY;
         }
         *span = Span::EMPTY;
+        if let Some((g, mut p)) = rec {
+            for j in i..i + n {
+                let q = p.min(SLICE_PAGES);
+                if q == 0 {
+                    break;
+                }
+                self.spans[j].charged.put(g, q);
+                p -= q;
+            }
+            debug_assert_eq!(p, 0, "a span recorded more pages than its slices hold");
+        }
         let mask = run_mask(i, n);
         self.free_slices |= mask;
         if self.dirty & !self.aging == 0 {
@@ -539,24 +729,30 @@ impl Segment {
             self.purge_at = now + PURGE_DELAY_NS;
         }
         self.dirty |= mask;
+        if let Some(owed) = purge {
+            self.purge_slices(mask, owed);
+            if self.dirty == 0 {
+                self.purge_at = 0;
+            }
+        }
         self.nr_spans.fetch_sub(1, Ordering::Relaxed) == 1
     }
 
     /// Once `purge_at` has passed: purges each generation of dirty slices all unused for
     /// the delay at `now`, makes a young generation whose oldest slice is the aging one,
     /// and sets the next `purge_at`.
-    pub fn purge_expired(&mut self, now: u64) {
+    pub fn purge_expired(&mut self, now: u64, owed: &mut Owed) {
         if self.purge_at == 0 || self.purge_at > now {
             return;
         }
         if self.aging != 0 && self.aging_due <= now {
-            self.purge_slices(self.aging);
+            self.purge_slices(self.aging, owed);
             self.aging = 0;
         }
         let young = self.dirty & !self.aging;
         if young != 0 && self.young_first + PURGE_DELAY_NS <= now {
             if self.young_last + PURGE_DELAY_NS <= now {
-                self.purge_slices(young);
+                self.purge_slices(young, owed);
             } else if self.aging == 0 {
                 self.aging = young;
                 self.aging_due = self.young_last + PURGE_DELAY_NS;
@@ -572,14 +768,40 @@ impl Segment {
     }
 
     /// Gives the pages of every dirty slice back to the kernel now.
-    pub fn purge_dirty(&mut self) {
-        self.purge_slices(self.dirty);
+    pub fn purge_dirty(&mut self, owed: &mut Owed) {
+        self.purge_slices(self.dirty, owed);
         self.aging = 0;
         self.purge_at = 0;
     }
 
-    /// Gives the pages of the dirty slices in `set` back to the kernel, one call per run.
-    fn purge_slices(&mut self, set: u64) {
+    /// Gives back the dirty slices whose pages are charged to a group `wanted` accepts
+    /// (reclaim); returns the pages uncharged (owed).
+    pub fn purge_free(&mut self, wanted: impl Fn(u32) -> bool, owed: &mut Owed) -> u64 {
+        let mut set = 0u64;
+        let mut pages = 0;
+        let mut d = self.dirty;
+        while d != 0 {
+            let j = d.trailing_zeros() as usize;
+            d &= d - 1;
+            if let Some((g, p)) = self.spans[j].charged.get() {
+                if wanted(g) {
+                    set |= 1 << j;
+                    pages += p;
+                }
+            }
+        }
+        if set != 0 {
+            self.purge_slices(set, owed);
+            if self.dirty == 0 {
+                self.purge_at = 0;
+            }
+        }
+        pages
+    }
+
+    /// Gives the pages of the dirty slices in `set` back to the kernel, one call per run,
+    /// and their charges with them (owed).
+    fn purge_slices(&mut self, set: u64, owed: &mut Owed) {
         let base = self as *mut Segment as *mut u8;
         let mut d = set;
         while d != 0 {
@@ -590,7 +812,35 @@ impl Segment {
             unsafe { mem::purge(base.add(i << SLICE_SHIFT), n << SLICE_SHIFT) };
             d &= !run_mask(i, n);
         }
+        self.take_records(set, owed);
         self.dirty &= !set;
+        self.aging &= !set;
+    }
+
+    /// Takes the charge records of the free slices in `set` (owed), their pages given
+    /// back or about to be.
+    fn take_records(&mut self, set: u64, owed: &mut Owed) {
+        let base = self as *mut Segment as *mut u8;
+        let mut d = set;
+        while d != 0 {
+            let j = d.trailing_zeros() as usize;
+            d &= d - 1;
+            let origin = Origin {
+                what: "free slice",
+                state: State::Free.name(),
+                // SAFETY: slice `j` lies inside this segment's mapping.
+                addr: unsafe { base.add(j << SLICE_SHIFT) } as usize,
+                recorded: (NO_GROUP, 0),
+            };
+            if let Some(u) = self.spans[j].charged.take(origin) {
+                owed.add_plain(u);
+            }
+        }
+    }
+
+    /// Takes the charge records of every dirty slice of a segment about to be unmapped.
+    fn purge_records(&mut self, owed: &mut Owed) {
+        self.take_records(self.dirty, owed);
     }
 
     /// Holds the claim of an abandoned segment.

@@ -8,12 +8,13 @@
 //!
 //! At thread exit every owned segment is abandoned: under its claim, `tld` is cleared,
 //! then each span is collected; empty spans are released, the others marked `ABANDONED`
-//! and left to the threads that free their last blocks (see `free.rs`). Uncharges owed
-//! are applied after the claim is dropped.
+//! and left to the threads that free their last blocks (see `free.rs`). The pages of
+//! released spans stay charged as free slices until purged.
 
 use super::abandoned;
+use super::charged::Owed;
 use super::charged::NO_GROUP;
-use super::heap::{release_span, Owed};
+use super::heap::release_span;
 use super::large;
 use super::medium;
 use super::meta::Pool;
@@ -155,8 +156,9 @@ pub fn thread_exit() {
         // Reclaiming threads purge cached spans under this lock; hold it while spans
         // change hands, and destroy segments (which takes the segment list lock) after.
         let guard = t.lock_cache();
+        let mut owed = Owed::new();
         // SAFETY: a segment of this exiting thread, taken off its list.
-        let (destroy, owed) = unsafe { abandon_segment(seg) };
+        let destroy = unsafe { abandon_segment(seg, &mut owed) };
         drop(guard);
         if destroy {
             // SAFETY: left with no span, unlisted, under our claim: used no more.
@@ -179,11 +181,11 @@ pub fn thread_exit() {
 
 /// Gives up ownership of a segment: releases its empty spans and lists it for adoption
 /// if live blocks remain. Returns whether the segment is now empty (the caller destroys
-/// it) and the uncharges owed.
+/// it).
 ///
 /// # Safety
 /// `seg` is a segment the exiting calling thread owned, taken off its list.
-unsafe fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
+unsafe fn abandon_segment(seg: *mut Segment, owed: &mut Owed) -> bool {
     // SAFETY: `seg` is a live segment this thread owned; the claim serialises us with
     // threads freeing into it once `tld` is cleared.
     let sg = unsafe { &*seg };
@@ -194,8 +196,8 @@ unsafe fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
     // (`settle_spans`): one of the two sees the other.
     std::sync::atomic::fence(Ordering::SeqCst);
     // SAFETY: we hold the claim, and `tld` is null.
-    let r = unsafe { settle_spans(seg) };
-    if !r.0 {
+    let r = unsafe { settle_spans(seg, owed) };
+    if !r {
         // SAFETY: claimed, `tld` cleared, `orphan_group` set by `settle_spans`, and on no
         // list.
         unsafe { abandoned::push(seg) };
@@ -207,16 +209,15 @@ unsafe fn abandon_segment(seg: *mut Segment) -> (bool, Owed) {
 /// For a segment whose owner is gone (`tld` already null) and which the caller holds:
 /// releases its empty spans (cached ones included), marks the others `ABANDONED` and
 /// notes their group in `orphan_group`. Returns whether the segment is now empty (the
-/// caller destroys it, and it goes to the segment cache with its dirty slices) and the
-/// uncharges owed. A segment left with live blocks keeps its dirty slices, for the
+/// caller destroys it, and it goes to the segment cache with its dirty slices, still
+/// charged). A segment left with live blocks keeps its dirty slices, for the
 /// thread that adopts it (`abandoned::purge_due` purges them if none does in time).
 ///
 /// # Safety
 /// `seg` is a span segment in use whose `tld` is null and which the caller holds: its
 /// claim, or no other thread runs (a fork child).
-pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
+pub unsafe fn settle_spans(seg: *mut Segment, owed: &mut Owed) -> bool {
     let now = crate::os::coarse_now_ns();
-    let mut owed = Owed::new();
     let mut orphans = NO_GROUP;
     // SAFETY: the caller holds the segment (its claim, or the only thread of a fork child).
     let sg = unsafe { &mut *seg };
@@ -239,10 +240,8 @@ pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
             || sp.used.load(Ordering::Relaxed) == 0
         {
             // SAFETY: an empty span of a segment we hold.
-            let (u, empty) = unsafe { release_span(seg, s, now) };
-            owed.add(u);
-            if empty {
-                return (true, owed);
+            if unsafe { release_span(seg, s, now, owed) } {
+                return true;
             }
         } else {
             sp.state.store(State::Abandoned, Ordering::Release);
@@ -255,7 +254,7 @@ pub unsafe fn settle_spans(seg: *mut Segment) -> (bool, Owed) {
         }
     }
     sg.orphan_group = orphans;
-    (false, owed)
+    false
 }
 
 pub fn lock_pools_for_fork() {

@@ -5,6 +5,7 @@
 //! Invariant: a segment's `tld` is this thread's `Tld` exactly while it is on `segments`.
 
 use super::abandoned;
+use super::charged::Owed;
 use super::tls;
 use super::types::{Segment, Tld};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -67,23 +68,29 @@ impl Tld {
 
     /// Purges the dirty slices of every owned segment (`malloc_trim`).
     pub fn purge_all(&mut self) {
-        self.purge_owned(|sg| sg.purge_dirty());
+        self.purge_owned(|sg, owed| sg.purge_dirty(owed));
     }
 
     /// Ages the owned segments' dirty slices at `now` (`Segment::purge_expired`).
     fn purge_owned_due(&mut self, now: u64) {
-        self.purge_owned(|sg| sg.purge_expired(now));
+        self.purge_owned(|sg, owed| sg.purge_expired(now, owed));
     }
 
-    /// Applies `purge` to every owned segment; notes the next deadline.
-    fn purge_owned(&mut self, mut purge: impl FnMut(&mut Segment)) {
+    /// Applies `purge` to every owned segment, under its claim (a reclaiming thread may
+    /// purge its free slices meanwhile); notes the next deadline, and applies the
+    /// uncharges owed once the claim is dropped.
+    fn purge_owned(&mut self, mut purge: impl FnMut(&mut Segment, &mut Owed)) {
         self.purge_at = 0;
         let mut seg = self.segments;
         while !seg.is_null() {
             // SAFETY: segments on the owner's list are live and ours.
             let sg = unsafe { &mut *seg };
-            purge(sg);
+            let mut owed = Owed::new();
+            sg.lock_claim();
+            purge(sg, &mut owed);
             self.note_dirty(sg.purge_at);
+            sg.unlock_claim();
+            owed.apply();
             seg = sg.next_owned;
         }
     }
@@ -110,7 +117,7 @@ impl Tld {
     ///
     /// # Safety
     /// `self` is the calling thread's state and `seg` a segment on its list with no span
-    /// left, used no more.
+    /// left, used no more, whose claim the caller holds (`Segment::destroy` drops it).
     pub unsafe fn drop_segment(&mut self, seg: *mut Segment) {
         // SAFETY: `seg` is on our list, which only this thread links.
         unsafe { Segment::unlink_owned(&mut self.segments, seg) };

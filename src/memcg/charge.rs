@@ -173,6 +173,13 @@ pub fn at_max(id: u32) -> bool {
     false
 }
 
+/// True if pages freed in `id` must go back to the system rather than stay charged as
+/// free pages: `id` or an ancestor is at its `max` (`at_max`), or `id` is dying (so that
+/// it can be freed once its blocks are).
+pub fn keeps_no_free_pages(id: u32) -> bool {
+    GROUPS.state(id) != super::table::LIVE || at_max(id)
+}
+
 /// Returns `nr` pages of `id` to the counters, or to this thread's stock when it caches
 /// `id` and `id` is live (a dying group's pages go straight back, so it can be freed).
 pub fn uncharge(id: u32, nr: Pages) {

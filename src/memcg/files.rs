@@ -26,6 +26,9 @@ pub struct AllocStats {
     pub small: u64,
     pub large: u64,
     pub cached: u64,
+    /// Pages charged that hold no live block: `cached`, and the free slices of segments
+    /// not purged yet.
+    pub free: u64,
 }
 
 /// `fn(subtree root) -> AllocStats`, installed by the allocator.
@@ -123,6 +126,7 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
             push_kv(out, "small", a.small);
             push_kv(out, "large", a.large);
             push_kv(out, "cached", a.cached);
+            push_kv(out, "free", a.free);
             push_kv(out, "stock", threads::stock_pages(id) * PAGE_SIZE);
             let explicit: u64 = GROUPS
                 .subtree(id)
@@ -361,6 +365,7 @@ mod tests {
                 "small",
                 "large",
                 "cached",
+                "free",
                 "stock",
                 "explicit",
                 "nr_charges",

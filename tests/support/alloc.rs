@@ -82,7 +82,7 @@ pub fn assert_empty(g: &Group) {
     assert_eq!(s.current, 0, "{path}: memory.current, memory.stat {st:?}");
     assert_eq!(current_file(g), 0, "{path}: memory.current file");
     assert_eq!(s.stock, 0, "{path}: stock");
-    for key in ["allocated", "small", "large", "cached", "stock"] {
+    for key in ["allocated", "small", "large", "cached", "free", "stock"] {
         assert_eq!(st[key], 0, "{path}: memory.stat {key} in {st:?}");
     }
     assert!(s.peak >= s.current, "{path}: peak {} < current", s.peak);
