@@ -233,13 +233,33 @@ impl Heap {
     }
 
     /// Makes `s` yield blocks if it can: collects frees, or extends into fresh blocks.
-    fn refill(s: &mut Span) -> bool {
+    /// `Err(())` when extending needs a page the group refuses without reclaim.
+    fn refill(&mut self, s: &mut Span) -> Result<bool, ()> {
         s.collect();
         if s.free.is_null() && s.reserved < s.capacity {
             let n = (EXTEND_BYTES / s.block_size as usize).max(1) as u32;
-            s.extend(n);
+            self.extend_charged(s, n)?;
         }
-        !s.free.is_null()
+        Ok(!s.free.is_null())
+    }
+
+    /// Carves up to `n` more blocks of `s` (a small-block span of this heap), charging
+    /// the pages they reach first: a span is charged for the pages its blocks have
+    /// reached, not whole. The charge uses the stock and the counters only (`NORETRY`: no
+    /// callback may run while the heap is walked); what it leaves above `high` is
+    /// handled once the allocation is done (`alloc_class`). `Err(())` if refused.
+    fn extend_charged(&mut self, s: &mut Span, n: u32) -> Result<(), ()> {
+        let reach = (s.reserved + n).min(s.capacity) as usize * s.block_size as usize;
+        let want = reach.div_ceil(crate::consts::PAGE_SIZE) as u64;
+        let held = s.charged.pages();
+        if want > held {
+            memcg::charge::try_charge(self.group, want - held, memcg::charge::NORETRY)
+                .map_err(|_| ())?;
+            s.charged.add(self.group, want - held);
+            self.charged_quietly = true;
+        }
+        s.extend(n);
+        Ok(())
     }
 
     /// Moves a span with no free block to the full list.
@@ -266,25 +286,28 @@ impl Heap {
     /// Allocates a block of `class` when `direct[class]` is empty.
     pub fn alloc_class(&mut self, class: usize) -> *mut u8 {
         self.reactivate();
-        let p = self.alloc_queued(class);
-        if !p.is_null() {
-            return p;
+        let mut p = self.alloc_queued(class);
+        if p.is_null() && self.adopt() {
+            p = self.alloc_queued(class);
         }
-        if self.adopt() {
-            let p = self.alloc_queued(class);
-            if !p.is_null() {
-                return p;
-            }
+        if p.is_null() {
+            p = match self.new_span(class) {
+                Some(s) => {
+                    // SAFETY: a span of this heap of `class`, just queued.
+                    unsafe { self.set_direct(class, s) };
+                    // SAFETY: a fresh span with free blocks, owned by us.
+                    unsafe { (*s).pop() }
+                }
+                None => ptr::null_mut(),
+            };
         }
-        match self.new_span(class) {
-            Some(s) => {
-                // SAFETY: a span of this heap of `class`, just queued.
-                unsafe { self.set_direct(class, s) };
-                // SAFETY: a fresh span with free blocks, owned by us.
-                unsafe { (*s).pop() }
-            }
-            None => ptr::null_mut(),
+        if self.charged_quietly {
+            // Pages charged while spans were extended: the heap is consistent again, so
+            // `high` may now reclaim (and callbacks run) and throttle.
+            self.charged_quietly = false;
+            memcg::high::handle_over_high(self.group);
         }
+        p
     }
 
     /// Adopts an abandoned segment of this heap's group, if one waits: the segment
@@ -347,7 +370,12 @@ impl Heap {
             // SAFETY: spans on our queues are live descriptors we own.
             let span = unsafe { &mut *s };
             let next = span.next;
-            if Self::refill(span) {
+            let Ok(refilled) = self.refill(span) else {
+                // Its next page was refused: leave it queued for a later try.
+                s = next;
+                continue;
+            };
+            if refilled {
                 if span.used.load(Ordering::Relaxed) == 0 && self.direct[class] != s {
                     // Emptied by remote frees: cache it unless it is all we have.
                     if !next.is_null() {
@@ -402,18 +430,21 @@ impl Heap {
             // `ACTIVE`, on no list.
             return Some(unsafe { self.revive(s) });
         }
-        if let Some(s) = self.take_cached(true, None) {
-            // SAFETY: taken from our cache: `ACTIVE`, on no list, in a segment we own.
-            return Some(unsafe { self.setup(s, class) });
-        }
-        let pages = 1 << (SLICE_SHIFT - crate::consts::PAGE_SHIFT as usize);
-        let s = match self.take_cached(false, None) {
+        // A charged span of another class (its pages charged as far as its blocks
+        // reached), a purged one (nothing charged), or fresh slices (the pages of our
+        // group they still had, `Segment::take_slices`).
+        let s = match self.take_cached(true, None) {
             Some(s) => s,
-            None => self.fresh_slice()?,
+            None => match self.take_cached(false, None) {
+                Some(s) => s,
+                None => self.fresh_slice()?,
+            },
         };
-        // A purged span holds nothing; fresh slices hold the pages of our group they
-        // still had (`Segment::take_slices`). Charge the rest. The span is on no list and
-        // in no cache: callbacks the charge runs, which may use this heap, do not see it.
+        // Charged: the pages its first blocks reach (`setup` carves them); the rest is
+        // charged as the span extends. The span is on no list and in no cache: callbacks
+        // the charge runs, which may use this heap, do not see it.
+        let size = size_class::size_of(class);
+        let pages = ((EXTEND_BYTES / size).max(1) * size).div_ceil(crate::consts::PAGE_SIZE) as u64;
         // SAFETY: `s` is a span we own, on no list.
         let held = unsafe { (*s).charged.pages() };
         if held < pages {

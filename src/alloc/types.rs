@@ -321,6 +321,9 @@ pub struct Heap {
     /// trimmed, with no direct span, and a span its frees empty is released at once, so
     /// that a thread passing through many groups does not keep empty spans in each.
     pub idle_trimmed: bool,
+    /// Pages were charged without reclaim while spans were extended (`extend_charged`):
+    /// `high` is looked at once the allocation is done.
+    pub charged_quietly: bool,
 }
 
 /// A span with no free block, shared read-only by every empty `direct` slot.
@@ -354,6 +357,7 @@ pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
     medium_cached: 0,
     parked: ptr::null_mut(),
     idle_trimmed: false,
+    charged_quietly: false,
 });
 
 #[inline]

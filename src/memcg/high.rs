@@ -85,6 +85,32 @@ pub fn after_charge(id: u32, nr: Pages, quiet: bool) {
     }
 }
 
+/// After charges made without reclaim (`NORETRY`, which counted their `high` events)
+/// where callbacks could not run: reclaims the excess over `high` at each level of `id`
+/// and throttles, as `after_charge` would have.
+pub fn handle_over_high(id: u32) {
+    if crate::memcg::threads::in_memalloc() {
+        return;
+    }
+    let mut over_any = false;
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        let c = GROUPS.counter(g);
+        let (usage, high) = (c.usage(), c.high.get());
+        if usage > high {
+            over_any = true;
+            reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
+        }
+        cur = GROUPS.parent(g);
+    }
+    if over_any {
+        let ns = delay_ns(max_overage_from(id), CHARGE_BATCH);
+        if ns > 0 {
+            crate::os::sleep_ns(ns);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
