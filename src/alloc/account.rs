@@ -145,7 +145,8 @@ fn reclaim(root: u32, want: u64) -> u64 {
 }
 
 /// Releases the calling thread's empty spans in the subtree to their segments (as free
-/// slices, still charged, for the purge that follows).
+/// slices, still charged, for the purge that follows); its heaps of destroyed groups go
+/// idle.
 fn own_thread(root: u32) {
     let t = tld::current();
     if t.is_null() {
@@ -157,7 +158,13 @@ fn own_thread(root: u32) {
         // SAFETY: as above.
         let heap = unsafe { &mut *h };
         if GROUPS.is_descendant(heap.group, root) {
-            heap.trim();
+            if crate::memcg::charge::is_dying(heap.group) {
+                // A destroyed group's heap: nothing is allocated in it any more, so it
+                // keeps no direct span, and its spans go back as their blocks are freed.
+                heap.go_idle();
+            } else {
+                heap.trim();
+            }
         }
         h = heap.next;
     }

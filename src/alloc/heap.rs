@@ -631,9 +631,16 @@ impl Heap {
         // SAFETY: `s` is a span of this heap.
         let class = unsafe { (*s).class as usize };
         if self.direct[class] == s {
-            return;
+            if !memcg::charge::is_dying(self.group) {
+                return;
+            }
+            // A dying group's spans go back as they empty, the direct one too.
+            // SAFETY: the empty span.
+            unsafe { self.set_direct(class, empty_span()) };
         }
-        if self.idle_trimmed {
+        // An idle heap keeps no empty span; nor does a group at its `max` or dying,
+        // where free pages must go back.
+        if self.idle_trimmed || memcg::charge::keeps_no_free_pages(self.group) {
             // SAFETY: as above.
             unsafe { (*s).lower_full() };
             // SAFETY: as above.
@@ -861,7 +868,10 @@ impl Heap {
     unsafe fn keep_medium(&mut self, s: *mut Span) {
         // SAFETY: a span of this heap.
         let span = unsafe { &mut *s };
-        if span.charged.get().is_none() || self.idle_trimmed {
+        if span.charged.get().is_none()
+            || self.idle_trimmed
+            || memcg::charge::keeps_no_free_pages(self.group)
+        {
             let _errno = crate::os::ErrnoGuard::new();
             // SAFETY: an empty span of this heap on no list, `ACTIVE`.
             unsafe { self.release(s) };
@@ -895,7 +905,10 @@ impl Heap {
             (*s).list = List::None;
             (*s).claim()
         };
-        if !purged && self.medium_cached + 1 < MEDIUM_CACHE && !memcg::charge::at_max(self.group) {
+        if !purged
+            && self.medium_cached + 1 < MEDIUM_CACHE
+            && !memcg::charge::keeps_no_free_pages(self.group)
+        {
             // SAFETY: an empty span of this heap on no list, claimed back (`ACTIVE`).
             unsafe { self.cache_span(s) };
         } else {

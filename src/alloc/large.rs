@@ -372,7 +372,10 @@ pub unsafe fn free(seg: *mut Segment) {
     let m = unsafe { &mut (*seg).large };
     m.absorb_slack();
     let tld = tld::current();
-    if tld.is_null() || m.usable > CACHE_MAX_BYTES || memcg::charge::at_max(m.charged.group()) {
+    if tld.is_null()
+        || m.usable > CACHE_MAX_BYTES
+        || memcg::charge::keeps_no_free_pages(m.charged.group())
+    {
         // SAFETY: the mapping of the block being freed, ours alone.
         unsafe { release(seg) };
         return;

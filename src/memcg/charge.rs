@@ -177,7 +177,12 @@ pub fn at_max(id: u32) -> bool {
 /// free pages: `id` or an ancestor is at its `max` (`at_max`), or `id` is dying (so that
 /// it can be freed once its blocks are).
 pub fn keeps_no_free_pages(id: u32) -> bool {
-    GROUPS.state(id) != super::table::LIVE || at_max(id)
+    is_dying(id) || at_max(id)
+}
+
+/// True if `id` was destroyed (its charges go back as their memory is freed).
+pub fn is_dying(id: u32) -> bool {
+    GROUPS.state(id) != super::table::LIVE
 }
 
 /// Returns `nr` pages of `id` to the counters, or to this thread's stock when it caches

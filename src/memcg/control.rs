@@ -63,6 +63,9 @@ pub fn open(path: &[u8]) -> Result<u64, Errno> {
 pub fn destroy(handle: u64) -> Result<(), Errno> {
     let (id, serial) = GROUPS.destroy(handle)?;
     threads::drain_all_stock(id);
+    // Its free pages go back now (those freed later go back as they are freed), so a
+    // group whose blocks are all freed is not kept dying by pages it no longer uses.
+    super::reclaim::release_free(id);
     GROUPS.maybe_free(id, serial);
     Ok(())
 }

@@ -13,6 +13,8 @@
 //! - `harvest`: large blocks taking the resident pages of cached mappings;
 //! - `reuse`: block reuse order;
 //! - `purge`: deferred purge of freed spans, `malloc_trim`;
+//! - `free_pages`: freed pages stay charged (`free`) until they go back to the OS;
+//!   destroyed groups, `malloc_trim` and `memory.reclaim` give them back;
 //! - `idle_heaps`: heaps of groups a thread no longer allocates in give back their spans;
 //! - `adopt`: segments of exited threads adopted by the next thread of their group;
 //! - `threads`: 100,000 thread create / join cycles, nothing leaked per thread;
@@ -33,6 +35,7 @@ mod accuracy;
 mod adopt;
 mod exit_race;
 mod fork;
+mod free_pages;
 mod global;
 mod harvest;
 mod idle_heaps;
