@@ -15,7 +15,7 @@ use super::large::SLACK_BUSY;
 use super::tld;
 use super::types::{Segment, Span, State, KIND_LARGE, MEDIUM, SLICES};
 use crate::memcg::files::AllocStats;
-use crate::memcg::table::GROUPS;
+use crate::memcg::table::{GROUPS, ROOT};
 use crate::os::mem::PAGE_SIZE;
 use std::sync::atomic::Ordering;
 
@@ -81,7 +81,28 @@ fn stats(root: u32) -> AllocStats {
         }
     });
     a.free += a.cached;
+    if root == ROOT {
+        a.meta = meta_bytes();
+    }
     a
+}
+
+/// The allocator's own metadata, resident and charged to no group (`meta` in the root's
+/// `memory.stat`): every span segment's header (its descriptors and live map, counted
+/// whole: an upper bound), a page of header per large mapping, and the pools of thread
+/// states and heaps.
+fn meta_bytes() -> u64 {
+    let header = crate::os::mem::page_ceil(core::mem::size_of::<Segment>()).unwrap_or(0) as u64;
+    let mut bytes = super::thread::pool_bytes() as u64;
+    Segment::for_each(|sg| {
+        bytes += if sg.kind.load(Ordering::Relaxed) == KIND_LARGE {
+            PAGE_SIZE as u64
+        } else {
+            header
+        };
+    });
+    Segment::for_each_cached(|_| bytes += header);
+    bytes
 }
 
 /// The allocator's charge records, for the ledger (`memcg::ledger`): `(group, pages)` of

@@ -12,11 +12,15 @@
 use crate::os::mem;
 use crate::util::spin::SpinLock;
 use core::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const CHUNK: usize = 1 << 20;
 
 pub struct Pool {
     inner: SpinLock<PoolInner>,
+    /// Bytes of objects ever carved (their memory touched): the pool's metadata in
+    /// `memory.stat`'s `meta`.
+    carved: AtomicUsize,
     size: usize,
     /// Bytes zeroed when an object is handed out again (the rest survive recycling).
     keep_from: usize,
@@ -52,6 +56,7 @@ impl Pool {
                 cur: 0,
                 end: 0,
             }),
+            carved: AtomicUsize::new(0),
             size: (size + 63) & !63,
             keep_from,
         }
@@ -81,7 +86,13 @@ impl Pool {
         // Fresh mapped memory: zero.
         let o = p.cur as *mut u8;
         p.cur += self.size;
+        self.carved.fetch_add(self.size, Ordering::Relaxed);
         o
+    }
+
+    /// Bytes of objects carved so far (kept for reuse, never unmapped).
+    pub fn bytes(&self) -> usize {
+        self.carved.load(Ordering::Relaxed)
     }
 
     /// Returns an object to the pool.

@@ -257,6 +257,11 @@ pub unsafe fn settle_spans(seg: *mut Segment, owed: &mut Owed) -> bool {
     false
 }
 
+/// Bytes of thread states and heaps ever made (pool memory, never unmapped).
+pub fn pool_bytes() -> usize {
+    TLDS.bytes() + HEAPS.bytes()
+}
+
 pub fn lock_pools_for_fork() {
     TLDS.lock_for_fork();
     HEAPS.lock_for_fork();

@@ -29,6 +29,9 @@ pub struct AllocStats {
     /// Pages charged that hold no live block: `cached`, and the free slices of segments
     /// not purged yet.
     pub free: u64,
+    /// The allocator's own metadata (segment headers, thread states, heaps), for the
+    /// root: resident, and charged to no group.
+    pub meta: u64,
 }
 
 /// `fn(subtree root) -> AllocStats`, installed by the allocator.
@@ -127,6 +130,9 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
             push_kv(out, "large", a.large);
             push_kv(out, "cached", a.cached);
             push_kv(out, "free", a.free);
+            if id == super::table::ROOT {
+                push_kv(out, "meta", a.meta);
+            }
             push_kv(out, "stock", threads::stock_pages(id) * PAGE_SIZE);
             let explicit: u64 = GROUPS
                 .subtree(id)

@@ -168,3 +168,22 @@ fn memory_reclaim_succeeds_when_it_freed_what_was_asked() {
     assert_eq!(current(&g), 0, "{:?}", kv(&g, "memory.stat"));
     g.destroy().unwrap();
 }
+
+#[test]
+fn the_root_reports_the_allocators_metadata_and_groups_do_not() {
+    let g = Group::create("/fp_meta").unwrap();
+    let blocks = {
+        let _in = g.enter().unwrap();
+        take(4)
+    };
+    let root = kv(&Group::root(), "memory.stat");
+    // At least the header of the segment the small blocks live in.
+    assert!(root["meta"] >= 4096, "{root:?}");
+    assert!(!kv(&g, "memory.stat").contains_key("meta"));
+    {
+        let _in = g.enter().unwrap();
+        give_back(blocks);
+    }
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
