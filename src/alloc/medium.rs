@@ -94,7 +94,14 @@ impl Heap {
                 None => return (ptr::null_mut(), false),
             },
             None => {
-                let Some(r) = self.fresh_slices(slices, pages) else {
+                // Dirty slices of our group keep their pages past the block charged with
+                // the span (no system call), unless the group is short of room.
+                let keep = if memcg::charge::under_pressure(self.group) {
+                    pages
+                } else {
+                    u64::MAX
+                };
+                let Some(r) = self.fresh_slices(slices, keep) else {
                     return (ptr::null_mut(), false);
                 };
                 // The slices may bring pages of our group still charged
@@ -264,7 +271,12 @@ pub unsafe fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(
     if slices > span.slices as usize {
         let mut owed = Owed::new();
         sg.lock_claim();
-        let taken = sg.extend_span(span, slices, (usable / PAGE_SIZE) as u64, &mut owed);
+        let keep = if memcg::charge::under_pressure(group) {
+            (usable / PAGE_SIZE) as u64
+        } else {
+            u64::MAX
+        };
+        let taken = sg.extend_span(span, slices, keep, &mut owed);
         sg.unlock_claim();
         owed.apply();
         let Some(inherited) = taken else {

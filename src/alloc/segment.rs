@@ -549,9 +549,10 @@ impl Segment {
     }
 
     /// Takes the charge records of the free slices `i..i+n` (all of one group) for a span
-    /// that uses its first `need` pages: returns the pages it takes over. A slice's
-    /// charged pages past what the span uses are purged (resident and charged, they
-    /// would be neither used nor reclaimable while the span lives), their uncharge owed.
+    /// that keeps its first `need` pages: returns the pages it takes over. A slice's
+    /// charged pages past them are purged (resident and charged, they would be neither
+    /// used nor reclaimable while the span lives), their uncharge owed; the caller asks
+    /// for that only when its group is short of room (a system call per span).
     fn inherit(&mut self, i: usize, n: usize, need: u64, owed: &mut Owed) -> u64 {
         let base = self as *mut Segment as *mut u8;
         let mut inherited = 0;

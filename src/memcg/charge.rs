@@ -180,6 +180,22 @@ pub fn keeps_no_free_pages(id: u32) -> bool {
     is_dying(id) || at_max(id)
 }
 
+/// True if `id` or an ancestor has a `max` and is within a quarter of it: pages the
+/// allocator could keep resident without using them (a slice's tail past a new block)
+/// are better given back.
+pub fn under_pressure(id: u32) -> bool {
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        let c = GROUPS.counter(g);
+        let max = c.max.get();
+        if max != counter::UNLIMITED && c.margin() < max / 4 {
+            return true;
+        }
+        cur = GROUPS.parent(g);
+    }
+    false
+}
+
 /// True if `id` was destroyed (its charges go back as their memory is freed).
 pub fn is_dying(id: u32) -> bool {
     GROUPS.state(id) != super::table::LIVE
