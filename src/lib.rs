@@ -4,7 +4,8 @@
 //! Every thread belongs to a group in a tree of groups; memory is charged to groups
 //! through per-thread stocks of precharged pages and hierarchical page counters with
 //! `max`, `high`, `low` and `min`, and a charge that hits a limit runs the kernel's
-//! `try_charge` ladder: reclaim, drain every stock, retry, OOM handler.
+//! `try_charge` ladder: the allocator's cached free pages, every thread's stock, reclaim
+//! callbacks, retries, OOM handler.
 //!
 //! The public API is what this file re-exports: [`CgMalloc`] (the global allocator),
 //! [`Group`] and its types, [`Error`], [`trim`], [`audit`], [`drain_stocks`] and
@@ -71,7 +72,7 @@ pub mod internals {
     /// The accounting engine's modules that the tests drive directly.
     pub mod memcg {
         #[cfg(not(loom))]
-        pub use crate::memcg::{charge, container, control};
+        pub use crate::memcg::{charge, container, control, high, reclaim};
         pub use crate::memcg::{counter, origin, path, stock, table};
     }
     /// Fault injection: race points that yield the CPU.

@@ -4,10 +4,21 @@
 //! 2. Charge a batch (`max(32, nr)`) on every level; on refusal, retry with exactly `nr`.
 //! 3. On success put the surplus in the stock, check thresholds, and handle `high`.
 //! 4. On refusal at `over`: a thread in a reclaim callback or OOM handler forces; a
-//!    `NORETRY` charge fails. Otherwise count `max`, reclaim the subtree of `over`, retry
-//!    if the margin now fits; drain every stock once; retry up to `MAX_RETRIES` more
-//!    times; then `FORCE` charges past `max`, and anything else runs the OOM decision:
-//!    fail (`oom_kill` event), force, abort, or retry (at most `MAX_OOM_RETRIES` times).
+//!    `NORETRY` charge fails. Otherwise count `max` and make room in the subtree of
+//!    `over`, in the order of INTERFACE.md ("Semantics"), retrying as soon as the margin
+//!    fits `nr`:
+//!    a. the allocator's cached free pages (`reclaim::cache`);
+//!    b. every thread's stock, once (`threads::drain_all_stock`);
+//!    c. the reclaim callbacks, asked for the shortfall, `usage + nr - max` pages of
+//!       `over` and at least `nr` (`reclaim::callbacks`); if they report freeing
+//!       anything, the cache again before the margin is measured: what they freed may sit
+//!       in the allocator's caches, still charged;
+//!    d. retries: the round that drained the stocks earns one (as the kernel's drain
+//!       does), then `MAX_RETRIES` more, each refusal running the cache step and the
+//!       callbacks (c) again;
+//!    e. then `FORCE` charges past `max`, and anything else runs the OOM decision: fail
+//!       (`oom_kill` event), force, abort, or retry (at most `MAX_OOM_RETRIES` times,
+//!       each with `MAX_RETRIES` rounds again).
 //!
 //! No lock is held at any point where a callback can run.
 
@@ -29,7 +40,7 @@ pub const NORETRY: u32 = 1;
 /// Never fail: charge past `max` after reclaim (`__GFP_NOFAIL`).
 pub const FORCE: u32 = 2;
 
-/// Reclaim rounds after the stock drain (`MEM_CGROUP_RECLAIM_RETRIES`).
+/// Reclaim rounds after the one that drained the stocks (`MEM_CGROUP_RECLAIM_RETRIES`).
 pub const MAX_RETRIES: u32 = 5;
 /// OOM handler `RETRY` answers honoured for one charge before it fails.
 pub const MAX_OOM_RETRIES: u32 = 16;
@@ -98,13 +109,29 @@ fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
         if flags & NORETRY != 0 {
             return Err(NoMem);
         }
-        reclaim::reclaim(over, nr * PAGE_SIZE);
-        if GROUPS.counter(over).margin() >= nr {
+        let fits = || GROUPS.counter(over).margin() >= nr;
+        // a. The allocator's cached free pages: no user code runs.
+        reclaim::cache(over, shortfall(over, nr));
+        if fits() {
             continue;
         }
+        // b. Every thread's stock, once.
+        let drain_round = !drained;
         if !drained {
             drained = true;
             threads::drain_all_stock(over);
+            if fits() {
+                continue;
+            }
+        }
+        // c. The callbacks, for what the charge still lacks. Pages they free may go to
+        // the allocator's caches, still charged: uncharge them before measuring.
+        if reclaim::callbacks(over, shortfall(over, nr) * PAGE_SIZE) > 0 {
+            reclaim::cache(over, shortfall(over, nr));
+        }
+        // d. The round that drained the stocks retries without using a retry, as the
+        // kernel's `drain_all_stock` round does.
+        if fits() || drain_round {
             continue;
         }
         // The kernel lets a small charge (`PAGE_ALLOC_COSTLY_ORDER`) retry without using
@@ -133,6 +160,16 @@ fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
             }
         }
     }
+}
+
+/// The pages a charge of `nr` lacks at `over`: `usage + nr - max`, at least `nr` (the
+/// usage of `over` may be above its `max` after the limit was lowered or a charge forced).
+fn shortfall(over: u32, nr: Pages) -> Pages {
+    let c = GROUPS.counter(over);
+    c.usage()
+        .saturating_add(nr)
+        .saturating_sub(c.max.get())
+        .max(nr)
 }
 
 /// Charges past every limit (`force:` in the kernel).

@@ -1,6 +1,14 @@
 //! `memory.high`: after a charge leaves usage above `high` at some level, reclaim the
-//! excess there and then throttle the allocating thread, growing with the overage
-//! (`mem_cgroup_handle_over_high` and `calculate_high_delay` of the kernel).
+//! excess there and then throttle the allocating thread for what is still above, growing
+//! with the overage (`mem_cgroup_handle_over_high` and `calculate_high_delay` of the
+//! kernel).
+//!
+//! Each level above its `high`, from the charged group up, is reclaimed by the excess
+//! read at that moment (`reclaim::reclaim`): the allocator's cached free pages, then the
+//! reclaim callbacks (in soft-limit order, as at `max`), then the cached free pages again
+//! if the callbacks freed anything, since what they free may sit in the allocator's caches
+//! still charged. Only then is the overage read: a callback that frees the excess leaves
+//! no delay to sleep.
 //!
 //! The delay for the largest relative overage `o = (usage - high) / high` over the levels
 //! is computed as the kernel does, with `o` in 20-bit fixed point: `o² · HZ >> 20 >> 14`,
@@ -61,7 +69,8 @@ fn max_overage_from(id: u32) -> u64 {
 }
 
 /// After `nr` pages were charged to `id`: counts `high` events, and unless `quiet`
-/// reclaims the excess over `high` at each level and throttles.
+/// reclaims the excess over `high` at each level (cache, callbacks, cache again) and
+/// then throttles for the overage left.
 pub fn after_charge(id: u32, nr: Pages, quiet: bool) {
     let mut over_any = false;
     let mut cur = Some(id);

@@ -12,6 +12,10 @@
 //!
 //! A second test lowers `memory.max` below the usage of live blocks: the write succeeds,
 //! new allocations fail until blocks are freed, and then succeed again.
+//!
+//! A last one sets `memory.high`: a block a reclaim callback frees goes to the allocator's
+//! cache, still charged, and the cache step that `high` runs after the callbacks uncharges
+//! it before the overage is read, so the allocation above `high` is not throttled.
 
 use crate::support::alloc::*;
 use cgmalloc::Group;
@@ -247,4 +251,86 @@ fn a_refused_large_realloc_runs_the_oom_path_once() {
     unsafe { dealloc(moved, Layout::from_size_align(10 << 20, 16).unwrap()) };
     // The old block left the group (its mapping may stay cached there, still charged).
     assert_eq!(stat_key(&g, "allocated"), 0);
+}
+
+/// `memory.high` with a reclaim callback that frees large blocks: a freed 4 MiB block goes
+/// to the freeing thread's cache of mappings, still charged, and `high` uncharges it with
+/// the cache step it runs after the callbacks, before it reads the overage. So an
+/// allocation that lands 4 MiB (25%) over `high` does not sleep (without that step it
+/// would sleep the 2 s cap) and the group ends back near `high`.
+#[test]
+fn high_uncharges_blocks_a_callback_frees_into_the_cache() {
+    let g = Group::create("/high_cache").unwrap();
+    let block = Layout::from_size_align(4 * MIB, 16).unwrap();
+    // Bookkeeping outside the group.
+    let held: Arc<Mutex<Vec<Box<[u8]>>>> = Arc::new(Mutex::new(Vec::with_capacity(8)));
+    // What freeing the blocks left charged, as the callback sees it.
+    let kept_in_callback = Arc::new(AtomicU64::new(0));
+    {
+        let _in = g.enter().unwrap();
+        let mut h = held.lock().unwrap();
+        for i in 0..4 {
+            h.push(vec![i as u8 + 1; 4 * MIB].into_boxed_slice());
+        }
+    }
+    cgmalloc::drain_stocks();
+    let usage = current(&g);
+    assert!(usage >= 16 * MIB as u64);
+    g.set_high(usage).unwrap();
+    let r = {
+        let (held, kept) = (held.clone(), kept_in_callback.clone());
+        g.on_reclaim(move |wanted| {
+            // Nothing here allocates: an allocation would be charged to the group.
+            let before = g.stat().unwrap().current;
+            let mut h = held.lock().unwrap();
+            let mut freed = 0u64;
+            while freed < wanted {
+                match h.pop() {
+                    Some(b) => freed += b.len() as u64,
+                    None => break,
+                }
+            }
+            drop(h);
+            // The premise of this test: the freed blocks stay charged, in the cache.
+            let after = g.stat().unwrap().current;
+            kept.store(freed.saturating_sub(before - after), Ordering::SeqCst);
+            freed
+        })
+        .unwrap()
+    };
+    let (p, took) = {
+        let _in = g.enter().unwrap();
+        let t = std::time::Instant::now();
+        // SAFETY: non-zero size.
+        let p = std::hint::black_box(unsafe { alloc(block) });
+        (p, t.elapsed())
+    };
+    assert!(!p.is_null());
+    drop(r);
+    let s = g.stat().unwrap();
+    eprintln!(
+        "4 MiB above high: {took:?}; freed by the callback and still charged {} KiB; \
+         current {} KiB, high {} KiB",
+        kept_in_callback.load(Ordering::SeqCst) >> 10,
+        s.current >> 10,
+        s.high >> 10
+    );
+    assert!(
+        kept_in_callback.load(Ordering::SeqCst) >= 4 * MIB as u64,
+        "the freed block was not kept charged in the cache: this test no longer tests \
+         the cache step"
+    );
+    assert_eq!(s.events_high, 1);
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "throttled for {took:?}"
+    );
+    // Within a tenth of the 4 MiB the allocation went over by.
+    assert!(s.current <= s.high + 4 * MIB as u64 / 10, "{s:?}");
+    assert_eq!(held.lock().unwrap().len(), 3, "one block freed");
+    // SAFETY: a live block of `block`.
+    unsafe { dealloc(p, block) };
+    held.lock().unwrap().clear();
+    quiesce(&g);
+    assert_empty(&g);
 }

@@ -7,7 +7,8 @@
 //!   across threads, `try_reserve` at a group's `memory.max`;
 //! - `accuracy`: `memory.current` and `memory.stat` against what was allocated, and
 //!   ownership (a block is credited to the group it was charged to, whoever frees it);
-//! - `limits`: `memory.max` enforced through the allocator, reclaim callbacks;
+//! - `limits`: `memory.max` enforced through the allocator, reclaim callbacks, and what
+//!   they free into the allocator's cache reclaimed before `memory.high` throttles;
 //! - `medium`: medium blocks (32 KiB–1 MiB), a span each;
 //! - `large_slack`: the slack of a cached large mapping reused for a smaller block;
 //! - `harvest`: large blocks taking the resident pages of cached mappings;

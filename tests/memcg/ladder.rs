@@ -1,5 +1,6 @@
-//! The charge ladder: reclaim order, callbacks that free, OOM handler outcomes and
-//! policies, exact event counts. (Dying groups are in `dying.rs`, threshold eventfds and
+//! The charge ladder: the order at `max` (the allocator's cache, every stock, callbacks
+//! asked for the shortfall, the cache again after them), reclaim order among callbacks,
+//! callbacks that free, OOM handler outcomes and policies, exact event counts. (Dying groups are in `dying.rs`, threshold eventfds and
 //! `memory.high` in `pressure.rs`.)
 //!
 //! Each test uses its own groups; run under nextest, each test has its own process.
@@ -192,6 +193,164 @@ fn a_callback_that_frees_lets_the_charge_succeed() {
     );
     assert_eq!(events(g)[3], 0, "no OOM");
     drop(got);
+}
+
+/// At `max`, every thread's stock is drained before any reclaim callback is called
+/// (INTERFACE.md "Semantics": the allocator's cache, the stocks, then the callbacks): a
+/// charge that another thread's stock covers succeeds without calling one.
+#[test]
+fn a_drained_stock_that_covers_the_charge_calls_no_callback() {
+    let g = Group::create("/DS").unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let _r = g
+        .on_reclaim(move |_| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            0
+        })
+        .unwrap();
+    // Thread B charges one page: a 32-page batch, 31 pages left in its stock for g. It
+    // stays alive, and its stock with it, until told.
+    let (stay_tx, stay_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Charge>();
+    let b = std::thread::spawn(move || {
+        ready_tx.send(g.try_charge(PAGE).unwrap()).unwrap();
+        stay_rx.recv().unwrap();
+    });
+    let one = ready_rx.recv().unwrap();
+    assert_eq!(g.stat().unwrap().stock, 31 * PAGE);
+    assert_eq!(current(g), 32 * PAGE);
+    // g at its max, with no margin left.
+    g.set_max(32 * PAGE).unwrap();
+    assert_eq!(
+        g.stat().unwrap().stock,
+        31 * PAGE,
+        "set_max drained B's stock"
+    );
+    let before = events(g);
+    let failcnt = g.stat().unwrap().failcnt;
+    // This thread (A), with no stock for g, charges 10 pages: fewer than B's stock holds.
+    let ten = g.try_charge(10 * PAGE).unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "a reclaim callback ran before the stocks were drained"
+    );
+    assert_eq!(g.stat().unwrap().stock, 0, "B's stock drained");
+    assert_eq!(current(g), 11 * PAGE);
+    // Refused twice (the batch, then the exact 10 pages: the only `max` event); the
+    // drain made room and the retry fitted.
+    let after = events(g);
+    assert_eq!(after[2] - before[2], 1, "max events");
+    assert_eq!(after[3], before[3], "no oom");
+    assert_eq!(g.stat().unwrap().failcnt - failcnt, 2);
+    let stat = g.read("memory.stat").unwrap();
+    assert!(stat.contains("reclaim_calls 0\n"), "{stat}");
+    drop(ten);
+    drop(one);
+    stay_tx.send(()).unwrap();
+    b.join().unwrap();
+}
+
+/// A reclaim callback at `max` is told what the charge lacks, `usage + nr - max` pages of
+/// the group over its limit, and at least the charge itself.
+#[test]
+fn a_callback_at_max_is_asked_for_the_shortfall() {
+    const MIB: u64 = 1 << 20;
+    let g = Group::create("/SF").unwrap();
+    // 30 MiB charged, then `max` lowered to 10 MiB: usage stays 20 MiB above it (with
+    // no callback yet, the write reclaims nothing).
+    let held: Arc<Mutex<Option<Charge>>> =
+        Arc::new(Mutex::new(Some(g.try_charge(30 * MIB).unwrap())));
+    g.set_max(10 * MIB).unwrap();
+    drain_stocks();
+    assert_eq!(current(g), 30 * MIB);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let (a2, h2) = (asked.clone(), held.clone());
+    let _r = g
+        .on_reclaim(move |wanted| {
+            a2.lock().unwrap().push(wanted);
+            match h2.lock().unwrap().take() {
+                Some(c) => {
+                    let b = c.bytes();
+                    drop(c);
+                    b
+                }
+                None => 0,
+            }
+        })
+        .unwrap();
+    // A 1 MiB charge (256 pages, no batch, no stock; nothing cached) lacks
+    // 30 + 1 - 10 = 21 MiB: the callback is asked for that, once, and frees 30 MiB.
+    let one = g.try_charge(MIB).unwrap();
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [21 * MIB],
+        "asked for the shortfall"
+    );
+    assert_eq!(current(g), MIB);
+    assert_eq!(events(g)[2], 1, "one refusal");
+
+    // Below `max` the shortfall is less than the charge: with 9 MiB charged, a 3 MiB
+    // charge lacks 2 MiB, and every round asks for the 3 MiB.
+    let eight = g.try_charge(8 * MIB).unwrap();
+    assert_eq!(current(g), 9 * MIB);
+    asked.lock().unwrap().clear();
+    assert!(g.try_charge(3 * MIB).is_err());
+    let seen = asked.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        2 + MAX_RETRIES as usize,
+        "one call a round: {seen:?}"
+    );
+    assert!(seen.iter().all(|&w| w == 3 * MIB), "{seen:?}");
+    drop(eight);
+    drop(one);
+}
+
+/// What a callback frees may sit in the allocator's caches, still charged: the cache step
+/// runs again after the callbacks, before the margin is measured, so the round that
+/// called them succeeds (one `max` event), instead of failing and leaving the cache to
+/// the next round.
+#[test]
+fn what_callbacks_free_into_the_cache_is_uncharged_in_the_same_round() {
+    super::fake_cache::install();
+    let g = Group::create("/FC").unwrap();
+    g.set_max(160 * PAGE).unwrap();
+    // Charges above the 32 pages a stock holds: uncharged, they go to the counters.
+    let live: Arc<Mutex<Vec<Charge>>> = Arc::new(Mutex::new(
+        (0..4).map(|_| g.try_charge(40 * PAGE).unwrap()).collect(),
+    ));
+    drain_stocks();
+    assert_eq!(current(g), 160 * PAGE);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (l2, c2) = (live.clone(), calls.clone());
+    // The callback frees 40 pages into the cache, as freeing blocks would.
+    let _r = g
+        .on_reclaim(move |_| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            let c = l2.lock().unwrap().pop().unwrap();
+            let b = c.bytes();
+            super::fake_cache::put(c);
+            b
+        })
+        .unwrap();
+    let cache_calls = super::fake_cache::calls();
+    let ten = g.try_charge(10 * PAGE).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(super::fake_cache::held(), 0, "the cache was reclaimed");
+    assert_eq!(
+        super::fake_cache::calls() - cache_calls,
+        2,
+        "the cache step before the callbacks and after them"
+    );
+    assert_eq!(
+        events(g)[2],
+        1,
+        "one refusal: the round that called back succeeded"
+    );
+    assert_eq!(current(g), 130 * PAGE);
+    drop(ten);
 }
 
 #[test]
