@@ -3,7 +3,9 @@
 //! - `cli`: the launcher `cgmalloc run` (exit status, signals, `LD_PRELOAD`, options
 //!   turned into `CGMALLOC_*` variables, malformed invocations, `--help`, `--stats`);
 //! - `env`: the `CGMALLOC_*` environment as the library reads it before `main` (through
-//!   `tests/c/envprobe.c`, linked against the library), valid and malformed values.
+//!   `tests/c/envprobe.c`, linked against the library), valid and malformed values;
+//! - `footprint`: `memory.max` bounds the process's real footprint and `memory.current`
+//!   is what it holds (`tests/c/phases.c`), little is charged before `main`.
 //!
 //! Both use `target/release/` (the launcher and `libcgmalloc.so`), which
 //! `cargo build --release` builds before the tests; this binary keeps glibc's malloc.
@@ -13,3 +15,4 @@ mod support;
 
 mod cli;
 mod env;
+mod footprint;
