@@ -67,6 +67,10 @@ extern "C" fn child() {
             }
             return;
         }
+        // A claim held at the fork was held by a thread that is gone (a reclaimer takes
+        // the claim of any thread's segment, this one's too; this thread was not in the
+        // allocator): nobody holds it in the child.
+        sg.claim.store(0, Ordering::Relaxed);
         // (A forking thread that never allocated owns nothing: `me` null must not
         // match the segments already abandoned.)
         if !me.is_null() && sg.tld.load(Ordering::Relaxed) == me {
@@ -74,7 +78,6 @@ extern "C" fn child() {
         }
         sg.tld.store(ptr::null_mut(), Ordering::SeqCst);
         sg.owner.store(0, Ordering::Relaxed);
-        sg.claim.store(0, Ordering::Relaxed);
         let mut owed = Owed::new();
         // SAFETY: a span segment whose `tld` is now null; no other thread runs.
         let destroyed = unsafe { thread::settle_spans(seg, &mut owed) };
