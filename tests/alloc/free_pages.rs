@@ -187,3 +187,45 @@ fn the_root_reports_the_allocators_metadata_and_groups_do_not() {
     assert_all_returned(&g);
     g.destroy().unwrap();
 }
+
+fn read_eventfd(fd: &std::os::fd::OwnedFd) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into `v` from a descriptor we own.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    (n == 8).then_some(v)
+}
+
+#[test]
+fn a_threshold_is_crossed_downwards_when_the_pages_go_back_not_when_blocks_are_freed() {
+    let g = Group::create("/fp_thr").unwrap();
+    let fd = g.threshold_eventfd(8 << 20).unwrap();
+    let blocks = {
+        let _in = g.enter().unwrap();
+        take(16)
+    };
+    cgmalloc::drain_stocks();
+    assert_eq!(read_eventfd(&fd), Some(1), "crossed upwards");
+    {
+        let _in = g.enter().unwrap();
+        give_back(blocks);
+    }
+    cgmalloc::drain_stocks();
+    // The freed blocks' pages are still held, and charged: usage has not come down.
+    assert!(current(&g) > 8 << 20, "{:?}", kv(&g, "memory.stat"));
+    assert_eq!(
+        read_eventfd(&fd),
+        None,
+        "no crossing while the pages are held"
+    );
+    reclaim_all(&g);
+    cgmalloc::drain_stocks();
+    assert_eq!(current(&g), 0, "{:?}", kv(&g, "memory.stat"));
+    assert_eq!(
+        read_eventfd(&fd),
+        Some(1),
+        "crossed downwards when they went back"
+    );
+    g.threshold_remove(fd).unwrap();
+    g.destroy().unwrap();
+}
