@@ -8,7 +8,7 @@
 use super::events;
 use cgmalloc::internals::memcg::charge::{FORCE, MAX_OOM_RETRIES, MAX_RETRIES, NORETRY};
 use cgmalloc::internals::memcg::control;
-use cgmalloc::{drain_stocks, Charge, Group, OomAction};
+use cgmalloc::{drain_stocks, Charge, Group, OomAction, Reclaimer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +25,19 @@ fn failing_rounds(pages: u64) -> (u64, u64) {
     let exact_rounds = 2 + MAX_RETRIES as u64;
     let failcnt = exact_rounds + u64::from(pages < 32);
     (failcnt, exact_rounds)
+}
+
+/// A reclaim callback on `g` that frees nothing and counts its calls.
+fn counting_reclaimer(g: Group) -> (Arc<AtomicUsize>, Reclaimer) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let r = g
+        .on_reclaim(move |_| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            0
+        })
+        .unwrap();
+    (calls, r)
 }
 
 #[test]
@@ -57,14 +70,7 @@ fn refused_charge_counts_events_exactly() {
 fn noretry_fails_fast_without_callbacks() {
     let g = Group::create("/nr").unwrap();
     g.set_max(16 * PAGE).unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let _r = g
-        .on_reclaim(move |_| {
-            c2.fetch_add(1, Ordering::SeqCst);
-            0
-        })
-        .unwrap();
+    let (calls, _r) = counting_reclaimer(g);
     let oom_calls = Arc::new(AtomicUsize::new(0));
     let o2 = oom_calls.clone();
     g.on_oom(move |_| {
@@ -88,14 +94,7 @@ fn noretry_fails_fast_without_callbacks() {
 fn force_charges_past_max_after_reclaim() {
     let g = Group::create("/force").unwrap();
     g.set_max(8 * PAGE).unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let _r = g
-        .on_reclaim(move |_| {
-            c2.fetch_add(1, Ordering::SeqCst);
-            0
-        })
-        .unwrap();
+    let (calls, _r) = counting_reclaimer(g);
     let c = g.charge_force(20 * PAGE);
     assert_eq!(c.bytes(), 20 * PAGE);
     assert!(
@@ -201,14 +200,7 @@ fn a_callback_that_frees_lets_the_charge_succeed() {
 #[test]
 fn a_drained_stock_that_covers_the_charge_calls_no_callback() {
     let g = Group::create("/DS").unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let _r = g
-        .on_reclaim(move |_| {
-            c2.fetch_add(1, Ordering::SeqCst);
-            0
-        })
-        .unwrap();
+    let (calls, _r) = counting_reclaimer(g);
     // Thread B charges one page: a 32-page batch, 31 pages left in its stock for g. It
     // stays alive, and its stock with it, until told.
     let (stay_tx, stay_rx) = std::sync::mpsc::channel::<()>();
@@ -357,14 +349,7 @@ fn what_callbacks_free_into_the_cache_is_uncharged_in_the_same_round() {
 fn dropping_a_reclaimer_unregisters_it() {
     let g = Group::create("/unreg").unwrap();
     g.set_max(4 * PAGE).unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let r = g
-        .on_reclaim(move |_| {
-            c2.fetch_add(1, Ordering::SeqCst);
-            0
-        })
-        .unwrap();
+    let (calls, r) = counting_reclaimer(g);
     let id = r.id();
     drop(r);
     assert!(g.try_charge(5 * PAGE).is_err());
