@@ -1,14 +1,16 @@
 //! What the allocator tells the accounting engine: its statistics (`memory.stat`'s
-//! `allocated`, `small`, `large`, `cached`) and its reclaimable cache (empty spans, freed
-//! large mappings and live mappings' slack, still charged), through the hooks `memcg`
-//! calls.
+//! `allocated`, `small`, `large`, `cached`, `free`, and the root's `meta`), its charge
+//! records for the ledger, and its free pages for reclaim (empty spans, free slices,
+//! freed large mappings and live mappings' slack, all still charged), through the hooks
+//! `memcg` calls.
 //!
-//! Both walk the global segment list, so nothing is counted on the fast path. Reclaim
-//! frees the calling thread's own empty spans directly; other threads' cached spans and
-//! mappings are purged in place under their cache lock (state `PURGED`, charge returned),
-//! and the uncharges are applied after every lock is dropped. A span is purged only
-//! after the reclaimer won it with `CACHED -> PURGING` (its owner may take a parked span
-//! back without the lock: the state protocol in `span`).
+//! They walk the global segment list and the segment cache, so nothing is counted on the
+//! fast path. Reclaim releases the calling thread's own empty spans to their segments,
+//! then purges the free slices of every segment (under each one's claim, or the cache
+//! lock); other threads' cached spans and mappings are purged in place under their cache
+//! lock (state `PURGED`, charge returned). The uncharges are applied after every lock is
+//! dropped. A span is purged only after the reclaimer won it with `CACHED -> PURGING` (its
+//! owner may take a parked span back without the lock: the state protocol in `span`).
 
 use super::charged::{Uncharge, NO_GROUP};
 use super::large::SLACK_BUSY;

@@ -1,5 +1,6 @@
-//! The charge a span or large mapping holds (`Charged`), and the uncharge owed when a
-//! holder gives it back (`Uncharge`).
+//! The charge a span, a free slice or a large mapping holds (`Charged`), the uncharge
+//! owed when a holder gives it back (`Uncharge`), and the uncharges a holder of a segment
+//! owes until it drops its lock (`Owed`).
 //!
 //! One truth for "charged": a holder's record is one atomic word, `(group + 1) << 48 |
 //! pages` (0: nothing), written in the same step as the charge — right after the counters
@@ -10,8 +11,9 @@
 //! that takes a record makes exactly one of two racing observers do it. A record never
 //! names two groups: a holder handed to another group swaps its record in one step.
 //!
-//! Invariants: a span or mapping holds `pages` pages charged to `group` exactly while its
-//! record says so; the sum of the records, stocks and explicit charges of a group's
+//! Invariants: a span, free slice or mapping holds `pages` pages charged to `group`
+//! exactly while its record says so (a released span's record moves to its free slices
+//! with `end_run` and `put`, without touching the counters); the sum of the records, stocks and explicit charges of a group's
 //! subtree is its `usage`, less the charges in flight (`memcg::ledger::audit`).
 
 use crate::memcg;

@@ -6,8 +6,9 @@
 //! spans that may have free blocks; spans found with none move to `full`, and come back
 //! when a remote free takes down their `FULL` flag (which marks the heap `full_dirty`).
 //! Empty spans are cached (still charged, `CACHED`), at most `CACHE_MAX` per heap; the
-//! oldest beyond that is released: uncharged and returned to its segment (which purges
-//! it later, see `segment`). A medium block has a span of its own, on the full list
+//! oldest beyond that is released: returned to its segment, its pages still charged as
+//! free slices until they are purged or reused (see `segment`). A group at its `max` or
+//! dying keeps no empty span, and a released span's pages are purged at once there. A medium block has a span of its own, on the full list
 //! while it lives; freed, it is parked in `parked` or cached (`medium.rs`).
 //!
 //! Only the owner thread touches a heap's queues and `parked`. The cached spans (in
@@ -31,7 +32,7 @@ use super::abandoned;
 use super::charged::{Owed, NO_GROUP};
 use super::size_class::{self, NR_CLASSES, SLOTS};
 use super::types::{
-    empty_span, Heap, List, Queue, Segment, Span, State, Tld, MEDIUM, SEG_SIZE, SLICES, SLICE_SHIFT,
+    empty_span, Heap, List, Queue, Segment, Span, State, Tld, MEDIUM, SEG_SIZE, SLICES, SLICE_PAGES,
 };
 use crate::memcg;
 use core::ptr;
@@ -498,8 +499,7 @@ impl Heap {
 
     /// A fresh slice from this thread's segments (mapping a new segment if needed).
     fn fresh_slice(&mut self) -> Option<*mut Span> {
-        self.fresh_slices(1, 1 << (SLICE_SHIFT - crate::consts::PAGE_SHIFT as usize))
-            .map(|(s, _)| s)
+        self.fresh_slices(1, SLICE_PAGES).map(|(s, _)| s)
     }
 
     /// A new span of `n` slices that will use its first `need` pages, from this

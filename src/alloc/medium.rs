@@ -43,8 +43,9 @@
 use super::charged::Owed;
 use super::resize::{charge_growth, NotResized};
 use super::types::{Heap, List, Segment, Span, State, MEDIUM, SLICE_SIZE};
+use crate::consts::pages;
 use crate::memcg;
-use crate::os::mem::{self, PAGE_SIZE};
+use crate::os::mem;
 use core::ptr;
 use std::sync::atomic::{compiler_fence, AtomicBool, Ordering};
 
@@ -74,6 +75,17 @@ fn usable_for(size: usize) -> usize {
     mem::page_ceil(size.max(1)).unwrap_or(usize::MAX)
 }
 
+/// The pages of reused dirty slices a new or grown medium span of `group` keeps charged,
+/// for a block of `pages`: all of them (no system call) unless the group is short of
+/// room, where the slices' pages past the block are purged.
+fn kept(group: u32, pages: u64) -> u64 {
+    if memcg::charge::under_pressure(group) {
+        pages
+    } else {
+        u64::MAX
+    }
+}
+
 impl Heap {
     /// A medium block of `size` bytes (`size ≤ MEDIUM_MAX`), aligned to a slice: a span
     /// of its own, charged to the page. `(block, zeroed)`; null when the group refuses
@@ -81,7 +93,7 @@ impl Heap {
     pub fn alloc_medium(&mut self, size: usize) -> (*mut u8, bool) {
         self.reactivate();
         let usable = usable_for(size);
-        let pages = (usable / PAGE_SIZE) as u64;
+        let pages = pages(usable);
         let slices = usable.div_ceil(SLICE_SIZE);
         let cached = match self.take_parked(slices) {
             Some(found) => Some(found),
@@ -94,14 +106,7 @@ impl Heap {
                 None => return (ptr::null_mut(), false),
             },
             None => {
-                // Dirty slices of our group keep their pages past the block charged with
-                // the span (no system call), unless the group is short of room.
-                let keep = if memcg::charge::under_pressure(self.group) {
-                    pages
-                } else {
-                    u64::MAX
-                };
-                let Some(r) = self.fresh_slices(slices, keep) else {
+                let Some(r) = self.fresh_slices(slices, kept(self.group, pages)) else {
                     return (ptr::null_mut(), false);
                 };
                 // The slices may bring pages of our group still charged
@@ -263,7 +268,8 @@ pub unsafe fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(
     }
     let group = span.group();
     // What the span holds may exceed its block (pages it took over or kept).
-    let mut more = ((usable / PAGE_SIZE) as u64).saturating_sub(span.charged.pages());
+    let need = pages(usable);
+    let mut more = need.saturating_sub(span.charged.pages());
     if more > 0 {
         charge_growth(group, more)?;
     }
@@ -271,12 +277,7 @@ pub unsafe fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(
     if slices > span.slices as usize {
         let mut owed = Owed::new();
         sg.lock_claim();
-        let keep = if memcg::charge::under_pressure(group) {
-            (usable / PAGE_SIZE) as u64
-        } else {
-            u64::MAX
-        };
-        let taken = sg.extend_span(span, slices, keep, &mut owed);
+        let taken = sg.extend_span(span, slices, kept(group, need), &mut owed);
         sg.unlock_claim();
         owed.apply();
         let Some(inherited) = taken else {

@@ -8,21 +8,24 @@
 //! point back to the first. A large mapping is a segment of kind `LARGE` holding one
 //! block, its data after the header slice.
 //!
-//! Deferred purge: a released span's slices are uncharged at once but keep their pages
-//! (`dirty`), so memory freed and allocated again soon costs no page faults and no
-//! `madvise`. New spans prefer dirty slices. A slice is purged once it has been unused for
+//! Deferred purge: a released span's slices keep their pages (`dirty`) and their charge
+//! (the span's record spread over its slices, a slice's pages each: DESIGN.md, "What is
+//! charged"), so memory freed and allocated again soon costs no page faults and no
+//! `madvise`. New spans prefer dirty slices of their own group and take their charge
+//! over; another group's are purged first. A slice is purged once it has been unused for
 //! `PURGE_DELAY_NS`, never just after its release: dirty slices form two generations, the
 //! young one (released since the last look) and the aging one, with the time of its
 //! newest release; a look purges a generation all of whose slices are old enough, and
 //! turns a young generation whose oldest is into the aging one. Under steady frees a
-//! slice is purged within about three delays. Whoever holds the
-//! segment (its owner thread, the claim holder of an abandoned one, or the thread taking
-//! it out of the segment cache) does this on its span-level slow paths; pages of dirty
-//! slices are the only resident memory charged to no group, at most 63 slices a segment
-//! and only for those delays while the allocator is in use.
+//! slice is purged within about three delays. Whoever holds the segment (its owner
+//! thread, the claim holder of an abandoned one, or the thread taking it out of the
+//! segment cache) does this on its span-level slow paths; a reclaimer purges the slices of
+//! the groups it reclaims for at once. A purge uncharges what the slices' records hold, in
+//! the same step (the uncharges owed, applied once no lock is held).
 //!
 //! Ownership: a span segment belongs to one thread (`tld`), which alone changes its slice
-//! map. When that thread exits with live blocks in it, the segment is abandoned
+//! map, under the segment's `claim` (which a reclaiming thread takes, if it is free, to
+//! purge free slices). When that thread exits with live blocks in it, the segment is abandoned
 //! (`tld` null, see `abandoned.rs`): then whoever frees into it takes its `claim` lock
 //! first, until a thread adopts it or the last span released sends it to the cache.
 //!
@@ -31,7 +34,8 @@
 //!
 //! Invariants: `free_slices` bit `i` set iff slice `i` belongs to no span (its descriptor
 //! is `FREE`); `aging ⊆ dirty ⊆ free_slices`, and a free slice not `dirty` reads as zeros
-//! (never touched since it was mapped or purged); `purge_at` is 0 iff `dirty` is 0; `nr_spans`
+//! (never touched since it was mapped or purged); a free slice holds a charge record only
+//! while it is dirty, of at most a slice's pages; `purge_at` is 0 iff `dirty` is 0; `nr_spans`
 //! counts spans. The segment map names a span segment
 //! (`HERE`) exactly while it is in use: a cached segment is out of the map, so a stale
 //! pointer into it is foreign.
@@ -39,7 +43,7 @@
 use super::charged::{Owed, NO_GROUP};
 use super::segmap;
 use super::types::{
-    Segment, Span, State, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICES, SLICE_SHIFT, SLICE_SIZE,
+    Segment, Span, State, KIND_LARGE, KIND_SPANS, SEG_SIZE, SLICES, SLICE_PAGES, SLICE_SHIFT,
 };
 use crate::memcg::origin::Origin;
 use crate::os::mem;
@@ -49,9 +53,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How long a released span's pages are kept before they are given back to the kernel.
 pub const PURGE_DELAY_NS: u64 = 20_000_000;
-
-/// Pages in a slice.
-const SLICE_PAGES: u64 = (SLICE_SIZE / crate::consts::PAGE_SIZE) as u64;
 
 const MAGIC: u64 = 0x6367_6d61_6c6c_6f63; // "cgmalloc"
 
@@ -568,12 +569,7 @@ impl Segment {
                 let at = unsafe { base.add((j << SLICE_SHIFT) + used as usize * page) };
                 // SAFETY: the slice is free (no block lives there) and held by the caller.
                 unsafe { mem::purge(at, (p - used) as usize * page) };
-                let origin = Origin {
-                    what: "free slice",
-                    state: State::Free.name(),
-                    addr: at as usize,
-                    recorded: (g, p),
-                };
+                let origin = free_slice(at as usize, (g, p));
                 owed.add_plain(self.spans[j].charged.take_part(p - used, origin));
             }
             if let Some((_, q)) = self.spans[j].charged.take_raw() {
@@ -585,7 +581,7 @@ impl Segment {
 
     /// Whether `n` contiguous slices are free (the owner's look before it takes the claim).
     pub fn has_free_run(&self, n: usize) -> bool {
-        (1..n).fold(self.free_slices, |r, k| r & (self.free_slices >> k)) != 0
+        runs(self.free_slices, n) != 0
     }
 
     /// Takes `n` contiguous free slices (`1 ≤ n < SLICES`) for a new span of `group`, and
@@ -603,10 +599,8 @@ impl Segment {
         need: u64,
         owed: &mut Owed,
     ) -> Option<(&mut Span, bool)> {
-        // Bit `i` of a run mask: slices `i..i+n` all have the property.
-        let runs_of = |m: u64| (1..n).fold(m, |r, k| r & (m >> k));
-        let runs = runs_of(self.free_slices);
-        if runs == 0 {
+        let free = runs(self.free_slices, n);
+        if free == 0 {
             return None;
         }
         let mut foreign = 0u64;
@@ -618,12 +612,12 @@ impl Segment {
                 foreign |= 1 << j;
             }
         }
-        let own = runs & runs_of(self.dirty & !foreign);
-        let clean = runs & runs_of(!foreign);
-        let i = [own, clean, runs]
+        let own = free & runs(self.dirty & !foreign, n);
+        let clean = free & runs(!foreign, n);
+        let i = [own, clean, free]
             .into_iter()
             .find(|&m| m != 0)
-            .unwrap_or(runs)
+            .unwrap_or(free)
             .trailing_zeros() as usize;
         let mask = run_mask(i, n);
         if foreign & mask != 0 {
@@ -826,14 +820,9 @@ impl Segment {
         while d != 0 {
             let j = d.trailing_zeros() as usize;
             d &= d - 1;
-            let origin = Origin {
-                what: "free slice",
-                state: State::Free.name(),
-                // SAFETY: slice `j` lies inside this segment's mapping.
-                addr: unsafe { base.add(j << SLICE_SHIFT) } as usize,
-                recorded: (NO_GROUP, 0),
-            };
-            if let Some(u) = self.spans[j].charged.take(origin) {
+            // SAFETY: slice `j` lies inside this segment's mapping.
+            let at = unsafe { base.add(j << SLICE_SHIFT) } as usize;
+            if let Some(u) = self.spans[j].charged.take(free_slice(at, (NO_GROUP, 0))) {
                 owed.add_plain(u);
             }
         }
@@ -903,6 +892,22 @@ impl Segment {
 
     pub fn unlock_claim(&self) {
         self.claim.store(0, Ordering::Release);
+    }
+}
+
+/// Bit `i` set iff bits `i..i+n` of `m` are all set: where a run of `n` slices with the
+/// property `m` starts.
+fn runs(m: u64, n: usize) -> u64 {
+    (1..n).fold(m, |r, k| r & (m >> k))
+}
+
+/// A free slice's pages at `addr` as the origin of an uncharge of `recorded`.
+fn free_slice(addr: usize, recorded: (u32, u64)) -> Origin {
+    Origin {
+        what: "free slice",
+        state: State::Free.name(),
+        addr,
+        recorded,
     }
 }
 

@@ -24,6 +24,8 @@ pub const SEG_SIZE: usize = 1 << SEG_SHIFT;
 pub const SLICE_SHIFT: usize = 16;
 pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
 pub const SLICES: usize = SEG_SIZE / SLICE_SIZE;
+/// Pages in a slice.
+pub const SLICE_PAGES: u64 = (SLICE_SIZE >> crate::consts::PAGE_SHIFT) as u64;
 
 /// A segment's `kind`: spans, or one large mapping.
 pub const KIND_SPANS: u8 = 1;

@@ -72,35 +72,22 @@ fn max_overage_from(id: u32) -> u64 {
 /// reclaims the excess over `high` at each level (cache, callbacks, cache again) and
 /// then throttles for the overage left.
 pub fn after_charge(id: u32, nr: Pages, quiet: bool) {
-    let mut over_any = false;
-    let mut cur = Some(id);
-    while let Some(g) = cur {
-        let c = GROUPS.counter(g);
-        let (usage, high) = (c.usage(), c.high.get());
-        if usage > high {
-            over_any = true;
-            GROUPS.count_event(g, Event::High);
-            if !quiet {
-                reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
-            }
-        }
-        cur = GROUPS.parent(g);
-    }
-    if over_any && !quiet {
-        let ns = delay_ns(max_overage_from(id), nr);
-        if ns > 0 {
-            crate::os::sleep_ns(ns);
-        }
-    }
+    over_high(id, nr, true, !quiet);
 }
 
 /// After charges made without reclaim (`NORETRY`, which counted their `high` events)
 /// where callbacks could not run: reclaims the excess over `high` at each level of `id`
 /// and throttles, as `after_charge` would have.
 pub fn handle_over_high(id: u32) {
-    if crate::memcg::threads::in_memalloc() {
-        return;
+    if !crate::memcg::threads::in_memalloc() {
+        over_high(id, CHARGE_BATCH, false, true);
     }
+}
+
+/// Walks `id` and its ancestors: at each level above `high`, counts a `high` event
+/// (`count`) and reclaims the excess (`act`); then, with `act`, throttles for the
+/// largest overage left, scaled by the `nr` pages charged.
+fn over_high(id: u32, nr: Pages, count: bool, act: bool) {
     let mut over_any = false;
     let mut cur = Some(id);
     while let Some(g) = cur {
@@ -108,12 +95,17 @@ pub fn handle_over_high(id: u32) {
         let (usage, high) = (c.usage(), c.high.get());
         if usage > high {
             over_any = true;
-            reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
+            if count {
+                GROUPS.count_event(g, Event::High);
+            }
+            if act {
+                reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
+            }
         }
         cur = GROUPS.parent(g);
     }
-    if over_any {
-        let ns = delay_ns(max_overage_from(id), CHARGE_BATCH);
+    if over_any && act {
+        let ns = delay_ns(max_overage_from(id), nr);
         if ns > 0 {
             crate::os::sleep_ns(ns);
         }

@@ -45,7 +45,7 @@ const PYTHON_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The absolute (canonical) path of `libcgmalloc.so` beside the launcher, which must
 /// exist and export `malloc`: it is the path the launcher puts in `LD_PRELOAD`.
-fn library() -> PathBuf {
+pub(crate) fn library() -> PathBuf {
     static CHECKED: OnceLock<PathBuf> = OnceLock::new();
     CHECKED
         .get_or_init(|| {
@@ -63,7 +63,7 @@ fn library() -> PathBuf {
 
 /// `cgmalloc ARGS...` with a clean environment: no `LD_PRELOAD` and no `CGMALLOC_*`
 /// variables inherited from whoever runs the tests. The library is checked first.
-fn launcher<I, S>(args: I) -> Command
+pub(crate) fn launcher<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,

@@ -7,20 +7,14 @@
 //! at the end. Freed memory of one phase must not stay resident, uncharged, while the
 //! next phase allocates.
 
+use super::cli::{launcher, library};
 use crate::support::programs::{self, Run, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/cgmalloc");
 const TIMEOUT: Duration = Duration::from_secs(120);
 const MIB: i64 = 1 << 20;
-
-fn library() -> PathBuf {
-    let so = Path::new(LAUNCHER).parent().unwrap().join("libcgmalloc.so");
-    programs::check_library(&so);
-    so
-}
 
 fn build(dir: &Path, name: &str) -> PathBuf {
     let src = format!("{}/tests/c/{name}.c", env!("CARGO_MANIFEST_DIR"));
@@ -80,13 +74,34 @@ fn parse(run: &Run) -> Phases {
     p
 }
 
-/// Bound 2: under `cgmalloc run --max M`, `VmHWM − start-up RSS ≤ M + 4 MiB + 2% of M`.
+/// Where the limit is: the root's `max` (`--max`), or a child group's the program's
+/// threads are attached to.
+#[derive(Clone, Copy, Debug)]
+enum Limit {
+    Root,
+    Child,
+}
+
+/// Bound 2: under `cgmalloc run --max M` (or a child group with `max=M` the program runs
+/// in), `VmHWM − start-up RSS ≤ M + 4 MiB + 2% of M`.
 fn max_bounds_the_process(max_mib: i64, per_phase_mib: i64, threads: u32) {
-    library();
-    let dir = Scratch::new(&format!("footprint-max{max_mib}-t{threads}"));
+    max_bounds(Limit::Root, max_mib, per_phase_mib, threads);
+}
+
+fn max_bounds(limit: Limit, max_mib: i64, per_phase_mib: i64, threads: u32) {
+    let dir = Scratch::new(&format!("footprint-max{max_mib}-t{threads}-{limit:?}"));
     let exe = build(&dir, "phases");
-    let mut cmd = programs::plain(programs::without_cgmalloc_vars(Command::new(LAUNCHER)));
-    cmd.args(["run", "--max", &format!("{max_mib}M"), "--"])
+    let mut cmd = launcher(["run"]);
+    match limit {
+        Limit::Root => cmd.args(["--max", &format!("{max_mib}M")]),
+        Limit::Child => cmd.args([
+            "--group",
+            &format!("/app:max={max_mib}M"),
+            "--attach",
+            "/app",
+        ]),
+    };
+    cmd.arg("--")
         .arg(&exe)
         .args([per_phase_mib.to_string(), threads.to_string()]);
     let run = programs::run(&mut cmd, None, TIMEOUT);
@@ -95,8 +110,8 @@ fn max_bounds_the_process(max_mib: i64, per_phase_mib: i64, threads: u32) {
     let grown = (p.hwm_kib - p.base_kib) * 1024;
     let bound = max + 4 * MIB + max / 50;
     println!(
-        "--max {max_mib}M, {threads} thread(s), {per_phase_mib} MiB a phase: VmHWM − start {:.1} MiB \
-         (bound {:.1} MiB), {} blocks refused",
+        "{limit:?} max {max_mib}M, {threads} thread(s), {per_phase_mib} MiB a phase: VmHWM − start \
+         {:.1} MiB (bound {:.1} MiB), {} blocks refused",
         grown as f64 / MIB as f64,
         bound as f64 / MIB as f64,
         p.failed
@@ -127,6 +142,16 @@ fn max_256m_bounds_the_process_2_threads() {
 #[test]
 fn max_256m_bounds_the_process_4_threads() {
     max_bounds_the_process(256, 160, 4);
+}
+
+#[test]
+fn a_child_groups_max_64m_bounds_the_process_2_threads() {
+    max_bounds(Limit::Child, 64, 40, 2);
+}
+
+#[test]
+fn a_child_groups_max_256m_bounds_the_process_4_threads() {
+    max_bounds(Limit::Child, 256, 160, 4);
 }
 
 #[test]
