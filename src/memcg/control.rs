@@ -65,7 +65,7 @@ pub fn destroy(handle: u64) -> Result<(), Errno> {
     threads::drain_all_stock(id);
     // Its free pages go back now (those freed later go back as they are freed), so a
     // group whose blocks are all freed is not kept dying by pages it no longer uses.
-    super::reclaim::release_free(id);
+    super::reclaim::cache(id, super::counter::UNLIMITED);
     GROUPS.maybe_free(id, serial);
     Ok(())
 }

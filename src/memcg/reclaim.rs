@@ -53,12 +53,6 @@ pub fn cache(id: u32, want: Pages) -> Pages {
     CACHE_RECLAIM.get().map_or(0, |f| f(id, want))
 }
 
-/// Gives back every free page the allocator holds charged in the subtree of `id` (its
-/// cache only: no callback runs), e.g. for a group being destroyed.
-pub fn release_free(id: u32) -> Pages {
-    cache(id, Pages::MAX)
-}
-
 /// What one `reclaim` call achieved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reclaimed {
