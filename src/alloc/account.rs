@@ -65,13 +65,19 @@ fn stats(root: u32) -> AllocStats {
             } else {
                 a.small += bytes;
             }
-            if st == State::Cached || st == State::Parked || st == State::Purging {
-                a.cached += bytes;
-            }
             let live = s
                 .used
                 .load(Ordering::Relaxed)
                 .saturating_sub(s.remote.load(Ordering::Relaxed));
+            if st == State::Cached
+                || st == State::Parked
+                || st == State::Purging
+                || (s.class == MEDIUM && live == 0)
+            {
+                // An empty span kept (a medium one whose block another thread freed is
+                // empty too, until its owner collects it).
+                a.cached += bytes;
+            }
             a.allocated += live as u64 * s.block_size as u64;
         }
     });

@@ -164,6 +164,36 @@ impl Charged {
         })
     }
 
+    /// Lowers the record to at most `keep` pages (`keep ≥ 1`: the run goes on), for a
+    /// holder whose other pages went back to the OS: the uncharge owed, if any. Unlike
+    /// `take_part` it takes only what is there, so two racing callers take it once.
+    pub fn trim_to(&self, keep: u64, origin: Origin) -> Option<Uncharge> {
+        debug_assert!(keep >= 1);
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let (group, held) = unpack(cur).filter(|&(_, p)| p > keep)?;
+            match self.0.compare_exchange_weak(
+                cur,
+                pack(group, keep),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    crate::os::fault::race_point();
+                    return Some(Uncharge {
+                        group,
+                        pages: held - keep,
+                        origin: Origin {
+                            recorded: (group, held),
+                            ..origin
+                        },
+                    });
+                }
+                Err(v) => cur = v,
+            }
+        }
+    }
+
     /// Takes `pages` of the record (a block shrinking, a mapping giving pages away): the
     /// uncharge owed. Taking more than is recorded is a bug, and fatal.
     pub fn take_part(&self, pages: u64, origin: Origin) -> Uncharge {

@@ -6,9 +6,9 @@
 //! - another live thread: push on the span's `thread_free` (one CAS); if the span sat on
 //!   its heap's full list (the push took its `FULL` flag down), mark the heap so the
 //!   owner takes it back. Once pushed, the block may be collected and the span reused at
-//!   once: the freeing thread writes nothing of the span after its push (`span.rs`). A medium block's
-//!   span is uncharged by the freeing thread before the push (its owner releases the
-//!   slices when it next allocates);
+//!   once: the freeing thread writes nothing of the span after its push (`span.rs`). Its
+//!   pages stay charged until the owner collects the span and keeps or releases it, as
+//!   for its own frees (a medium block's span too: its pages are resident until then);
 //! - nobody (the owner exited): under the segment's claim, free locally and release the
 //!   span when it empties. A remote free that races with the owner's exit checks the
 //!   owner again after its push (both sides sequentially consistent), and settles the
@@ -26,12 +26,14 @@
 //! free slices, not at a block start, or a block already free.
 
 use super::abandoned;
-use super::charged::Owed;
+use super::charged::{Owed, NO_GROUP};
 use super::heap;
 use super::segmap;
 use super::tld;
 use super::tls;
 use super::types::{List, Segment, Span, State, KIND_LARGE, MEDIUM, SEG_SIZE, SLICE_SHIFT};
+use crate::consts::PAGE_SIZE;
+use crate::memcg;
 use crate::util::fatal::fatal;
 use std::sync::atomic::Ordering;
 
@@ -229,13 +231,8 @@ unsafe fn free_general(p: *mut u8) {
             double_free();
         }
         if span.class == MEDIUM {
-            // The span is the block: its charge goes back now, not when the owner
-            // collects it (which may be much later). Before the push, which hands the
-            // span to the owner.
-            let _errno = crate::os::ErrnoGuard::new();
-            if let Some(u) = span.take_charge() {
-                u.apply();
-            }
+            // SAFETY: the span's block, live, which the caller frees; not pushed yet.
+            unsafe { remote_medium_release(span, p) };
         }
         let unfulled = if span.class == MEDIUM {
             // Two threads freeing the block at once may both pass the check above: one
@@ -267,6 +264,37 @@ unsafe fn free_general(p: *mut u8) {
             // emptied span segment stays mapped, cached (only `malloc_trim` unmaps those).
             unsafe { free_abandoned(seg, s, None) };
         }
+    }
+}
+
+/// Another thread frees the block `p` of medium span `span`: with the group near its
+/// limit (or destroyed), the span's pages past the one the push links through go back to
+/// the OS now, and their charge with them; only the owner could give them back later,
+/// and a reclaim callback freeing a cache built by another thread must free memory.
+/// Otherwise they stay charged (free pages) until the owner collects the span.
+///
+/// # Safety
+/// `p` is the live block of `span` (at its start), which the caller frees and has not
+/// pushed yet: no one else touches the block's pages meanwhile.
+#[cold]
+unsafe fn remote_medium_release(span: &Span, p: *mut u8) {
+    let group = span.group();
+    if group == NO_GROUP
+        || !(memcg::charge::keeps_no_free_pages(group) || memcg::charge::under_pressure(group))
+    {
+        return;
+    }
+    let _errno = crate::os::ErrnoGuard::new();
+    let start = span.start as usize;
+    let kept_end = start + PAGE_SIZE;
+    let end = start + span.bytes();
+    debug_assert_eq!(p as usize, start);
+    // SAFETY: the block's pages past its first, which the caller gives up (this
+    // function's contract); the push writes only the first.
+    unsafe { crate::os::mem::purge(kept_end as *mut u8, end - kept_end) };
+    // Part of the run: it goes on with the first page.
+    if let Some(u) = span.charged.trim_to(1, span.origin()) {
+        u.apply_plain();
     }
 }
 
