@@ -41,7 +41,6 @@ use crate::util::sync::{AtomicU32, AtomicU64, Ordering};
 pub const MAX_GROUPS: usize = 8192;
 pub const ROOT: u32 = 0;
 const ROOT_SERIAL: u64 = 1;
-const NO_PARENT: u32 = u32::MAX;
 
 /// Slot states, in the low two bits of `life`; pins count in the rest.
 pub const FREE: u32 = 0;
@@ -119,7 +118,7 @@ impl Slot {
                 counter: PageCounter::new(),
                 life: AtomicU32::new(FREE),
                 serial: AtomicU64::new(0),
-                parent: AtomicU32::new(NO_PARENT),
+                parent: AtomicU32::new(ROOT),
                 depth: AtomicU32::new(0),
                 nr_threads: AtomicU32::new(0),
                 nr_children: AtomicU32::new(0),
@@ -139,15 +138,17 @@ impl Slot {
 pub struct TreeMeta<const N: usize> {
     names: [[u8; NAME_MAX]; N],
     name_len: [u8; N],
-    next_serial: u64,
+    /// Serials handed out after the root's: the next is `ROOT_SERIAL + 1 + serials`.
+    serials: u64,
     scan_hint: usize,
 }
 
 pub struct GroupTable<const N: usize> {
     slots: [Slot; N],
-    /// Slots from this index on have never been used: scans of the table stop here, so
-    /// they touch only the pages of slots in use (the table is 2 MiB). Raised under the
-    /// tree lock before a slot goes live, never lowered.
+    /// Slots from this index on have never been used (at least 1, the root; 0 stands for
+    /// 1): scans of the table stop here, so they touch only the pages of slots in use
+    /// (the table is 2 MiB). Raised under the tree lock before a slot goes live, never
+    /// lowered.
     bound: AtomicU32,
     tree: SpinLock<TreeMeta<N>>,
 }
@@ -172,11 +173,10 @@ impl<const N: usize> Hierarchy for GroupTable<N> {
     }
     #[inline]
     fn parent(&self, id: u32) -> Option<u32> {
-        let p = self.slots[id as usize].parent.load(Ordering::Relaxed);
-        if id == ROOT || p == NO_PARENT {
+        if id == ROOT {
             None
         } else {
-            Some(p)
+            Some(self.slots[id as usize].parent.load(Ordering::Relaxed))
         }
     }
 }
@@ -186,12 +186,12 @@ impl<const N: usize> GroupTable<N> {
     pub const fn new() -> Self {
         GroupTable {
             slots: [const { Slot::new() }; N],
-            bound: AtomicU32::new(1),
+            bound: AtomicU32::new(0),
             tree: SpinLock::new(TreeMeta {
                 names: [[0; NAME_MAX]; N],
                 name_len: [0; N],
-                next_serial: ROOT_SERIAL + 1,
-                scan_hint: 1,
+                serials: 0,
+                scan_hint: 0,
             }),
         }
     }
@@ -200,12 +200,12 @@ impl<const N: usize> GroupTable<N> {
     pub fn new() -> Self {
         GroupTable {
             slots: core::array::from_fn(|_| Slot::new()),
-            bound: AtomicU32::new(1),
+            bound: AtomicU32::new(0),
             tree: SpinLock::new(TreeMeta {
                 names: [[0; NAME_MAX]; N],
                 name_len: [0; N],
-                next_serial: ROOT_SERIAL + 1,
-                scan_hint: 1,
+                serials: 0,
+                scan_hint: 0,
             }),
         }
     }
@@ -443,12 +443,12 @@ impl<const N: usize> GroupTable<N> {
 
     /// One past the highest slot ever used.
     pub fn bound(&self) -> u32 {
-        self.bound.load(Ordering::Acquire)
+        self.bound.load(Ordering::Acquire).max(1)
     }
 
     /// Ids of every live or dying slot, root first.
     pub fn in_use(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.bound.load(Ordering::Acquire)).filter(move |&id| self.state(id) != FREE)
+        (0..self.bound()).filter(move |&id| self.state(id) != FREE)
     }
 
     /// Live and dying slots in the subtree of `root`, `root` included.
@@ -459,7 +459,7 @@ impl<const N: usize> GroupTable<N> {
 
     /// Finds the live child of `parent` called `name`.
     fn find_child(&self, meta: &TreeMeta<N>, parent: u32, name: &[u8]) -> Option<u32> {
-        (1..self.bound.load(Ordering::Acquire)).find(|&id| {
+        (1..self.bound()).find(|&id| {
             let s = &self.slots[id as usize];
             s.life.load(Ordering::SeqCst) & STATE_MASK == LIVE
                 && s.parent.load(Ordering::Relaxed) == parent
@@ -493,8 +493,8 @@ impl<const N: usize> GroupTable<N> {
         if id + 1 > self.bound.load(Ordering::Relaxed) {
             self.bound.store(id + 1, Ordering::Release);
         }
-        let serial = meta.next_serial;
-        meta.next_serial += 1;
+        let serial = ROOT_SERIAL + 1 + meta.serials;
+        meta.serials += 1;
         meta.names[id as usize][..name.len()].copy_from_slice(name);
         meta.name_len[id as usize] = name.len() as u8;
         let s = &self.slots[id as usize];
@@ -544,7 +544,7 @@ impl<const N: usize> GroupTable<N> {
         if self.serial(id) != serial || self.state(id) != LIVE {
             return Err(libc::ENOENT);
         }
-        let live_children = (1..self.bound.load(Ordering::Acquire)).any(|c| {
+        let live_children = (1..self.bound()).any(|c| {
             self.state(c) == LIVE && self.slots[c as usize].parent.load(Ordering::Relaxed) == id
         });
         if live_children {
