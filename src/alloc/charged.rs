@@ -20,6 +20,7 @@ use crate::memcg;
 use crate::memcg::events::StatKey;
 use crate::memcg::origin::Origin;
 use crate::util::fatal::fatal;
+use core::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// No group: what `Charged::group` says of a record of nothing.
@@ -256,33 +257,41 @@ pub const OWED_MAX: usize = 64;
 /// no lock is held (an uncharge may signal thresholds and free a dying group): one entry
 /// a group. No page run ends here (`Uncharge::apply_plain`): the run ended when its span
 /// was released (`Charged::end_run`).
+///
+/// The entries past `n` are left unwritten: making one costs nothing, as it is made on
+/// every span release.
 pub struct Owed {
-    list: [Option<Uncharge>; OWED_MAX],
+    /// The first `n` are written.
+    list: [MaybeUninit<Uncharge>; OWED_MAX],
     n: usize,
 }
 
 impl Owed {
     pub const fn new() -> Self {
         Owed {
-            list: [None; OWED_MAX],
+            list: [const { MaybeUninit::uninit() }; OWED_MAX],
             n: 0,
         }
     }
 
+    fn entries(&mut self) -> &mut [Uncharge] {
+        // SAFETY: the first `n` entries are written (`add_plain`), and `Uncharge` is a
+        // plain `Copy` value.
+        unsafe { core::slice::from_raw_parts_mut(self.list.as_mut_ptr().cast(), self.n) }
+    }
+
     /// Pages of `u.group` given back.
     pub fn add_plain(&mut self, u: Uncharge) {
-        for o in self.list[..self.n].iter_mut().flatten() {
-            if o.group == u.group {
-                o.pages += u.pages;
-                return;
-            }
+        if let Some(o) = self.entries().iter_mut().find(|o| o.group == u.group) {
+            o.pages += u.pages;
+            return;
         }
         if self.n == OWED_MAX {
             // More groups than a segment has slices: give the oldest back now.
             self.apply();
             self.n = 0;
         }
-        self.list[self.n] = Some(u);
+        self.list[self.n].write(u);
         self.n += 1;
     }
 
@@ -293,8 +302,8 @@ impl Owed {
     }
 
     /// Applies them, with no lock held.
-    pub fn apply(&self) {
-        for u in self.list[..self.n].iter().flatten() {
+    pub fn apply(&mut self) {
+        for u in self.entries() {
             u.apply_plain();
         }
     }
