@@ -207,6 +207,11 @@ fn charged_is_held_1_thread() {
 }
 
 #[test]
+fn charged_is_held_2_threads() {
+    charged_is_held(2);
+}
+
+#[test]
 fn charged_is_held_4_threads() {
     charged_is_held(4);
 }
