@@ -70,7 +70,8 @@ Modes
                                  benches/results/results.json and the criterion and
                                  side-by-side results at hand (after editing the notes).
 Options: --workloads a,b  --allocators x,y  --runs N  --threads N  --out DIR
---baseline LIB
+--baseline LIB  --peer NAME=LIB (an allocator built outside the repository, e.g. mimalloc 3 or
+snmalloc from upstream sources, run as configuration NAME and counted as a peer; repeatable)
 --group-counts 1,16,256  --timeout S  --no-build-lib (use the existing
 target/release/libcgmalloc.so)  --no-install  --workload-src DIR  -h.
 A full run writes over BENCHMARKS.md and benches/results/ unless --out is given; the text

@@ -33,6 +33,8 @@ class Settings:
     install: bool
     criterion: bool
     baseline: str = ""  # another libcgmalloc.so to run beside this one, or ""
+    # Peers built outside the repository (`--peer NAME=LIB`): {name: library path}.
+    extra_peers: dict = field(default_factory=dict)
     argv: list = field(default_factory=list)
     maxrss_tool: str = ""  # benches/maxrss.c, once built
 
@@ -61,6 +63,19 @@ def count_list(text):
     if any(n < 1 for n in counts):
         raise argparse.ArgumentTypeError(f"group counts must be at least 1: {text!r}")
     return counts
+
+
+def peer_spec(text):
+    """`NAME=LIB` -> (name, absolute path) (argparse type)."""
+    name, sep, lib = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not lib:
+        raise argparse.ArgumentTypeError(f"not NAME=LIB: {text!r}")
+    if name in ALLOCATORS or name.startswith(("cgmalloc", "baseline")):
+        raise argparse.ArgumentTypeError(f"--peer {name}: that name is taken")
+    if not os.path.isfile(lib):
+        raise argparse.ArgumentTypeError(f"--peer {name}: no such file {lib!r}")
+    return name, os.path.abspath(lib)
 
 
 def parse_args(argv):
@@ -96,6 +111,11 @@ def parse_args(argv):
     p.add_argument("--baseline", metavar="LIB",
                    help="also run `cgmalloc` and `cgmalloc-limited` with this other build "
                    "of libcgmalloc.so, as `baseline` and `baseline-limited`")
+    p.add_argument("--peer", type=peer_spec, action="append", default=[],
+                   metavar="NAME=LIB",
+                   help="also run this allocator library, built outside the repository "
+                   "(mimalloc 3, snmalloc...), as configuration NAME: LD_PRELOAD=LIB; it "
+                   "counts as a peer (repeatable)")
     p.add_argument("--criterion", action="store_true",
                    help="also run the criterion benches (alloc, charge) after the workloads")
     p.add_argument("--workload-src", default=os.path.join(ROOT, "benches", "workloads"),
@@ -139,5 +159,6 @@ def settings_from(args, argv):
         install=not args.no_install,
         criterion=args.criterion,
         baseline=os.path.abspath(args.baseline) if args.baseline else "",
+        extra_peers=dict(args.peer),
         argv=argv,
     )

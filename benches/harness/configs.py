@@ -1,6 +1,6 @@
 """The allocator configurations a workload runs under: each a set of environment
 variables and workload arguments (glibc, cgmalloc, cgmalloc-limited, the peers, the
-`--baseline` pair and the accounting-overhead `cgmalloc-gN`)."""
+`--peer` libraries, the `--baseline` pair and the accounting-overhead `cgmalloc-gN`)."""
 
 import os
 from dataclasses import dataclass
@@ -48,6 +48,8 @@ def make_configs(settings, lib, peers, attach):
             configs.append(limited_config(lib, attach))
         elif name in peers:
             configs.append(Config(name, {"LD_PRELOAD": peers[name]}, [], "main"))
+    for name, path in settings.extra_peers.items():
+        configs.append(Config(name, {"LD_PRELOAD": path}, [], "main"))
     if settings.baseline:
         if not os.path.isfile(settings.baseline):
             raise SetupError(f"--baseline {settings.baseline}: no such file")

@@ -42,7 +42,7 @@ def git_commit():
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
-def machine_info(peers):
+def machine_info(peers, extra_peers):
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -54,6 +54,8 @@ def machine_info(peers):
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git_commit(),
-        "peers": {name: package_version(PEERS[name][0]) or path
-                  for name, path in peers.items()},
+        "peers": {**{name: package_version(PEERS[name][0]) or path
+                     for name, path in peers.items()},
+                  **{name: f"built outside the repository: {path}"
+                     for name, path in extra_peers.items()}},
     }

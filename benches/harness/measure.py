@@ -244,6 +244,6 @@ def measure_all(settings):
             first = next(iter(workloads))
             attach = probe_attach(first, workloads[first], settings, lib, scratch)
         configs = make_configs(settings, lib, peers, attach)
-        machine = machine_info(peers)
+        machine = machine_info(peers, settings.extra_peers)
         records = measure(workloads, configs, settings, scratch)
     return workloads, configs, machine, records, apt

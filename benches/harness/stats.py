@@ -5,8 +5,9 @@ import math
 import statistics
 from dataclasses import dataclass
 
-# The allocators cgmalloc is compared with for "best peer".
-BEST_PEER_CANDIDATES = ["glibc", "mimalloc", "jemalloc", "tcmalloc"]
+def is_peer(config):
+    """Whether a main-table configuration is another allocator (not a cgmalloc build)."""
+    return not config.startswith(("cgmalloc", "baseline"))
 
 
 @dataclass
@@ -87,8 +88,9 @@ class Summary:
         return geomean(self.rss_ratio(w, config, base) for w in self.workloads)
 
     def best_peer(self, workload):
-        """(name, median seconds) of the fastest of glibc, mimalloc, jemalloc, tcmalloc."""
-        times = [(self.time(workload, p), p) for p in BEST_PEER_CANDIDATES if p in self.main]
+        """(name, median seconds) of the fastest other allocator: glibc, mimalloc,
+        jemalloc, tcmalloc and any `--peer`."""
+        times = [(self.time(workload, p), p) for p in self.main if is_peer(p)]
         times = [(t, p) for t, p in times if t is not None]
         if not times:
             return None, None
