@@ -2,11 +2,16 @@
 //! still live, waiting for a thread to adopt them.
 //!
 //! They wait on one global list, linked through `next_owned`/`prev_owned` (unused while a
-//! segment has no owner). A thread that needs a span adopts one whose live spans are all
-//! charged to its heap's group (`orphan_group`): the segment becomes its own, the live
-//! spans join its heap's queues, so the frees still to come are local frees and the
-//! segment's free slices are reused. Until then a thread freeing into the segment takes
-//! its claim (see `free.rs`); the one releasing its last span unlinks it.
+//! segment has no owner). A thread that needs slices for a new span and has no room in
+//! its own segments adopts one, in place of a new segment (as mimalloc reclaims), whose
+//! live spans are all charged to its heap's group (`orphan_group`): the segment becomes
+//! its own, the live spans join its heap's queues, so the frees still to come are local
+//! frees and the segment's free slices are reused. A thread with room adopts nothing: a
+//! long-lived thread adopting on every span miss took every exited thread's segment
+//! under thread churn, so the next thread found none and started a new one, while the
+//! adopted segments' free slices waited for their purge and their spans, freed into by
+//! other threads, for a collection. Until a thread adopts it, a thread freeing into the
+//! segment takes its claim (see `free.rs`); the one releasing its last span unlinks it.
 //!
 //! Dirty slices of abandoned segments are aged and purged (see `segment.rs`) by whichever
 //! thread's slow path sees `DUE` pass, under the segment's claim.

@@ -288,9 +288,6 @@ impl Heap {
     pub fn alloc_class(&mut self, class: usize) -> *mut u8 {
         self.reactivate();
         let mut p = self.alloc_queued(class);
-        if p.is_null() && self.adopt() {
-            p = self.alloc_queued(class);
-        }
         if p.is_null() {
             p = match self.new_span(class) {
                 Some(s) => {
@@ -314,6 +311,12 @@ impl Heap {
     /// Adopts an abandoned segment of this heap's group, if one waits: the segment
     /// becomes this thread's, its live spans this heap's, and spans emptied since are
     /// released. False if no segment qualified.
+    ///
+    /// Called only when the thread's own segments have no room for a new span
+    /// (`fresh_slices`), in place of a new segment, as mimalloc reclaims: a thread that
+    /// has room takes none, so a long-lived thread does not collect every exited
+    /// thread's segment (its free slices, which the next thread would have reused, and
+    /// its spans, whose blocks other threads go on freeing).
     fn adopt(&mut self) -> bool {
         if !abandoned::waiting() {
             return false;
@@ -497,14 +500,16 @@ impl Heap {
         None
     }
 
-    /// A fresh slice from this thread's segments (mapping a new segment if needed).
+    /// A fresh slice (`fresh_slices`).
     fn fresh_slice(&mut self) -> Option<*mut Span> {
         self.fresh_slices(1, SLICE_PAGES).map(|(s, _)| s)
     }
 
-    /// A new span of `n` slices that will use its first `need` pages, from this
-    /// thread's segments (mapping a new segment if needed), and whether its memory reads
-    /// as zeros. Its record holds the pages of our group it took over (at most `need`).
+    /// A new span of `n` slices that will use its first `need` pages, and whether its
+    /// memory reads as zeros: from this thread's segments, else from an abandoned
+    /// segment of its group that it adopts (`adopt`), else from a new segment (or one
+    /// from the segment cache). Its record holds the pages of our group it took over (at
+    /// most `need`).
     pub(super) fn fresh_slices(&mut self, n: usize, need: u64) -> Option<(*mut Span, bool)> {
         // SAFETY: the heap's thread state is live while the thread runs.
         let tld = unsafe { &mut *self.tld };

@@ -19,6 +19,7 @@
 //! - `idle_heaps`: heaps of groups a thread no longer allocates in give back their spans;
 //! - `adopt`: segments of exited threads adopted by the next thread of their group;
 //! - `threads`: 100,000 thread create / join cycles, nothing leaked per thread;
+//! - `churn`: threads coming and going while blocks pass between them, memory bounded;
 //! - `exit_race`: frees racing with their owner's exit;
 //! - `fork`: `fork()` at any instant, audited in every child;
 //! - `stress`: 8 threads of random allocations across 16 groups with moving limits.
@@ -34,6 +35,7 @@ mod support;
 
 mod accuracy;
 mod adopt;
+mod churn;
 mod exit_race;
 mod fork;
 mod free_pages;

@@ -1,0 +1,135 @@
+//! Thread churn with blocks passed between threads (mimalloc-bench's `mstress` in
+//! small), with `CgMalloc` as the global allocator: each round a fresh worker thread and
+//! the long-lived test thread both allocate and free small blocks, keep some, and swap
+//! a quarter of them through a shared array of slots with the other thread; the worker
+//! exits, and the test thread frees half of the blocks left in the slots. So the exited
+//! worker's segments hold a few live blocks, each later freed by the test thread or by
+//! the next worker, and blocks of the test thread's spans are freed by workers.
+//!
+//! Almost nothing is live from one round to the next: `memory.current` of the group
+//! must stay bounded, not grow with the rounds. It grew by about 100 KiB a round when
+//! the test thread adopted every exited worker's segment on its next span miss, and the
+//! blocks later workers freed into those segments' spans (never on its full list, so
+//! nobody told it) waited on the spans' `thread_free` for a collection that never came:
+//! spans, and their segments, were kept with nothing live.
+
+use crate::support::alloc::*;
+use crate::support::rng::Rng;
+use cgmalloc::Group;
+use std::alloc::{alloc, dealloc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const SLOTS: usize = 1000;
+const ROUNDS: usize = 200;
+/// Allocations per thread and round.
+const ALLOCS: usize = 3000;
+
+/// A block of `words` words whose first word holds its size in words.
+fn new_block(words: usize) -> usize {
+    // SAFETY: a non-zero size.
+    let p = unsafe { alloc(layout(words * 8)) } as *mut usize;
+    assert!(!p.is_null());
+    // SAFETY: the first word of the new block.
+    unsafe { p.write(words) };
+    p as usize
+}
+
+fn free_block(p: usize) {
+    if p == 0 {
+        return;
+    }
+    // SAFETY: a live block of `new_block`, whose first word is its size in words.
+    let words = unsafe { (p as *const usize).read() };
+    // SAFETY: as above: that block, freed once.
+    unsafe { dealloc(p as *mut u8, layout(words * 8)) };
+}
+
+/// `mstress`'s size mix: 8–128 bytes, 1% a hundred times that.
+fn size(rng: &mut Rng, shift: u64) -> usize {
+    let words = 1usize << rng.below(shift);
+    if rng.chance(1) {
+        words * 100
+    } else {
+        words
+    }
+}
+
+/// One thread's part of a round (`mstress`'s `stress`).
+fn stress(seed: u64, slots: &[AtomicUsize]) {
+    let mut rng = Rng(seed);
+    let mut data: Vec<usize> = Vec::with_capacity(ALLOCS);
+    let mut retained: Vec<usize> = Vec::with_capacity(ALLOCS / 2);
+    let (mut allocs, mut retain) = (ALLOCS, ALLOCS / 2);
+    while allocs > 0 || retain > 0 {
+        if retain == 0 || (allocs > 0 && rng.chance(50)) {
+            allocs -= 1;
+            data.push(new_block(size(&mut rng, 5)));
+        } else {
+            retain -= 1;
+            retained.push(new_block(size(&mut rng, 7)));
+        }
+        if !data.is_empty() && rng.chance(66) {
+            let i = rng.below(data.len() as u64) as usize;
+            free_block(std::mem::take(&mut data[i]));
+        }
+        if !data.is_empty() && rng.chance(25) {
+            let i = rng.below(data.len() as u64) as usize;
+            let k = rng.below(SLOTS as u64) as usize;
+            data[i] = slots[k].swap(data[i], Ordering::AcqRel);
+        }
+    }
+    retained.into_iter().for_each(free_block);
+    data.into_iter().for_each(free_block);
+}
+
+#[test]
+fn memory_stays_bounded_under_thread_churn() {
+    let g = Group::create("/churn").unwrap();
+    g.attach_current_thread().unwrap();
+    let slots: Arc<Vec<AtomicUsize>> = Arc::new((0..SLOTS).map(|_| AtomicUsize::new(0)).collect());
+    let mut rng = Rng(43);
+    let mut early = 0;
+    let mut highest = 0;
+    for round in 0..ROUNDS {
+        let s = Arc::clone(&slots);
+        let worker = std::thread::spawn(move || {
+            g.attach_current_thread().unwrap();
+            stress(round as u64 * 7919 + 1, &s);
+        });
+        stress(round as u64 * 104_729 + 2, &slots);
+        worker.join().expect("worker thread");
+        for slot in slots.iter() {
+            if rng.chance(50) {
+                free_block(slot.swap(0, Ordering::AcqRel));
+            }
+        }
+        let c = current(&g);
+        if round == 9 {
+            early = c;
+        }
+        if round >= 10 {
+            highest = highest.max(c);
+        }
+    }
+    let st = kv(&g, "memory.stat");
+    eprintln!(
+        "memory.current after 10 rounds {} KiB, highest after {} KiB; memory.stat at the \
+         end {st:?}",
+        early >> 10,
+        highest >> 10
+    );
+    assert!(
+        highest <= early + 4 * MIB as u64,
+        "memory.current grew from {early} B after 10 rounds to {highest} B in {ROUNDS} \
+         rounds with almost nothing live: memory.stat {st:?}"
+    );
+    drop(st);
+    for slot in slots.iter() {
+        free_block(slot.swap(0, Ordering::AcqRel));
+    }
+    drop(slots);
+    Group::root().attach_current_thread().unwrap();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
