@@ -5,6 +5,9 @@
 //! requests skip the class lookup. Behind it, per class, a queue of
 //! spans that may have free blocks; spans found with none move to `full`, and come back
 //! when a remote free takes down their `FULL` flag (which marks the heap `full_dirty`).
+//! A remote free into a queued span tells nobody: the slow path collects it when it
+//! walks that queue, and every `max(SWEEP_MIN, spans)` slow paths the heap sweeps all
+//! its queues (`sweep`) for spans other threads emptied, which go back.
 //! Empty spans are cached (still charged, `CACHED`), at most `CACHE_MAX` per heap; the
 //! oldest beyond that is released: returned to its segment, its pages still charged as
 //! free slices until they are purged or reused (see `segment`). A group at its `max` or
@@ -43,6 +46,8 @@ pub const CACHE_MAX: u32 = 8;
 /// Medium spans a heap keeps: its parked span and those in its cache (among its
 /// `CACHE_MAX` spans).
 pub const MEDIUM_CACHE: u32 = 2;
+/// Slow paths between two sweeps of a heap's class queues, at least (`Heap::sweep`).
+const SWEEP_MIN: u32 = 64;
 /// Bytes of never-used blocks made available at a time: one page, so a span touches only
 /// the pages it hands blocks out from (memory is touched lazily).
 const EXTEND_BYTES: usize = 4 << 10;
@@ -140,6 +145,7 @@ impl Heap {
         self.cache_len = 0;
         self.medium_cached = 0;
         self.parked = ptr::null_mut();
+        self.sweep_in = SWEEP_MIN;
     }
 
     /// Whether another thread asked this thread to change group (`apply_pending_attach`
@@ -287,6 +293,11 @@ impl Heap {
     /// Allocates a block of `class` when `direct[class]` is empty.
     pub fn alloc_class(&mut self, class: usize) -> *mut u8 {
         self.reactivate();
+        if self.sweep_in <= 1 {
+            self.sweep();
+        } else {
+            self.sweep_in -= 1;
+        }
         let mut p = self.alloc_queued(class);
         if p.is_null() {
             p = match self.new_span(class) {
@@ -306,6 +317,50 @@ impl Heap {
             memcg::high::handle_over_high(self.group);
         }
         p
+    }
+
+    /// Gives back the spans of the class queues that other threads emptied: a span
+    /// (not direct) every block of which they freed is collected and handed to
+    /// `span_emptied`. Then purges what is due in the thread's segments and in the
+    /// cached and abandoned ones (`Tld::purge_due`).
+    ///
+    /// A remote free into a span that is not on the full list tells nobody (only a span
+    /// on the full list has a flag to take down), and the slow path looks at its class's
+    /// queue only up to the first span with blocks: a span behind it, emptied by other
+    /// threads, kept its pages, and its segment, until that queue ran dry, which for a
+    /// class the thread no longer allocates is never. Run every `max(SWEEP_MIN, spans
+    /// seen the time before)` slow paths, so that a slow path looks at one span at most,
+    /// amortised.
+    #[cold]
+    fn sweep(&mut self) {
+        let mut seen = 0u32;
+        for class in 0..NR_CLASSES {
+            let mut s = self.queues[class].head;
+            while !s.is_null() {
+                // SAFETY: spans on our queues are live descriptors we own.
+                let span = unsafe { &mut *s };
+                let next = span.next;
+                seen = seen.saturating_add(1);
+                // Only a span whose every block handed out was freed by other threads
+                // (`remote` counts them before their push). Collecting the others would
+                // only do early what the owner's walk does when it needs them, and in a
+                // producer's spans, while its consumers are still freeing into them, it
+                // would pull their blocks' lines back and forth (xmalloc: 1.5x the time).
+                let used = span.used.load(Ordering::Relaxed);
+                if used != 0 && !span.is_direct && span.remote.load(Ordering::Relaxed) == used {
+                    span.collect();
+                    if span.used.load(Ordering::Relaxed) == 0 {
+                        // SAFETY: a small-block span of this heap with no block handed
+                        // out, on its class queue.
+                        unsafe { self.span_emptied(s) };
+                    }
+                }
+                s = next;
+            }
+        }
+        self.sweep_in = seen.max(SWEEP_MIN);
+        // SAFETY: the heap's thread state is live while the thread runs.
+        unsafe { (*self.tld).purge_due(crate::os::coarse_now_ns()) };
     }
 
     /// Adopts an abandoned segment of this heap's group, if one waits: the segment

@@ -326,6 +326,9 @@ pub struct Heap {
     /// Pages were charged without reclaim while spans were extended (`extend_charged`):
     /// `high` is looked at once the allocation is done.
     pub charged_quietly: bool,
+    /// Slow paths (`alloc_class`) left before the heap sweeps its class queues
+    /// (`Heap::sweep`).
+    pub sweep_in: u32,
 }
 
 /// A span with no free block, shared read-only by every empty `direct` slot.
@@ -360,6 +363,7 @@ pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
     parked: ptr::null_mut(),
     idle_trimmed: false,
     charged_quietly: false,
+    sweep_in: 0,
 });
 
 #[inline]

@@ -133,3 +133,57 @@ fn memory_stays_bounded_under_thread_churn() {
     assert_all_returned(&g);
     g.destroy().unwrap();
 }
+
+/// A long-lived thread's blocks freed by another thread while their spans sit on the
+/// thread's full list: each free takes the span's `FULL` flag down, and the thread's
+/// next slow path moves the span to its class queue, not collecting it. A thread that
+/// never allocates that class again would keep those spans, empty but charged, for
+/// good; its heap's sweep collects them and gives them back after at most a few
+/// hundred slow paths of any class.
+#[test]
+fn spans_another_thread_emptied_are_given_back() {
+    const SPANS: usize = 64;
+    const PER_SPAN: usize = 64 * KIB / 128;
+    let g = Group::create("/sweep").unwrap();
+    g.attach_current_thread().unwrap();
+    let blocks: Vec<usize> = (0..SPANS * PER_SPAN)
+        // SAFETY: a non-zero size.
+        .map(|_| unsafe { alloc(layout(128)) } as usize)
+        .collect();
+    assert!(blocks.iter().all(|&p| p != 0));
+    let full = stat_key(&g, "small");
+    assert!(full >= (SPANS * 64 * KIB) as u64, "small {full}");
+    std::thread::spawn(move || {
+        for p in blocks {
+            // SAFETY: live blocks of this layout, freed once.
+            unsafe { dealloc(p as *mut u8, layout(128)) };
+        }
+    })
+    .join()
+    .unwrap();
+    // Blocks of another class, allocated and freed: the slow path runs each time the
+    // span's free list runs dry.
+    let mut small = full;
+    for _ in 0..100 {
+        for _ in 0..100_000 {
+            // SAFETY: a non-zero size.
+            let p = unsafe { alloc(layout(48)) };
+            assert!(!p.is_null());
+            std::hint::black_box(p);
+            // SAFETY: the block just allocated.
+            unsafe { dealloc(p, layout(48)) };
+        }
+        small = stat_key(&g, "small");
+        if small <= MIB as u64 {
+            break;
+        }
+    }
+    assert!(
+        small <= MIB as u64,
+        "{SPANS} spans emptied by another thread are still kept: memory.stat {:?}",
+        kv(&g, "memory.stat")
+    );
+    Group::root().attach_current_thread().unwrap();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
