@@ -1,17 +1,20 @@
 //! Thread churn with blocks passed between threads (mimalloc-bench's `mstress` in
-//! small), with `CgMalloc` as the global allocator: each round a fresh worker thread and
-//! the long-lived test thread both allocate and free small blocks, keep some, and swap
-//! a quarter of them through a shared array of slots with the other thread; the worker
-//! exits, and the test thread frees half of the blocks left in the slots. So the exited
-//! worker's segments hold a few live blocks, each later freed by the test thread or by
-//! the next worker, and blocks of the test thread's spans are freed by workers.
+//! small), with `CgMalloc` as the global allocator: each round the long-lived test
+//! thread, then a fresh worker thread, allocate and free small blocks, keep some, and
+//! swap a quarter of them through a shared array of slots (taking the other thread's);
+//! the worker exits, and the test thread frees half of the blocks left in the slots. So
+//! the exited worker's segments hold a few live blocks, each later freed by the test
+//! thread or by the next worker, and blocks of the test thread's spans are freed by
+//! workers. The threads take turns, so that the run is the same every time: the test
+//! thread always allocates while the exited worker's segment waits to be adopted.
 //!
 //! Almost nothing is live from one round to the next: `memory.current` of the group
-//! must stay bounded, not grow with the rounds. It grew by about 100 KiB a round when
-//! the test thread adopted every exited worker's segment on its next span miss, and the
-//! blocks later workers freed into those segments' spans (never on its full list, so
-//! nobody told it) waited on the spans' `thread_free` for a collection that never came:
-//! spans, and their segments, were kept with nothing live.
+//! must stay bounded, not grow with the rounds. It grew by about 200 KiB a round (8 MiB
+//! after 10 rounds, 49 MiB after 200) when the test thread adopted every exited
+//! worker's segment on its next span miss: the next worker found none to adopt, and the
+//! blocks later workers freed into the adopted spans (never on the test thread's full
+//! list, so nobody told it) waited on the spans' `thread_free` for a collection that
+//! never came: spans, and their segments, were kept with nothing live.
 
 use crate::support::alloc::*;
 use crate::support::rng::Rng;
@@ -92,13 +95,14 @@ fn memory_stays_bounded_under_thread_churn() {
     let mut early = 0;
     let mut highest = 0;
     for round in 0..ROUNDS {
+        stress(round as u64 * 104_729 + 2, &slots);
         let s = Arc::clone(&slots);
-        let worker = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             g.attach_current_thread().unwrap();
             stress(round as u64 * 7919 + 1, &s);
-        });
-        stress(round as u64 * 104_729 + 2, &slots);
-        worker.join().expect("worker thread");
+        })
+        .join()
+        .expect("worker thread");
         for slot in slots.iter() {
             if rng.chance(50) {
                 free_block(slot.swap(0, Ordering::AcqRel));
