@@ -310,13 +310,18 @@ impl Heap {
                 None => ptr::null_mut(),
             };
         }
+        self.settle_quiet_charges();
+        p
+    }
+
+    /// Pages charged without reclaim while spans were extended or took over other
+    /// groups' pages: the heap is consistent again, so `high` may now reclaim (and
+    /// callbacks run) and throttle.
+    pub(super) fn settle_quiet_charges(&mut self) {
         if self.charged_quietly {
-            // Pages charged while spans were extended: the heap is consistent again, so
-            // `high` may now reclaim (and callbacks run) and throttle.
             self.charged_quietly = false;
             memcg::high::handle_over_high(self.group);
         }
-        p
     }
 
     /// Gives back the spans of the class queues that other threads emptied: a span
@@ -598,8 +603,9 @@ impl Heap {
     }
 
     /// `n` slices for a new span of this heap's group from `seg`, taken under its claim
-    /// (a reclaiming thread may be purging its free slices); other groups' pages purged on
-    /// the way are uncharged once the claim is dropped.
+    /// (a reclaiming thread may be purging its free slices); other groups' pages taken
+    /// over are uncharged from them once the claim is dropped and charged to ours (or, if
+    /// ours refuses them, the span's memory is purged).
     ///
     /// # Safety
     /// `seg` is a span segment this thread owns.
@@ -618,10 +624,29 @@ impl Heap {
         sg.lock_claim();
         let r = sg
             .take_slices(n, self.group, need, &mut owed)
-            .map(|(s, zeroed)| (s as *mut Span, zeroed));
+            .map(|t| (t.span as *mut Span, t.zeroed, t.moved));
         sg.unlock_claim();
         owed.apply();
-        r
+        let (s, zeroed, moved) = r?;
+        if moved > 0 {
+            // Other groups' resident pages change hands: charged to ours, without reclaim
+            // (what passes `high` is handled once the allocation is done), or given back.
+            // SAFETY: the span just taken: ours, on no list, with no block.
+            let span = unsafe { &*s };
+            if memcg::charge::try_charge(self.group, moved, memcg::charge::NORETRY).is_ok() {
+                span.charged.add(self.group, moved);
+                self.charged_quietly = true;
+            } else {
+                let _errno = crate::os::ErrnoGuard::new();
+                // SAFETY: the span's memory, which holds no block.
+                unsafe { crate::os::mem::purge(span.start, span.bytes()) };
+                if let Some(u) = span.take_charge() {
+                    u.apply();
+                }
+                return Some((s, true));
+            }
+        }
+        Some((s, zeroed))
     }
 
     /// Formats span `s` for `class` and queues it.

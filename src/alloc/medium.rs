@@ -146,6 +146,7 @@ impl Heap {
             // SAFETY: the block's first word, inside the span.
             unsafe { (p as *mut usize).write(0) };
         }
+        self.settle_quiet_charges();
         (p, zeroed)
     }
 

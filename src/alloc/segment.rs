@@ -103,6 +103,16 @@ impl DueHint {
     }
 }
 
+/// Slices taken for a new span (`Segment::take_slices`).
+pub struct Taken<'a> {
+    pub span: &'a mut Span,
+    /// No slice was dirty: the memory reads as zeros.
+    pub zeroed: bool,
+    /// Resident pages other groups held that the span took over, uncharged: the caller
+    /// charges them to the span's group (and records them) or purges the span.
+    pub moved: u64,
+}
+
 /// When `purge_cached_due` has work.
 static CACHE_DUE: DueHint = DueHint::new();
 
@@ -585,20 +595,22 @@ impl Segment {
     }
 
     /// Takes `n` contiguous free slices (`1 ≤ n < SLICES`) for a new span of `group`, and
-    /// returns its descriptor and whether its memory reads as zeros (no slice was dirty).
-    /// Runs of dirty slices whose pages `group` already holds come first (resident and
-    /// charged: the span takes them over, its record starts with them), then runs free
-    /// of other groups' pages; dirty slices of another group in the run taken are purged,
-    /// their uncharges owed. Of the pages taken over, only those the span will use (its
-    /// first `need` pages) are kept: a slice's pages past them are purged too. The caller
-    /// holds the segment.
+    /// returns its descriptor, whether its memory reads as zeros (no slice was dirty), and
+    /// the resident pages of other groups it took over uncharged (`Taken`). Runs of dirty
+    /// slices whose pages `group` already holds come first (resident and charged: the
+    /// span takes them over, its record starts with them), then other dirty runs (their
+    /// pages change hands: resident, no fault and no system call), then any. Of the pages
+    /// taken over, only those the span will use (its first `need` pages) are kept: a
+    /// slice's pages past them are purged. Other groups' charges on the pages kept are
+    /// owed back to them, and the caller charges `group` for those pages (`Taken::moved`)
+    /// or purges the span. The caller holds the segment.
     pub fn take_slices(
         &mut self,
         n: usize,
         group: u32,
         need: u64,
         owed: &mut Owed,
-    ) -> Option<(&mut Span, bool)> {
+    ) -> Option<Taken<'_>> {
         let free = runs(self.free_slices, n);
         if free == 0 {
             return None;
@@ -613,17 +625,15 @@ impl Segment {
             }
         }
         let own = free & runs(self.dirty & !foreign, n);
-        let clean = free & runs(!foreign, n);
-        let i = [own, clean, free]
+        let dirty = free & runs(self.dirty, n);
+        let i = [own, dirty, free]
             .into_iter()
             .find(|&m| m != 0)
             .unwrap_or(free)
             .trailing_zeros() as usize;
         let mask = run_mask(i, n);
-        if foreign & mask != 0 {
-            self.purge_slices(foreign & mask, owed);
-        }
         let zeroed = self.dirty & mask == 0;
+        let moved = self.hand_over(foreign & mask, i, need, owed);
         let inherited = self.inherit(i, n, need, owed);
         self.take_run(i, i, i + n);
         self.nr_spans.fetch_add(1, Ordering::Relaxed);
@@ -634,7 +644,44 @@ impl Segment {
         s.slices = n as u8;
         s.start = start;
         s.charged.add(group, inherited);
-        Some((s, zeroed))
+        Some(Taken {
+            span: s,
+            zeroed,
+            moved,
+        })
+    }
+
+    /// The free slices in `set` (of a run starting at slice `i` for a span that keeps
+    /// its first `need` pages) hold other groups' pages: their charges are owed back, the
+    /// pages the span keeps stay resident (returned: the caller charges them to the new
+    /// group) and the rest are purged.
+    fn hand_over(&mut self, set: u64, i: usize, need: u64, owed: &mut Owed) -> u64 {
+        let base = self as *mut Segment as *mut u8;
+        let mut moved = 0;
+        let mut d = set;
+        while d != 0 {
+            let j = d.trailing_zeros() as usize;
+            d &= d - 1;
+            let used = need
+                .saturating_sub((j - i) as u64 * SLICE_PAGES)
+                .min(SLICE_PAGES);
+            let Some((g, p)) = self.spans[j].charged.get() else {
+                continue;
+            };
+            // SAFETY: slice `j` lies inside this segment's mapping.
+            let at = unsafe { base.add(j << SLICE_SHIFT) };
+            let origin = free_slice(at as usize, (g, p));
+            if p > used {
+                let page = crate::consts::PAGE_SIZE;
+                // SAFETY: the slice is free (no block lives there) and held by the caller.
+                unsafe { mem::purge(at.add(used as usize * page), (p - used) as usize * page) };
+            }
+            if let Some(u) = self.spans[j].charged.take(origin) {
+                owed.add_plain(u);
+            }
+            moved += p.min(used);
+        }
+        moved
     }
 
     /// Whether the slices after `span` are free up to `slices` slices in all.

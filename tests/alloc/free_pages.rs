@@ -229,3 +229,78 @@ fn a_threshold_is_crossed_downwards_when_the_pages_go_back_not_when_blocks_are_f
     g.threshold_remove(fd).unwrap();
     g.destroy().unwrap();
 }
+
+#[test]
+fn another_group_takes_over_free_pages_with_their_charge() {
+    // One thread allocates in /fp_a, frees, then allocates in /fp_b: the free slices
+    // /fp_a left are reused by /fp_b's spans, their pages resident, so their charge
+    // moves from /fp_a to /fp_b (no system call, no fault); the counters keep matching
+    // the records.
+    let a = Group::create("/fp_a").unwrap();
+    let b = Group::create("/fp_b").unwrap();
+    let l = Layout::from_size_align(1000, 16).unwrap();
+    const N: usize = 8000; // 8 MB of 1000 B blocks: many spans beyond the heap's cache
+    let fill = |g: &Group| {
+        let _in = g.enter().unwrap();
+        (0..N)
+            .map(|_| {
+                // SAFETY: non-zero size.
+                let p = unsafe { alloc(l) };
+                assert!(!p.is_null());
+                // SAFETY: a live block of 1000 bytes.
+                unsafe { p.write_bytes(0x5a, l.size()) };
+                p
+            })
+            .collect::<Vec<_>>()
+    };
+    let free_all = |g: &Group, v: Vec<*mut u8>| {
+        let _in = g.enter().unwrap();
+        for p in v {
+            // SAFETY: live blocks of this layout.
+            unsafe { dealloc(p, l) };
+        }
+    };
+    let blocks = fill(&a);
+    free_all(&a, blocks);
+    // No reading of interface files here (they allocate in the root, whose spans would
+    // take over some of the free slices), and no delay (they would be purged).
+    let a_before = current(&a);
+    let faults = minor_faults();
+    let blocks = fill(&b);
+    let faulted = minor_faults() - faults;
+    println!("faulted {faulted} pages while filling /fp_b");
+    cgmalloc::drain_stocks();
+    cgmalloc::audit().expect("records and counters agree after the hand-over");
+    let a_after = current(&a);
+    let st = kv(&b, "memory.stat");
+    assert!(
+        a_before - a_after > MIB as u64,
+        "/fp_a's free pages did not move to /fp_b: /fp_a {a_before} -> {a_after}, /fp_b {st:?}"
+    );
+    assert!(
+        st["small"] >= N as u64 * 1000,
+        "/fp_b is charged for its blocks: {st:?}"
+    );
+    // Taken over resident, not purged and faulted in again (purging them faults in
+    // about as many pages as the blocks cover; some of /fp_a's pages are in its heap's
+    // cache, and some slices may pass their purge delay meanwhile).
+    let pages = (N * l.size()) as u64 / PAGE;
+    assert!(
+        faulted < pages * 2 / 3,
+        "/fp_b faulted {faulted} pages for {pages} pages of blocks on /fp_a's free slices"
+    );
+    free_all(&b, blocks);
+    assert_all_returned(&a);
+    assert_all_returned(&b);
+    a.destroy().unwrap();
+    b.destroy().unwrap();
+}
+
+/// Minor page faults of the calling thread so far.
+fn minor_faults() -> u64 {
+    // SAFETY: `getrusage` writes the struct it is given.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) }, 0);
+    r.ru_minflt as u64
+}
