@@ -284,9 +284,11 @@ fn another_group_takes_over_free_pages_with_their_charge() {
     // Taken over resident, not purged and faulted in again (purging them faults in
     // about as many pages as the blocks cover; some of /fp_a's pages are in its heap's
     // cache, and some slices may pass their purge delay meanwhile).
+    // Under ThreadSanitizer every access also faults in shadow pages (scripts/sanitize.sh
+    // sets TSAN_OPTIONS): the count says nothing there.
     let pages = (N * l.size()) as u64 / PAGE;
     assert!(
-        faulted < pages * 2 / 3,
+        faulted < pages * 2 / 3 || std::env::var_os("TSAN_OPTIONS").is_some(),
         "/fp_b faulted {faulted} pages for {pages} pages of blocks on /fp_a's free slices"
     );
     free_all(&b, blocks);
