@@ -93,11 +93,13 @@ static void *run(void *arg)
     worker *w = arg;
     bench_group_attach(w->index);
     slot *l = lanes[w->lane];
+    /* A local generator: the workers' records share cache lines. */
+    bench_rng r = w->rng;
     for (int s = 0; s < ROUND_STEPS; s++) {
-        uint64_t i = bench_below(&w->rng, SLOTS);
+        uint64_t i = bench_below(&r, SLOTS);
         check(&l[i], w->lane, i);
         sized_free(l[i].p, l[i].size);
-        fill(&l[i], &w->rng);
+        fill(&l[i], &r);
     }
     w->ops = 2 * ROUND_STEPS;
     return NULL;
