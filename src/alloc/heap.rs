@@ -692,17 +692,25 @@ impl Heap {
         s
     }
 
-    /// The owner freed into `s` while it sat on the full list: it has room again.
+    /// The owner freed into `s` while it sat on the full list: it has room again. It
+    /// goes to the back of its class queue, behind the spans that have had longer to
+    /// gather free blocks, so that the slow path, which takes spans from the front,
+    /// finds more than the one block just freed (as mimalloc does: at the front,
+    /// random-order frees send every few allocations to the slow path).
     ///
     /// # Safety
     /// `s` is a small-block span of this heap (module docs).
     pub unsafe fn unfull(&mut self, s: *mut Span) {
         // SAFETY: `s` is a span of this heap.
-        if unsafe { (*s).list } == List::Full {
-            // SAFETY: as above.
-            unsafe { (*s).lower_full() };
-            // SAFETY: as above.
-            unsafe { self.move_list(s, List::Class) };
+        let span = unsafe { &mut *s };
+        if span.list == List::Full {
+            span.lower_full();
+            // SAFETY: `s` is on this heap's full list; it moves to its class queue.
+            unsafe {
+                self.full.remove(s);
+                self.queues[span.class as usize].push_back(s);
+            }
+            span.list = List::Class;
         }
     }
 
