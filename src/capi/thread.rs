@@ -4,9 +4,10 @@
 //!   "Semantics"); the start routine is wrapped to attach the group first;
 //! - `pthread_setname_np`: the name is matched against `CGMALLOC_THREADS`.
 
+use super::next::lookup;
 use crate::memcg::threads;
 use core::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 type StartFn = extern "C" fn(*mut c_void) -> *mut c_void;
 /// A start routine as the real `pthread_create` takes it: ours, `trampoline`, is unsafe.
@@ -37,22 +38,6 @@ unsafe extern "C" fn trampoline(p: *mut c_void) -> *mut c_void {
     let (f, arg) = (start.f, start.arg);
     drop(start);
     f(arg)
-}
-
-/// The next definition of `name` (libc's), cached in `cache`.
-///
-/// # Safety
-/// `F` is the function pointer type of `name`.
-unsafe fn lookup<F: Copy>(cache: &AtomicUsize, name: &CStr) -> Option<F> {
-    let mut f = cache.load(Ordering::Acquire);
-    if f == 0 {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's definition.
-        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        cache.store(f, Ordering::Release);
-    }
-    // SAFETY: a non-zero dlsym result for `name` is a function of type `F` (caller's
-    // contract), and `F` is pointer-sized.
-    (f != 0).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&f) })
 }
 
 /// `pthread_create(3)`, starting the thread in the creator's group.

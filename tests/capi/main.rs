@@ -338,3 +338,41 @@ fn threads_created_at_max_never_abort() {
     );
     eprintln!("{}", r.stdout().trim_end());
 }
+
+/// C++ `operator new` and `delete` resolve to the library, linked or preloaded (in front
+/// of the C++ runtime's); every form works, and at the root's limit the throwing forms
+/// run the `new_handler` and throw `std::bad_alloc` (the runtime's next definition does
+/// it) while the `nothrow` forms return null.
+#[test]
+fn cxx_operators_are_the_librarys() {
+    let dir = Scratch::new("cxx-new");
+    let flags = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-O1", "-g"];
+    let link = link_flags();
+    let linked_exe = compile_c(
+        "g++",
+        &dir,
+        "tests/c/cxx_new.cpp",
+        "cxx-new-linked",
+        &flags,
+        &link,
+    );
+    let plain_exe = compile_c(
+        "g++",
+        &dir,
+        "tests/c/cxx_new.cpp",
+        "cxx-new",
+        &flags,
+        &["-ldl"],
+    );
+    for (exe, mode) in [(linked_exe, Mode::Linked), (plain_exe, Mode::Preloaded)] {
+        let mut cmd = without_cgmalloc_vars(Command::new(&exe));
+        cmd.env("CGMALLOC_MAX", "32M");
+        let mut cmd = match mode {
+            Mode::Linked => linked(cmd),
+            Mode::Preloaded => preloaded(cmd),
+        };
+        let r = run(&mut cmd, None, TIMEOUT);
+        r.assert_success(&format!("cxx_new ({mode:?})"));
+        assert_eq!(r.stdout(), "cxx_new: ok\n", "{}", r.describe());
+    }
+}
