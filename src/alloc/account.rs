@@ -68,7 +68,7 @@ fn stats(root: u32) -> AllocStats {
             let live = s
                 .used
                 .load(Ordering::Relaxed)
-                .saturating_sub(s.remote.load(Ordering::Relaxed));
+                .saturating_sub(s.remote_count());
             if st == State::Cached
                 || st == State::Parked
                 || st == State::Purging

@@ -15,7 +15,9 @@
 //!   on its heap's full list and the owner waits to be told of a remote free. The push
 //!   that finds the flag clears it in the same compare-and-swap, so exactly one pusher
 //!   learns it must mark the heap `full_dirty`, and the flag always belongs to the span
-//!   as it is now.
+//!   as it is now. Its top 16 bits count the blocks on the list (block addresses lie
+//!   below 2^48, as every segment does, `segmap.rs`), so a remote free is one locked
+//!   instruction and the count is exact with the list.
 //!
 //! Double frees: the owner's free asks the segment's live map (`freemap.rs`), which
 //! knows the blocks on `free` and `local_free`, and reads no block. Blocks on
@@ -36,13 +38,13 @@
 //! A remote free changes the span only up to its successful push: until then its block
 //! is live, so the span cannot be emptied, released or formatted again. From the push
 //! on the owner may collect the block, empty the span and reuse the descriptor for
-//! another class or a medium block; so the pusher counts the block in `remote` before
-//! the push, learns about `FULL` from the push itself, and afterwards only reads (the
-//! heap to mark, the segment's owner), where a stale answer costs a spurious scan.
+//! another class or a medium block; so the pusher counts the block and learns about
+//! `FULL` in the push itself, and afterwards only reads (the heap to mark, the
+//! segment's owner), where a stale answer costs a spurious scan.
 //!
 //! Invariants: `used` = blocks handed out and not yet returned to `free`/`local_free`
-//! (blocks in `thread_free` still count; `remote` of them are there, a count kept for
-//! statistics, which may lag the list by the few pushes in flight); `used ≤ reserved ≤ capacity`; blocks at index
+//! (blocks on `thread_free` still count; `remote_count` of them are there);
+//! `used ≤ reserved ≤ capacity`; blocks at index
 //! `≥ reserved` were never handed out; the span holds exactly the charge its record
 //! `charged` says (`charged.rs`), whatever its state: every slice of a small-block span,
 //! the block of a medium one, while it has live blocks or is kept `CACHED` or `PARKED`;
@@ -69,6 +71,13 @@ use super::charged::NO_GROUP;
 /// The low bit of `thread_free` (blocks are 16-byte aligned): the span is on its heap's
 /// full list and a remote free must tell the owner.
 pub const FULL: usize = 1;
+
+/// Where the count of blocks on `thread_free` starts: above every block address.
+const COUNT_SHIFT: u32 = 48;
+/// One block in the count of `thread_free`.
+const ONE_BLOCK: usize = 1 << COUNT_SHIFT;
+/// The head of the list in `thread_free`.
+const HEAD: usize = (ONE_BLOCK - 1) & !FULL;
 
 /// Owner frees per `collect` that go straight back onto `free`: the block freed last is
 /// handed out next, warm in the cache. Past the budget frees wait on `local_free`, so
@@ -164,7 +173,6 @@ impl Span {
         self.local_free = ptr::null_mut();
         self.hot = HOT_BUDGET;
         self.thread_free.store(0, Ordering::Relaxed);
-        self.remote.store(0, Ordering::Relaxed);
         self.used.store(0, Ordering::Relaxed);
         self.key = key;
         self.heap = heap;
@@ -269,10 +277,16 @@ impl Span {
         self.thread_free.load(Ordering::Relaxed) <= FULL
     }
 
-    /// The head of `thread_free` (flag removed).
+    /// The head of `thread_free` (flag and count removed).
     #[inline]
     fn remote_head(&self, order: Ordering) -> *mut Block {
-        (self.thread_free.load(order) & !FULL) as *mut Block
+        (self.thread_free.load(order) & HEAD) as *mut Block
+    }
+
+    /// The blocks on `thread_free`: freed by other threads, not yet collected.
+    #[inline]
+    pub fn remote_count(&self) -> u32 {
+        (self.thread_free.load(Ordering::Relaxed) >> COUNT_SHIFT) as u32
     }
 
     /// Whether the `FULL` flag is up: no remote free came since the owner raised it.
@@ -313,7 +327,6 @@ impl Span {
     #[inline]
     pub unsafe fn push_remote(&self, p: *mut u8) -> bool {
         let b = p as *mut Block;
-        self.remote.fetch_add(1, Ordering::Relaxed);
         let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
             // SAFETY: `b` is a live block of this span that the caller gives up.
@@ -335,11 +348,9 @@ impl Span {
     /// the span.
     pub unsafe fn push_remote_sole(&self, p: *mut u8) -> Option<bool> {
         let b = p as *mut Block;
-        self.remote.fetch_add(1, Ordering::Relaxed);
         let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
             if old & !FULL != 0 {
-                self.remote.fetch_sub(1, Ordering::Relaxed);
                 return None;
             }
             // SAFETY: `b` is the span's block, which the caller gives up; the list is
@@ -351,9 +362,9 @@ impl Span {
         }
     }
 
-    /// One attempt of a push (the block already counted in `remote`): links `b` in front
-    /// of `old`, the value of `thread_free` last read, and swaps it in with `FULL` down.
-    /// `Ok(whether FULL was up)`, or `Err(the current value)` when `thread_free` changed.
+    /// One attempt of a push: links `b` in front of `old`, the value of `thread_free` last
+    /// read, and swaps it in with the count one up and `FULL` down. `Ok(whether FULL was
+    /// up)`, or `Err(the current value)` when `thread_free` changed.
     ///
     /// # Safety
     /// `b` is a block of this span that the caller gives up; no push has published it.
@@ -361,15 +372,15 @@ impl Span {
     unsafe fn try_link(&self, b: *mut Block, old: usize) -> Result<bool, usize> {
         // SAFETY: by the contract the block is ours to write until the exchange publishes
         // it (a racing second free of a sole block writes the same link).
-        unsafe { (*b).next = self.encode((old & !FULL) as *mut Block) };
+        unsafe { (*b).next = self.encode((old & HEAD) as *mut Block) };
+        debug_assert!(b as usize & !HEAD == 0, "a block address above 2^48");
+        let new = (old & !(HEAD | FULL)) + ONE_BLOCK + b as usize;
         // Sequentially consistent: the pusher then reads the segment's owner, which an
         // exiting owner clears before it collects (`free.rs`).
-        match self.thread_free.compare_exchange_weak(
-            old,
-            b as usize,
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        ) {
+        match self
+            .thread_free
+            .compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::Relaxed)
+        {
             Ok(_) => {
                 // From here the span may be reused under us.
                 crate::os::fault::race_point();
@@ -387,8 +398,8 @@ impl Span {
     pub fn collect(&mut self) -> u32 {
         let mut gained = 0;
         if !self.no_remote() {
-            // Takes the list, leaving the `FULL` flag as it is.
-            let mut b = (self.thread_free.fetch_and(FULL, Ordering::Acquire) & !FULL) as *mut Block;
+            // Takes the list and its count, leaving the `FULL` flag as it is.
+            let mut b = (self.thread_free.fetch_and(FULL, Ordering::Acquire) & HEAD) as *mut Block;
             while !b.is_null() {
                 // SAFETY: blocks on `thread_free` are free blocks of this span with links.
                 let next = self.decode(unsafe { (*b).next });
@@ -403,7 +414,6 @@ impl Span {
             }
             let used = self.used.load(Ordering::Relaxed);
             self.used.store(used - gained, Ordering::Relaxed);
-            self.remote.fetch_sub(gained, Ordering::Relaxed);
         }
         if !self.local_free.is_null() {
             core::mem::swap(&mut self.free, &mut self.local_free);
@@ -524,14 +534,14 @@ mod tests {
         // SAFETY: `p` is the test's aligned block standing for the span's one block; a
         // push only writes its first word.
         assert_eq!(unsafe { s.push_remote_sole(p) }, Some(false));
-        assert_eq!(s.thread_free.load(Ordering::Relaxed), p as usize);
+        assert_eq!(s.remote_head(Ordering::Relaxed), p.cast());
         assert_eq!(
             // SAFETY: as above.
             unsafe { s.push_remote_sole(p) },
             None,
             "a second free is refused"
         );
-        assert_eq!(s.remote.load(Ordering::Relaxed), 1);
+        assert_eq!(s.remote_count(), 1);
         assert_eq!(s.decode(block[0]), ptr::null_mut());
         s.thread_free.store(0, Ordering::Relaxed);
         assert!(s.raise_full());
@@ -543,7 +553,10 @@ mod tests {
             "the pusher unfulls the span"
         );
         assert!(!s.in_full(), "the push took the flag down");
-        assert_eq!(s.thread_free.load(Ordering::Relaxed), p as usize);
+        assert_eq!(
+            s.thread_free.load(Ordering::Relaxed),
+            ONE_BLOCK + p as usize
+        );
         assert!(!s.raise_full(), "not raised over a pending remote free");
     }
 
@@ -563,14 +576,19 @@ mod tests {
         );
         // SAFETY: as above.
         assert!(!unsafe { s.push_remote(ps[1]) }, "the second finds it down");
-        assert_eq!(s.remote.load(Ordering::Relaxed), 2);
+        assert_eq!(s.remote_count(), 2);
         // The owner raises it again with the list non-empty: refused.
         assert!(!s.raise_full());
         assert!(!s.no_remote());
         s.thread_free.fetch_or(FULL, Ordering::Relaxed);
         s.lower_full();
         assert!(!s.in_full());
-        assert_eq!(s.thread_free.load(Ordering::Relaxed), ps[1] as usize);
+        assert_eq!(s.remote_head(Ordering::Relaxed), ps[1].cast());
+        assert_eq!(s.remote_count(), 2);
+        // Taken as `collect` takes it: the count goes with the list.
+        s.thread_free.fetch_and(FULL, Ordering::Acquire);
+        assert_eq!(s.remote_count(), 0);
+        assert!(s.no_remote());
     }
 
     #[test]

@@ -235,11 +235,8 @@ pub struct Span {
     pub hot: u16,
     // --- the rest ---
     /// The head of the blocks other threads freed (a `*mut Block`), with the `FULL` flag
-    /// in its low bit.
+    /// in its low bit and their count in its top 16 bits (`span.rs`).
     pub thread_free: AtomicUsize,
-    /// Blocks being pushed on or sitting on `thread_free`, not yet collected (for
-    /// statistics: `used - remote` blocks are live). Counted before the push.
-    pub remote: AtomicU32,
     pub reserved: u32,
     /// The charge the span holds, and of which group (the group of its blocks).
     pub charged: Charged,
@@ -259,7 +256,6 @@ impl Span {
         local_free: ptr::null_mut(),
         thread_free: AtomicUsize::new(0),
         start: ptr::null_mut(),
-        remote: AtomicU32::new(0),
         magic: 0,
         reserved: 0,
         capacity: 0,
