@@ -258,12 +258,19 @@ pub const OWED_MAX: usize = 64;
 /// a group. No page run ends here (`Uncharge::apply_plain`): the run ended when its span
 /// was released (`Charged::end_run`).
 ///
+/// An entry is a group and its pages (16 bytes), and the whole holds one `Origin`, the
+/// first given (each names a free slice: the fatal line of an underflow names one of
+/// them). So the record is 1 KiB of stack, below the 4 KiB past which a frame is probed
+/// page by page: the thread-exit and span-release paths that make one touch no more of
+/// a thread's stack than they use (a stack stays resident until its thread is joined).
 /// The entries past `n` are left unwritten: making one costs nothing, as it is made on
 /// every span release.
 pub struct Owed {
     /// The first `n` are written.
-    list: [MaybeUninit<Uncharge>; OWED_MAX],
+    list: [MaybeUninit<(u32, u64)>; OWED_MAX],
     n: usize,
+    /// The origin of the first uncharge added (written once `n > 0`).
+    origin: MaybeUninit<Origin>,
 }
 
 impl Owed {
@@ -271,19 +278,19 @@ impl Owed {
         Owed {
             list: [const { MaybeUninit::uninit() }; OWED_MAX],
             n: 0,
+            origin: MaybeUninit::uninit(),
         }
     }
 
-    fn entries(&mut self) -> &mut [Uncharge] {
-        // SAFETY: the first `n` entries are written (`add_plain`), and `Uncharge` is a
-        // plain `Copy` value.
+    fn entries(&mut self) -> &mut [(u32, u64)] {
+        // SAFETY: the first `n` entries are written (`add_plain`), plain `Copy` values.
         unsafe { core::slice::from_raw_parts_mut(self.list.as_mut_ptr().cast(), self.n) }
     }
 
     /// Pages of `u.group` given back.
     pub fn add_plain(&mut self, u: Uncharge) {
-        if let Some(o) = self.entries().iter_mut().find(|o| o.group == u.group) {
-            o.pages += u.pages;
+        if let Some(o) = self.entries().iter_mut().find(|o| o.0 == u.group) {
+            o.1 += u.pages;
             return;
         }
         if self.n == OWED_MAX {
@@ -291,7 +298,10 @@ impl Owed {
             self.apply();
             self.n = 0;
         }
-        self.list[self.n].write(u);
+        if self.n == 0 {
+            self.origin.write(u.origin);
+        }
+        self.list[self.n].write((u.group, u.pages));
         self.n += 1;
     }
 
@@ -303,8 +313,18 @@ impl Owed {
 
     /// Applies them, with no lock held.
     pub fn apply(&mut self) {
-        for u in self.entries() {
-            u.apply_plain();
+        if self.n == 0 {
+            return;
+        }
+        // SAFETY: written by the first `add_plain` (`n > 0`); `Origin` is `Copy`.
+        let origin = unsafe { self.origin.assume_init() };
+        for &mut (group, pages) in self.entries() {
+            Uncharge {
+                group,
+                pages,
+                origin,
+            }
+            .apply_plain();
         }
     }
 }
