@@ -18,7 +18,8 @@
 //!   destroyed groups, `malloc_trim` and `memory.reclaim` give them back;
 //! - `idle_heaps`: heaps of groups a thread no longer allocates in give back their spans;
 //! - `adopt`: segments of exited threads adopted by the next thread of their group;
-//! - `threads`: 100,000 thread create / join cycles, nothing leaked per thread;
+//! - `threads`: 100,000 thread create / join cycles, nothing leaked per thread; the
+//!   stack a thread's life in the allocator touches;
 //! - `churn`: threads coming and going while blocks pass between them, memory bounded;
 //! - `exit_race`: frees racing with their owner's exit;
 //! - `fork`: `fork()` at any instant, audited in every child;
