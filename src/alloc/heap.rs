@@ -299,6 +299,10 @@ impl Heap {
             self.sweep_in -= 1;
         }
         let mut p = self.alloc_queued(class);
+        if p.is_null() && self.adopt_before_new_span() {
+            // The adopted segment's spans of `class` may have free blocks.
+            p = self.alloc_queued(class);
+        }
         if p.is_null() {
             p = match self.new_span(class) {
                 Some(s) => {
@@ -366,6 +370,33 @@ impl Heap {
         self.sweep_in = seen.max(SWEEP_MIN);
         // SAFETY: the heap's thread state is live while the thread runs.
         unsafe { (*self.tld).purge_due(crate::os::coarse_now_ns()) };
+    }
+
+    /// Before a new span is made: when it would take a new segment (the thread's
+    /// segments have no free slice, and no cached span would do), adopts an abandoned
+    /// segment first (`adopt`), whose live spans join the queues with their free blocks.
+    /// Whether one was adopted.
+    ///
+    /// Without this, the new span came from the adopted segment's free slices while its
+    /// spans of the class waited: under thread churn where each thread leaves a block or
+    /// two behind (mleak), every thread took a slice of its own, one segment filled
+    /// with spans of one live block each, and the next thread made a new one (2,000
+    /// threads made 801 segments, 29 MiB for 125 KiB live).
+    fn adopt_before_new_span(&mut self) -> bool {
+        if !abandoned::waiting() || self.cache_len != 0 {
+            return false;
+        }
+        // SAFETY: the heap's thread state is live while the thread runs.
+        let mut seg = unsafe { (*self.tld).segments };
+        while !seg.is_null() {
+            // SAFETY: segments on the owner's list are live and ours.
+            let sg = unsafe { &*seg };
+            if sg.has_free_run(1) {
+                return false;
+            }
+            seg = sg.next_owned;
+        }
+        self.adopt()
     }
 
     /// Adopts an abandoned segment of this heap's group, if one waits: the segment

@@ -15,6 +15,9 @@
 //! blocks later workers freed into the adopted spans (never on the test thread's full
 //! list, so nobody told it) waited on the spans' `thread_free` for a collection that
 //! never came: spans, and their segments, were kept with nothing live.
+//!
+//! `threads_that_each_leave_a_block_behind_share_spans` is mleak's shape: threads one
+//! after another, each leaving one block behind; the live blocks must share spans.
 
 use crate::support::alloc::*;
 use crate::support::rng::Rng;
@@ -188,6 +191,56 @@ fn spans_another_thread_emptied_are_given_back() {
         kv(&g, "memory.stat")
     );
     Group::root().attach_current_thread().unwrap();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
+
+/// mimalloc-bench's `mleak` in small: threads come and go one after the other, each
+/// allocating one small block into a random slot of a shared array and freeing the
+/// block it replaces, so every exited thread leaves a block or two behind. A new
+/// thread, with no segment of its own, adopts an exited thread's segment before it makes
+/// a span, and allocates from the adopted spans' free blocks: the live blocks share a
+/// few spans. Before, each thread made a span of its own in the adopted segment's free
+/// slices, so a segment filled up with spans of one live block each, and the group held
+/// megabytes (and hundreds of segments) for 125 KiB live.
+#[test]
+fn threads_that_each_leave_a_block_behind_share_spans() {
+    const THREADS: usize = 1500;
+    let g = Group::create("/leak").unwrap();
+    let slots: Arc<Vec<AtomicUsize>> = Arc::new((0..SLOTS).map(|_| AtomicUsize::new(0)).collect());
+    for t in 0..THREADS {
+        let s = Arc::clone(&slots);
+        std::thread::spawn(move || {
+            g.attach_current_thread().unwrap();
+            let i = (t * 7919 + 13) % SLOTS;
+            let old = s[i].swap(new_block(16), Ordering::AcqRel);
+            if old != 0 {
+                free_block(old);
+            }
+        })
+        .join()
+        .expect("worker thread");
+    }
+    let live = slots
+        .iter()
+        .filter(|s| s.load(Ordering::Relaxed) != 0)
+        .count();
+    let c = current(&g);
+    let st = kv(&g, "memory.stat");
+    eprintln!(
+        "{live} blocks of 128 B live after {THREADS} threads: memory.current {} KiB, \
+         memory.stat {st:?}",
+        c >> 10
+    );
+    assert!(
+        c <= MIB as u64,
+        "{live} blocks of 128 B live, yet memory.current is {c} B: memory.stat {st:?}"
+    );
+    drop(st);
+    for slot in slots.iter() {
+        free_block(slot.swap(0, Ordering::AcqRel));
+    }
+    drop(slots);
     assert_all_returned(&g);
     g.destroy().unwrap();
 }
