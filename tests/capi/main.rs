@@ -11,7 +11,11 @@
 //!   and the root around every call; out-parameters untouched); prints
 //!   `capi_bad: N malformed calls checked`;
 //! - the header alone, as C (`-std=c11 -pedantic`) and C++ (`-std=c++17`), and
-//!   `tests/c/header.cpp`, a C++ program using it, linked and run.
+//!   `tests/c/header.cpp`, a C++ program using it, linked and run;
+//! - `tests/c/cxx_new.cpp`: C++ `operator new`/`delete` resolve to the library, every
+//!   form in every size band and alignment, and at a limit the throwing forms throw
+//!   `std::bad_alloc` after the `new_handler` while the `nothrow` forms return null;
+//!   linked, and preloaded in front of the C++ runtime.
 //!
 //! Each C program runs twice: linked against `target/release/libcgmalloc.so`
 //! (`-lcgmalloc`), and built without the library (`-DCGM_DLSYM`: `tests/c/capi_dl.h`
