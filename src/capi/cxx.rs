@@ -21,165 +21,65 @@ use core::ffi::{c_void, CStr};
 use core::ptr;
 use std::sync::atomic::AtomicUsize;
 
-/// `operator new(size_t)` and its array and `nothrow` forms.
-type NewFn = unsafe extern "C" fn(usize) -> *mut c_void;
-/// `operator new(size_t, const std::nothrow_t&)` (the tag is a reference, unused).
-type NewNothrowFn = unsafe extern "C" fn(usize, *const c_void) -> *mut c_void;
-/// `operator new(size_t, std::align_val_t)`.
-type NewAlignedFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
-/// `operator new(size_t, std::align_val_t, const std::nothrow_t&)`.
-type NewAlignedNothrowFn = unsafe extern "C" fn(usize, usize, *const c_void) -> *mut c_void;
-
 /// The allocator had no block for a throwing form and no C++ runtime follows to throw.
 #[cold]
 fn cannot_throw() -> ! {
     fatal(&[b"operator new: out of memory, and no C++ runtime to throw std::bad_alloc"])
 }
 
-/// The allocator's block for `new`, else the C++ runtime's answer (its `new_handler`
-/// loop: a block, or `std::bad_alloc` thrown through this frame, or null for `nothrow`).
-macro_rules! or_runtime {
-    ($p:expr, $cache:ident, $name:literal, $ty:ty, $nothrow:expr, |$next:ident| $call:expr) => {{
-        let p = $p;
-        if !p.is_null() {
-            return p.cast();
+/// Every `operator new` form: the allocator's block (`$block`), else the answer of the
+/// C++ runtime's definition of the same operator, called with the same arguments (its
+/// `new_handler` loop: a block, `std::bad_alloc` thrown through this frame, or null from
+/// a `nothrow` form). With no runtime after this library, a `nothrow` form returns null
+/// and a throwing one ends the program (`cannot_throw`).
+macro_rules! news {
+    ($($sym:literal $name:ident ($($arg:ident: $ty:ty),*) = $block:expr, nothrow: $nothrow:literal;)*) => {$(
+        #[doc = concat!("`operator new` as `", $sym, "`.")]
+        ///
+        /// # Safety
+        /// None beyond C++'s: the result is freed with a matching `operator delete`.
+        #[export_name = $sym]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+            let p: *mut u8 = $block;
+            if !p.is_null() {
+                return p.cast();
+            }
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            const NAME: &CStr = match CStr::from_bytes_with_nul(concat!($sym, "\0").as_bytes()) {
+                Ok(name) => name,
+                Err(_) => panic!("a symbol name without a NUL inside"),
+            };
+            // SAFETY: the C++ runtime's definition of this operator has this function's
+            // type.
+            match unsafe { lookup::<unsafe extern "C" fn($($ty),*) -> *mut c_void>(&NEXT, NAME) } {
+                // SAFETY: the caller's arguments, unchanged, to the same operator.
+                Some(next) => unsafe { next($($arg),*) },
+                None if $nothrow => ptr::null_mut(),
+                None => cannot_throw(),
+            }
         }
-        static $cache: AtomicUsize = AtomicUsize::new(0);
-        const NAME: &CStr = $name;
-        // SAFETY: the C++ runtime's definition of this same operator has type `$ty`.
-        match unsafe { lookup::<$ty>(&$cache, NAME) } {
-            // SAFETY: the caller's arguments, unchanged, to the same operator.
-            Some($next) => unsafe { $call },
-            None if $nothrow => ptr::null_mut(),
-            None => cannot_throw(),
-        }
-    }};
+    )*};
 }
 
-/// `operator new(size_t)`.
-///
-/// # Safety
-/// None beyond C++'s: the result is freed with a matching `operator delete`.
-#[export_name = "_Znwm"]
-pub unsafe extern "C" fn cxx_new(size: usize) -> *mut c_void {
-    or_runtime!(alloc::malloc(size), NEXT, c"_Znwm", NewFn, false, |f| f(
-        size
-    ))
-}
-
-/// `operator new[](size_t)`.
-///
-/// # Safety
-/// As for `cxx_new`.
-#[export_name = "_Znam"]
-pub unsafe extern "C" fn cxx_new_array(size: usize) -> *mut c_void {
-    or_runtime!(alloc::malloc(size), NEXT, c"_Znam", NewFn, false, |f| f(
-        size
-    ))
-}
-
-/// `operator new(size_t, const std::nothrow_t&)`.
-///
-/// # Safety
-/// As for `cxx_new`.
-#[export_name = "_ZnwmRKSt9nothrow_t"]
-pub unsafe extern "C" fn cxx_new_nothrow(size: usize, tag: *const c_void) -> *mut c_void {
-    or_runtime!(
-        alloc::malloc(size),
-        NEXT,
-        c"_ZnwmRKSt9nothrow_t",
-        NewNothrowFn,
-        true,
-        |f| f(size, tag)
-    )
-}
-
-/// `operator new[](size_t, const std::nothrow_t&)`.
-///
-/// # Safety
-/// As for `cxx_new`.
-#[export_name = "_ZnamRKSt9nothrow_t"]
-pub unsafe extern "C" fn cxx_new_array_nothrow(size: usize, tag: *const c_void) -> *mut c_void {
-    or_runtime!(
-        alloc::malloc(size),
-        NEXT,
-        c"_ZnamRKSt9nothrow_t",
-        NewNothrowFn,
-        true,
-        |f| f(size, tag)
-    )
-}
-
-/// `operator new(size_t, std::align_val_t)`: `align` is a power of two (C++'s rule).
-///
-/// # Safety
-/// As for `cxx_new`.
-#[export_name = "_ZnwmSt11align_val_t"]
-pub unsafe extern "C" fn cxx_new_aligned(size: usize, align: usize) -> *mut c_void {
-    or_runtime!(
-        aligned(align, size),
-        NEXT,
-        c"_ZnwmSt11align_val_t",
-        NewAlignedFn,
-        false,
-        |f| f(size, align)
-    )
-}
-
-/// `operator new[](size_t, std::align_val_t)`.
-///
-/// # Safety
-/// As for `cxx_new`.
-#[export_name = "_ZnamSt11align_val_t"]
-pub unsafe extern "C" fn cxx_new_array_aligned(size: usize, align: usize) -> *mut c_void {
-    or_runtime!(
-        aligned(align, size),
-        NEXT,
-        c"_ZnamSt11align_val_t",
-        NewAlignedFn,
-        false,
-        |f| f(size, align)
-    )
-}
-
-/// `operator new(size_t, std::align_val_t, const std::nothrow_t&)`.
-///
-/// # Safety
-/// As for `cxx_new`.
-#[export_name = "_ZnwmSt11align_val_tRKSt9nothrow_t"]
-pub unsafe extern "C" fn cxx_new_aligned_nothrow(
-    size: usize,
-    align: usize,
-    tag: *const c_void,
-) -> *mut c_void {
-    or_runtime!(
-        aligned(align, size),
-        NEXT,
-        c"_ZnwmSt11align_val_tRKSt9nothrow_t",
-        NewAlignedNothrowFn,
-        true,
-        |f| f(size, align, tag)
-    )
-}
-
-/// `operator new[](size_t, std::align_val_t, const std::nothrow_t&)`.
-///
-/// # Safety
-/// As for `cxx_new`.
-#[export_name = "_ZnamSt11align_val_tRKSt9nothrow_t"]
-pub unsafe extern "C" fn cxx_new_array_aligned_nothrow(
-    size: usize,
-    align: usize,
-    tag: *const c_void,
-) -> *mut c_void {
-    or_runtime!(
-        aligned(align, size),
-        NEXT,
-        c"_ZnamSt11align_val_tRKSt9nothrow_t",
-        NewAlignedNothrowFn,
-        true,
-        |f| f(size, align, tag)
-    )
+// `align` is a power of two (C++'s rule); the `std::nothrow_t` tag, a reference, is only
+// passed on to the runtime.
+news! {
+    "_Znwm" cxx_new(size: usize) = alloc::malloc(size), nothrow: false;
+    "_Znam" cxx_new_array(size: usize) = alloc::malloc(size), nothrow: false;
+    "_ZnwmRKSt9nothrow_t" cxx_new_nothrow(size: usize, tag: *const c_void)
+        = alloc::malloc(size), nothrow: true;
+    "_ZnamRKSt9nothrow_t" cxx_new_array_nothrow(size: usize, tag: *const c_void)
+        = alloc::malloc(size), nothrow: true;
+    "_ZnwmSt11align_val_t" cxx_new_aligned(size: usize, align: usize)
+        = aligned(align, size), nothrow: false;
+    "_ZnamSt11align_val_t" cxx_new_array_aligned(size: usize, align: usize)
+        = aligned(align, size), nothrow: false;
+    "_ZnwmSt11align_val_tRKSt9nothrow_t"
+        cxx_new_aligned_nothrow(size: usize, align: usize, tag: *const c_void)
+        = aligned(align, size), nothrow: true;
+    "_ZnamSt11align_val_tRKSt9nothrow_t"
+        cxx_new_array_aligned_nothrow(size: usize, align: usize, tag: *const c_void)
+        = aligned(align, size), nothrow: true;
 }
 
 /// A block for an aligned `new`; null for an alignment that is not a power of two
