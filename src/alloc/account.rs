@@ -333,6 +333,8 @@ pub fn trim() -> bool {
     let t = tld::current();
     if !t.is_null() {
         // SAFETY: this thread's live state.
+        super::remote::flush(unsafe { &mut *t });
+        // SAFETY: as above.
         unsafe { (*t).purge_all() };
     }
     any |= Segment::release_cached();

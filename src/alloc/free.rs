@@ -3,12 +3,14 @@
 //!
 //! Three cases, by the owner of the block's segment:
 //! - this thread: push on the span's `free` (or `local_free` past its budget; no atomics);
-//! - another live thread: push on the span's `thread_free` (one CAS); if the span sat on
-//!   its heap's full list (the push took its `FULL` flag down), mark the heap so the
-//!   owner takes it back. Once pushed, the block may be collected and the span reused at
-//!   once: the freeing thread writes nothing of the span after its push (`span.rs`). Its
-//!   pages stay charged until the owner collects the span and keeps or releases it, as
-//!   for its own frees (a medium block's span too: its pages are resident until then);
+//! - another live thread: linked onto this thread's chain for the span, which goes onto
+//!   the span's `thread_free` in one push (`remote.rs`); a medium block is pushed at
+//!   once. If the span sat on its heap's full list (the push took its `FULL` flag down),
+//!   the heap is marked so the owner takes it back. Once pushed, the block may be
+//!   collected and the span reused at once: the freeing thread writes nothing of the
+//!   span after its push (`span.rs`). Its pages stay charged until the owner collects the
+//!   span and keeps or releases it, as for its own frees (a medium block's span too: its
+//!   pages are resident until then);
 //! - nobody (the owner exited): under the segment's claim, free locally and release the
 //!   span when it empties. A remote free that races with the owner's exit checks the
 //!   owner again after its push (both sides sequentially consistent), and settles the
@@ -23,12 +25,15 @@
 //! `PARKED`, `CACHED`, `PURGING` or `PURGED`, which is a double free.
 //!
 //! Misuse is fatal with one line: a pointer outside cgmalloc's segments, into a header or
-//! free slices, not at a block start, or a block already free.
+//! free slices, not at a block start, or a block already free (a block freed again while
+//! another thread's free of it waits on a chain or on `thread_free` is found when its
+//! owner collects it, `Span::collect`).
 
-use super::abandoned;
-use super::charged::{Owed, NO_GROUP};
-use super::heap;
+use super::charged::NO_GROUP;
+use super::remote;
 use super::segmap;
+use super::span::double_free;
+use super::thread;
 use super::tld;
 use super::tls;
 use super::types::{List, Segment, Span, State, KIND_LARGE, MEDIUM, SEG_SIZE, SLICE_SHIFT};
@@ -69,11 +74,6 @@ fn interior(caller: Caller) -> ! {
         caller.name(),
         b"invalid pointer (inside a block, not its start)",
     ])
-}
-
-#[cold]
-fn double_free() -> ! {
-    fatal(&[b"free(): double free detected"])
 }
 
 /// A block found already freed: a double free, or (for `realloc` and
@@ -224,17 +224,31 @@ unsafe fn free_general(p: *mut u8) {
         }
     } else if owner.is_null() {
         // SAFETY: the segment and span of the live block `p`, which the caller frees.
-        unsafe { free_abandoned(seg, s, Some(p)) };
+        if let remote::Abandoned::Adopted = unsafe { remote::free_abandoned(seg, s, Some(p)) } {
+            // SAFETY: `p` is still a live block, not freed yet.
+            unsafe { free_general(p) };
+        }
     } else {
         // SAFETY: `p` is a block start of `span` (`locate`), whose segment is in use.
         if unsafe { span.looks_free(p) && span.is_free_block(p as usize) } {
             double_free();
         }
-        if span.class == MEDIUM {
-            // SAFETY: the span's block, live, which the caller frees; not pushed yet.
-            unsafe { remote_medium_release(span, p) };
+        // A thread that frees before it ever allocated gets its state here.
+        let me = if me.is_null() && span.class != MEDIUM {
+            thread::setup_state()
+        } else {
+            me
+        };
+        if span.class != MEDIUM && !me.is_null() {
+            // SAFETY: `me` is this thread's state; `p` a live block (checked above) of the
+            // small-block span `s` of `seg`, owned by another thread, which the caller
+            // gives up.
+            unsafe { remote::free(&mut *me, seg, s, p) };
+            return;
         }
         let unfulled = if span.class == MEDIUM {
+            // SAFETY: the span's block, live, which the caller frees; not pushed yet.
+            unsafe { remote_medium_release(span, p) };
             // Two threads freeing the block at once may both pass the check above: one
             // push wins, the other is the double free.
             // SAFETY: the span's block, handed out and (but for a racing free) live,
@@ -244,26 +258,13 @@ unsafe fn free_general(p: *mut u8) {
                 None => double_free(),
             }
         } else {
+            // Out of memory for a thread state: the block goes alone.
             // SAFETY: a live block of this small-block span (checked above), which the
             // caller gives up; only reads of the span follow.
-            unsafe { span.push_remote(p) }
+            unsafe { span.push_remote(p.cast(), p.cast(), 1) }
         };
-        // From the push on the owner may collect the block and reuse the span: only
-        // reads follow.
-        // `span.heap` is the heap whose full list held the span unless the owner has
-        // collected the span since (or it was abandoned: null); a heap marked then is
-        // scanned for nothing.
-        let heap = span.heap;
-        if unfulled && !heap.is_null() {
-            // SAFETY: heaps live in never-unmapped pool memory; on a recycled heap the
-            // flag only causes a spurious scan.
-            unsafe { (*heap).full_dirty.store(true, Ordering::Release) };
-        }
-        if sg.tld.load(Ordering::SeqCst).is_null() {
-            // SAFETY: `s` is a span of `seg`, on which we have just pushed a block; an
-            // emptied span segment stays mapped, cached (only `malloc_trim` unmaps those).
-            unsafe { free_abandoned(seg, s, None) };
-        }
+        // SAFETY: we have just pushed onto `s`, of `seg`, and write nothing of it since.
+        unsafe { remote::after_push(seg, s, unfulled) };
     }
 }
 
@@ -337,70 +338,6 @@ unsafe fn free_local_slow(span: &mut Span) {
         // SAFETY: an empty small-block span of that heap, on its class queue.
         unsafe { heap.span_emptied(span) };
     }
-}
-
-/// Frees `p` (if any) into a span of an abandoned segment, under the segment's claim;
-/// releases the span if that emptied it.
-///
-/// # Safety
-/// `s` is the descriptor of a span of span segment `seg`, which stays mapped while this
-/// runs; `p`, if given, is a live block of `s` that the caller frees, else the caller has
-/// just pushed a block on `s`'s `thread_free`.
-#[cold]
-unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) {
-    let _errno = crate::os::ErrnoGuard::new();
-    // SAFETY: the segment is live while one of its blocks is (ours, `p`, or one pushed
-    // on `thread_free`, which only the claim holder can retire).
-    let sg = unsafe { &mut *seg };
-    sg.lock_claim();
-    if !sg.tld.load(Ordering::Relaxed).is_null() {
-        // Adopted while we waited: the new owner collects what was pushed; a block not
-        // yet freed is freed again, to its new owner.
-        sg.unlock_claim();
-        if let Some(p) = p {
-            // SAFETY: `p` is still a live block, not freed yet.
-            unsafe { free_general(p) };
-        }
-        return;
-    }
-    // SAFETY: the claim gives us the span.
-    let span = unsafe { &mut *s };
-    let mut destroyed = false;
-    let mut owed = Owed::new();
-    // Anything but `ABANDONED` means there is nothing left to do: the exiting owner
-    // collected our block and released the span (or the whole segment, which may since
-    // have been reused).
-    if span.state.load(Ordering::Relaxed) == State::Abandoned {
-        span.collect();
-        if let Some(p) = p {
-            // SAFETY: a block start of `span` in a segment in use, whose claim we hold.
-            if unsafe { span.owner_sees_free(p) } {
-                sg.unlock_claim();
-                double_free();
-            }
-            // SAFETY: a live block of `span` (checked just above), under the segment's
-            // claim, which the caller gives up.
-            unsafe { span.push_local(p) };
-        }
-        if span.used.load(Ordering::Relaxed) == 0 {
-            let now = crate::os::coarse_now_ns();
-            // SAFETY: an empty span of a segment we hold the claim of.
-            destroyed = unsafe { heap::release_span(seg, s, now, &mut owed) };
-            if !destroyed {
-                abandoned::note_dirty(sg.purge_at);
-            }
-        }
-    }
-    if destroyed {
-        // SAFETY: an abandoned segment (listed while its owner is gone), whose claim we
-        // hold.
-        unsafe { abandoned::unlink(seg) };
-        // SAFETY: its last span released, unlisted, under our claim: used no more.
-        unsafe { Segment::destroy(seg) };
-    } else {
-        sg.unlock_claim();
-    }
-    owed.apply();
 }
 
 /// Usable bytes of the live block `p`.

@@ -11,6 +11,7 @@ use super::fork;
 use super::free as free_path;
 use super::large;
 use super::medium;
+use super::remote;
 use super::resize::NotResized;
 use super::size_class::{self, LOOKUP_MAX, MEDIUM_MAX, SMALL_MAX};
 use super::thread;
@@ -83,6 +84,11 @@ fn init() {
 /// Any allocation: `(block, zeroed)`.
 #[cold]
 pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
+    let t = tld::current();
+    if !t.is_null() {
+        // SAFETY: this thread's live state.
+        remote::flush(unsafe { &mut *t });
+    }
     if size <= MEDIUM_MAX {
         // Between allocations, before the heap is chosen: a group change another thread
         // asked for (large allocations check on a cache miss, in `large::alloc`). A live

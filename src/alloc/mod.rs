@@ -12,7 +12,8 @@
 //! 64 KiB slices); `abandoned` (segments of exited threads); `tld` (a thread's owned
 //! segments and cache lock); `heap` (one thread's spans for one group); `harvest`
 //! (cached mappings' pages moved into new blocks); `large` (blocks in their own
-//! mappings) and `medium` (blocks up to 1 MiB, a span each); `thread` (a thread's set-up
+//! mappings) and `medium` (blocks up to 1 MiB, a span each); `remote` (frees into spans
+//! other threads own, in chains, or exited threads owned); `thread` (a thread's set-up
 //! and exit); `free` (the free path) and `account` (statistics and reclaim for the
 //! accounting engine); `fork` (the `pthread_atfork` handlers); `front` (entry points).
 
@@ -28,6 +29,7 @@ pub mod heap;
 pub mod large;
 pub mod medium;
 pub mod meta;
+pub mod remote;
 pub mod resize;
 pub mod segmap;
 pub mod segment;

@@ -16,8 +16,9 @@
 //!   that finds the flag clears it in the same compare-and-swap, so exactly one pusher
 //!   learns it must mark the heap `full_dirty`, and the flag always belongs to the span
 //!   as it is now. Its top 16 bits count the blocks on the list (block addresses lie
-//!   below 2^48, as every segment does, `segmap.rs`), so a remote free is one locked
-//!   instruction and the count is exact with the list.
+//!   below 2^48, as every segment does, `segmap.rs`), so a remote
+//!   push (a chain of blocks, `remote.rs`) is one locked instruction and the count is
+//!   exact with the list.
 //!
 //! Double frees: the owner's free asks the segment's live map (`freemap.rs`), which
 //! knows the blocks on `free` and `local_free`, and reads no block. Blocks on
@@ -25,7 +26,10 @@
 //! span's `key`, so a block whose first word decodes to a link into its own span is
 //! suspected and checked in full (`is_free_block`); a block handed out has its first
 //! word cleared. The owner's fast path leaves a span with remote frees pending to that
-//! check.
+//! check. A block freed twice while a free of it waits on another thread's chain
+//! (`remote.rs`) escapes these checks; `collect` finds it: each block it takes must be
+//! live in the map, and the list must hold exactly its count, so a block pushed twice,
+//! or freed by its owner meanwhile, is fatal there.
 //!
 //! `FULL` may stay up on a span that holds no live block and is on no heap list (a
 //! medium span its owner freed, parked or cached): nothing reads it there, and the span
@@ -33,7 +37,9 @@
 //!
 //! Fields written only by the owner thread (or, for an abandoned span, the thread holding
 //! its segment's claim) are plain or relaxed atomics read by statistics; `thread_free`
-//! is shared.
+//! is shared. The descriptor's second cache line (`types.rs`) holds what stays fixed
+//! while the span is formatted, so other threads' frees read it without waiting for the
+//! owner's writes to the first.
 //!
 //! A remote free changes the span only up to its successful push: until then its block
 //! is live, so the span cannot be emptied, released or formatted again. From the push
@@ -67,6 +73,12 @@ use core::ptr;
 use std::sync::atomic::Ordering;
 
 use super::charged::NO_GROUP;
+
+/// A block freed twice: fatal, with one line.
+#[cold]
+pub fn double_free() -> ! {
+    crate::util::fatal::fatal(&[b"free(): double free detected"])
+}
 
 /// The low bit of `thread_free` (blocks are 16-byte aligned): the span is on its heap's
 /// full list and a remote free must tell the owner.
@@ -316,21 +328,23 @@ impl Span {
         }
     }
 
-    /// Another thread frees `p`: push onto `thread_free`. Returns true when the span was
-    /// on its heap's full list and this push took the `FULL` flag down: the pusher must
-    /// mark the heap `full_dirty`. After the push the span may be reused at once (module
-    /// docs); the caller only reads it.
+    /// Another thread frees a chain of `n` blocks of this span, `head` to `tail`, linked
+    /// as `thread_free` links them (`tail`'s link is set here): push it onto
+    /// `thread_free`. Returns true when the span was on its heap's full list and this push
+    /// took the `FULL` flag down: the pusher must mark the heap `full_dirty`. After the
+    /// push the span may be reused at once (module docs); the caller only reads it.
     ///
     /// # Safety
-    /// `p` is the start of a block of this small-block span, handed out and not freed,
-    /// which the caller gives up; afterwards the caller writes nothing of the span.
+    /// The chain's blocks are blocks of this small-block span, handed out and not freed
+    /// but by this chain, which the caller gives up; afterwards the caller writes
+    /// nothing of the span.
     #[inline]
-    pub unsafe fn push_remote(&self, p: *mut u8) -> bool {
-        let b = p as *mut Block;
+    pub unsafe fn push_remote(&self, head: *mut Block, tail: *mut Block, n: u32) -> bool {
         let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
-            // SAFETY: `b` is a live block of this span that the caller gives up.
-            match unsafe { self.try_link(b, old) } {
+            // SAFETY: the chain's blocks are live blocks of this span that the caller
+            // gives up.
+            match unsafe { self.try_link(head, tail, n, old) } {
                 Ok(unfulled) => return unfulled,
                 Err(h) => old = h,
             }
@@ -355,26 +369,34 @@ impl Span {
             }
             // SAFETY: `b` is the span's block, which the caller gives up; the list is
             // empty, so no other push has published it.
-            match unsafe { self.try_link(b, old) } {
+            match unsafe { self.try_link(b, b, 1, old) } {
                 Ok(unfulled) => return Some(unfulled),
                 Err(h) => old = h,
             }
         }
     }
 
-    /// One attempt of a push: links `b` in front of `old`, the value of `thread_free` last
-    /// read, and swaps it in with the count one up and `FULL` down. `Ok(whether FULL was
-    /// up)`, or `Err(the current value)` when `thread_free` changed.
+    /// One attempt of a push: links the chain `head`..`tail` of `n` blocks in front of
+    /// `old`, the value of `thread_free` last read, and swaps it in with the count `n` up
+    /// and `FULL` down. `Ok(whether FULL was up)`, or `Err(the current value)` when
+    /// `thread_free` changed.
     ///
     /// # Safety
-    /// `b` is a block of this span that the caller gives up; no push has published it.
+    /// The chain's blocks are blocks of this span that the caller gives up; no push has
+    /// published them.
     #[inline(always)]
-    unsafe fn try_link(&self, b: *mut Block, old: usize) -> Result<bool, usize> {
+    unsafe fn try_link(
+        &self,
+        head: *mut Block,
+        tail: *mut Block,
+        n: u32,
+        old: usize,
+    ) -> Result<bool, usize> {
         // SAFETY: by the contract the block is ours to write until the exchange publishes
         // it (a racing second free of a sole block writes the same link).
-        unsafe { (*b).next = self.encode((old & HEAD) as *mut Block) };
-        debug_assert!(b as usize & !HEAD == 0, "a block address above 2^48");
-        let new = (old & !(HEAD | FULL)) + ONE_BLOCK + b as usize;
+        unsafe { (*tail).next = self.encode((old & HEAD) as *mut Block) };
+        debug_assert!(head as usize & !HEAD == 0, "a block address above 2^48");
+        let new = (old & !(HEAD | FULL)) + n as usize * ONE_BLOCK + head as usize;
         // Sequentially consistent: the pusher then reads the segment's owner, which an
         // exiting owner clears before it collects (`free.rs`).
         match self
@@ -399,18 +421,32 @@ impl Span {
         let mut gained = 0;
         if !self.no_remote() {
             // Takes the list and its count, leaving the `FULL` flag as it is.
-            let mut b = (self.thread_free.fetch_and(FULL, Ordering::Acquire) & HEAD) as *mut Block;
+            let taken = self.thread_free.fetch_and(FULL, Ordering::Acquire);
+            let count = (taken >> COUNT_SHIFT) as u32;
+            let mut b = (taken & HEAD) as *mut Block;
             while !b.is_null() {
+                // A block pushed twice (freed by two threads, or by its owner while
+                // another thread still held it, `remote.rs`) is met free (a medium span
+                // is in no map: its one block is pushed only onto an empty list), or the
+                // list runs past its count.
+                let live = self.class == MEDIUM
+                    // SAFETY: a block on `thread_free` is a block of this span, in its
+                    // segment (in use); the holder of the span alone writes the live
+                    // bits of its slices.
+                    || unsafe { freemap::try_set_free(b as usize) };
+                if gained == count || !live {
+                    double_free();
+                }
                 // SAFETY: blocks on `thread_free` are free blocks of this span with links.
                 let next = self.decode(unsafe { (*b).next });
                 // SAFETY: as above; relinking a block we now own.
                 unsafe { (*b).next = self.encode(self.free) };
-                // SAFETY: a block of this span, in its segment (in use); the holder of the
-                // span alone writes the live bits of its slices.
-                unsafe { freemap::set_free(b as usize) };
                 self.free = b;
                 gained += 1;
                 b = next;
+            }
+            if gained != count {
+                double_free();
             }
             let used = self.used.load(Ordering::Relaxed);
             self.used.store(used - gained, Ordering::Relaxed);
@@ -571,20 +607,33 @@ mod tests {
         assert!(
             // SAFETY: the test's aligned blocks stand for blocks of the span; a push only
             // writes a block's first word.
-            unsafe { s.push_remote(ps[0]) },
+            unsafe { s.push_remote(ps[0].cast(), ps[0].cast(), 1) },
             "the first push takes the flag"
         );
+        // A chain of two, as `remote.rs` links it: the block freed last first.
         // SAFETY: as above.
-        assert!(!unsafe { s.push_remote(ps[1]) }, "the second finds it down");
-        assert_eq!(s.remote_count(), 2);
+        unsafe { (*(ps[2] as *mut Block)).next = s.encode(ps[1].cast()) };
+        assert!(
+            // SAFETY: as above.
+            !unsafe { s.push_remote(ps[2].cast(), ps[1].cast(), 2) },
+            "the second finds it down"
+        );
+        assert_eq!(s.remote_count(), 3);
+        // The chain goes in front, its last block linked to the list it found.
+        // SAFETY: as above; the blocks hold the links the pushes wrote.
+        unsafe {
+            assert_eq!(s.decode((*(ps[2] as *mut Block)).next), ps[1].cast());
+            assert_eq!(s.decode((*(ps[1] as *mut Block)).next), ps[0].cast());
+            assert!(s.decode((*(ps[0] as *mut Block)).next).is_null());
+        }
         // The owner raises it again with the list non-empty: refused.
         assert!(!s.raise_full());
         assert!(!s.no_remote());
         s.thread_free.fetch_or(FULL, Ordering::Relaxed);
         s.lower_full();
         assert!(!s.in_full());
-        assert_eq!(s.remote_head(Ordering::Relaxed), ps[1].cast());
-        assert_eq!(s.remote_count(), 2);
+        assert_eq!(s.remote_head(Ordering::Relaxed), ps[2].cast());
+        assert_eq!(s.remote_count(), 3);
         // Taken as `collect` takes it: the count goes with the list.
         s.thread_free.fetch_and(FULL, Ordering::Acquire);
         assert_eq!(s.remote_count(), 0);

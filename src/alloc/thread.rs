@@ -18,6 +18,7 @@ use super::heap::release_span;
 use super::large;
 use super::medium;
 use super::meta::Pool;
+use super::remote;
 use super::tld;
 use super::tls;
 use super::types::{empty_heap, Heap, List, Segment, Span, State, Tld, SLICES};
@@ -103,27 +104,39 @@ fn trim_idle_heap(t: &mut Tld) {
     }
 }
 
+/// This thread's state, set up on first use (the first allocation, or a first free into
+/// another thread's span, `remote.rs`). Null when out of memory.
+#[cold]
+pub fn setup_state() -> *mut Tld {
+    let tld = tld::current();
+    if !tld.is_null() {
+        return tld;
+    }
+    medium::init_parking();
+    let tld = TLDS.alloc() as *mut Tld;
+    if tld.is_null() {
+        return tld;
+    }
+    let seed = (tld as u64) ^ crate::os::now_ns().rotate_left(17) ^ crate::os::gettid() as u64;
+    // SAFETY: a zeroed pool object, ours alone.
+    unsafe {
+        (*tld).rng = seed | 1;
+        (*tld).id = tls::thread_id();
+    }
+    // SAFETY: this thread's state, set up, recycled only by its `thread_exit`.
+    unsafe { tls::set_tld(tld) };
+    tls::calibrate();
+    memcg::threads::ensure_registered();
+    tld
+}
+
 /// The slow path's first step: the thread's state and the heap of its current group,
 /// installed as the TLS heap. Null when out of memory.
 #[cold]
 pub fn setup_heap() -> *mut Heap {
-    let mut tld = tld::current();
+    let tld = setup_state();
     if tld.is_null() {
-        medium::init_parking();
-        tld = TLDS.alloc() as *mut Tld;
-        if tld.is_null() {
-            return ptr::null_mut();
-        }
-        let seed = (tld as u64) ^ crate::os::now_ns().rotate_left(17) ^ crate::os::gettid() as u64;
-        // SAFETY: a zeroed pool object, ours alone.
-        unsafe {
-            (*tld).rng = seed | 1;
-            (*tld).id = tls::thread_id();
-        }
-        // SAFETY: this thread's state, set up, recycled only by its `thread_exit`.
-        unsafe { tls::set_tld(tld) };
-        tls::calibrate();
-        memcg::threads::ensure_registered();
+        return ptr::null_mut();
     }
     // SAFETY: this thread's live state.
     let h = unsafe { heap_for(tld, memcg::threads::current_group()) };
@@ -147,6 +160,9 @@ pub fn thread_exit() {
     }
     // SAFETY: `tld` was this thread's state; no other thread writes it.
     let t = unsafe { &mut *tld };
+    // First, while every span the chains name is still live: this thread's pending
+    // remote frees (some may fall into its own segments, adopted since).
+    remote::flush(t);
     large::drop_cache(t);
     let mut seg = t.segments;
     t.segments = ptr::null_mut();

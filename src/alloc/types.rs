@@ -204,46 +204,48 @@ pub struct Block {
     pub(super) next: usize,
 }
 
-/// A span descriptor. The first cache line holds everything `malloc` and the owner's
-/// `free` touch; the rest is for slow paths and other threads.
+/// A span descriptor, two cache lines. The first holds what the owner writes (its free
+/// lists and counts, its list links, the charge record) and `thread_free`; the second
+/// what is fixed while the span is formatted, which other threads' frees read (`free.rs`
+/// `locate`, `remote.rs`) without waiting for the owner's writes.
 #[repr(C, align(64))]
 pub struct Span {
-    // --- the fast paths' line ---
+    // --- the owner's line ---
     pub free: *mut Block,
+    pub local_free: *mut Block,
+    pub used: AtomicU32,
+    pub reserved: u32,
+    /// Owner frees left that go straight back onto `free` (`HOT_BUDGET` after each
+    /// `collect`); the rest wait on `local_free`.
+    pub hot: u16,
+    /// Which of its heap's lists the span is on (owner only).
+    pub list: List,
+    /// Whether the span is its heap's `direct` span for its class (owner only).
+    pub is_direct: bool,
+    /// Raised by the owner while it takes the span out of `PARKED` with plain stores
+    /// (`medium.rs`); read by reclaimers.
+    pub taking: AtomicBool,
+    /// The head of the blocks other threads freed (a `*mut Block`), with the `FULL` flag
+    /// in its low bit and their count in its top 16 bits (`span.rs`).
+    pub thread_free: AtomicUsize,
+    /// The charge the span holds, and of which group (the group of its blocks).
+    pub charged: Charged,
+    pub prev: *mut Span,
+    pub next: *mut Span,
+    // --- the fixed line ---
     pub key: usize,
     pub start: *mut u8,
     /// `ceil(2^32 / block_size)`: `off * magic >> 32` is `off / block_size` for every
     /// offset inside a small-block span (one slice, blocks of at least 16 bytes); inside a
     /// medium span's one block it is 0 or 1, and only offset 0 passes `is_block_start`.
     pub magic: u64,
-    pub local_free: *mut Block,
-    pub used: AtomicU32,
+    /// Owner heap (null for a free or abandoned span).
+    pub heap: *mut Heap,
     pub block_size: u32,
     pub capacity: u32,
     pub state: AtomicState,
-    /// Which of its heap's lists the span is on (owner only).
-    pub list: List,
     pub class: u8,
     pub slices: u8,
-    /// Whether the span is its heap's `direct` span for its class (owner only).
-    pub is_direct: bool,
-    /// Raised by the owner while it takes the span out of `PARKED` with plain stores
-    /// (`medium.rs`); read by reclaimers.
-    pub taking: AtomicBool,
-    /// Owner frees left that go straight back onto `free` (`HOT_BUDGET` after each
-    /// `collect`); the rest wait on `local_free`.
-    pub hot: u16,
-    // --- the rest ---
-    /// The head of the blocks other threads freed (a `*mut Block`), with the `FULL` flag
-    /// in its low bit and their count in its top 16 bits (`span.rs`).
-    pub thread_free: AtomicUsize,
-    pub reserved: u32,
-    /// The charge the span holds, and of which group (the group of its blocks).
-    pub charged: Charged,
-    /// Owner heap (null for a free or abandoned span).
-    pub heap: *mut Heap,
-    pub prev: *mut Span,
-    pub next: *mut Span,
 }
 
 impl Span {
@@ -390,11 +392,30 @@ pub struct Tld {
     /// earlier.
     pub(super) purge_at: u64,
     pub(super) rng: u64,
+    /// Blocks this thread freed into other threads' spans, not yet pushed (`remote.rs`).
+    pub(super) pending: [Chain; PENDING_CHAINS],
     /// Guards span states in this thread's caches against reclaiming threads. Last, and
     /// kept when the state is recycled: a reclaimer that read a stale owner may hold it
     /// while the state goes to a new thread, which then waits for it (a zero written
     /// under the holder would let both in).
     pub(super) cache_lock: AtomicU32,
+}
+
+/// Chains of pending remote frees a thread keeps (`remote.rs`), one span each.
+pub const PENDING_CHAINS: usize = 8;
+
+/// Blocks of one span that this thread freed and has not pushed onto the span's
+/// `thread_free` yet, linked as that list links them (`remote.rs`). All zero: no span.
+#[derive(Clone, Copy)]
+pub struct Chain {
+    pub span: *mut Span,
+    pub seg: *mut Segment,
+    /// The block freed last; each links to the one freed before it.
+    pub head: *mut Block,
+    /// The block freed first, whose link the push sets.
+    pub tail: *mut Block,
+    pub count: u32,
+    pub bytes: u32,
 }
 
 // ---- Large mappings (`large.rs`, `harvest.rs`) ---------------------------------------

@@ -21,6 +21,7 @@
 //! - `threads`: 100,000 thread create / join cycles, nothing leaked per thread; the
 //!   stack a thread's life in the allocator touches;
 //! - `churn`: threads coming and going while blocks pass between them, memory bounded;
+//! - `remote`: frees into other threads' spans wait on chains, bounded, pushed on time;
 //! - `exit_race`: frees racing with their owner's exit;
 //! - `fork`: `fork()` at any instant, audited in every child;
 //! - `stress`: 8 threads of random allocations across 16 groups with moving limits.
@@ -47,6 +48,7 @@ mod large_slack;
 mod limits;
 mod medium;
 mod purge;
+mod remote;
 mod reuse;
 mod stress;
 mod threads;

@@ -6,6 +6,7 @@
  * Modes: double-free, double-free-large, double-free-medium, double-free-medium-remote,
  * double-free-medium-racing,
  * double-free-owner-then-remote, double-free-remote-then-owner, double-free-remote-twice,
+ * double-free-remote-pending,
  * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
  * interior-large, interior-medium, realloc-foreign, usable-size-interior,
  * realloc-after-free-{small,medium,large}, usable-size-after-free-{small,medium},
@@ -71,6 +72,13 @@ static void racing_free(void *p)
     pthread_create(&b, NULL, race_free, NULL);
     pthread_join(a, NULL);
     pthread_join(b, NULL);
+}
+
+static void *free_it_twice(void *p)
+{
+    free(launder(p));
+    free(launder(p));
+    return NULL;
 }
 
 static void free_on_thread(void *p)
@@ -164,6 +172,20 @@ int main(int argc, char **argv)
         memset(p, 1, 64);
         free_on_thread(p);
         free_on_thread(p);
+    } else if (strcmp(mode, "double-free-remote-pending") == 0) {
+        /* Another thread frees it twice in a row: the first free waits on that thread's
+         * chain, so the second finds it neither free nor pushed; the owner meets the
+         * block twice when it collects the span, after the thread's exit pushed it. */
+        void *p = malloc(64);
+        memset(p, 1, 64);
+        pthread_t t;
+        if (pthread_create(&t, NULL, free_it_twice, p) != 0)
+            return 3;
+        pthread_join(t, NULL);
+        static void *v[5000];
+        for (int i = 0; i < 5000; i++)
+            v[i] = malloc(64);
+        printf("%p\n", v[4999]);
     } else if (strcmp(mode, "double-free-abandoned") == 0) {
         /* Allocated and freed by a thread that has exited since. */
         pthread_t t;

@@ -89,6 +89,13 @@ fn misuse_double_free_remote_twice() {
     misuse("double-free-remote-twice");
 }
 
+/// Freed twice in a row by another thread, whose first free still waits on its chain:
+/// found when the owner collects the span.
+#[test]
+fn misuse_double_free_remote_pending() {
+    misuse("double-free-remote-pending");
+}
+
 /// Freed by a thread that has exited since (abandoned segment).
 #[test]
 fn misuse_double_free_abandoned() {

@@ -1,0 +1,125 @@
+//! Frees into other threads' spans wait on the freeing thread's chains (`remote.rs`):
+//! what waits is bounded, goes to the owner when the chain fills, when the freeing
+//! thread takes an allocation slow path, and when it exits; until then it counts as live
+//! in the owner's group (`allocated`), as a block does until its free reaches its span.
+
+use crate::support::alloc::*;
+use cgmalloc::Group;
+use std::alloc::{alloc, dealloc};
+use std::sync::{Arc, Barrier};
+
+/// Spans of each size freed by the other thread.
+const SPANS: usize = 32;
+/// Chains a thread keeps, and bytes a chain holds before it is pushed
+/// (`PENDING_CHAINS`, `CHAIN_BYTES`).
+const PENDING: u64 = 8 * 16 * KIB as u64;
+/// The test thread's own small blocks made meanwhile (channels, the thread's handle).
+const SLACK: u64 = 8 * KIB as u64;
+
+/// Blocks of `size` filling `SPANS` spans, allocated by the calling thread.
+fn fill(size: usize) -> Vec<usize> {
+    (0..SPANS * 64 * KIB / size)
+        // SAFETY: a non-zero size.
+        .map(|_| unsafe { alloc(layout(size)) } as usize)
+        .inspect(|&p| assert!(p != 0))
+        .collect()
+}
+
+/// Another thread frees `blocks` of `size`, then `then()`, and waits at `go` (a barrier
+/// of two, which the caller passes when it has looked). Barriers, not channels: a
+/// channel's blocking receive keeps a block for the thread's life, charged to its group.
+fn free_elsewhere(
+    blocks: Vec<usize>,
+    size: usize,
+    then: fn(),
+    go: Arc<Barrier>,
+) -> std::thread::JoinHandle<()> {
+    let freed = Arc::new(Barrier::new(2));
+    let freed2 = Arc::clone(&freed);
+    let t = std::thread::spawn(move || {
+        for p in blocks {
+            // SAFETY: live blocks of this layout, freed once.
+            unsafe { dealloc(p as *mut u8, layout(size)) };
+        }
+        then();
+        freed2.wait();
+        go.wait();
+    });
+    freed.wait();
+    t
+}
+
+/// A thread that frees every block of 32 spans of another thread's limited group, in
+/// each band of small sizes, and then waits without allocating holds at most 8 chains
+/// of 16 KiB; when it exits, they reach their spans.
+#[test]
+fn a_thread_that_frees_and_waits_holds_little() {
+    let g = Group::create("/pending").unwrap();
+    g.write("memory.max", "64M").unwrap();
+    g.attach_current_thread().unwrap();
+    // Sizes whose span does not end on a chain boundary: each leaves a part chain.
+    for size in [48, 80, 1200, 5000, 12000] {
+        let base = stat_key(&g, "allocated");
+        let blocks = fill(size);
+        let full = stat_key(&g, "allocated");
+        assert!(
+            full >= base + (SPANS * 60 * KIB) as u64,
+            "{size} B: allocated {full}"
+        );
+        let go = Arc::new(Barrier::new(2));
+        let t = free_elsewhere(blocks, size, || {}, Arc::clone(&go));
+        let held = stat_key(&g, "allocated").saturating_sub(base);
+        assert!(
+            held <= PENDING + SLACK,
+            "{size} B: a waiting thread holds {held} B of freed blocks (at most {PENDING}): \
+             memory.stat {:?}",
+            kv(&g, "memory.stat")
+        );
+        go.wait();
+        t.join().unwrap();
+        let held = stat_key(&g, "allocated").saturating_sub(base);
+        assert!(
+            held <= SLACK,
+            "{size} B: blocks freed by an exited thread never reached their spans: {held} B \
+             still live, memory.stat {:?}",
+            kv(&g, "memory.stat")
+        );
+    }
+    Group::root().attach_current_thread().unwrap();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
+
+/// A thread's chains go to their spans when it takes an allocation slow path: a thread
+/// that frees other threads' blocks and then allocates a medium block (always the slow
+/// path) holds none of them.
+#[test]
+fn a_thread_pushes_its_chains_when_it_allocates() {
+    let g = Group::create("/pending-alloc").unwrap();
+    g.write("memory.max", "64M").unwrap();
+    g.attach_current_thread().unwrap();
+    let base = stat_key(&g, "allocated");
+    let blocks = fill(48);
+    fn allocate() {
+        // Kept from the optimiser, which removes an allocation nothing reads.
+        // SAFETY: a non-zero size.
+        let q = std::hint::black_box(unsafe { alloc(layout(200 * KIB)) });
+        assert!(!q.is_null());
+        // SAFETY: the block just allocated.
+        unsafe { dealloc(q, layout(200 * KIB)) };
+    }
+    let go = Arc::new(Barrier::new(2));
+    let t = free_elsewhere(blocks, 48, allocate, Arc::clone(&go));
+    let held = stat_key(&g, "allocated").saturating_sub(base);
+    assert!(
+        held <= SLACK,
+        "blocks a thread freed before its slow path still wait: {held} B, memory.stat {:?}",
+        kv(&g, "memory.stat")
+    );
+    go.wait();
+    t.join().unwrap();
+    drop(go);
+    Group::root().attach_current_thread().unwrap();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
