@@ -84,9 +84,11 @@ mod fast {
 #[inline(always)]
 pub fn heap() -> *mut Heap {
     #[cfg(all(feature = "override", target_arch = "x86_64"))]
-    if let Some(v) = fast::read(0) {
-        return v as *mut Heap;
-    }
+    return match fast::read(0) {
+        Some(v) => v as *mut Heap,
+        None => words().0,
+    };
+    #[cfg(not(all(feature = "override", target_arch = "x86_64")))]
     WORDS.with(|w| w.heap.get())
 }
 
@@ -94,10 +96,22 @@ pub fn heap() -> *mut Heap {
 #[inline(always)]
 pub fn tld() -> *mut Tld {
     #[cfg(all(feature = "override", target_arch = "x86_64"))]
-    if let Some(v) = fast::read(8) {
-        return v as *mut Tld;
-    }
+    return match fast::read(8) {
+        Some(v) => v as *mut Tld,
+        None => words().1,
+    };
+    #[cfg(not(all(feature = "override", target_arch = "x86_64")))]
     WORDS.with(|w| w.tld.get())
+}
+
+/// The two words through `__tls_get_addr`, in the shared library without the measured
+/// offset. Out of line: the compiler otherwise computes the words' address (the call)
+/// on entry to every function that reads them, whichever way the read then goes.
+#[cfg(all(feature = "override", target_arch = "x86_64"))]
+#[cold]
+#[inline(never)]
+fn words() -> (*mut Heap, *mut Tld) {
+    WORDS.with(|w| (w.heap.get(), w.tld.get()))
 }
 
 /// The current heap if it can be read without a call: always in a Rust program; in the
