@@ -21,7 +21,8 @@
 //! - `threads`: 100,000 thread create / join cycles, nothing leaked per thread; the
 //!   stack a thread's life in the allocator touches;
 //! - `churn`: threads coming and going while blocks pass between them, memory bounded;
-//! - `remote`: frees into other threads' spans wait on chains, bounded, pushed on time;
+//! - `remote`: frees into other threads' spans wait on chains, bounded, pushed on time,
+//!   and across `fork()`;
 //! - `exit_race`: frees racing with their owner's exit;
 //! - `fork`: `fork()` at any instant, audited in every child;
 //! - `stress`: 8 threads of random allocations across 16 groups with moving limits.

@@ -123,3 +123,93 @@ fn a_thread_pushes_its_chains_when_it_allocates() {
     assert_all_returned(&g);
     g.destroy().unwrap();
 }
+
+/// `fork()` while both threads hold chains: the forking thread's (blocks of the other
+/// thread's spans, in a limited group) and the other thread's, which does not exist in
+/// the child. The child's counters match the records (`cgmalloc::audit`), its own chains
+/// reach their spans (whose owner is gone there: abandoned) when it allocates, and it
+/// audits again after freeing; the parent then gets everything back.
+#[test]
+fn fork_with_chains_pending_in_both_threads() {
+    let g = Group::create("/pending-fork").unwrap();
+    g.write("memory.max", "64M").unwrap();
+    g.attach_current_thread().unwrap();
+    let mine = fill(48);
+    let go = Arc::new(Barrier::new(2));
+    let ready = Arc::new(Barrier::new(2));
+    let filled = Arc::new(Barrier::new(2));
+    let handed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (go2, ready2, filled2, handed2) = (
+        Arc::clone(&go),
+        Arc::clone(&ready),
+        Arc::clone(&filled),
+        Arc::clone(&handed),
+    );
+    let t = std::thread::spawn(move || {
+        g.attach_current_thread().unwrap();
+        *handed2.lock().unwrap() = fill(80);
+        filled2.wait();
+        // Frees the main thread's blocks: its chains wait.
+        for p in mine {
+            // SAFETY: live blocks of this layout, freed once.
+            unsafe { dealloc(p as *mut u8, layout(48)) };
+        }
+        ready2.wait();
+        go2.wait();
+    });
+    filled.wait();
+    let theirs = std::mem::take(&mut *handed.lock().unwrap());
+    // The main thread frees the other thread's blocks: its own chains wait too.
+    for p in theirs {
+        // SAFETY: live blocks of this layout, freed once.
+        unsafe { dealloc(p as *mut u8, layout(80)) };
+    }
+    ready.wait();
+    // SAFETY: the child runs only async-signal-safe code and our allocator, then
+    // `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let fail = |msg: &[u8]| -> ! {
+            // SAFETY: writes `msg`; `_exit` has no preconditions.
+            unsafe {
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+                libc::_exit(1)
+            }
+        };
+        if cgmalloc::audit().is_err() {
+            fail(b"child: audit after fork\n");
+        }
+        // A slow path of the child's own: its chains go to their spans.
+        // SAFETY: a non-zero size.
+        let q = std::hint::black_box(unsafe { alloc(layout(200 * KIB)) });
+        if q.is_null() {
+            fail(b"child: allocation refused\n");
+        }
+        // SAFETY: the block just allocated.
+        unsafe { dealloc(q, layout(200 * KIB)) };
+        cgmalloc::trim();
+        cgmalloc::drain_stocks();
+        if cgmalloc::audit().is_err() {
+            fail(b"child: audit after its chains were pushed\n");
+        }
+        // SAFETY: `_exit` has no preconditions; the parent's handlers must not run.
+        unsafe { libc::_exit(0) }
+    }
+    assert!(pid > 0, "fork failed");
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the fork child failed: status {status:#x}"
+    );
+    go.wait();
+    t.join().unwrap();
+    drop((go, ready, filled, handed));
+    // The main thread's chains go to their spans (the exited thread's, abandoned) as
+    // `malloc_trim` runs; the reclaim that follows purges what they free.
+    cgmalloc::trim();
+    Group::root().attach_current_thread().unwrap();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
