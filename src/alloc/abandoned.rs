@@ -11,7 +11,7 @@
 //! under thread churn, so the next thread found none and started a new one, while the
 //! adopted segments' free slices waited for their purge and their spans, freed into by
 //! other threads, for a collection. Until a thread adopts it, a thread freeing into the
-//! segment takes its claim (see `free.rs`); the one releasing its last span unlinks it.
+//! segment takes its claim (see `remote.rs`); the one releasing its last span unlinks it.
 //!
 //! Dirty slices of abandoned segments are aged and purged (see `segment.rs`) by whichever
 //! thread's slow path sees `DUE` pass, under the segment's claim.

@@ -14,7 +14,7 @@
 //! - nobody (the owner exited): under the segment's claim, free locally and release the
 //!   span when it empties. A remote free that races with the owner's exit checks the
 //!   owner again after its push (both sides sequentially consistent), and settles the
-//!   span itself if the owner is gone. A thread adopting the segment holds the claim
+//!   span itself if the owner is gone (`remote.rs`). A thread adopting the segment holds the claim
 //!   while it takes the spans over, so a free that finds an owner under the claim frees
 //!   again as a remote or local free.
 //!

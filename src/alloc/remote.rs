@@ -18,7 +18,8 @@
 //!   pages stay charged to the span's group, as every block freed but not yet collected
 //!   is (at most `PENDING_CHAINS × CHAIN_BYTES` per thread);
 //! - a chain holds blocks of its span only, `count` of them, `bytes` in all, `head` the
-//!   block freed last; an empty slot is all zero;
+//!   block freed last; an empty slot is `Chain::EMPTY` (all zero, as a fresh thread state
+//!   is);
 //! - a push moves the whole chain, taken out of its slot first, so a free that runs
 //!   during the push (the settling of an abandoned span) finds the slot empty.
 //!
@@ -33,11 +34,10 @@ use super::charged::Owed;
 use super::heap;
 use super::span::double_free;
 use super::types::{Block, Chain, Segment, Span, State, Tld, PENDING_CHAINS};
-use core::ptr;
 use std::sync::atomic::Ordering;
 
 /// Bytes of blocks a chain collects before it is pushed.
-pub const CHAIN_BYTES: u32 = 16 << 10;
+const CHAIN_BYTES: u32 = 16 << 10;
 
 /// The slot of `s`'s chain: span descriptors are 128 bytes apart, so neighbouring spans
 /// of a segment take different slots.
@@ -63,10 +63,8 @@ pub unsafe fn free(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *mut u8) {
         *c = Chain {
             span: s,
             seg,
-            head: ptr::null_mut(),
             tail: p.cast(),
-            count: 0,
-            bytes: 0,
+            ..Chain::EMPTY
         };
     }
     // SAFETY: the span of the live block `p`, which stays formatted while the chain
@@ -88,25 +86,15 @@ pub unsafe fn free(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *mut u8) {
 pub fn flush(t: &mut Tld) {
     for i in 0..PENDING_CHAINS {
         if !t.pending[i].span.is_null() {
-            let c = take(&mut t.pending[i]);
-            // SAFETY: a chain of this thread, out of its slot.
-            unsafe { push(c) };
+            // SAFETY: a chain of this thread, taken out of its slot.
+            unsafe { push(take(&mut t.pending[i])) };
         }
     }
 }
 
 /// Takes a chain out of its slot, leaving the slot empty.
 fn take(c: &mut Chain) -> Chain {
-    let out = *c;
-    *c = Chain {
-        span: ptr::null_mut(),
-        seg: ptr::null_mut(),
-        head: ptr::null_mut(),
-        tail: ptr::null_mut(),
-        count: 0,
-        bytes: 0,
-    };
-    out
+    core::mem::replace(c, Chain::EMPTY)
 }
 
 /// Pushes the chain `c` onto its span's `thread_free`: tells the owner if that took the

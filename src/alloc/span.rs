@@ -398,7 +398,7 @@ impl Span {
         debug_assert!(head as usize & !HEAD == 0, "a block address above 2^48");
         let new = (old & !(HEAD | FULL)) + n as usize * ONE_BLOCK + head as usize;
         // Sequentially consistent: the pusher then reads the segment's owner, which an
-        // exiting owner clears before it collects (`free.rs`).
+        // exiting owner clears before it collects (`remote.rs`, `after_push`).
         match self
             .thread_free
             .compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::Relaxed)

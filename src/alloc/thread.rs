@@ -8,7 +8,7 @@
 //!
 //! At thread exit every owned segment is abandoned: under its claim, `tld` is cleared,
 //! then each span is collected; empty spans are released, the others marked `ABANDONED`
-//! and left to the threads that free their last blocks (see `free.rs`). The pages of
+//! and left to the threads that free their last blocks (see `remote.rs`). The pages of
 //! released spans stay charged as free slices until purged.
 
 use super::abandoned;

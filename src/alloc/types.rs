@@ -418,6 +418,18 @@ pub struct Chain {
     pub bytes: u32,
 }
 
+impl Chain {
+    /// An empty slot.
+    pub const EMPTY: Chain = Chain {
+        span: ptr::null_mut(),
+        seg: ptr::null_mut(),
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        count: 0,
+        bytes: 0,
+    };
+}
+
 // ---- Large mappings (`large.rs`, `harvest.rs`) ---------------------------------------
 
 /// A large mapping's part of its header (`large.rs`).

@@ -25,6 +25,49 @@ fn fill(size: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Frees `blocks`, each of `size` bytes.
+fn free_all(blocks: Vec<usize>, size: usize) {
+    for p in blocks {
+        // SAFETY: live blocks of this layout, freed once.
+        unsafe { dealloc(p as *mut u8, layout(size)) };
+    }
+}
+
+/// Live bytes of `g`'s blocks above `base` (`allocated`, which counts blocks waiting on
+/// chains).
+fn held(g: &Group, base: u64) -> u64 {
+    stat_key(g, "allocated").saturating_sub(base)
+}
+
+/// A limited group the calling thread is attached to, as users' are.
+fn limited(path: &str) -> Group {
+    let g = Group::create(path).unwrap();
+    g.write("memory.max", "64M").unwrap();
+    g.attach_current_thread().unwrap();
+    g
+}
+
+/// Back to the root; `g` must have been given everything back.
+fn finish(g: Group) {
+    Group::root().attach_current_thread().unwrap();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
+
+/// A medium block allocated and freed: the allocation slow path, whatever the thread's
+/// spans hold. False if it was refused.
+fn slow_path() -> bool {
+    // Kept from the optimiser, which removes an allocation nothing reads.
+    // SAFETY: a non-zero size.
+    let q = std::hint::black_box(unsafe { alloc(layout(200 * KIB)) });
+    if q.is_null() {
+        return false;
+    }
+    // SAFETY: the block just allocated.
+    unsafe { dealloc(q, layout(200 * KIB)) };
+    true
+}
+
 /// Another thread frees `blocks` of `size`, then `then()`, and waits at `go` (a barrier
 /// of two, which the caller passes when it has looked). Barriers, not channels: a
 /// channel's blocking receive keeps a block for the thread's life, charged to its group.
@@ -37,10 +80,7 @@ fn free_elsewhere(
     let freed = Arc::new(Barrier::new(2));
     let freed2 = Arc::clone(&freed);
     let t = std::thread::spawn(move || {
-        for p in blocks {
-            // SAFETY: live blocks of this layout, freed once.
-            unsafe { dealloc(p as *mut u8, layout(size)) };
-        }
+        free_all(blocks, size);
         then();
         freed2.wait();
         go.wait();
@@ -54,9 +94,7 @@ fn free_elsewhere(
 /// of 16 KiB; when it exits, they reach their spans.
 #[test]
 fn a_thread_that_frees_and_waits_holds_little() {
-    let g = Group::create("/pending").unwrap();
-    g.write("memory.max", "64M").unwrap();
-    g.attach_current_thread().unwrap();
+    let g = limited("/pending");
     // Sizes whose span does not end on a chain boundary: each leaves a part chain.
     for size in [48, 80, 1200, 5000, 12000] {
         let base = stat_key(&g, "allocated");
@@ -68,26 +106,24 @@ fn a_thread_that_frees_and_waits_holds_little() {
         );
         let go = Arc::new(Barrier::new(2));
         let t = free_elsewhere(blocks, size, || {}, Arc::clone(&go));
-        let held = stat_key(&g, "allocated").saturating_sub(base);
+        let live = held(&g, base);
         assert!(
-            held <= PENDING + SLACK,
-            "{size} B: a waiting thread holds {held} B of freed blocks (at most {PENDING}): \
+            live <= PENDING + SLACK,
+            "{size} B: a waiting thread holds {live} B of freed blocks (at most {PENDING}): \
              memory.stat {:?}",
             kv(&g, "memory.stat")
         );
         go.wait();
         t.join().unwrap();
-        let held = stat_key(&g, "allocated").saturating_sub(base);
+        let live = held(&g, base);
         assert!(
-            held <= SLACK,
-            "{size} B: blocks freed by an exited thread never reached their spans: {held} B \
+            live <= SLACK,
+            "{size} B: blocks freed by an exited thread never reached their spans: {live} B \
              still live, memory.stat {:?}",
             kv(&g, "memory.stat")
         );
     }
-    Group::root().attach_current_thread().unwrap();
-    assert_all_returned(&g);
-    g.destroy().unwrap();
+    finish(g);
 }
 
 /// A thread's chains go to their spans when it takes an allocation slow path: a thread
@@ -95,33 +131,21 @@ fn a_thread_that_frees_and_waits_holds_little() {
 /// path) holds none of them.
 #[test]
 fn a_thread_pushes_its_chains_when_it_allocates() {
-    let g = Group::create("/pending-alloc").unwrap();
-    g.write("memory.max", "64M").unwrap();
-    g.attach_current_thread().unwrap();
+    let g = limited("/pending-alloc");
     let base = stat_key(&g, "allocated");
     let blocks = fill(48);
-    fn allocate() {
-        // Kept from the optimiser, which removes an allocation nothing reads.
-        // SAFETY: a non-zero size.
-        let q = std::hint::black_box(unsafe { alloc(layout(200 * KIB)) });
-        assert!(!q.is_null());
-        // SAFETY: the block just allocated.
-        unsafe { dealloc(q, layout(200 * KIB)) };
-    }
     let go = Arc::new(Barrier::new(2));
-    let t = free_elsewhere(blocks, 48, allocate, Arc::clone(&go));
-    let held = stat_key(&g, "allocated").saturating_sub(base);
+    let t = free_elsewhere(blocks, 48, || assert!(slow_path()), Arc::clone(&go));
+    let live = held(&g, base);
     assert!(
-        held <= SLACK,
-        "blocks a thread freed before its slow path still wait: {held} B, memory.stat {:?}",
+        live <= SLACK,
+        "blocks a thread freed before its slow path still wait: {live} B, memory.stat {:?}",
         kv(&g, "memory.stat")
     );
     go.wait();
     t.join().unwrap();
     drop(go);
-    Group::root().attach_current_thread().unwrap();
-    assert_all_returned(&g);
-    g.destroy().unwrap();
+    finish(g);
 }
 
 /// `fork()` while both threads hold chains: the forking thread's (blocks of the other
@@ -131,9 +155,7 @@ fn a_thread_pushes_its_chains_when_it_allocates() {
 /// audits again after freeing; the parent then gets everything back.
 #[test]
 fn fork_with_chains_pending_in_both_threads() {
-    let g = Group::create("/pending-fork").unwrap();
-    g.write("memory.max", "64M").unwrap();
-    g.attach_current_thread().unwrap();
+    let g = limited("/pending-fork");
     let mine = fill(48);
     let go = Arc::new(Barrier::new(2));
     let ready = Arc::new(Barrier::new(2));
@@ -150,20 +172,14 @@ fn fork_with_chains_pending_in_both_threads() {
         *handed2.lock().unwrap() = fill(80);
         filled2.wait();
         // Frees the main thread's blocks: its chains wait.
-        for p in mine {
-            // SAFETY: live blocks of this layout, freed once.
-            unsafe { dealloc(p as *mut u8, layout(48)) };
-        }
+        free_all(mine, 48);
         ready2.wait();
         go2.wait();
     });
     filled.wait();
     let theirs = std::mem::take(&mut *handed.lock().unwrap());
     // The main thread frees the other thread's blocks: its own chains wait too.
-    for p in theirs {
-        // SAFETY: live blocks of this layout, freed once.
-        unsafe { dealloc(p as *mut u8, layout(80)) };
-    }
+    free_all(theirs, 80);
     ready.wait();
     // SAFETY: the child runs only async-signal-safe code and our allocator, then
     // `_exit`s.
@@ -180,13 +196,9 @@ fn fork_with_chains_pending_in_both_threads() {
             fail(b"child: audit after fork\n");
         }
         // A slow path of the child's own: its chains go to their spans.
-        // SAFETY: a non-zero size.
-        let q = std::hint::black_box(unsafe { alloc(layout(200 * KIB)) });
-        if q.is_null() {
+        if !slow_path() {
             fail(b"child: allocation refused\n");
         }
-        // SAFETY: the block just allocated.
-        unsafe { dealloc(q, layout(200 * KIB)) };
         cgmalloc::trim();
         cgmalloc::drain_stocks();
         if cgmalloc::audit().is_err() {
@@ -209,7 +221,5 @@ fn fork_with_chains_pending_in_both_threads() {
     // The main thread's chains go to their spans (the exited thread's, abandoned) as
     // `malloc_trim` runs; the reclaim that follows purges what they free.
     cgmalloc::trim();
-    Group::root().attach_current_thread().unwrap();
-    assert_all_returned(&g);
-    g.destroy().unwrap();
+    finish(g);
 }
