@@ -18,6 +18,11 @@
 //!   while it takes the spans over, so a free that finds an owner under the claim frees
 //!   again as a remote or local free.
 //!
+//! `free` takes the owner's common case inline, `free_not_owned` the common case of a
+//! block of another live thread's span (the checks `free_general` makes of it, in a few
+//! loads of lines other threads only read), and `free_general` every case, with every
+//! misuse check.
+//!
 //! `errno` is preserved: only the slow paths make system calls, and they restore it.
 //!
 //! A medium block freed by its owner is neither read nor linked: its span (one block) is
@@ -36,7 +41,9 @@ use super::span::double_free;
 use super::thread;
 use super::tld;
 use super::tls;
-use super::types::{List, Segment, Span, State, KIND_LARGE, MEDIUM, SEG_SIZE, SLICE_SHIFT};
+use super::types::{
+    List, Segment, Span, State, KIND_LARGE, KIND_SPANS, MEDIUM, SEG_SIZE, SLICE_SHIFT,
+};
 use crate::consts::PAGE_SIZE;
 use crate::memcg;
 use crate::util::fatal::fatal;
@@ -153,9 +160,10 @@ pub unsafe fn free(p: *mut u8) {
     // mapped and valid.
     let sg = unsafe { &mut *(base as *mut Segment) };
     // Only span segments have an owner (a large mapping's `owner` stays 0).
-    if sg.owner.load(Ordering::Relaxed) != tls::thread_id() {
-        // SAFETY: this function's contract.
-        return unsafe { free_general(p) };
+    let owner = sg.owner.load(Ordering::Relaxed);
+    if owner != tls::thread_id() {
+        // SAFETY: this function's contract; `sg` is `p`'s segment.
+        return unsafe { free_not_owned(p, sg, owner) };
     }
     let span = &mut sg.spans[(a & (SEG_SIZE - 1)) >> SLICE_SHIFT];
     // A set bit in the live map is the start of a small block handed out, of an
@@ -178,6 +186,53 @@ pub unsafe fn free(p: *mut u8) {
         // of our heaps.
         unsafe { free_local_slow(span) };
     }
+}
+
+/// Frees `p` (not null), a block of segment `sg`, which this thread does not own (`owner`
+/// is the segment's owner id as `free` read it). The common case, a small block of another
+/// live thread's `ACTIVE` span, not free, is linked onto this thread's chain for the span
+/// after the checks `free_general` makes of it; everything else goes to `free_general`.
+///
+/// # Safety
+/// As for `free`; `sg` is the segment holding `p` (a span segment or a large mapping, in
+/// use).
+#[inline(never)]
+unsafe fn free_not_owned(p: *mut u8, sg: &Segment, owner: usize) {
+    let me = tld::current();
+    if owner == 0 || me.is_null() || sg.kind.load(Ordering::Relaxed) != KIND_SPANS {
+        // SAFETY: this function's contract.
+        return unsafe { free_general(p) };
+    }
+    let a = p as usize;
+    let slice = (a & (SEG_SIZE - 1)) >> SLICE_SHIFT;
+    // Slice 0 is the header.
+    if slice == 0 {
+        // SAFETY: this function's contract.
+        return unsafe { free_general(p) };
+    }
+    let mut s = &sg.spans[slice];
+    let mut state = s.state.load(Ordering::Relaxed);
+    if state == State::Interior {
+        s = &sg.spans[(s.start as usize & (SEG_SIZE - 1)) >> SLICE_SHIFT];
+        state = s.state.load(Ordering::Relaxed);
+    }
+    // The checks of `locate` and `free_general` for a small block: a block start of an
+    // `ACTIVE` span, not looking free (`free_general` tells a double free from a block
+    // whose first word only looks like a link).
+    if state != State::Active
+        || s.class == MEDIUM
+        || !s.is_block_start(a)
+        // SAFETY: `p` is a block start of `s` (just checked), whose segment is in use.
+        || unsafe { s.looks_free(p) }
+    {
+        // SAFETY: this function's contract.
+        return unsafe { free_general(p) };
+    }
+    let seg = sg as *const Segment as *mut Segment;
+    let s = s as *const Span as *mut Span;
+    // SAFETY: `me` is this thread's state; `p` a live block (checked above) of the
+    // small-block span `s` of `seg`, owned by another thread, which the caller gives up.
+    unsafe { remote::free(&mut *me, seg, s, p) };
 }
 
 /// Frees `p` (not null): any case, with every misuse check.

@@ -52,24 +52,48 @@ fn slot_of(s: *mut Span) -> usize {
 /// # Safety
 /// `t` is the calling thread's state; `p` is a live block of the small-block span `s` of
 /// segment `seg` (checked not to be free), which the caller gives up.
-#[inline]
+#[inline(always)]
 pub unsafe fn free(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *mut u8) {
     let c = &mut t.pending[slot_of(s)];
     if c.span != s {
-        if !c.span.is_null() {
-            // SAFETY: a chain of this thread (module invariants).
-            unsafe { push(take(c)) };
-        }
-        *c = Chain {
-            span: s,
-            seg,
-            tail: p.cast(),
-            ..Chain::EMPTY
-        };
+        // SAFETY: this function's contract.
+        return unsafe { start_chain(c, seg, s, p) };
     }
+    // SAFETY: as for `link`, by this function's contract.
+    unsafe { link(c, p) };
+}
+
+/// Starts `s`'s chain in the slot `c` with `p`, pushing the chain that held the slot.
+///
+/// # Safety
+/// As for `free`; `c` is the slot of `s` in the calling thread's state.
+#[cold]
+#[inline(never)]
+unsafe fn start_chain(c: &mut Chain, seg: *mut Segment, s: *mut Span, p: *mut u8) {
+    if !c.span.is_null() {
+        // SAFETY: a chain of this thread (module invariants).
+        unsafe { push(take(c)) };
+    }
+    *c = Chain {
+        span: s,
+        seg,
+        tail: p.cast(),
+        ..Chain::EMPTY
+    };
+    // SAFETY: this function's contract.
+    unsafe { link(c, p) };
+}
+
+/// Links `p` onto the chain `c`, pushing the chain once it holds `CHAIN_BYTES`.
+///
+/// # Safety
+/// `c` is a chain of the calling thread, of the span of the live block `p`, which the
+/// caller gives up (checked not to be free).
+#[inline(always)]
+unsafe fn link(c: &mut Chain, p: *mut u8) {
     // SAFETY: the span of the live block `p`, which stays formatted while the chain
     // holds a block of it (module invariants).
-    let span = unsafe { &*s };
+    let span = unsafe { &*c.span };
     let b = p as *mut Block;
     // SAFETY: `p` is ours to write: the caller gives it up.
     unsafe { (*b).next = span.encode(c.head) };
@@ -78,8 +102,19 @@ pub unsafe fn free(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *mut u8) {
     c.bytes += span.block_size;
     if c.bytes >= CHAIN_BYTES {
         // SAFETY: a chain of this thread.
-        unsafe { push(take(c)) };
+        unsafe { push_full(c) };
     }
+}
+
+/// Pushes the full chain `c`, emptying its slot.
+///
+/// # Safety
+/// `c` is a chain of the calling thread.
+#[cold]
+#[inline(never)]
+unsafe fn push_full(c: &mut Chain) {
+    // SAFETY: this function's contract.
+    unsafe { push(take(c)) };
 }
 
 /// Pushes every chain this thread holds.
