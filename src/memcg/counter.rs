@@ -28,6 +28,7 @@ pub const MAX_LEVELS: usize = MAX_DEPTH + 1;
 
 /// A limit that defaults to "no limit" when its memory is all zeros: it is stored as
 /// `UNLIMITED - value`, so static tables of counters stay in `.bss`.
+#[repr(transparent)]
 pub struct Limit(AtomicU64);
 
 impl Limit {

@@ -13,6 +13,7 @@
 //!   fork child, and the audit that compares them; `origin` names the holder of a charge
 //!   in the fatal line of a counter underflow;
 //! - `files`, `control`, `report`: the interface files and control operations;
+//! - `layout`: the table's description for readers outside the process;
 //! - `size`, `container`: size strings, and the container limit their `N%` refers to.
 //!
 //! Under `--cfg loom` only `counter`, `table` and `stock` are built, for the model checks.
@@ -46,6 +47,9 @@ pub mod files;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod high;
+/// cbindgen:ignore
+#[cfg(not(loom))]
+pub mod layout;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod ledger;

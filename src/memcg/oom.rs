@@ -52,7 +52,7 @@ impl Policy {
 }
 
 /// The root's policy when `memory.oom.policy` of the root was never written.
-static ROOT_DEFAULT: AtomicU32 = AtomicU32::new(Policy::Fail as u32);
+pub static ROOT_DEFAULT: AtomicU32 = AtomicU32::new(Policy::Fail as u32);
 
 pub fn set_root_default(p: Policy) {
     ROOT_DEFAULT.store(p as u32, Ordering::Relaxed);

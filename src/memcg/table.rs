@@ -682,6 +682,51 @@ impl<const N: usize> GroupTable<N> {
 #[cfg(not(loom))]
 pub static GROUPS: GroupTable<MAX_GROUPS> = GroupTable::new();
 
+/// Where a reader outside the process finds a table's fields (`memcg::layout`): byte
+/// offsets into the table and into a slot.
+pub struct TableLayout {
+    pub bound: usize,
+    pub slots: usize,
+    pub slot_size: usize,
+    pub names: usize,
+    pub name_len: usize,
+    pub life: usize,
+    pub serial: usize,
+    pub parent: usize,
+    pub nr_threads: usize,
+    pub oom_policy: usize,
+    pub explicit: usize,
+    pub events: usize,
+    pub events_local: usize,
+    pub stats: usize,
+    pub counter: usize,
+}
+
+#[cfg(not(loom))]
+impl<const N: usize> GroupTable<N> {
+    pub const LAYOUT: TableLayout = {
+        use core::mem::{offset_of, size_of};
+        let tree = offset_of!(GroupTable<N>, tree) + SpinLock::<TreeMeta<N>>::VALUE_OFFSET;
+        TableLayout {
+            bound: offset_of!(GroupTable<N>, bound),
+            slots: offset_of!(GroupTable<N>, slots),
+            slot_size: size_of::<Slot>(),
+            names: tree + offset_of!(TreeMeta<N>, names),
+            name_len: tree + offset_of!(TreeMeta<N>, name_len),
+            life: offset_of!(Slot, life),
+            serial: offset_of!(Slot, serial),
+            parent: offset_of!(Slot, parent),
+            nr_threads: offset_of!(Slot, nr_threads),
+            oom_policy: offset_of!(Slot, oom_policy),
+            explicit: offset_of!(Slot, explicit),
+            events: offset_of!(Slot, events),
+            events_local: offset_of!(Slot, events_local),
+            stats: offset_of!(Slot, stats),
+            counter: offset_of!(Slot, counter),
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

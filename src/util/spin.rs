@@ -19,6 +19,10 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
+    /// Where the value lies in the lock, in bytes (for readers outside the process,
+    /// `memcg::layout`).
+    pub const VALUE_OFFSET: usize = core::mem::offset_of!(SpinLock<T>, value);
+
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
         SpinLock {

@@ -5,7 +5,9 @@
 //! - `env`: the `CGMALLOC_*` environment as the library reads it before `main` (through
 //!   `tests/c/envprobe.c`, linked against the library), valid and malformed values;
 //! - `footprint`: `memory.max` bounds the process's real footprint and `memory.current`
-//!   is what it holds (`tests/c/phases.c`), little is charged before `main`.
+//!   is what it holds (`tests/c/phases.c`), little is charged before `main`;
+//! - `inspect`: `cgmalloc ps` and `cgmalloc stat` read a running program's groups from
+//!   outside (`tests/c/watched.c`, a Python program, bad targets, an unknown layout).
 //!
 //! Both use `target/release/` (the launcher and `libcgmalloc.so`), which
 //! `cargo build --release` builds before the tests; this binary keeps glibc's malloc.
@@ -16,3 +18,4 @@ mod support;
 mod cli;
 mod env;
 mod footprint;
+mod inspect;

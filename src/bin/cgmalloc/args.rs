@@ -17,6 +17,14 @@ pub enum Invocation {
     /// No arguments at all: the short usage on stderr, exit 2.
     Usage,
     Run(Run),
+    /// `cgmalloc ps`.
+    Ps,
+    /// `cgmalloc stat PID [GROUP] [--json | --prometheus]`.
+    Stat {
+        pid: String,
+        group: Option<String>,
+        format: crate::inspect::Format,
+    },
 }
 
 /// `cgmalloc run`, validated.
@@ -40,15 +48,58 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, Fail> {
         b"--help" | b"-h" | b"help" => Ok(Invocation::Help),
         b"--version" | b"-V" => Ok(Invocation::Version),
         b"run" => parse_run(&argv[1..]),
+        b"ps" => match argv.get(1) {
+            None => Ok(Invocation::Ps),
+            Some(a) => Err(Fail::usage(format!(
+                "ps: unexpected argument {}",
+                a.to_string_lossy()
+            ))),
+        },
+        b"stat" => parse_stat(&argv[1..]),
         a if a.starts_with(b"-") => Err(Fail::usage(format!(
             "unknown option {}",
             first.to_string_lossy()
         ))),
         _ => Err(Fail::usage(format!(
-            "unknown subcommand {:?} (the only subcommand is `run`)",
+            "unknown subcommand {:?} (the subcommands are `run`, `ps` and `stat`)",
             first.to_string_lossy()
         ))),
     }
+}
+
+fn parse_stat(argv: &[OsString]) -> Result<Invocation, Fail> {
+    use crate::inspect::Format;
+    let mut format = Format::Text;
+    let mut words = Vec::new();
+    for a in argv {
+        match a.to_string_lossy().as_ref() {
+            "--json" if format == Format::Text => format = Format::Json,
+            "--prometheus" if format == Format::Text => format = Format::Prometheus,
+            "--json" | "--prometheus" => {
+                return Err(Fail::usage(
+                    "stat: --json and --prometheus exclude each other",
+                ))
+            }
+            o if o.starts_with('-') && o.len() > 1 => {
+                return Err(Fail::usage(format!("stat: unknown option {o}")))
+            }
+            w => words.push(w.to_string()),
+        }
+    }
+    let mut words = words.into_iter();
+    let Some(pid) = words.next() else {
+        return Err(Fail::usage(
+            "stat: a PID is needed: cgmalloc stat PID [GROUP]",
+        ));
+    };
+    let group = words.next();
+    if let Some(g) = &group {
+        syntax::group_path(g, true).map_err(|e| Fail::usage(format!("stat: {e}")))?;
+    }
+    if let Some(extra) = words.next() {
+        return Err(Fail::usage(format!("stat: unexpected argument {extra}")));
+    }
+    Ok(Invocation::Stat { pid, group, format })
 }
 
 /// `--name=value` → (`--name`, Some(`value`)); `--name` → (`--name`, None).

@@ -4,6 +4,8 @@
 /// Printed to stderr (exit 2) when `cgmalloc` runs without arguments.
 pub const USAGE: &str = "\
 usage: cgmalloc run [OPTIONS] -- COMMAND [ARGS...]
+       cgmalloc ps
+       cgmalloc stat PID [GROUP] [--json | --prometheus]
        cgmalloc --version | --help
 Run `cgmalloc --help` for the options.
 ";
@@ -13,6 +15,8 @@ pub const HELP: &str = "\
 cgmalloc - run a program under the cgmalloc allocator, with memory limits
 
 usage: cgmalloc run [OPTIONS] -- COMMAND [ARGS...]
+       cgmalloc ps
+       cgmalloc stat PID [GROUP] [--json | --prometheus]
        cgmalloc --version | --help
 
 `cgmalloc run` starts COMMAND (searched on PATH) with libcgmalloc.so preloaded and its
@@ -69,6 +73,24 @@ Options of `run`:
   -V, --version         print the version and exit
                           e.g. cgmalloc --version
 
+Watching a running program (any process running cgmalloc, under `run` or not):
+  ps                    list the processes you may inspect that run cgmalloc: pid,
+                        command, the root's memory.current and memory.max, groups
+                          e.g. cgmalloc ps
+  stat PID [GROUP]      every group of PID (or GROUP only) with its interface
+                        files' values: memory.current, peak, max, high, low, min,
+                        soft_limit_in_bytes, failcnt, events, events.local, stat
+                        (the accounting keys), oom.policy, cgroup.stat
+                          e.g. cgmalloc stat 4242 /workers
+    --json              one JSON object per group, keys named as the files
+                          e.g. cgmalloc stat 4242 --json | jq '.[].group'
+    --prometheus        Prometheus text format, cgmalloc_<file>_bytes{pid,comm,group};
+                        counters end in _total, no limit is +Inf
+                          e.g. cgmalloc stat 4242 --prometheus > node/cgmalloc.prom
+  Nothing runs in the process for this: its memory is read with process_vm_readv,
+  which needs the same user (and, under kernel.yama.ptrace_scope=1, root or an
+  ancestor). Errors: one line, exit 2.
+
 Every option takes its value as `--opt VALUE` or `--opt=VALUE` (only `--stats=FILE`
 for a file).
 
@@ -85,7 +107,7 @@ Environment:
   CGMALLOC_LIB          read by the launcher: the library, when --lib is not given
   LD_PRELOAD            the library is put first (once) in front of the inherited value
 
-Exit status:
+Exit status of `run`:
   COMMAND's status, or 128+N if it died of signal N;
   2    a usage error, or the library cannot be found or read (COMMAND not started);
   126  COMMAND was found but could not be executed;

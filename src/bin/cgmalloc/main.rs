@@ -1,7 +1,8 @@
 //! `cgmalloc`, the launcher: `cgmalloc run [OPTIONS] -- COMMAND [ARGS...]` starts COMMAND
 //! with `libcgmalloc.so` preloaded and its options turned into the `CGMALLOC_*`
 //! environment variables the library reads at start (INTERFACE.md "The launcher" and
-//! "Environment"), then exits with COMMAND's status.
+//! "Environment"), then exits with COMMAND's status. `cgmalloc ps` and `cgmalloc stat`
+//! read running processes' groups from outside (`target.rs`, `inspect.rs`).
 //!
 //! The launcher does not link the `cgmalloc` crate: its own malloc stays glibc's. It
 //! compiles in only the library's size-string and group-path grammar (see `syntax.rs`),
@@ -19,9 +20,11 @@ mod child;
 #[path = "../../consts.rs"]
 mod consts;
 mod help;
+mod inspect;
 mod library;
 mod memcg;
 mod syntax;
+mod target;
 
 use args::{Invocation, Run};
 use std::ffi::OsString;
@@ -86,6 +89,16 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(fail) => fail.report(),
         },
+        Ok(Invocation::Ps) => match inspect::ps() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(fail) => fail.report(),
+        },
+        Ok(Invocation::Stat { pid, group, format }) => {
+            match inspect::stat(&pid, group.as_deref(), format) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(fail) => fail.report(),
+            }
+        }
         Err(fail) => fail.report(),
     }
 }

@@ -1,0 +1,393 @@
+//! `cgmalloc ps` and `cgmalloc stat`: what `target.rs` reads, as a table, as the
+//! interface files' text, as JSON (one object per group, keys named as the interface
+//! files) or in Prometheus's text exposition format.
+
+use crate::target::{self, Group, Snapshot, Target, EVENT_NAMES, STAT_NAMES};
+use crate::Fail;
+use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
+
+/// How `stat` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Prometheus,
+}
+
+/// Bytes for a person: `512K`, `12.3M`, `max` for no limit.
+fn human(v: Option<u64>) -> String {
+    let Some(v) = v else {
+        return "max".to_string();
+    };
+    const UNITS: [&str; 5] = ["", "K", "M", "G", "T"];
+    let mut x = v as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u < UNITS.len() - 1 {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v}")
+    } else if x < 10.0 {
+        format!("{x:.1}{}", UNITS[u])
+    } else {
+        format!("{x:.0}{}", UNITS[u])
+    }
+}
+
+/// `cgmalloc ps`: one line per process the caller may inspect that runs cgmalloc.
+pub fn ps() -> Result<(), Fail> {
+    println!(
+        "{:>8}  {:<16} {:>9} {:>9} {:>7}",
+        "PID", "COMMAND", "CURRENT", "MAX", "GROUPS"
+    );
+    for t in target::all() {
+        match t.snapshot() {
+            Ok(s) => {
+                let root = &s.groups[0];
+                println!(
+                    "{:>8}  {:<16} {:>9} {:>9} {:>7}",
+                    t.pid,
+                    t.comm,
+                    human(Some(root.current)),
+                    human(root.max),
+                    s.groups.len()
+                );
+            }
+            Err(f) => println!(
+                "{:>8}  {:<16} {:>9} {:>9} {:>7}  ({})",
+                t.pid, t.comm, "-", "-", "-", f.message
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// A subtree's sums: `memory.stat`'s engine keys and explicit bytes, `cgroup.stat`.
+struct Sums {
+    stats: [u64; 4],
+    explicit: u64,
+    descendants: u64,
+    dying: u64,
+}
+
+fn sums(s: &Snapshot, g: &Group) -> Sums {
+    let mut out = Sums {
+        stats: [0; 4],
+        explicit: 0,
+        descendants: 0,
+        dying: 0,
+    };
+    for d in s.subtree(g.id) {
+        for (i, v) in d.stats.iter().enumerate() {
+            out.stats[i] += v;
+        }
+        out.explicit += d.explicit;
+        if d.id != g.id {
+            if d.state == "dying" {
+                out.dying += 1;
+            } else {
+                out.descendants += 1;
+            }
+        }
+    }
+    out
+}
+
+fn limit_text(v: Option<u64>) -> String {
+    v.map_or("max".to_string(), |b| b.to_string())
+}
+
+fn limit_json(v: Option<u64>) -> Value {
+    v.map_or(json!("max"), |b| json!(b))
+}
+
+/// The interface files of `g` as JSON, keys named as the files.
+fn group_json(t: &Target, s: &Snapshot, g: &Group) -> Value {
+    let sum = sums(s, g);
+    let keyed = |names: &[&str], vals: &[u64]| -> Value {
+        Value::Object(
+            names
+                .iter()
+                .zip(vals)
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect::<Map<_, _>>(),
+        )
+    };
+    let mut stat = Map::new();
+    stat.insert("explicit".into(), json!(sum.explicit));
+    for (k, v) in STAT_NAMES.iter().zip(sum.stats) {
+        stat.insert(k.to_string(), json!(v));
+    }
+    json!({
+        "pid": t.pid,
+        "comm": t.comm,
+        "group": g.path,
+        "state": g.state,
+        "memory.current": g.current,
+        "memory.peak": g.peak,
+        "memory.max": limit_json(g.max),
+        "memory.high": limit_json(g.high),
+        "memory.low": g.low,
+        "memory.min": g.min,
+        "memory.soft_limit_in_bytes": limit_json(g.soft_limit),
+        "memory.failcnt": g.failcnt,
+        "memory.events": keyed(&EVENT_NAMES, &g.events),
+        "memory.events.local": keyed(&EVENT_NAMES, &g.events_local),
+        "memory.stat": Value::Object(stat),
+        "memory.oom.policy": g.oom_policy,
+        "cgroup.stat": {
+            "nr_descendants": sum.descendants,
+            "nr_dying_descendants": sum.dying,
+        },
+        "nr_threads": g.nr_threads,
+    })
+}
+
+fn group_text(out: &mut String, s: &Snapshot, g: &Group) {
+    let sum = sums(s, g);
+    let _ = writeln!(
+        out,
+        "{}{}",
+        g.path,
+        if g.state == "dying" { " (dying)" } else { "" }
+    );
+    let mut file = |name: &str, v: String| {
+        let _ = writeln!(out, "  {name:<28}{v}");
+    };
+    file("memory.current", g.current.to_string());
+    file("memory.peak", g.peak.to_string());
+    file("memory.max", limit_text(g.max));
+    file("memory.high", limit_text(g.high));
+    file("memory.low", g.low.to_string());
+    file("memory.min", g.min.to_string());
+    file("memory.soft_limit_in_bytes", limit_text(g.soft_limit));
+    file("memory.failcnt", g.failcnt.to_string());
+    let kv = |names: &[&str], vals: &[u64]| {
+        names
+            .iter()
+            .zip(vals)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    file("memory.events", kv(&EVENT_NAMES, &g.events));
+    file("memory.events.local", kv(&EVENT_NAMES, &g.events_local));
+    let mut stat = vec![format!("explicit {}", sum.explicit)];
+    stat.extend(
+        STAT_NAMES
+            .iter()
+            .zip(sum.stats)
+            .map(|(k, v)| format!("{k} {v}")),
+    );
+    file("memory.stat", stat.join(", "));
+    file("memory.oom.policy", g.oom_policy.to_string());
+    file(
+        "cgroup.stat",
+        format!(
+            "nr_descendants {}, nr_dying_descendants {}",
+            sum.descendants, sum.dying
+        ),
+    );
+    file("threads", g.nr_threads.to_string());
+}
+
+/// A Prometheus label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn prometheus(t: &Target, s: &Snapshot, groups: &[&Group]) -> String {
+    let mut out = String::new();
+    let base = |g: &Group| {
+        format!(
+            "pid=\"{}\",comm=\"{}\",group=\"{}\"",
+            t.pid,
+            label(&t.comm),
+            label(&g.path)
+        )
+    };
+    let sums: Vec<Sums> = groups.iter().map(|g| sums(s, g)).collect();
+    type Get<'a> = Box<dyn Fn(&Group, &Sums) -> Vec<(String, f64)> + 'a>;
+    let one = |f: fn(&Group, &Sums) -> f64| -> Get<'_> {
+        Box::new(move |g, m| vec![(String::new(), f(g, m))])
+    };
+    let lim = |v: Option<u64>| v.map_or(f64::INFINITY, |b| b as f64);
+    let metrics: Vec<(&str, &str, &str, Get<'_>)> = vec![
+        (
+            "memory_current_bytes",
+            "gauge",
+            "Bytes charged to the group and its descendants (memory.current).",
+            one(|g, _| g.current as f64),
+        ),
+        (
+            "memory_peak_bytes",
+            "gauge",
+            "Highest memory.current since creation or reset (memory.peak).",
+            one(|g, _| g.peak as f64),
+        ),
+        (
+            "memory_max_bytes",
+            "gauge",
+            "Hard limit (memory.max); +Inf for none.",
+            Box::new(move |g, _| vec![(String::new(), lim(g.max))]),
+        ),
+        (
+            "memory_high_bytes",
+            "gauge",
+            "Throttle limit (memory.high); +Inf for none.",
+            Box::new(move |g, _| vec![(String::new(), lim(g.high))]),
+        ),
+        (
+            "memory_low_bytes",
+            "gauge",
+            "Best-effort protection (memory.low).",
+            one(|g, _| g.low as f64),
+        ),
+        (
+            "memory_min_bytes",
+            "gauge",
+            "Hard protection (memory.min).",
+            one(|g, _| g.min as f64),
+        ),
+        (
+            "memory_soft_limit_bytes",
+            "gauge",
+            "Soft limit (memory.soft_limit_in_bytes); +Inf for none.",
+            Box::new(move |g, _| vec![(String::new(), lim(g.soft_limit))]),
+        ),
+        (
+            "memory_failcnt_total",
+            "counter",
+            "Charges refused at this group's max (memory.failcnt).",
+            one(|g, _| g.failcnt as f64),
+        ),
+        (
+            "memory_events_total",
+            "counter",
+            "memory.events of the group and its descendants.",
+            Box::new(|g, _| {
+                EVENT_NAMES
+                    .iter()
+                    .zip(g.events)
+                    .map(|(k, v)| (format!(",event=\"{k}\""), v as f64))
+                    .collect()
+            }),
+        ),
+        (
+            "memory_events_local_total",
+            "counter",
+            "memory.events.local: events of this group only.",
+            Box::new(|g, _| {
+                EVENT_NAMES
+                    .iter()
+                    .zip(g.events_local)
+                    .map(|(k, v)| (format!(",event=\"{k}\""), v as f64))
+                    .collect()
+            }),
+        ),
+        (
+            "memory_explicit_bytes",
+            "gauge",
+            "Bytes charged through cgm_charge (memory.stat explicit).",
+            one(|_, m| m.explicit as f64),
+        ),
+        (
+            "memory_charges_total",
+            "counter",
+            "Page runs charged (memory.stat nr_charges).",
+            one(|_, m| m.stats[0] as f64),
+        ),
+        (
+            "memory_uncharges_total",
+            "counter",
+            "Page runs uncharged (memory.stat nr_uncharges).",
+            one(|_, m| m.stats[1] as f64),
+        ),
+        (
+            "memory_reclaim_calls_total",
+            "counter",
+            "Reclaim callback calls (memory.stat reclaim_calls).",
+            one(|_, m| m.stats[2] as f64),
+        ),
+        (
+            "memory_reclaimed_bytes_total",
+            "counter",
+            "Bytes reclaim callbacks reported freed (memory.stat reclaimed).",
+            one(|_, m| m.stats[3] as f64),
+        ),
+        (
+            "threads",
+            "gauge",
+            "Threads attached to the group.",
+            one(|g, _| g.nr_threads as f64),
+        ),
+        (
+            "descendants",
+            "gauge",
+            "Live descendant groups (cgroup.stat nr_descendants).",
+            one(|_, m| m.descendants as f64),
+        ),
+        (
+            "dying_descendants",
+            "gauge",
+            "Dying descendant groups (cgroup.stat nr_dying_descendants).",
+            one(|_, m| m.dying as f64),
+        ),
+    ];
+    for (name, kind, help, get) in &metrics {
+        let _ = writeln!(out, "# HELP cgmalloc_{name} {help}");
+        let _ = writeln!(out, "# TYPE cgmalloc_{name} {kind}");
+        for (g, m) in groups.iter().zip(&sums) {
+            for (extra, v) in get(g, m) {
+                let v = if v.is_infinite() {
+                    "+Inf".to_string()
+                } else {
+                    format!("{v}")
+                };
+                let _ = writeln!(out, "cgmalloc_{name}{{{}{extra}}} {v}", base(g));
+            }
+        }
+    }
+    out
+}
+
+/// `cgmalloc stat PID [GROUP] [--json | --prometheus]`.
+pub fn stat(pid: &str, group: Option<&str>, format: Format) -> Result<(), Fail> {
+    let t = Target::open(pid)?;
+    let s = t.snapshot()?;
+    let groups: Vec<&Group> = match group {
+        None => s.groups.iter().collect(),
+        Some(path) => {
+            let path = if path.len() > 1 {
+                path.trim_end_matches('/')
+            } else {
+                path
+            };
+            let g = s
+                .groups
+                .iter()
+                .find(|g| g.path == path && g.state == "live")
+                .ok_or_else(|| Fail::with_code(2, format!("process {}: no group {path}", t.pid)))?;
+            vec![g]
+        }
+    };
+    match format {
+        Format::Text => {
+            let mut out = String::new();
+            for g in &groups {
+                group_text(&mut out, &s, g);
+            }
+            print!("{out}");
+        }
+        Format::Json => {
+            let v: Vec<Value> = groups.iter().map(|g| group_json(&t, &s, g)).collect();
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Prometheus => print!("{}", prometheus(&t, &s, &groups)),
+    }
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! `cgmalloc ps` and `cgmalloc stat` read a running program's groups from outside.
+//!
+//! `tests/c/watched.c` runs under `cgmalloc run` with groups, allocates on request, prints
+//! the `memory.current` it reads of itself, then waits on stdin: what `stat` reads
+//! meanwhile must be what the program read. A Python program (`PYTHONMALLOC=malloc`) is
+//! found and read the same way. Bad targets and an unknown layout are refused with exit 2
+//! and one line.
+
+use super::cli::launcher;
+use crate::support::programs::{self, Scratch};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+/// One stock: what a thread may hold charged beyond what it has allocated.
+const STOCK: i64 = 32 * 4096;
+
+fn build(dir: &Path, name: &str, link: bool) -> PathBuf {
+    let src = format!("{}/tests/c/{name}.c", env!("CARGO_MANIFEST_DIR"));
+    let include = format!("-I{}/include", env!("CARGO_MANIFEST_DIR"));
+    let after = if link {
+        programs::link_flags()
+    } else {
+        Vec::new()
+    };
+    programs::compile_c("cc", dir, &src, name, &["-O2", "-Wall", &include], &after)
+}
+
+/// A program started in the background with stdin and stdout piped.
+struct Watched {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watched {
+    fn start(mut cmd: Command) -> Watched {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Lines up to (not including) `ready`.
+    fn until_ready(&self) -> Vec<String> {
+        let mut got = Vec::new();
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("no `ready` after {got:?}"));
+            if l.starts_with("ready") {
+                return got;
+            }
+            got.push(l);
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let s = self.stdin.as_mut().unwrap();
+        writeln!(s, "{line}").unwrap();
+        s.flush().unwrap();
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "the watched program ended with {st}");
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `current PATH BYTES` lines → path → bytes.
+fn currents(lines: &[String]) -> BTreeMap<String, i64> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("current")).then_some(())?;
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn pid_of(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("pid ").map(str::to_string))
+        .expect("the program prints its pid")
+}
+
+/// `cgmalloc ARGS`: (exit code, stdout, stderr).
+fn tool(args: &[&str]) -> (i32, String, String) {
+    let out = launcher(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn stat_json(pid: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = tool(&["stat", pid, "--json"]);
+    assert_eq!(code, 0, "stat --json failed: {err}");
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap_or_else(|e| panic!("stat --json is not JSON ({e}):\n{out}"))
+        .as_array()
+        .expect("an array of groups")
+        .clone()
+}
+
+fn group<'a>(groups: &'a [serde_json::Value], path: &str) -> &'a serde_json::Value {
+    groups
+        .iter()
+        .find(|g| g["group"] == path)
+        .unwrap_or_else(|| panic!("no group {path} in {groups:?}"))
+}
+
+#[test]
+fn stat_reads_what_the_program_reads_of_itself() {
+    let dir = Scratch::new("watched");
+    let exe = build(&dir, "watched", true);
+    let mut cmd = launcher([
+        "run",
+        "--max",
+        "256M",
+        "--group",
+        "/w:max=64M,high=48M",
+        "--group",
+        "/w/a",
+        "--attach",
+        "/w/a",
+        "--",
+    ]);
+    cmd.arg(&exe).args(["/w", "/w/a"]);
+    let mut w = Watched::start(cmd);
+    let first = w.until_ready();
+    let pid = pid_of(&first);
+
+    let (code, ps, err) = tool(&["ps"]);
+    assert_eq!(code, 0, "ps failed: {err}");
+    let row = ps
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(pid.as_str()))
+        .unwrap_or_else(|| panic!("ps does not list {pid}:\n{ps}"));
+    assert!(row.contains("watched") && row.contains("256M"), "{row}");
+
+    for mib in ["4", "12"] {
+        w.send(mib);
+        let own = currents(&w.until_ready());
+        assert_eq!(own.len(), 3, "{own:?}");
+        let groups = stat_json(&pid);
+        assert_eq!(groups.len(), 3, "{groups:?}");
+        for (path, bytes) in &own {
+            let seen = group(&groups, path)["memory.current"].as_i64().unwrap();
+            assert!(
+                (seen - bytes).abs() <= STOCK,
+                "{path}: stat read {seen}, the program {bytes}"
+            );
+        }
+        let wg = group(&groups, "/w");
+        assert_eq!(wg["memory.max"], 64 << 20);
+        assert_eq!(wg["memory.high"], 48 << 20);
+        assert_eq!(group(&groups, "/w/a")["memory.max"], "max");
+        assert_eq!(group(&groups, "/w")["cgroup.stat"]["nr_descendants"], 1);
+        assert_eq!(group(&groups, "/w/a")["nr_threads"], 1);
+    }
+    assert!(own_current_at_least(&pid, "/w/a", 16 << 20));
+
+    // One group, as text.
+    let (code, text, err) = tool(&["stat", &pid, "/w"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.starts_with("/w\n"), "{text}");
+    let max_line = format!("memory.max {}", 64 << 20);
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == max_line),
+        "{text}"
+    );
+    assert!(!text.contains("/w/a"), "{text}");
+
+    // Prometheus, through a real parser.
+    let (code, prom, err) = tool(&["stat", &pid, "--prometheus"]);
+    assert_eq!(code, 0, "{err}");
+    let scrape = prometheus_parse::Scrape::parse(prom.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{prom}"));
+    let sample = |name: &str, g: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("group") == Some(g))
+            .unwrap_or_else(|| panic!("no {name} for {g}"))
+            .value
+            .clone()
+    };
+    use prometheus_parse::Value as P;
+    match sample("cgmalloc_memory_max_bytes", "/w/a") {
+        P::Gauge(v) => assert!(v.is_infinite()),
+        v => panic!("{v:?}"),
+    }
+    match sample("cgmalloc_memory_max_bytes", "/w") {
+        P::Gauge(v) => assert_eq!(v, (64 << 20) as f64),
+        v => panic!("{v:?}"),
+    }
+    match sample("cgmalloc_memory_current_bytes", "/w/a") {
+        P::Gauge(v) => assert!(v >= (16 << 20) as f64),
+        v => panic!("{v:?}"),
+    }
+    assert!(scrape
+        .samples
+        .iter()
+        .all(|s| s.labels.get("pid") == Some(pid.as_str())));
+    w.send("q");
+    w.finish();
+}
+
+fn own_current_at_least(pid: &str, path: &str, bytes: i64) -> bool {
+    group(&stat_json(pid), path)["memory.current"]
+        .as_i64()
+        .unwrap()
+        >= bytes
+}
+
+#[test]
+fn a_python_program_is_found_and_read() {
+    let python = programs::need("python3");
+    let script = "import os, sys\n\
+                  b = bytearray(8 << 20)\n\
+                  print('pid', os.getpid(), flush=True)\n\
+                  print('ready', flush=True)\n\
+                  sys.stdin.readline()\n";
+    let mut cmd = launcher(["run", "--group", "/py:max=1G", "--attach", "/py", "--"]);
+    cmd.arg(&python)
+        .args(["-c", script])
+        .env("PYTHONMALLOC", "malloc");
+    let w = Watched::start(cmd);
+    let pid = pid_of(&w.until_ready());
+    let (code, ps, err) = tool(&["ps"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        ps.lines()
+            .any(|l| l.split_whitespace().next() == Some(pid.as_str())),
+        "ps does not list {pid}:\n{ps}"
+    );
+    let groups = stat_json(&pid);
+    let py = group(&groups, "/py");
+    assert!(py["memory.current"].as_i64().unwrap() >= 8 << 20, "{py}");
+    assert_eq!(py["memory.max"], 1i64 << 30);
+    assert!(py["memory.peak"].as_i64() >= py["memory.current"].as_i64());
+    w.finish();
+}
+
+#[test]
+fn bad_targets_are_refused_in_one_line() {
+    let dir = Scratch::new("bad-targets");
+    let one_line = |args: &[&str], want: &str| {
+        let (code, out, err) = tool(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cgmalloc:")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(lines[0].contains(want), "{args:?}: {err}");
+    };
+    one_line(&["stat", "abc"], "not a process id");
+    one_line(&["stat"], "a PID is needed");
+    one_line(&["stat", "1", "/bad name"], "stat:");
+    one_line(&["stat", "1", "--json", "--prometheus"], "exclude");
+    // No such process (pid_max is at most 2^22).
+    one_line(&["stat", "99999999"], "no process 99999999");
+
+    // A process without cgmalloc.
+    let mut sleeper = programs::plain(Command::new("sleep"))
+        .arg("30")
+        .spawn()
+        .unwrap();
+    one_line(
+        &["stat", &sleeper.id().to_string()],
+        "does not run cgmalloc",
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+
+    // A layout this reader does not know.
+    let exe = build(&dir, "layout_v99", false);
+    let w = Watched::start(programs::plain(Command::new(&exe)));
+    w.until_ready();
+    let pid = w.child.id().to_string();
+    one_line(&["stat", &pid], "layout version 99");
+    w.finish();
+
+    // A group the process does not have.
+    let exe = build(&dir, "watched", true);
+    let mut cmd = launcher(["run", "--group", "/g", "--"]);
+    cmd.arg(&exe);
+    let w = Watched::start(cmd);
+    let pid = pid_of(&w.until_ready());
+    one_line(&["stat", &pid, "/nope"], "no group /nope");
+    let (code, _, err) = tool(&["stat", &pid, "/g"]);
+    assert_eq!(code, 0, "{err}");
+    w.finish();
+}
