@@ -77,6 +77,7 @@ fn init() {
     }
     crate::memcg::control::apply_root_limits_early();
     account::install();
+    crate::memcg::control::install_requests();
     crate::memcg::threads::set_hooks(thread::group_switched, thread::thread_exit);
     fork::register();
 }

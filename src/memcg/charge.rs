@@ -29,6 +29,7 @@ use super::events::Event;
 use super::oom::{self, Action};
 use super::origin::Origin;
 use super::reclaim;
+use super::request;
 use super::size::PAGE_SIZE;
 use super::stock::CHARGE_BATCH;
 use super::table::GROUPS;
@@ -76,6 +77,11 @@ pub fn try_charge(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
 
 #[cold]
 fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
+    // A write requested from outside (`cgmalloc set`) takes effect here, before the
+    // charge it may refuse; never from inside a callback or handler.
+    if request::pending() && !threads::in_memalloc() {
+        request::apply_pending();
+    }
     let flags = if STARTING.load(Ordering::Acquire) {
         flags | FORCE
     } else {

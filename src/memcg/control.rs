@@ -115,6 +115,23 @@ pub fn write(handle: u64, file: &[u8], value: &[u8]) -> Result<(), Errno> {
     files::write(pin.id, file, value)
 }
 
+/// Applies a write requested from outside the process (`request.rs`): the group by its
+/// path, then as [`write`]. 0 or a negative errno.
+fn apply_request(group: &[u8], file: &[u8], value: &[u8]) -> i64 {
+    let Ok(path) = GroupPath::parse(group) else {
+        return -(libc::EINVAL as i64);
+    };
+    match GROUPS.open(&path).and_then(|h| write(h, file, value)) {
+        Ok(()) => 0,
+        Err(e) => -(e as i64),
+    }
+}
+
+/// Lets the charge path apply writes requested from outside (idempotent).
+pub fn install_requests() {
+    super::request::APPLY.install(apply_request);
+}
+
 /// The variables that set the root's limits, and the files they write.
 pub const ROOT_LIMIT_VARS: [(&core::ffi::CStr, &str); 4] = [
     (c"CGMALLOC_MAX", "memory.max"),

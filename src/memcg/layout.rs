@@ -17,7 +17,8 @@
 //! - `events` and `events_local` are `nr_events` `u64`s in the order of `memory.events`,
 //!   `stats` `nr_stats` `u64`s (`nr_charges`, `nr_uncharges`, `reclaim_calls`,
 //!   `reclaimed`), this slot's own (a subtree's are summed);
-//! - `names` is `max_groups × name_max` bytes, `name_len` one byte per slot.
+//! - `names` is `max_groups × name_max` bytes, `name_len` one byte per slot;
+//! - `request` is the address of the request area, laid out as `request.rs` says.
 //!
 //! A change to any of this is a new version: a reader refuses a version it does not know.
 
@@ -76,6 +77,8 @@ pub struct Layout {
     pub soft_limit: u64,
     pub low: u64,
     pub min: u64,
+    /// The request area (`request.rs`, which gives its format).
+    pub request: &'static super::request::Request,
 }
 
 const T: super::table::TableLayout = GroupTable::<MAX_GROUPS>::LAYOUT;
@@ -125,4 +128,5 @@ pub static cgmalloc_layout: Layout = Layout {
     soft_limit: counter(offset_of!(PageCounter, soft_limit)),
     low: counter(offset_of!(PageCounter, low)),
     min: counter(offset_of!(PageCounter, min)),
+    request: &super::request::REQUEST,
 };

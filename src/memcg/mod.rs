@@ -13,7 +13,8 @@
 //!   fork child, and the audit that compares them; `origin` names the holder of a charge
 //!   in the fatal line of a counter underflow;
 //! - `files`, `control`, `report`: the interface files and control operations;
-//! - `layout`: the table's description for readers outside the process;
+//! - `layout`, `request`: the table's description for readers outside the process, and
+//!   the writes they request;
 //! - `size`, `container`: size strings, and the container limit their `N%` refers to.
 //!
 //! Under `--cfg loom` only `counter`, `table` and `stock` are built, for the model checks.
@@ -62,6 +63,9 @@ pub mod reclaim;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod report;
+/// cbindgen:ignore
+#[cfg(not(loom))]
+pub mod request;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod size;

@@ -325,3 +325,101 @@ fn bad_targets_are_refused_in_one_line() {
     assert_eq!(code, 0, "{err}");
     w.finish();
 }
+
+#[test]
+fn set_changes_a_running_programs_limit_at_its_next_allocation() {
+    let dir = Scratch::new("set");
+    let exe = build(&dir, "watched", true);
+    let mut cmd = launcher(["run", "--group", "/s", "--attach", "/s", "--"]);
+    cmd.arg(&exe).arg("/s");
+    let mut w = Watched::start(cmd);
+    let pid = pid_of(&w.until_ready());
+    w.send("2");
+    assert!(!w.until_ready().iter().any(|l| l.contains("failed")));
+
+    // The program waits on stdin: the write waits for its next allocation.
+    let (code, out, err) = tool(&["set", &pid, "/s", "memory.max", "8M"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("at its next allocation"), "{out}");
+    w.send("16");
+    let lines = w.until_ready();
+    assert!(
+        lines.iter().any(|l| l == "malloc failed"),
+        "16 MiB past a max of 8M: {lines:?}"
+    );
+    let g = stat_json(&pid);
+    let s = group(&g, "/s");
+    assert_eq!(s["memory.max"], 8 << 20);
+    assert!(s["memory.events"]["max"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["memory.current"].as_i64().unwrap() <= 8 << 20, "{s}");
+
+    let (code, _, err) = tool(&["set", &pid, "/s", "memory.max", "max"]);
+    assert_eq!(code, 0, "{err}");
+    w.send("16");
+    let lines = w.until_ready();
+    assert!(!lines.iter().any(|l| l.contains("failed")), "{lines:?}");
+    assert_eq!(group(&stat_json(&pid), "/s")["memory.max"], "max");
+
+    // The other files, and the policy.
+    for (file, value, want) in [
+        ("memory.high", "64M", serde_json::json!(64 << 20)),
+        ("memory.low", "1M", serde_json::json!(1 << 20)),
+        ("memory.min", "512K", serde_json::json!(512 << 10)),
+        (
+            "memory.soft_limit_in_bytes",
+            "32M",
+            serde_json::json!(32 << 20),
+        ),
+        ("memory.oom.policy", "force", serde_json::json!("force")),
+    ] {
+        let (code, _, err) = tool(&["set", &pid, "/s", file, value]);
+        assert_eq!(code, 0, "{file}: {err}");
+        w.send("1");
+        w.until_ready();
+        assert_eq!(group(&stat_json(&pid), "/s")[file], want, "{file}");
+    }
+
+    // Refused by the tool, the process never asked: one line, exit 2.
+    let one_line = |args: &[&str], want: &str| {
+        let (code, out, err) = tool(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cgmalloc:")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(lines[0].contains(want), "{args:?}: {err}");
+    };
+    one_line(
+        &["set", &pid, "/s", "memory.max", "12Q"],
+        "not a valid size",
+    );
+    one_line(
+        &["set", &pid, "/s", "memory.oom.policy", "maybe"],
+        "not an OOM policy",
+    );
+    one_line(
+        &["set", &pid, "/s", "memory.current", "1M"],
+        "not a file set can write",
+    );
+    one_line(
+        &["set", &pid, "/nope", "memory.max", "1M"],
+        "no group /nope",
+    );
+    one_line(
+        &["set", &pid, "/s", "memory.max"],
+        "want PID GROUP FILE VALUE",
+    );
+    one_line(&["set", "99999999", "/s", "memory.max", "1M"], "no process");
+    let mut sleeper = programs::plain(Command::new("sleep"))
+        .arg("30")
+        .spawn()
+        .unwrap();
+    one_line(
+        &["set", &sleeper.id().to_string(), "/", "memory.max", "1M"],
+        "does not run cgmalloc",
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // Nothing of those reached the process.
+    assert_eq!(group(&stat_json(&pid), "/s")["memory.max"], "max");
+    w.send("q");
+    w.finish();
+}

@@ -25,7 +25,24 @@ pub enum Invocation {
         group: Option<String>,
         format: crate::inspect::Format,
     },
+    /// `cgmalloc set PID GROUP FILE VALUE`, the value checked.
+    Set {
+        pid: String,
+        group: String,
+        file: String,
+        value: String,
+    },
 }
+
+/// The files `cgmalloc set` writes.
+pub const SETTABLE: [&str; 6] = [
+    "memory.max",
+    "memory.high",
+    "memory.low",
+    "memory.min",
+    "memory.soft_limit_in_bytes",
+    "memory.oom.policy",
+];
 
 /// `cgmalloc run`, validated.
 #[derive(Debug)]
@@ -56,15 +73,46 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, Fail> {
             ))),
         },
         b"stat" => parse_stat(&argv[1..]),
+        b"set" => parse_set(&argv[1..]),
         a if a.starts_with(b"-") => Err(Fail::usage(format!(
             "unknown option {}",
             first.to_string_lossy()
         ))),
         _ => Err(Fail::usage(format!(
-            "unknown subcommand {:?} (the subcommands are `run`, `ps` and `stat`)",
+            "unknown subcommand {:?} (the subcommands are `run`, `ps`, `stat` and `set`)",
             first.to_string_lossy()
         ))),
     }
+}
+
+fn parse_set(argv: &[OsString]) -> Result<Invocation, Fail> {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let [pid, group, file, value] = words.as_slice() else {
+        return Err(Fail::usage(
+            "set: want PID GROUP FILE VALUE, e.g. cgmalloc set 4242 /workers memory.max 1G",
+        ));
+    };
+    syntax::group_path(group, true).map_err(|e| Fail::usage(format!("set: {e}")))?;
+    let value = match file.as_str() {
+        "memory.oom.policy" => syntax::oom_policy(value),
+        f if SETTABLE.contains(&f) => syntax::size(value),
+        f => {
+            return Err(Fail::usage(format!(
+                "set: {f:?} is not a file set can write (want one of {})",
+                SETTABLE.join(", ")
+            )))
+        }
+    }
+    .map_err(|e| Fail::usage(format!("set: {file}: {e}")))?;
+    Ok(Invocation::Set {
+        pid: pid.clone(),
+        group: group.clone(),
+        file: file.clone(),
+        value,
+    })
 }
 
 fn parse_stat(argv: &[OsString]) -> Result<Invocation, Fail> {

@@ -6,6 +6,7 @@ pub const USAGE: &str = "\
 usage: cgmalloc run [OPTIONS] -- COMMAND [ARGS...]
        cgmalloc ps
        cgmalloc stat PID [GROUP] [--json | --prometheus]
+       cgmalloc set PID GROUP FILE VALUE
        cgmalloc --version | --help
 Run `cgmalloc --help` for the options.
 ";
@@ -17,6 +18,7 @@ cgmalloc - run a program under the cgmalloc allocator, with memory limits
 usage: cgmalloc run [OPTIONS] -- COMMAND [ARGS...]
        cgmalloc ps
        cgmalloc stat PID [GROUP] [--json | --prometheus]
+       cgmalloc set PID GROUP FILE VALUE
        cgmalloc --version | --help
 
 `cgmalloc run` starts COMMAND (searched on PATH) with libcgmalloc.so preloaded and its
@@ -87,9 +89,15 @@ Watching a running program (any process running cgmalloc, under `run` or not):
     --prometheus        Prometheus text format, cgmalloc_<file>_bytes{pid,comm,group};
                         counters end in _total, no limit is +Inf
                           e.g. cgmalloc stat 4242 --prometheus > node/cgmalloc.prom
-  Nothing runs in the process for this: its memory is read with process_vm_readv,
-  which needs the same user (and, under kernel.yama.ptrace_scope=1, root or an
-  ancestor). Errors: one line, exit 2.
+  set PID GROUP FILE VALUE
+                        write memory.max, memory.high, memory.low, memory.min,
+                        memory.soft_limit_in_bytes (SIZE) or memory.oom.policy
+                        (fail|abort|force) of GROUP; the process applies it at its
+                        next allocation that needs a charge
+                          e.g. cgmalloc set 4242 /workers memory.max 512M
+  Nothing runs in the process for this: its memory is read (and a request written)
+  with process_vm_readv/writev, which needs the same user (and, under
+  kernel.yama.ptrace_scope=1, root or an ancestor). Errors: one line, exit 2.
 
 Every option takes its value as `--opt VALUE` or `--opt=VALUE` (only `--stats=FILE`
 for a file).

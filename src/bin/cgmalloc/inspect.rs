@@ -1,8 +1,9 @@
-//! `cgmalloc ps` and `cgmalloc stat`: what `target.rs` reads, as a table, as the
-//! interface files' text, as JSON (one object per group, keys named as the interface
-//! files) or in Prometheus's text exposition format.
+//! `cgmalloc ps`, `cgmalloc stat` and `cgmalloc set`: what `target.rs` reads, as a
+//! table, as the interface files' text, as JSON (one object per group, keys named as the
+//! interface files) or in Prometheus's text exposition format; and a write requested of
+//! the process.
 
-use crate::target::{self, Group, Snapshot, Target, EVENT_NAMES, STAT_NAMES};
+use crate::target::{self, Group, Outcome, Snapshot, Target, EVENT_NAMES, STAT_NAMES};
 use crate::Fail;
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
@@ -390,4 +391,43 @@ pub fn stat(pid: &str, group: Option<&str>, format: Format) -> Result<(), Fail> 
         Format::Prometheus => print!("{}", prometheus(&t, &s, &groups)),
     }
     Ok(())
+}
+
+/// How long `set` waits for the process to apply the write.
+const SET_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `cgmalloc set PID GROUP FILE VALUE` (the value already checked): the process applies
+/// it at its next charge-path step.
+pub fn set(pid: &str, group: &str, file: &str, value: &str) -> Result<(), Fail> {
+    let t = Target::open(pid)?;
+    let s = t.snapshot()?;
+    let path = if group.len() > 1 {
+        group.trim_end_matches('/')
+    } else {
+        group
+    };
+    if !s.groups.iter().any(|g| g.path == path && g.state == "live") {
+        return Err(Fail::with_code(
+            2,
+            format!("process {}: no group {path}", t.pid),
+        ));
+    }
+    match t.request(path, file, value, SET_WAIT)? {
+        Outcome::Applied(0) => Ok(()),
+        Outcome::Applied(e) => Err(Fail::with_code(
+            2,
+            format!(
+                "process {} refused {file} {value:?} for {path}: {}",
+                t.pid,
+                std::io::Error::from_raw_os_error(-e as i32)
+            ),
+        )),
+        Outcome::Queued => {
+            println!(
+                "process {} has not allocated since: it applies {file} of {path} at its next allocation",
+                t.pid
+            );
+            Ok(())
+        }
+    }
 }

@@ -63,10 +63,11 @@ struct Layout {
     soft_limit: u64,
     low: u64,
     min: u64,
+    request: u64,
 }
 
 /// Words of the version-1 record after magic, version and size.
-const LAYOUT_WORDS: usize = 30;
+const LAYOUT_WORDS: usize = 31;
 
 /// A process that runs cgmalloc: where its record lies.
 pub struct Target {
@@ -145,6 +146,27 @@ fn read_mem(pid: i32, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
     // SAFETY: `local` describes `buf`, which the call writes; `remote` is only an address
     // in the other process, which the kernel checks.
     let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if n as usize != buf.len() {
+        return Err(std::io::Error::from_raw_os_error(libc::EFAULT));
+    }
+    Ok(())
+}
+
+fn write_mem(pid: i32, addr: u64, buf: &[u8]) -> std::io::Result<()> {
+    let local = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, which the call only reads; `remote` is only an
+    // address in the other process, which the kernel checks.
+    let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -335,6 +357,7 @@ impl Target {
             soft_limit: w(27),
             low: w(28),
             min: w(29),
+            request: w(30),
         })
     }
 
@@ -436,6 +459,97 @@ impl Target {
         }
         groups.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Snapshot { groups })
+    }
+}
+
+/// The request area's format (`src/memcg/request.rs`, layout version 1).
+mod req {
+    pub const TOKEN: u64 = 0;
+    /// `done`, then `result`.
+    pub const DONE: u64 = 8;
+    /// `check`, then the three lengths.
+    pub const CHECK: u64 = 24;
+    pub const BODY: u64 = 48;
+    pub const GROUP_MAX: usize = 16 * 65;
+    pub const FILE_MAX: usize = 32;
+    pub const VALUE_MAX: usize = 64;
+}
+
+/// What became of a write requested with [`Target::request`].
+pub enum Outcome {
+    /// Applied: 0, or the negative errno the process answered.
+    Applied(i64),
+    /// Not applied within the wait: the process applies it at its next charge.
+    Queued,
+}
+
+/// FNV-1a 64, as `src/memcg/request.rs` checks the body.
+fn check_of(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+impl Target {
+    /// Asks the process to write `value` to `file` of `group`, and waits up to `wait`
+    /// for its answer.
+    pub fn request(
+        &self,
+        group: &str,
+        file: &str,
+        value: &str,
+        wait: std::time::Duration,
+    ) -> Result<Outcome, Fail> {
+        let l = self.layout()?;
+        let (g, f, v) = (group.as_bytes(), file.as_bytes(), value.as_bytes());
+        if g.len() > req::GROUP_MAX || f.len() > req::FILE_MAX || v.len() > req::VALUE_MAX {
+            return Err(Fail::with_code(EXIT_FAIL, "the request is too long"));
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let token = (nanos ^ (std::process::id() as u64) << 40) | 1;
+        let lens = [g.len() as u32, f.len() as u32, v.len() as u32];
+        let check = check_of(&[
+            &token.to_le_bytes(),
+            &lens[0].to_le_bytes(),
+            &lens[1].to_le_bytes(),
+            &lens[2].to_le_bytes(),
+            g,
+            f,
+            v,
+        ]);
+        let mut body = vec![0u8; req::GROUP_MAX + req::FILE_MAX + req::VALUE_MAX];
+        body[..g.len()].copy_from_slice(g);
+        body[req::GROUP_MAX..][..f.len()].copy_from_slice(f);
+        body[req::GROUP_MAX + req::FILE_MAX..][..v.len()].copy_from_slice(v);
+        let mut head = Vec::new();
+        head.extend_from_slice(&check.to_le_bytes());
+        for n in lens {
+            head.extend_from_slice(&n.to_le_bytes());
+        }
+        let w =
+            |off: u64, b: &[u8]| write_mem(self.pid, l.request + off, b).map_err(|e| self.fail(e));
+        w(req::BODY, &body)?;
+        w(req::CHECK, &head)?;
+        w(req::TOKEN, &token.to_le_bytes())?;
+        let start = std::time::Instant::now();
+        loop {
+            let mut ans = [0u8; 16];
+            read_mem(self.pid, l.request + req::DONE, &mut ans).map_err(|e| self.fail(e))?;
+            if word(&ans, 0) == token {
+                return Ok(Outcome::Applied(word(&ans, 1) as i64));
+            }
+            if start.elapsed() >= wait {
+                return Ok(Outcome::Queued);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
