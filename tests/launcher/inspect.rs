@@ -423,3 +423,134 @@ fn set_changes_a_running_programs_limit_at_its_next_allocation() {
     w.send("q");
     w.finish();
 }
+
+/// Frames of `top` (`-n N` output), each as its lines.
+fn frames(out: &str) -> Vec<Vec<&str>> {
+    out.split("\n\n")
+        .map(|f| f.lines().collect())
+        .filter(|f: &Vec<&str>| !f.is_empty())
+        .collect()
+}
+
+#[test]
+fn top_follows_groups_as_they_come_and_go_and_a_process_that_exits() {
+    let python = programs::need("python3");
+    // Creates and destroys a group through the C API, on cue.
+    let script = "import ctypes, os, sys\n\
+                  lib = ctypes.CDLL(None)\n\
+                  h = ctypes.c_uint64()\n\
+                  print('pid', os.getpid(), flush=True)\n\
+                  print('ready', flush=True)\n\
+                  sys.stdin.readline()\n\
+                  assert lib.cgm_group_create(b'/job/dyn', ctypes.byref(h)) == 0\n\
+                  print('ready', flush=True)\n\
+                  sys.stdin.readline()\n\
+                  assert lib.cgm_group_destroy(h) == 0\n\
+                  print('ready', flush=True)\n\
+                  sys.stdin.readline()\n";
+    let mut cmd = launcher(["run", "--group", "/job:max=512M", "--attach", "/job", "--"]);
+    cmd.arg(&python)
+        .args(["-c", script])
+        .env("PYTHONMALLOC", "malloc");
+    let mut w = Watched::start(cmd);
+    let pid = pid_of(&w.until_ready());
+    let once = || {
+        let (code, out, err) = tool(&["top", &pid, "--once"]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let rows = |out: &str, leaf: &str| {
+        out.lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some(leaf))
+            .count()
+    };
+    let out = once();
+    assert_eq!(frames(&out).len(), 1, "{out}");
+    assert_eq!(
+        (rows(&out, "/"), rows(&out, "job"), rows(&out, "dyn")),
+        (1, 1, 0),
+        "{out}"
+    );
+    // The bar of `/job` against its max, which the text shows.
+    assert!(out.contains("512M"), "{out}");
+    w.send("");
+    w.until_ready();
+    let out = once();
+    assert_eq!(rows(&out, "dyn"), 1, "{out}");
+    w.send("");
+    w.until_ready();
+    let out = once();
+    assert_eq!(rows(&out, "dyn"), 0, "{out}");
+
+    // The process exits while `top` refreshes: it says so and goes on to its last frame.
+    let top = launcher(["top", &pid, "-n", "4", "-d", "0.3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    w.send("");
+    w.finish();
+    let out = top.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = frames(&text);
+    assert_eq!(f.len(), 4, "{text}");
+    assert!(rows(&f[0].join("\n"), "job") == 1, "{text}");
+    assert_eq!(rows(&f[3].join("\n"), "job"), 0, "{text}");
+    let said = f
+        .iter()
+        .flatten()
+        .filter(|l| l.starts_with("exited:"))
+        .count();
+    assert_eq!(said, 1, "the exit is told once:\n{text}");
+}
+
+#[test]
+fn top_on_a_terminal_sorts_on_s_and_quits_on_q() {
+    // `script` gives `top` a terminal; the keys arrive on it.
+    let script = programs::need("script");
+    let dir = Scratch::new("top-live");
+    let exe = build(&dir, "watched", true);
+    let mut cmd = launcher(["run", "--group", "/live:max=64M", "--attach", "/live", "--"]);
+    cmd.arg(&exe).arg("/live");
+    let w = Watched::start(cmd);
+    let pid = pid_of(&w.until_ready());
+    let top = format!(
+        "{} top {pid} -d 0.2",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/cgmalloc")
+    );
+    let mut child = programs::plain(Command::new(script))
+        .args(["-qec", &top, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    keys.write_all(b"s").unwrap();
+    keys.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    keys.write_all(b"q").unwrap();
+    keys.flush().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(WAIT)
+        .expect("top did not quit on q")
+        .unwrap();
+    assert!(out.status.success(), "{}", out.status);
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("sorted by tree"), "{screen}");
+    assert!(screen.contains("sorted by current"), "{screen}");
+    assert!(screen.contains("live"), "{screen}");
+    // The alternate screen is left and the cursor shown again.
+    assert!(screen.contains("\x1b[?1049l"), "{screen}");
+    w.finish();
+}

@@ -25,6 +25,8 @@ pub enum Invocation {
         group: Option<String>,
         format: crate::inspect::Format,
     },
+    /// `cgmalloc top [PID...] [-n N | --once] [-d SECONDS] [-s KEY]`.
+    Top(crate::top::Options),
     /// `cgmalloc set PID GROUP FILE VALUE`, the value checked.
     Set {
         pid: String,
@@ -74,15 +76,78 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, Fail> {
         },
         b"stat" => parse_stat(&argv[1..]),
         b"set" => parse_set(&argv[1..]),
+        b"top" => parse_top(&argv[1..]),
         a if a.starts_with(b"-") => Err(Fail::usage(format!(
             "unknown option {}",
             first.to_string_lossy()
         ))),
         _ => Err(Fail::usage(format!(
-            "unknown subcommand {:?} (the subcommands are `run`, `ps`, `stat` and `set`)",
+            "unknown subcommand {:?} (the subcommands are `run`, `ps`, `stat`, `top` and `set`)",
             first.to_string_lossy()
         ))),
     }
+}
+
+fn parse_top(argv: &[OsString]) -> Result<Invocation, Fail> {
+    use crate::top::{Options, Sort};
+    let mut opts = Options {
+        pids: Vec::new(),
+        frames: None,
+        interval: std::time::Duration::from_secs(1),
+        sort: Sort::Tree,
+    };
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].as_str();
+        i += 1;
+        let mut value = |what: &str| {
+            let v = words.get(i).cloned();
+            i += 1;
+            v.ok_or_else(|| Fail::usage(format!("top: {w} needs {what}")))
+        };
+        match w {
+            "--once" => opts.frames = Some(1),
+            "-n" => {
+                let v = value("a number of refreshes")?;
+                let n: u64 =
+                    v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        Fail::usage(format!("top: -n {v:?}: want a number above 0"))
+                    })?;
+                opts.frames = Some(n);
+            }
+            "-d" => {
+                let v = value("SECONDS")?;
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| (0.05..=3600.0).contains(s))
+                    .ok_or_else(|| {
+                        Fail::usage(format!("top: -d {v:?}: want seconds from 0.05 to 3600"))
+                    })?;
+                opts.interval = std::time::Duration::from_secs_f64(secs);
+            }
+            "-s" => {
+                let v = value("a sort key")?;
+                opts.sort = Sort::parse(&v).ok_or_else(|| {
+                    Fail::usage(format!(
+                        "top: -s {v:?}: want tree, current, peak, rate or events"
+                    ))
+                })?;
+            }
+            o if o.starts_with('-') => return Err(Fail::usage(format!("top: unknown option {o}"))),
+            p => {
+                if !p.parse::<i32>().is_ok_and(|n| n > 0) {
+                    return Err(Fail::usage(format!("top: {p:?} is not a process id")));
+                }
+                opts.pids.push(p.to_string());
+            }
+        }
+    }
+    Ok(Invocation::Top(opts))
 }
 
 fn parse_set(argv: &[OsString]) -> Result<Invocation, Fail> {

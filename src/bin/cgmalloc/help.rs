@@ -6,6 +6,7 @@ pub const USAGE: &str = "\
 usage: cgmalloc run [OPTIONS] -- COMMAND [ARGS...]
        cgmalloc ps
        cgmalloc stat PID [GROUP] [--json | --prometheus]
+       cgmalloc top [PID...] [-n N | --once] [-d SECONDS] [-s KEY]
        cgmalloc set PID GROUP FILE VALUE
        cgmalloc --version | --help
 Run `cgmalloc --help` for the options.
@@ -18,6 +19,7 @@ cgmalloc - run a program under the cgmalloc allocator, with memory limits
 usage: cgmalloc run [OPTIONS] -- COMMAND [ARGS...]
        cgmalloc ps
        cgmalloc stat PID [GROUP] [--json | --prometheus]
+       cgmalloc top [PID...] [-n N | --once] [-d SECONDS] [-s KEY]
        cgmalloc set PID GROUP FILE VALUE
        cgmalloc --version | --help
 
@@ -89,6 +91,18 @@ Watching a running program (any process running cgmalloc, under `run` or not):
     --prometheus        Prometheus text format, cgmalloc_<file>_bytes{pid,comm,group};
                         counters end in _total, no limit is +Inf
                           e.g. cgmalloc stat 4242 --prometheus > node/cgmalloc.prom
+  top [PID...]          a live view of the groups of PID... (default: every process
+                        ps lists), one row per group as a tree: current with a
+                        bar against max (or high), peak, max, high, change per
+                        second, memory.events since start and since the last
+                        refresh; keys: q quit, s next sort key, t tree
+                          e.g. cgmalloc top 4242
+    -n N, --once        print N frames (--once: 1) as plain text and exit
+                          e.g. cgmalloc top --once
+    -d SECONDS          refresh every SECONDS (default 1)
+                          e.g. cgmalloc top -d 0.1
+    -s KEY              sort by tree (default), current, peak, rate or events
+                          e.g. cgmalloc top -s rate
   set PID GROUP FILE VALUE
                         write memory.max, memory.high, memory.low, memory.min,
                         memory.soft_limit_in_bytes (SIZE) or memory.oom.policy

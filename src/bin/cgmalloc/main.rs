@@ -1,8 +1,8 @@
 //! `cgmalloc`, the launcher: `cgmalloc run [OPTIONS] -- COMMAND [ARGS...]` starts COMMAND
 //! with `libcgmalloc.so` preloaded and its options turned into the `CGMALLOC_*`
 //! environment variables the library reads at start (INTERFACE.md "The launcher" and
-//! "Environment"), then exits with COMMAND's status. `cgmalloc ps`, `cgmalloc stat` and
-//! `cgmalloc set` read and write running processes' groups from outside (`target.rs`, `inspect.rs`).
+//! "Environment"), then exits with COMMAND's status. `cgmalloc ps`, `stat`, `top` and
+//! `set` read and write running processes' groups from outside (`target.rs`, `inspect.rs`).
 //!
 //! The launcher does not link the `cgmalloc` crate: its own malloc stays glibc's. It
 //! compiles in only the library's size-string and group-path grammar (see `syntax.rs`),
@@ -25,6 +25,7 @@ mod library;
 mod memcg;
 mod syntax;
 mod target;
+mod top;
 
 use args::{Invocation, Run};
 use std::ffi::OsString;
@@ -90,6 +91,10 @@ fn main() -> ExitCode {
             Err(fail) => fail.report(),
         },
         Ok(Invocation::Ps) => match inspect::ps() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(fail) => fail.report(),
+        },
+        Ok(Invocation::Top(opts)) => match top::top(opts) {
             Ok(()) => ExitCode::SUCCESS,
             Err(fail) => fail.report(),
         },
