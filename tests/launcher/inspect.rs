@@ -1,10 +1,14 @@
-//! `cgmalloc ps` and `cgmalloc stat` read a running program's groups from outside.
+//! `cgmalloc ps`, `stat`, `set` and `top` read and steer a running program's groups from
+//! outside.
 //!
 //! `tests/c/watched.c` runs under `cgmalloc run` with groups, allocates on request, prints
 //! the `memory.current` it reads of itself, then waits on stdin: what `stat` reads
-//! meanwhile must be what the program read. A Python program (`PYTHONMALLOC=malloc`) is
-//! found and read the same way. Bad targets and an unknown layout are refused with exit 2
-//! and one line.
+//! meanwhile must be what the program read, and a limit `set` writes meanwhile applies
+//! at its next allocation. Python programs (`PYTHONMALLOC=malloc`) are found and read the
+//! same way; through `ctypes` they create and destroy groups for `top` to follow, and
+//! fork a child whose table is its own, after closing every fd as a daemon does. `top`
+//! runs on a terminal through `script`. Bad targets, bad values and an unknown layout
+//! are refused with exit 2 and one line.
 
 use super::cli::launcher;
 use crate::support::programs::{self, Scratch};
@@ -553,4 +557,68 @@ fn top_on_a_terminal_sorts_on_s_and_quits_on_q() {
     // The alternate screen is left and the cursor shown again.
     assert!(screen.contains("\x1b[?1049l"), "{screen}");
     w.finish();
+}
+
+/// No shared file is involved: nothing named for cgmalloc is left in `/dev/shm`.
+fn nothing_in_dev_shm() {
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        let left: Vec<String> = dir
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.contains("cgmalloc"))
+            .collect();
+        assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+    }
+}
+
+#[test]
+fn a_fork_child_is_read_on_its_own_and_closing_every_fd_changes_nothing() {
+    let python = programs::need("python3");
+    // The parent closes every fd but the three standard ones, as a daemon does, then
+    // forks; the child creates a group of its own.
+    let script = "import ctypes, os, sys\n\
+                  os.closerange(3, 4096)\n\
+                  lib = ctypes.CDLL(None)\n\
+                  h = ctypes.c_uint64()\n\
+                  r, w = os.pipe()\n\
+                  print('pid', os.getpid(), flush=True)\n\
+                  pid = os.fork()\n\
+                  if pid == 0:\n\
+                  \x20   assert lib.cgm_group_create(b'/job/child', ctypes.byref(h)) == 0\n\
+                  \x20   print('child', os.getpid(), flush=True)\n\
+                  \x20   print('ready', flush=True)\n\
+                  \x20   os.read(r, 1)\n\
+                  \x20   os._exit(0)\n\
+                  sys.stdin.readline()\n\
+                  os.write(w, b'x')\n\
+                  os.waitpid(pid, 0)\n";
+    let mut cmd = launcher(["run", "--group", "/job:max=256M", "--attach", "/job", "--"]);
+    cmd.arg(&python)
+        .args(["-c", script])
+        .env("PYTHONMALLOC", "malloc");
+    let w = Watched::start(cmd);
+    let lines = w.until_ready();
+    let parent = pid_of(&lines);
+    let child = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("child ").map(str::to_string))
+        .unwrap();
+    let paths = |pid: &str| -> Vec<String> {
+        stat_json(pid)
+            .iter()
+            .map(|g| g["group"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(paths(&parent), ["/", "/job"]);
+    assert_eq!(paths(&child), ["/", "/job", "/job/child"]);
+    let (code, ps, err) = tool(&["ps"]);
+    assert_eq!(code, 0, "{err}");
+    for pid in [&parent, &child] {
+        assert!(
+            ps.lines()
+                .any(|l| l.split_whitespace().next() == Some(pid.as_str())),
+            "ps does not list {pid}:\n{ps}"
+        );
+    }
+    w.finish();
+    nothing_in_dev_shm();
 }

@@ -190,19 +190,40 @@ fn u64_at(b: &[u8], off: u64) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
 
-/// The address of `cgmalloc_layout` in file `path` loaded at `base` (where its offset 0
-/// is mapped), if the file defines it.
-fn symbol_in(path: &std::path::Path, base: u64) -> Option<u64> {
+/// Where a file defines `cgmalloc_layout`: `(address, relative)` (relative: add the
+/// load address), or `None`.
+type Found = Option<(u64, bool)>;
+
+/// What [`symbol_in`] found in each file, by identity (device, inode, size, mtime): `top`
+/// and `ps` look into the same files at every refresh.
+static FOUND: std::sync::Mutex<Option<HashMap<FileId, Found>>> = std::sync::Mutex::new(None);
+
+/// A file's device, inode, size and modification time.
+type FileId = (u64, u64, u64, i64);
+
+fn parse_symbol(path: &std::path::Path) -> Found {
     let data = std::fs::read(path).ok()?;
     let file = object::File::parse(&*data).ok()?;
     let sym = file
         .dynamic_symbols()
         .chain(file.symbols())
         .find(|s| s.name() == Ok(SYMBOL) && s.is_definition())?;
-    Some(match file.kind() {
-        ObjectKind::Executable => sym.address(),
-        _ => base + sym.address(),
-    })
+    Some((sym.address(), file.kind() != ObjectKind::Executable))
+}
+
+/// The address of `cgmalloc_layout` in file `path` loaded at `base` (where its offset 0
+/// is mapped), if the file defines it.
+fn symbol_in(path: &std::path::Path, base: u64) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let key = (m.dev(), m.ino(), m.size(), m.mtime());
+    let mut cache = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    let found = *cache
+        .get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_insert_with(|| parse_symbol(path));
+    let (addr, relative) = found?;
+    Some(if relative { base + addr } else { addr })
 }
 
 /// The mapped files of `pid` worth looking into, with the address of their offset 0:
