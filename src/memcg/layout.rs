@@ -18,7 +18,11 @@
 //!   `stats` `nr_stats` `u64`s (`nr_charges`, `nr_uncharges`, `reclaim_calls`,
 //!   `reclaimed`), this slot's own (a subtree's are summed);
 //! - `names` is `max_groups × name_max` bytes, `name_len` one byte per slot;
-//! - `request` is the address of the request area, laid out as `request.rs` says.
+//! - `request` is the address of the request area, laid out as `request.rs` says;
+//! - the thread registry: `threads_used` slots from `threads` are in use, each
+//!   `thread_size` bytes, with `tid` and `group` `u32`s (a slot whose `tid` is 0 is
+//!   free) and `stock` a `u64`: the group plus one in its high half (0: none), pages in
+//!   its low half.
 //!
 //! A change to any of this is a new version: a reader refuses a version it does not know.
 
@@ -28,9 +32,10 @@ use super::counter::{PageCounter, UNLIMITED};
 use super::events::{NR_EVENTS, NR_STATS};
 use super::size::PAGE_SIZE;
 use super::table::{GroupTable, GROUPS, MAX_GROUPS};
+use super::threads::MAX_THREADS;
 use crate::consts::NAME_MAX;
 use core::mem::offset_of;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 
 /// The magic a reader checks first.
 pub const MAGIC: [u8; 8] = *b"cgmalloc";
@@ -79,6 +84,15 @@ pub struct Layout {
     pub min: u64,
     /// The request area (`request.rs`, which gives its format).
     pub request: &'static super::request::Request,
+    /// The thread registry (`threads.rs`): its slots, how many, the address of the
+    /// `usize` one past the highest slot used, and a slot's size and fields.
+    pub threads: &'static [super::threads::ThreadSlot; MAX_THREADS],
+    pub max_threads: u64,
+    pub threads_used: &'static AtomicUsize,
+    pub thread_size: u64,
+    pub thread_tid: u64,
+    pub thread_group: u64,
+    pub thread_stock: u64,
 }
 
 const T: super::table::TableLayout = GroupTable::<MAX_GROUPS>::LAYOUT;
@@ -129,4 +143,11 @@ pub static cgmalloc_layout: Layout = Layout {
     low: counter(offset_of!(PageCounter, low)),
     min: counter(offset_of!(PageCounter, min)),
     request: &super::request::REQUEST,
+    threads: &super::threads::THREADS,
+    max_threads: MAX_THREADS as u64,
+    threads_used: &super::threads::HIGH_WATER,
+    thread_size: super::threads::SLOT_LAYOUT[0] as u64,
+    thread_tid: super::threads::SLOT_LAYOUT[1] as u64,
+    thread_group: super::threads::SLOT_LAYOUT[2] as u64,
+    thread_stock: super::threads::SLOT_LAYOUT[3] as u64,
 };

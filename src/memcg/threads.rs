@@ -34,7 +34,7 @@ const NO_SLOT: u32 = u32::MAX;
 const NO_ROOM: u32 = u32::MAX - 1;
 
 #[repr(C, align(64))]
-struct ThreadSlot {
+pub struct ThreadSlot {
     tid: AtomicU32,
     group: AtomicU32,
     stock: AtomicU64,
@@ -45,7 +45,7 @@ struct ThreadSlot {
     pending: AtomicU64,
 }
 
-static THREADS: [ThreadSlot; MAX_THREADS] = [const {
+pub static THREADS: [ThreadSlot; MAX_THREADS] = [const {
     ThreadSlot {
         tid: AtomicU32::new(0),
         group: AtomicU32::new(0),
@@ -56,7 +56,7 @@ static THREADS: [ThreadSlot; MAX_THREADS] = [const {
 }; MAX_THREADS];
 
 /// One past the highest slot ever claimed: scans stop there.
-static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
+pub static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
 static SCAN_HINT: AtomicUsize = AtomicUsize::new(0);
 
 struct ThreadState {
@@ -348,6 +348,15 @@ pub fn for_each_stock(mut f: impl FnMut(u32, Pages)) {
         }
     }
 }
+
+/// Where a reader outside the process finds a registry slot's fields (`layout.rs`): the
+/// slot size, and the offsets of `tid`, `group` and `stock`.
+pub const SLOT_LAYOUT: [usize; 4] = [
+    core::mem::size_of::<ThreadSlot>(),
+    core::mem::offset_of!(ThreadSlot, tid),
+    core::mem::offset_of!(ThreadSlot, group),
+    core::mem::offset_of!(ThreadSlot, stock),
+];
 
 /// Stock pages held for groups in the subtree of `root`.
 pub fn stock_pages(root: u32) -> Pages {

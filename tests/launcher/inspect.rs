@@ -195,6 +195,20 @@ fn stat_reads_what_the_program_reads_of_itself() {
         assert_eq!(group(&groups, "/w/a")["memory.max"], "max");
         assert_eq!(group(&groups, "/w")["cgroup.stat"]["nr_descendants"], 1);
         assert_eq!(group(&groups, "/w/a")["nr_threads"], 1);
+        // The one thread, the main one, whose id is the pid.
+        let tid: u64 = pid.parse().unwrap();
+        assert_eq!(
+            group(&groups, "/w/a")["cgroup.threads"],
+            serde_json::json!([tid])
+        );
+        assert_eq!(
+            group(&groups, "/w")["cgroup.threads"],
+            serde_json::json!([])
+        );
+        let stock = group(&groups, "/w")["memory.stat"]["stock"]
+            .as_i64()
+            .unwrap();
+        assert!((0..=STOCK).contains(&stock), "{stock}");
     }
     assert!(own_current_at_least(&pid, "/w/a", 16 << 20));
 

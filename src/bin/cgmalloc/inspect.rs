@@ -69,6 +69,7 @@ pub fn ps() -> Result<(), Fail> {
 struct Sums {
     stats: [u64; 4],
     explicit: u64,
+    stock: u64,
     descendants: u64,
     dying: u64,
 }
@@ -77,6 +78,7 @@ fn sums(s: &Snapshot, g: &Group) -> Sums {
     let mut out = Sums {
         stats: [0; 4],
         explicit: 0,
+        stock: 0,
         descendants: 0,
         dying: 0,
     };
@@ -85,6 +87,7 @@ fn sums(s: &Snapshot, g: &Group) -> Sums {
             out.stats[i] += v;
         }
         out.explicit += d.explicit;
+        out.stock += d.stock;
         if d.id != g.id {
             if d.state == "dying" {
                 out.dying += 1;
@@ -117,6 +120,7 @@ fn group_json(t: &Target, s: &Snapshot, g: &Group) -> Value {
         )
     };
     let mut stat = Map::new();
+    stat.insert("stock".into(), json!(sum.stock));
     stat.insert("explicit".into(), json!(sum.explicit));
     for (k, v) in STAT_NAMES.iter().zip(sum.stats) {
         stat.insert(k.to_string(), json!(v));
@@ -142,6 +146,7 @@ fn group_json(t: &Target, s: &Snapshot, g: &Group) -> Value {
             "nr_descendants": sum.descendants,
             "nr_dying_descendants": sum.dying,
         },
+        "cgroup.threads": g.tids,
         "nr_threads": g.nr_threads,
     })
 }
@@ -175,7 +180,10 @@ fn group_text(out: &mut String, s: &Snapshot, g: &Group) {
     };
     file("memory.events", kv(&EVENT_NAMES, &g.events));
     file("memory.events.local", kv(&EVENT_NAMES, &g.events_local));
-    let mut stat = vec![format!("explicit {}", sum.explicit)];
+    let mut stat = vec![
+        format!("stock {}", sum.stock),
+        format!("explicit {}", sum.explicit),
+    ];
     stat.extend(
         STAT_NAMES
             .iter()
@@ -191,7 +199,8 @@ fn group_text(out: &mut String, s: &Snapshot, g: &Group) {
             sum.descendants, sum.dying
         ),
     );
-    file("threads", g.nr_threads.to_string());
+    let tids: Vec<String> = g.tids.iter().map(u32::to_string).collect();
+    file("cgroup.threads", tids.join(" "));
 }
 
 /// A Prometheus label value, escaped.

@@ -64,10 +64,17 @@ struct Layout {
     low: u64,
     min: u64,
     request: u64,
+    threads: u64,
+    max_threads: u64,
+    threads_used: u64,
+    thread_size: u64,
+    thread_tid: u64,
+    thread_group: u64,
+    thread_stock: u64,
 }
 
 /// Words of the version-1 record after magic, version and size.
-const LAYOUT_WORDS: usize = 31;
+const LAYOUT_WORDS: usize = 38;
 
 /// A process that runs cgmalloc: where its record lies.
 pub struct Target {
@@ -102,6 +109,10 @@ pub struct Group {
     /// The effective `memory.oom.policy`.
     pub oom_policy: &'static str,
     pub nr_threads: u64,
+    /// The ids of the threads attached (`cgroup.threads`).
+    pub tids: Vec<u32>,
+    /// Bytes in the stocks of threads that cache this group (a subtree's are summed).
+    pub stock: u64,
 }
 
 /// Every group of a process, the root first, each after its parent.
@@ -379,6 +390,13 @@ impl Target {
             low: w(28),
             min: w(29),
             request: w(30),
+            threads: w(31),
+            max_threads: w(32),
+            threads_used: w(33),
+            thread_size: w(34),
+            thread_tid: w(35),
+            thread_group: w(36),
+            thread_stock: w(37),
         })
     }
 
@@ -442,8 +460,31 @@ impl Target {
                 explicit: u64_at(s, l.explicit) * page,
                 oom_policy: "",
                 nr_threads: u32_at(s, l.nr_threads) as u64,
+                tids: Vec::new(),
+                stock: 0,
             };
             raw.push((id, u32_at(s, l.oom_policy), state, g));
+        }
+        // The thread registry: who is attached where, and the stocks.
+        let used = u64_at(&rd(l.threads_used, 8)?, 0).min(l.max_threads);
+        let reg = rd(l.threads, (used * l.thread_size) as usize)?;
+        for i in 0..used {
+            let t = &reg[(i * l.thread_size) as usize..][..l.thread_size as usize];
+            let tid = u32_at(t, l.thread_tid);
+            let group = u32_at(t, l.thread_group);
+            let stock = u64_at(t, l.thread_stock);
+            let find =
+                |raw: &[(u32, u32, &str, Group)], id: u32| raw.iter().position(|(g, ..)| *g == id);
+            if tid != 0 {
+                if let Some(k) = find(&raw, group) {
+                    raw[k].3.tids.push(tid);
+                }
+            }
+            if let (Some(g), pages @ 1..) = ((stock >> 32).checked_sub(1), stock & 0xffff_ffff) {
+                if let Some(k) = find(&raw, g as u32) {
+                    raw[k].3.stock += pages * page;
+                }
+            }
         }
         // Paths and effective policies, walking up to the root.
         let by_id: HashMap<u32, (u32, String, u32)> = raw
