@@ -636,3 +636,40 @@ fn a_fork_child_is_read_on_its_own_and_closing_every_fd_changes_nothing() {
     w.finish();
     nothing_in_dev_shm();
 }
+
+#[test]
+fn a_process_of_another_user_is_refused_with_the_reason() {
+    let dir = Scratch::new("other-user");
+    let exe = build(&dir, "watched", true);
+    let mut cmd = launcher(["run", "--group", "/g", "--"]);
+    cmd.arg(&exe);
+    let w = Watched::start(cmd);
+    let pid = pid_of(&w.until_ready());
+    // SAFETY: a plain system call without arguments.
+    let root = unsafe { libc::geteuid() } == 0;
+    // As root, look as `nobody`; otherwise look at a process of root's (init).
+    // `nobody` may not reach into the checkout: it runs a copy of the launcher in /tmp.
+    let copy = std::env::temp_dir().join(format!("cgmalloc-inspect-{}", std::process::id()));
+    let (target, mut tool_cmd) = if root {
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/cgmalloc"),
+            &copy,
+        )
+        .unwrap();
+        let mut c = programs::plain(Command::new(programs::need("setpriv")));
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&copy);
+        (pid.clone(), c)
+    } else {
+        let c = launcher(Vec::<&str>::new());
+        ("1".to_string(), c)
+    };
+    let out = tool_cmd.args(["stat", &target]).output().unwrap();
+    let _ = std::fs::remove_file(&copy);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cgmalloc:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("permission denied"), "{err}");
+    w.finish();
+}

@@ -311,6 +311,13 @@ impl Target {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(Fail::with_code(EXIT_FAIL, format!("no process {pid}")))
             }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Fail::with_code(
+                EXIT_FAIL,
+                format!(
+                    "cannot inspect process {pid}: permission denied (only its own user \
+                     or root may)"
+                ),
+            )),
             Err(e) => Err(Fail::with_code(
                 EXIT_FAIL,
                 format!("cannot inspect process {pid}: {e}"),
