@@ -27,6 +27,7 @@ fn file_of(key: &[u8]) -> Option<&'static str> {
         b"min" => "memory.min",
         b"soft_limit" => "memory.soft_limit_in_bytes",
         b"oom" => "memory.oom.policy",
+        b"enforce" => "memory.enforce",
         _ => return None,
     })
 }
@@ -46,12 +47,16 @@ fn parse_entry(entry: &[u8]) -> Result<Entry<'_>, String> {
         let file = file_of(key).ok_or_else(|| {
             bad_value(
                 key,
-                "unknown key (want max, high, low, min, soft_limit or oom)",
+                "unknown key (want max, high, low, min, soft_limit, oom or enforce)",
             )
         })?;
         if key == b"oom" {
             oom::Policy::parse(value)
                 .ok_or_else(|| bad_value(value, "want fail, abort or force"))?;
+        } else if key == b"enforce" {
+            if !matches!(value, b"on" | b"warn" | b"off") {
+                return Err(bad_value(value, "want on, warn or off"));
+            }
         } else {
             size::parse(value).map_err(|e| bad_value(value, e.why()))?;
         }
@@ -122,7 +127,7 @@ mod tests {
         let bare = parse_entry(b"/x").unwrap();
         assert_eq!((bare.path, bare.writes.len()), (&b"/x"[..], 0));
         assert_eq!(parse_entry(b"/x:").unwrap().writes.len(), 0);
-        for key in ["max", "high", "low", "min", "soft_limit", "oom"] {
+        for key in ["max", "high", "low", "min", "soft_limit", "oom", "enforce"] {
             assert!(file_of(key.as_bytes()).is_some(), "{key}");
         }
         assert_eq!(file_of(b"memory.max"), None);

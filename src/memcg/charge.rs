@@ -34,7 +34,7 @@ use super::size::PAGE_SIZE;
 use super::stock::CHARGE_BATCH;
 use super::table::GROUPS;
 use super::threads;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Fail fast: stock and counters only (`__GFP_NORETRY`).
 pub const NORETRY: u32 = 1;
@@ -190,8 +190,43 @@ fn done_restock(id: u32, nr: Pages, batch: Pages, flags: u32) {
     if batch > nr {
         threads::refill_stock(id, batch - nr);
     }
+    if WARN_LEVELS.load(Ordering::Relaxed) > 0 {
+        warn_over_max(id);
+    }
     usage_changed(id);
     super::high::after_charge(id, batch, flags & NORETRY != 0 || threads::in_memalloc());
+}
+
+/// Groups set to `memory.enforce = warn` (never lowered when such a group is freed):
+/// while 0, a charge does not look for them.
+static WARN_LEVELS: AtomicU32 = AtomicU32::new(0);
+
+/// `memory.enforce` of `id` is now `mode` (`counter::ENFORCE_*`).
+pub fn set_enforce(id: u32, mode: u32) {
+    let old = GROUPS.counter(id).enforce.swap(mode, Ordering::Relaxed);
+    if mode == counter::ENFORCE_WARN && old != counter::ENFORCE_WARN {
+        WARN_LEVELS.fetch_add(1, Ordering::Relaxed);
+    } else if old == counter::ENFORCE_WARN && mode != counter::ENFORCE_WARN {
+        WARN_LEVELS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// After a charge to `id`: each level in `warn` that it left above `max` counts `max`
+/// and `warn`, as if enforced, and says so (`report::warn_over`).
+fn warn_over_max(id: u32) {
+    let mut cur = Some(id);
+    while let Some(g) = cur {
+        let c = GROUPS.counter(g);
+        if c.enforce.load(Ordering::Relaxed) == counter::ENFORCE_WARN {
+            let (usage, max) = (c.usage(), c.max.get());
+            if usage > max {
+                GROUPS.count_event(g, Event::Max);
+                GROUPS.count_event(g, Event::Warn);
+                super::report::warn_over(g, b"memory.max", max, usage);
+            }
+        }
+        cur = GROUPS.parent(g);
+    }
 }
 
 /// Signals the thresholds of `id` and its ancestors after their counters moved.
@@ -230,7 +265,7 @@ pub fn under_pressure(id: u32) -> bool {
     let mut cur = Some(id);
     while let Some(g) = cur {
         let c = GROUPS.counter(g);
-        let max = c.max.get();
+        let max = c.limit();
         if max != counter::UNLIMITED && c.margin() < max / 4 {
             return true;
         }

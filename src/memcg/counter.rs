@@ -18,7 +18,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::util::sync::{const_unless_loom, AtomicU64, Ordering};
+use crate::util::sync::{const_unless_loom, AtomicU32, AtomicU64, Ordering};
 
 use crate::consts::MAX_DEPTH;
 pub use crate::consts::{Pages, UNLIMITED};
@@ -64,7 +64,17 @@ pub struct PageCounter {
     pub low: AtomicU64,
     /// Protection: below it the group is never reclaimed.
     pub min: AtomicU64,
+    /// `memory.enforce`: [`ENFORCE_ON`] (zeroed memory's default), [`ENFORCE_WARN`] or
+    /// [`ENFORCE_OFF`].
+    pub enforce: AtomicU32,
 }
+
+/// `memory.enforce`: this level's `max` and `high` hold charges back.
+pub const ENFORCE_ON: u32 = 0;
+/// Passing them is only counted and reported (`warn` in `memory.events`).
+pub const ENFORCE_WARN: u32 = 1;
+/// They are ignored; usage, peak and statistics still count.
+pub const ENFORCE_OFF: u32 = 2;
 
 impl PageCounter {
     const_unless_loom! {
@@ -78,6 +88,7 @@ impl PageCounter {
                 soft_limit: Limit::new(),
                 low: AtomicU64::new(0),
                 min: AtomicU64::new(0),
+                enforce: AtomicU32::new(ENFORCE_ON),
             }
         }
     }
@@ -87,9 +98,25 @@ impl PageCounter {
         self.usage.load(Ordering::SeqCst)
     }
 
-    /// `max - usage`, or 0 when at or over the limit (`mem_cgroup_margin`).
+    /// `max - usage`, or 0 when at or over the limit (`mem_cgroup_margin`); no limit at
+    /// a level that does not enforce its own.
     pub fn margin(&self) -> Pages {
-        self.max.get().saturating_sub(self.usage())
+        self.limit().saturating_sub(self.usage())
+    }
+
+    /// Whether this level's `max` and `high` hold charges back (`memory.enforce` on).
+    #[inline]
+    pub fn enforced(&self) -> bool {
+        self.enforce.load(Ordering::Relaxed) == ENFORCE_ON
+    }
+
+    /// The `max` that charges are held to: `max` if enforced, else none.
+    pub fn limit(&self) -> Pages {
+        if self.enforced() {
+            self.max.get()
+        } else {
+            UNLIMITED
+        }
     }
 
     pub fn raise_watermark(&self, usage: Pages) {
@@ -113,6 +140,7 @@ impl PageCounter {
         self.soft_limit.set(UNLIMITED);
         self.low.store(0, Ordering::Relaxed);
         self.min.store(0, Ordering::Relaxed);
+        self.enforce.store(ENFORCE_ON, Ordering::Relaxed);
     }
 }
 
@@ -139,7 +167,7 @@ pub fn try_charge<H: Hierarchy + ?Sized>(tree: &H, id: u32, nr: Pages) -> Result
     while let Some(g) = cur {
         let c = tree.counter(g);
         let new = c.usage.fetch_add(nr, Ordering::SeqCst) + nr;
-        if new > c.max.get() {
+        if new > c.max.get() && c.enforced() {
             c.usage.fetch_sub(nr, Ordering::SeqCst);
             c.failcnt.fetch_add(1, Ordering::Relaxed);
             for &(lower, _) in &done[..n] {

@@ -22,10 +22,12 @@ pub enum Event {
     Oom = 3,
     /// An allocation failed or aborted because of this group's limit.
     OomKill = 4,
+    /// A charge passed a `max` or `high` that `memory.enforce = warn` only reports.
+    Warn = 5,
 }
 
-pub const NR_EVENTS: usize = 5;
-pub const EVENT_NAMES: [&str; NR_EVENTS] = ["low", "high", "max", "oom", "oom_kill"];
+pub const NR_EVENTS: usize = 6;
+pub const EVENT_NAMES: [&str; NR_EVENTS] = ["low", "high", "max", "oom", "oom_kill", "warn"];
 
 /// Statistics kept by the accounting engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -68,6 +68,7 @@ const FILES: &[(&str, Access)] = &[
     ("memory.events.local", Access::Read),
     ("memory.stat", Access::Read),
     ("memory.oom.policy", Access::Both),
+    ("memory.enforce", Access::Both),
     ("memory.reclaim", Access::Write),
     ("cgroup.threads", Access::Read),
     ("cgroup.stat", Access::Read),
@@ -161,6 +162,10 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
             out.push(oom::effective_policy(id).name().as_bytes());
             out.push(b"\n");
         }
+        b"memory.enforce" => {
+            out.push(ENFORCE_NAMES[c.enforce.load(Ordering::Relaxed) as usize % 3].as_bytes());
+            out.push(b"\n");
+        }
         b"cgroup.threads" => threads::for_each_thread_in(id, |tid| {
             out.push_u64(tid as u64);
             out.push(b"\n");
@@ -174,6 +179,9 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// `memory.enforce` values, by `counter::ENFORCE_*`.
+const ENFORCE_NAMES: [&str; 3] = ["on", "warn", "off"];
 
 fn parse_size(value: &[u8]) -> Result<Size, Errno> {
     size::parse(value).map_err(|_| libc::EINVAL)
@@ -208,6 +216,14 @@ pub fn write(id: u32, name: &[u8], value: &[u8]) -> Result<(), Errno> {
             c.failcnt.store(0, Ordering::Relaxed);
         }
         b"memory.oom.policy" => oom::set_policy(id, Policy::parse(value).ok_or(libc::EINVAL)?),
+        b"memory.enforce" => {
+            let v = value.trim_ascii();
+            let mode = ENFORCE_NAMES
+                .iter()
+                .position(|n| n.as_bytes() == v)
+                .ok_or(libc::EINVAL)?;
+            super::charge::set_enforce(id, mode as u32);
+        }
         b"memory.reclaim" => {
             let want = match parse_size(value)? {
                 Size::Bytes(b) => b,
@@ -349,7 +365,7 @@ mod tests {
         assert_eq!(text(g, "memory.failcnt").unwrap(), "0\n");
         assert_eq!(write(g, b"memory.failcnt", b"1"), Err(libc::EINVAL));
         write(g, b"memory.failcnt", b"0\n").unwrap();
-        let events = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n";
+        let events = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\nwarn 0\n";
         assert_eq!(text(g, "memory.events").unwrap(), events);
         assert_eq!(text(g, "memory.events.local").unwrap(), events);
         assert_eq!(text(g, "memory.oom.policy").unwrap(), "fail\n", "inherited");

@@ -18,7 +18,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::counter::{Hierarchy, Pages};
+use super::counter::{Hierarchy, Pages, ENFORCE_OFF, ENFORCE_WARN};
 use super::events::Event;
 use super::reclaim;
 use super::size::PAGE_SIZE;
@@ -62,7 +62,9 @@ fn max_overage_from(id: u32) -> u64 {
     let mut cur = Some(id);
     while let Some(g) = cur {
         let c = GROUPS.counter(g);
-        worst = worst.max(overage(c.usage(), c.high.get()));
+        if c.enforced() {
+            worst = worst.max(overage(c.usage(), c.high.get()));
+        }
         cur = GROUPS.parent(g);
     }
     worst
@@ -93,13 +95,22 @@ fn over_high(id: u32, nr: Pages, count: bool, act: bool) {
     while let Some(g) = cur {
         let c = GROUPS.counter(g);
         let (usage, high) = (c.usage(), c.high.get());
-        if usage > high {
-            over_any = true;
+        let mode = c.enforce.load(core::sync::atomic::Ordering::Relaxed);
+        if usage > high && mode != ENFORCE_OFF {
             if count {
                 GROUPS.count_event(g, Event::High);
             }
-            if act {
-                reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
+            if mode == ENFORCE_WARN {
+                // Reported as if enforced: no reclaim, no throttle.
+                if count {
+                    GROUPS.count_event(g, Event::Warn);
+                    super::report::warn_over(g, b"memory.high", high, usage);
+                }
+            } else {
+                over_any = true;
+                if act {
+                    reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
+                }
             }
         }
         cur = GROUPS.parent(g);

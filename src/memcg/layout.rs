@@ -14,9 +14,11 @@
 //! - `bound` a `u32`: slots from it on were never used (0 stands for 1);
 //! - the page counter's `usage`, `watermark`, `failcnt`, `low` and `min` are `u64` pages;
 //!   `max`, `high` and `soft_limit` are stored as `unlimited - pages`;
-//! - `events` and `events_local` are `nr_events` `u64`s in the order of `memory.events`,
+//! - `events` and `events_local` are `nr_events` `u64`s in the order of `memory.events`
+//!   (`low`, `high`, `max`, `oom`, `oom_kill`, `warn`),
 //!   `stats` `nr_stats` `u64`s (`nr_charges`, `nr_uncharges`, `reclaim_calls`,
-//!   `reclaimed`), this slot's own (a subtree's are summed);
+//!   `reclaimed`), this slot's own (a subtree's are summed); `enforce` a `u32` (0 on,
+//!   1 warn, 2 off);
 //! - `names` is `max_groups × name_max` bytes, `name_len` one byte per slot;
 //! - `request` is the address of the request area, laid out as `request.rs` says;
 //! - the thread registry: `threads_used` slots from `threads` are in use, each
@@ -93,6 +95,8 @@ pub struct Layout {
     pub thread_tid: u64,
     pub thread_group: u64,
     pub thread_stock: u64,
+    /// Offset into a slot of `memory.enforce`, a `u32`: 0 on, 1 warn, 2 off.
+    pub enforce: u64,
 }
 
 const T: super::table::TableLayout = GroupTable::<MAX_GROUPS>::LAYOUT;
@@ -150,4 +154,5 @@ pub static cgmalloc_layout: Layout = Layout {
     thread_tid: super::threads::SLOT_LAYOUT[1] as u64,
     thread_group: super::threads::SLOT_LAYOUT[2] as u64,
     thread_stock: super::threads::SLOT_LAYOUT[3] as u64,
+    enforce: counter(offset_of!(PageCounter, enforce)),
 };

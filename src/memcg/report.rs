@@ -97,3 +97,40 @@ pub fn write_table(fd: i32, title: &[u8]) {
         crate::os::write_all(fd, b.as_bytes());
     }
 }
+
+/// Least time between two `memory.enforce = warn` lines of one group.
+const WARN_EVERY_NS: u64 = 10_000_000_000;
+
+/// `memory.enforce = warn`: a charge took group `id` past its `file` (`memory.max` or
+/// `memory.high`) of `limit` pages, to `usage`: one line on stderr, at most once per
+/// group per 10 s, as `cgmalloc: warn: /tenants/a would exceed memory.max (64.0M) by 1.2M`.
+/// Allocates nothing.
+pub fn warn_over(id: u32, file: &[u8], limit: u64, usage: u64) {
+    let slot = GROUPS.slot(id);
+    let now = crate::os::coarse_now_ns();
+    let last = slot.last_warn.load(Ordering::Relaxed);
+    if (last != 0 && now.saturating_sub(last) < WARN_EVERY_NS)
+        || slot
+            .last_warn
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let mut line = [0u8; 1536];
+    let mut b = FmtBuf::new(&mut line);
+    b.push(b"cgmalloc: warn: ");
+    GROUPS.write_path(id, &mut b);
+    b.push(b" would exceed ");
+    b.push(file);
+    b.push(b" (");
+    push_human(&mut b, limit.saturating_mul(PAGE_SIZE), false);
+    b.push(b") by ");
+    push_human(
+        &mut b,
+        usage.saturating_sub(limit).saturating_mul(PAGE_SIZE),
+        false,
+    );
+    b.push(b"\n");
+    crate::os::write_all(crate::os::stderr::fd(), b.as_bytes());
+}

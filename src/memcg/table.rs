@@ -99,6 +99,8 @@ pub struct Slot {
     pub events_local: [AtomicU64; NR_EVENTS],
     /// Statistics of this group, with those of freed descendants folded in.
     pub stats: [AtomicU64; NR_STATS],
+    /// When (`coarse_now_ns`) the last `memory.enforce = warn` line was written.
+    pub last_warn: AtomicU64,
 }
 
 #[cfg(not(loom))]
@@ -129,6 +131,7 @@ impl Slot {
                 events: zeroed_counters(),
                 events_local: zeroed_counters(),
                 stats: zeroed_counters(),
+                last_warn: AtomicU64::new(0),
             }
         }
     }
@@ -499,6 +502,7 @@ impl<const N: usize> GroupTable<N> {
         meta.name_len[id as usize] = name.len() as u8;
         let s = &self.slots[id as usize];
         s.counter.reset();
+        s.last_warn.store(0, Ordering::Relaxed);
         s.serial.store(serial, Ordering::Release);
         s.parent.store(parent, Ordering::Relaxed);
         s.depth.store(self.depth(parent) + 1, Ordering::Relaxed);

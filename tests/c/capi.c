@@ -390,20 +390,20 @@ static void check_stat_format(cgm_group_t g)
     }
 }
 
-static const char *const event_keys[] = {"low", "high", "max", "oom", "oom_kill"};
+static const char *const event_keys[] = {"low", "high", "max", "oom", "oom_kill", "warn"};
 
-static void events_of(cgm_group_t g, const char *file, uint64_t ev[5])
+static void events_of(cgm_group_t g, const char *file, uint64_t ev[6])
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         ev[i] = kv(g, file, event_keys[i]);
 }
 
 /* The text memory.events must have for these counts. */
-static void events_text(const uint64_t ev[5], char *buf, size_t len)
+static void events_text(const uint64_t ev[6], char *buf, size_t len)
 {
-    snprintf(buf, len, "low %llu\nhigh %llu\nmax %llu\noom %llu\noom_kill %llu\n",
+    snprintf(buf, len, "low %llu\nhigh %llu\nmax %llu\noom %llu\noom_kill %llu\nwarn %llu\n",
              (unsigned long long)ev[0], (unsigned long long)ev[1], (unsigned long long)ev[2],
-             (unsigned long long)ev[3], (unsigned long long)ev[4]);
+             (unsigned long long)ev[3], (unsigned long long)ev[4], (unsigned long long)ev[5]);
 }
 
 /* struct cgm_stat against the interface files, read at the same quiet moment. */
@@ -419,7 +419,7 @@ static void check_stat_matches_files(cgm_group_t g)
     CHECK_EQ(s.soft_limit, file_u64(g, "memory.soft_limit_in_bytes"));
     CHECK_EQ(s.failcnt, file_u64(g, "memory.failcnt"));
     CHECK_EQ(s.stock, kv(g, "memory.stat", "stock"));
-    uint64_t ev[5];
+    uint64_t ev[6];
     char want[256];
     events_of(g, "memory.events", ev);
     CHECK_EQ(s.events_low, ev[0]);
@@ -437,7 +437,7 @@ static void check_stat_matches_files(cgm_group_t g)
 static void test_files(void)
 {
     char buf[256];
-    const char *zero_events = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n";
+    const char *zero_events = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\nwarn 0\n";
     cgm_group_t f = create("/capi/files");
 
     /* A new group. */

@@ -4,6 +4,8 @@
 //!   turned into `CGMALLOC_*` variables, malformed invocations, `--help`, `--stats`);
 //! - `env`: the `CGMALLOC_*` environment as the library reads it before `main` (through
 //!   `tests/c/envprobe.c`, linked against the library), valid and malformed values;
+//! - `enforce`: `memory.enforce` on, warn and off (`tests/c/enforce.c`), set through
+//!   `--group`, `--enforce` and refused when malformed;
 //! - `footprint`: `memory.max` bounds the process's real footprint and `memory.current`
 //!   is what it holds (`tests/c/phases.c`), little is charged before `main`;
 //! - `inspect`: `cgmalloc ps` and `cgmalloc stat` read a running program's groups from
@@ -16,6 +18,7 @@
 mod support;
 
 mod cli;
+mod enforce;
 mod env;
 mod footprint;
 mod inspect;

@@ -49,7 +49,7 @@ fn interface_file_formats() {
     assert_eq!(g.read("memory.high").unwrap(), "max\n");
     assert_eq!(
         g.read("memory.events").unwrap(),
-        "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"
+        "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\nwarn 0\n"
     );
     let stat = g.read("memory.stat").unwrap();
     for key in [

@@ -34,7 +34,7 @@ const PAGE: u64 = 4096;
 const MAX: usize = 2;
 const OOM: usize = 3;
 const OOM_KILL: usize = 4;
-const EVENT_NAMES: [&str; 5] = ["low", "high", "max", "oom", "oom_kill"];
+const EVENT_NAMES: [&str; 6] = ["low", "high", "max", "oom", "oom_kill", "warn"];
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -97,15 +97,15 @@ struct Snap {
     current: u64,
     peak: u64,
     failcnt: u64,
-    events: [u64; 5],
-    local: [u64; 5],
+    events: [u64; 6],
+    local: [u64; 6],
     stat: BTreeMap<String, u64>,
 }
 
-fn parse_events(text: &str) -> [u64; 5] {
+fn parse_events(text: &str) -> [u64; 6] {
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "{text:?}");
-    let mut ev = [0; 5];
+    assert_eq!(lines.len(), 6, "{text:?}");
+    let mut ev = [0; 6];
     for (k, line) in lines.iter().enumerate() {
         let (name, v) = line.split_once(' ').expect("events line");
         assert_eq!(name, EVENT_NAMES[k], "{text:?}");

@@ -37,13 +37,14 @@ pub enum Invocation {
 }
 
 /// The files `cgmalloc set` writes.
-pub const SETTABLE: [&str; 6] = [
+pub const SETTABLE: [&str; 7] = [
     "memory.max",
     "memory.high",
     "memory.low",
     "memory.min",
     "memory.soft_limit_in_bytes",
     "memory.oom.policy",
+    "memory.enforce",
 ];
 
 /// `cgmalloc run`, validated.
@@ -163,6 +164,7 @@ fn parse_set(argv: &[OsString]) -> Result<Invocation, Fail> {
     syntax::group_path(group, true).map_err(|e| Fail::usage(format!("set: {e}")))?;
     let value = match file.as_str() {
         "memory.oom.policy" => syntax::oom_policy(value),
+        "memory.enforce" => syntax::enforce(value),
         f if SETTABLE.contains(&f) => syntax::size(value),
         f => {
             return Err(Fail::usage(format!(
@@ -289,6 +291,13 @@ fn parse_run(argv: &[OsString]) -> Result<Invocation, Fail> {
             "--attach" => {
                 let v = value("PATH, e.g. /job")?;
                 opts.attach = Some(syntax::group_path(v.trim(), true).map_err(|e| bad(&name, e))?);
+            }
+            "--enforce" => {
+                let v = value("on, warn or off")?;
+                let mode = syntax::enforce(&v).map_err(|e| bad(&name, e))?;
+                // The root's `memory.enforce`, as the first entry of CGMALLOC_GROUPS.
+                opts.groups.retain(|g| !g.starts_with("/:enforce="));
+                opts.groups.insert(0, format!("/:enforce={mode}"));
             }
             "--oom" => {
                 let v = value("fail, abort or force")?;

@@ -44,8 +44,9 @@ Options of `run`:
                           e.g. cgmalloc run --min 32M -- ./server
   --group PATH:KEY=VALUE,...
                         create group PATH (and missing parents) with settings;
-                        keys max high low min soft_limit (SIZE values) and oom
-                        (fail|abort|force); a bare PATH creates the group with
+                        keys max high low min soft_limit (SIZE values), oom
+                        (fail|abort|force) and enforce (on|warn|off); a bare
+                        PATH creates the group with
                         none; repeatable, joined with `;`                      [CGMALLOC_GROUPS]
                           e.g. --group /workers:max=256M,high=200M --group /workers/io:max=64M
   --thread GLOB=PATH    attach threads whose name (pthread_setname_np) matches
@@ -55,6 +56,11 @@ Options of `run`:
   --attach PATH         start COMMAND's first thread, and so the threads it
                         creates, in group PATH (made with --group)             [CGMALLOC_ATTACH]
                           e.g. cgmalloc run --group /job:max=1G --attach /job -- ./job
+  --enforce on|warn|off  whether the root's own max and high hold allocations
+                        back (on, the default), are only reported (warn: a
+                        warning line, max and warn events) or are ignored
+                        (off); a group's: the key enforce of --group  [CGMALLOC_GROUPS]
+                          e.g. cgmalloc run --max 1G --enforce warn -- ./server
   --oom fail|abort|force
                         what an allocation that hits the root's limit does:
                         fail (return NULL, the default), abort (print the group
@@ -105,8 +111,8 @@ Watching a running program (any process running cgmalloc, under `run` or not):
                           e.g. cgmalloc top -s rate
   set PID GROUP FILE VALUE
                         write memory.max, memory.high, memory.low, memory.min,
-                        memory.soft_limit_in_bytes (SIZE) or memory.oom.policy
-                        (fail|abort|force) of GROUP; the process applies it at its
+                        memory.soft_limit_in_bytes (SIZE), memory.oom.policy
+                        (fail|abort|force) or memory.enforce (on|warn|off) of GROUP; the process applies it at its
                         next allocation that needs a charge
                           e.g. cgmalloc set 4242 /workers memory.max 512M
   Nothing runs in the process for this: its memory is read (and a request written)

@@ -142,6 +142,7 @@ fn group_json(t: &Target, s: &Snapshot, g: &Group) -> Value {
         "memory.events.local": keyed(&EVENT_NAMES, &g.events_local),
         "memory.stat": Value::Object(stat),
         "memory.oom.policy": g.oom_policy,
+        "memory.enforce": g.enforce,
         "cgroup.stat": {
             "nr_descendants": sum.descendants,
             "nr_dying_descendants": sum.dying,
@@ -192,6 +193,7 @@ fn group_text(out: &mut String, s: &Snapshot, g: &Group) {
     );
     file("memory.stat", stat.join(", "));
     file("memory.oom.policy", g.oom_policy.to_string());
+    file("memory.enforce", g.enforce.to_string());
     file(
         "cgroup.stat",
         format!(

@@ -8,7 +8,10 @@ use crate::memcg::path::GroupPath;
 use crate::memcg::size::parse_with;
 
 /// The keys a `--group` specification may set (`CGMALLOC_GROUPS`).
-pub const GROUP_KEYS: [&str; 6] = ["max", "high", "low", "min", "soft_limit", "oom"];
+pub const GROUP_KEYS: [&str; 7] = ["max", "high", "low", "min", "soft_limit", "oom", "enforce"];
+
+/// The values of `--enforce` and of a group's `enforce` key (`memory.enforce`).
+pub const ENFORCE_MODES: [&str; 3] = ["on", "warn", "off"];
 
 /// The values of `--oom` and of a group's `oom` key.
 pub const OOM_POLICIES: [&str; 3] = ["fail", "abort", "force"];
@@ -33,6 +36,18 @@ pub fn group_path(path: &str, root_ok: bool) -> Result<String, String> {
         Ok(p) if p.is_root() && !root_ok => Err(ROOT.to_string()),
         Ok(_) => Ok(path.to_string()),
         Err(_) => Err(format!("{path:?} is not a valid group path ({WANT})")),
+    }
+}
+
+/// A `memory.enforce` mode: `on`, `warn` or `off`.
+pub fn enforce(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    if ENFORCE_MODES.contains(&v) {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{value:?} is not an enforce mode (want on, warn or off)"
+        ))
     }
 }
 
@@ -72,10 +87,10 @@ pub fn group_spec(spec: &str) -> Result<String, String> {
         if seen.contains(&key) {
             return Err(format!("{path}: {key} is given twice"));
         }
-        let value = if key == "oom" {
-            oom_policy(value)
-        } else {
-            size(value)
+        let value = match key {
+            "oom" => oom_policy(value),
+            "enforce" => enforce(value),
+            _ => size(value),
         }
         .map_err(|e| format!("{path}: {key}: {e}"))?;
         out.push(if seen.is_empty() { ':' } else { ',' });

@@ -24,7 +24,9 @@ const MAGIC: &[u8; 8] = b"cgmalloc";
 pub const VERSION: u64 = 1;
 
 /// Names of `memory.events` (layout version 1).
-pub const EVENT_NAMES: [&str; 5] = ["low", "high", "max", "oom", "oom_kill"];
+pub const EVENT_NAMES: [&str; 6] = ["low", "high", "max", "oom", "oom_kill", "warn"];
+/// `memory.enforce` values, by their number.
+const ENFORCE_NAMES: [&str; 3] = ["on", "warn", "off"];
 /// Names of the accounting engine's `memory.stat` keys (layout version 1).
 pub const STAT_NAMES: [&str; 4] = ["nr_charges", "nr_uncharges", "reclaim_calls", "reclaimed"];
 const POLICY_NAMES: [&str; 4] = ["inherit", "fail", "abort", "force"];
@@ -71,10 +73,11 @@ struct Layout {
     thread_tid: u64,
     thread_group: u64,
     thread_stock: u64,
+    enforce: u64,
 }
 
 /// Words of the version-1 record after magic, version and size.
-const LAYOUT_WORDS: usize = 38;
+const LAYOUT_WORDS: usize = 39;
 
 /// A process that runs cgmalloc: where its record lies.
 pub struct Target {
@@ -101,13 +104,15 @@ pub struct Group {
     pub low: u64,
     pub min: u64,
     pub failcnt: u64,
-    pub events: [u64; 5],
-    pub events_local: [u64; 5],
+    pub events: [u64; 6],
+    pub events_local: [u64; 6],
     /// This slot's own statistics and explicit bytes (a subtree's are summed on output).
     pub stats: [u64; 4],
     pub explicit: u64,
     /// The effective `memory.oom.policy`.
     pub oom_policy: &'static str,
+    /// `memory.enforce`.
+    pub enforce: &'static str,
     pub nr_threads: u64,
     /// The ids of the threads attached (`cgroup.threads`).
     pub tids: Vec<u32>,
@@ -404,6 +409,7 @@ impl Target {
             thread_tid: w(35),
             thread_group: w(36),
             thread_stock: w(37),
+            enforce: w(38),
         })
     }
 
@@ -447,7 +453,7 @@ impl Target {
             let name_at = (id as u64 * l.name_max) as usize;
             let name = String::from_utf8_lossy(&names[name_at..name_at + n]).into_owned();
             let arr =
-                |off: u64| -> [u64; 5] { core::array::from_fn(|i| u64_at(s, off + 8 * i as u64)) };
+                |off: u64| -> [u64; 6] { core::array::from_fn(|i| u64_at(s, off + 8 * i as u64)) };
             let g = Group {
                 id,
                 path: name,
@@ -466,6 +472,10 @@ impl Target {
                 stats: core::array::from_fn(|i| u64_at(s, l.stats + 8 * i as u64)),
                 explicit: u64_at(s, l.explicit) * page,
                 oom_policy: "",
+                enforce: ENFORCE_NAMES
+                    .get(u32_at(s, l.enforce) as usize)
+                    .copied()
+                    .unwrap_or("on"),
                 nr_threads: u32_at(s, l.nr_threads) as u64,
                 tids: Vec::new(),
                 stock: 0,

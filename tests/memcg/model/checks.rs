@@ -73,6 +73,8 @@ impl Run {
                 s.events_max,
                 s.events_oom,
                 s.events_oom_kill,
+                // `warn`: not in `Stat`; the model never sets `memory.enforce`.
+                0,
             ];
             assert_eq!(ev, n.events, "{}: {p} memory.events", ctx());
             assert_eq!(o.local, n.local, "{}: {p} memory.events.local", ctx());

@@ -52,12 +52,12 @@ const HIGH: usize = 1;
 const MAX: usize = 2;
 const OOM: usize = 3;
 const OOM_KILL: usize = 4;
-const EVENT_NAMES: [&str; 5] = ["low", "high", "max", "oom", "oom_kill"];
+const EVENT_NAMES: [&str; 6] = ["low", "high", "max", "oom", "oom_kill", "warn"];
 
-fn parse_events(text: &str) -> [u64; 5] {
-    let mut ev = [0; 5];
+fn parse_events(text: &str) -> [u64; 6] {
+    let mut ev = [0; 6];
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "events file {text:?}");
+    assert_eq!(lines.len(), 6, "events file {text:?}");
     assert!(text.ends_with('\n'), "events file {text:?}");
     for (k, line) in lines.iter().enumerate() {
         let (name, v) = line.split_once(' ').expect("events line");

@@ -23,7 +23,7 @@ pub(super) struct Held {
 #[derive(Clone, Debug)]
 pub(super) struct Obs {
     pub(super) stat: Stat,
-    pub(super) local: [u64; 5],
+    pub(super) local: [u64; 6],
 }
 
 pub(super) struct Run {
@@ -82,6 +82,8 @@ impl Run {
                 s.events_max,
                 s.events_oom,
                 s.events_oom_kill,
+                // `warn`: not in `Stat`; the model never sets `memory.enforce`.
+                0,
             ];
             n.local = local;
             n.max = pages(s.max);
