@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 use super::counter::{Hierarchy, UNLIMITED};
+use super::counter::{ENFORCE_OFF, ENFORCE_WARN};
 use super::events::EVENT_NAMES;
 use super::size::PAGE_SIZE;
 use super::table::{DYING, GROUPS};
@@ -92,6 +93,12 @@ pub fn write_table(fd: i32, title: &[u8]) {
             b.push(name.as_bytes());
             b.push(b"=");
             b.push_u64(ev[i]);
+        }
+        // A group whose limits are only reported or ignored says so.
+        match c.enforce.load(Ordering::Relaxed) {
+            ENFORCE_WARN => b.push(b" enforce=warn"),
+            ENFORCE_OFF => b.push(b" enforce=off"),
+            _ => {}
         }
         b.push(b"\n");
         crate::os::write_all(fd, b.as_bytes());

@@ -52,7 +52,8 @@ fn run(exe: &Path, groups: &[&str], group: &str, mib: u32) -> Outcome {
 }
 
 fn run_pausing(exe: &Path, groups: &[&str], group: &str, mib: u32, pause: u32) -> Outcome {
-    let mut args: Vec<String> = vec!["run".into()];
+    // `--stats`: the exit table shows each group's mode.
+    let mut args: Vec<String> = vec!["run".into(), "--stats".into()];
     for g in groups {
         args.push("--group".into());
         args.push(g.to_string());
@@ -101,6 +102,12 @@ fn warn_reports_a_limit_without_holding_the_charge_back() {
     assert_eq!(o.num("events.oom"), 0, "{:?}", o.kv);
     assert!(o.num("current") >= 64 << 20, "{:?}", o.kv);
     assert_eq!(o.kv["enforce"], "warn");
+    let row = o
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("/p/t "))
+        .unwrap_or("");
+    assert!(row.ends_with("enforce=warn"), "{}", o.stderr);
     // One line in the run (well under 10 s), for the first limit passed.
     let lines = o.warn_lines();
     assert_eq!(lines.len(), 1, "{}", o.stderr);
@@ -166,6 +173,12 @@ fn off_ignores_the_limits_and_still_counts() {
     assert!(o.num("peak") >= o.num("current"), "{:?}", o.kv);
     assert!(o.warn_lines().is_empty(), "{}", o.stderr);
     assert_eq!(o.kv["enforce"], "off");
+    let row = o
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("/p/t "))
+        .unwrap_or("");
+    assert!(row.ends_with("enforce=off"), "{}", o.stderr);
 }
 
 #[test]

@@ -389,6 +389,7 @@ fn set_changes_a_running_programs_limit_at_its_next_allocation() {
             serde_json::json!(32 << 20),
         ),
         ("memory.oom.policy", "force", serde_json::json!("force")),
+        ("memory.enforce", "warn", serde_json::json!("warn")),
     ] {
         let (code, _, err) = tool(&["set", &pid, "/s", file, value]);
         assert_eq!(code, 0, "{file}: {err}");
@@ -412,6 +413,18 @@ fn set_changes_a_running_programs_limit_at_its_next_allocation() {
     one_line(
         &["set", &pid, "/s", "memory.oom.policy", "maybe"],
         "not an OOM policy",
+    );
+    one_line(
+        &["set", &pid, "/s", "memory.enforce", "maybe"],
+        "not an enforce mode",
+    );
+    // `top` shows the mode.
+    let (code, out, err) = tool(&["top", &pid, "--once"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" s ") && l.ends_with("(enforce=warn)")),
+        "{out}"
     );
     one_line(
         &["set", &pid, "/s", "memory.current", "1M"],

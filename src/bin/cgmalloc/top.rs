@@ -255,6 +255,9 @@ fn frame(rows: &[Row], notes: &[String], sort: Sort, interval: Duration) -> Vec<
         if g.state == "dying" {
             line.push_str(" (dying)");
         }
+        if g.enforce != "on" {
+            line.push_str(&format!(" (enforce={})", g.enforce));
+        }
         out.push(line);
     }
     for n in notes {
