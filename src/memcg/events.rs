@@ -42,4 +42,17 @@ pub enum StatKey {
     Reclaimed = 3,
 }
 
+impl StatKey {
+    /// Every key, in order.
+    pub const ALL: [StatKey; NR_STATS] = [
+        StatKey::NrCharges,
+        StatKey::NrUncharges,
+        StatKey::ReclaimCalls,
+        StatKey::Reclaimed,
+    ];
+}
+
 pub const NR_STATS: usize = 4;
+/// Their keys in `memory.stat`, in `StatKey` order.
+pub const STAT_NAMES: [&str; NR_STATS] =
+    ["nr_charges", "nr_uncharges", "reclaim_calls", "reclaimed"];

@@ -7,12 +7,13 @@
 #![forbid(unsafe_code)]
 
 use super::counter::{Hierarchy, Pages, UNLIMITED};
-use super::events::{StatKey, EVENT_NAMES};
+use super::events::{StatKey, EVENT_NAMES, STAT_NAMES};
 use super::oom::{self, Policy};
 use super::reclaim;
 use super::size::{self, Size, PAGE_SIZE};
 use super::table::GROUPS;
 use super::threads;
+use super::wire::ENFORCE_NAMES;
 use crate::util::fmtbuf::FmtBuf;
 use crate::util::hook::Hook;
 use std::sync::atomic::Ordering;
@@ -140,18 +141,9 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
                 .map(|g| GROUPS.slot(g).explicit.load(Ordering::Relaxed))
                 .sum();
             push_kv(out, "explicit", explicit * PAGE_SIZE);
-            push_kv(out, "nr_charges", GROUPS.stat_hier(id, StatKey::NrCharges));
-            push_kv(
-                out,
-                "nr_uncharges",
-                GROUPS.stat_hier(id, StatKey::NrUncharges),
-            );
-            push_kv(
-                out,
-                "reclaim_calls",
-                GROUPS.stat_hier(id, StatKey::ReclaimCalls),
-            );
-            push_kv(out, "reclaimed", GROUPS.stat_hier(id, StatKey::Reclaimed));
+            for (key, stat) in STAT_NAMES.iter().zip(StatKey::ALL) {
+                push_kv(out, key, GROUPS.stat_hier(id, stat));
+            }
             if id == super::table::ROOT {
                 if let Some(limit) = size::container_limit() {
                     push_kv(out, "container_limit", limit);
@@ -179,9 +171,6 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
     }
     Ok(())
 }
-
-/// `memory.enforce` values, by `counter::ENFORCE_*`.
-const ENFORCE_NAMES: [&str; 3] = ["on", "warn", "off"];
 
 fn parse_size(value: &[u8]) -> Result<Size, Errno> {
     size::parse(value).map_err(|_| libc::EINVAL)

@@ -16,11 +16,10 @@
 //!   `max`, `high` and `soft_limit` are stored as `unlimited - pages`;
 //! - `events` and `events_local` are `nr_events` `u64`s in the order of `memory.events`
 //!   (`low`, `high`, `max`, `oom`, `oom_kill`, `warn`),
-//!   `stats` `nr_stats` `u64`s (`nr_charges`, `nr_uncharges`, `reclaim_calls`,
-//!   `reclaimed`), this slot's own (a subtree's are summed); `enforce` a `u32` (0 on,
+//!   `stats` `nr_stats` `u64`s (`STAT_NAMES`' order), this slot's own (a subtree's are summed); `enforce` a `u32` (0 on,
 //!   1 warn, 2 off);
 //! - `names` is `max_groups × name_max` bytes, `name_len` one byte per slot;
-//! - `request` is the address of the request area, laid out as `request.rs` says;
+//! - `request` is the address of the request area, laid out as `wire.rs` says;
 //! - the thread registry: `threads_used` slots from `threads` are in use, each
 //!   `thread_size` bytes, with `tid` and `group` `u32`s (a slot whose `tid` is 0 is
 //!   free) and `stock` a `u64`: the group plus one in its high half (0: none), pages in
@@ -84,11 +83,11 @@ pub struct Layout {
     pub soft_limit: u64,
     pub low: u64,
     pub min: u64,
-    /// The request area (`request.rs`, which gives its format).
+    /// The request area (`request.rs`; its format is `wire.rs`'s).
     pub request: &'static super::request::Request,
     /// The thread registry (`threads.rs`): its slots, how many, the address of the
     /// `usize` one past the highest slot used, and a slot's size and fields.
-    pub threads: &'static [super::threads::ThreadSlot; MAX_THREADS],
+    pub(super) threads: &'static [super::threads::ThreadSlot; MAX_THREADS],
     pub max_threads: u64,
     pub threads_used: &'static AtomicUsize,
     pub thread_size: u64,

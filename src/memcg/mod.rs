@@ -13,8 +13,8 @@
 //!   fork child, and the audit that compares them; `origin` names the holder of a charge
 //!   in the fatal line of a counter underflow;
 //! - `files`, `control`, `report`: the interface files and control operations;
-//! - `layout`, `request`: the table's description for readers outside the process, and
-//!   the writes they request;
+//! - `layout`, `request`, `wire`: the table's description for readers outside the
+//!   process, the writes they request, and what both sides share byte for byte;
 //! - `size`, `container`: size strings, and the container limit their `N%` refers to.
 //!
 //! Under `--cfg loom` only `counter`, `table` and `stock` are built, for the model checks.
@@ -31,6 +31,8 @@ pub mod path;
 pub mod stock;
 /// cbindgen:ignore
 pub mod table;
+/// cbindgen:ignore
+pub mod wire;
 
 #[cfg(not(loom))]
 pub mod callbacks;

@@ -15,23 +15,14 @@
 //! and one thread applies at a time); a body whose check fails is answered `-EBADMSG`
 //! and changes nothing (two writers at once); nothing here allocates.
 //!
-//! Layout (version 1 of `layout.rs`): `token`, `done`, `result` (an `i64`), `check`
-//! (FNV-1a 64 of `token`'s 8 bytes, the three lengths as 4 bytes each and the body's
-//! used bytes), `group_len`, `file_len`, `value_len` (`u32`s), 4 bytes of padding, then
-//! the group path (`GROUP_MAX` bytes), the file name (`FILE_MAX`) and the value
-//! (`VALUE_MAX`).
+//! Its format and check are `wire.rs`'s, which the launcher compiles too.
 
 #![forbid(unsafe_code)]
 
-use crate::consts::{MAX_DEPTH, NAME_MAX};
+use super::wire::{self, BODY_LEN, FILE_MAX, GROUP_MAX, VALUE_MAX};
 use crate::util::hook::Hook;
+use core::mem::offset_of;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
-
-/// Bytes of a group path: `/name` per level.
-pub const GROUP_MAX: usize = MAX_DEPTH * (NAME_MAX + 1);
-pub const FILE_MAX: usize = 32;
-pub const VALUE_MAX: usize = 64;
-const BODY: usize = GROUP_MAX + FILE_MAX + VALUE_MAX;
 
 #[repr(C)]
 pub struct Request {
@@ -43,11 +34,20 @@ pub struct Request {
     pub file_len: AtomicU32,
     pub value_len: AtomicU32,
     _pad: u32,
-    pub body: [AtomicU8; BODY],
+    pub body: [AtomicU8; BODY_LEN],
 }
 
+const _: () = assert!(
+    offset_of!(Request, token) == wire::TOKEN
+        && offset_of!(Request, done) == wire::DONE
+        && offset_of!(Request, result) == wire::RESULT
+        && offset_of!(Request, check) == wire::CHECK
+        && offset_of!(Request, group_len) == wire::LENS
+        && offset_of!(Request, body) == wire::BODY
+);
+
 /// The process's request area.
-pub static REQUEST: Request = Request {
+pub(super) static REQUEST: Request = Request {
     token: AtomicU64::new(0),
     done: AtomicU64::new(0),
     result: AtomicI64::new(0),
@@ -56,7 +56,7 @@ pub static REQUEST: Request = Request {
     file_len: AtomicU32::new(0),
     value_len: AtomicU32::new(0),
     _pad: 0,
-    body: [const { AtomicU8::new(0) }; BODY],
+    body: [const { AtomicU8::new(0) }; BODY_LEN],
 };
 
 /// `fn(group path, file, value) -> 0 or a negative errno`, installed by `memcg::control`.
@@ -65,18 +65,6 @@ pub static APPLY: Hook<ApplyFn> = Hook::new();
 
 /// Held by the thread applying a request.
 static APPLYING: AtomicBool = AtomicBool::new(false);
-
-/// FNV-1a 64 over `parts`, in order.
-pub fn check_of(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
 
 /// Whether a request waits: one load each of two words the process alone answers.
 #[inline]
@@ -97,7 +85,7 @@ pub fn apply_pending() {
     let r = &REQUEST;
     let token = r.token.load(Ordering::Acquire);
     if token != 0 && token != r.done.load(Ordering::Relaxed) {
-        let mut body = [0u8; BODY];
+        let mut body = [0u8; BODY_LEN];
         for (b, a) in body.iter_mut().zip(&r.body) {
             *b = a.load(Ordering::Relaxed);
         }
@@ -115,15 +103,7 @@ pub fn apply_pending() {
             let group = &body[..lens[0] as usize];
             let file = &body[GROUP_MAX..GROUP_MAX + lens[1] as usize];
             let value = &body[GROUP_MAX + FILE_MAX..GROUP_MAX + FILE_MAX + lens[2] as usize];
-            let want = check_of(&[
-                &token.to_le_bytes(),
-                &lens[0].to_le_bytes(),
-                &lens[1].to_le_bytes(),
-                &lens[2].to_le_bytes(),
-                group,
-                file,
-                value,
-            ]);
+            let want = wire::request_check(token, group, file, value);
             if want != r.check.load(Ordering::Relaxed) {
                 -(libc::EBADMSG as i64)
             } else {
@@ -168,15 +148,7 @@ mod tests {
         r.group_len.store(lens[0], Ordering::Relaxed);
         r.file_len.store(lens[1], Ordering::Relaxed);
         r.value_len.store(lens[2], Ordering::Relaxed);
-        let check = check_of(&[
-            &token.to_le_bytes(),
-            &lens[0].to_le_bytes(),
-            &lens[1].to_le_bytes(),
-            &lens[2].to_le_bytes(),
-            g,
-            f,
-            v,
-        ]);
+        let check = wire::request_check(token, g, f, v);
         r.check.store(check ^ spoil as u64, Ordering::Relaxed);
         r.token.store(token, Ordering::Release);
     }

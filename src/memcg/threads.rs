@@ -34,7 +34,7 @@ const NO_SLOT: u32 = u32::MAX;
 const NO_ROOM: u32 = u32::MAX - 1;
 
 #[repr(C, align(64))]
-pub struct ThreadSlot {
+pub(super) struct ThreadSlot {
     tid: AtomicU32,
     group: AtomicU32,
     stock: AtomicU64,
@@ -45,7 +45,7 @@ pub struct ThreadSlot {
     pending: AtomicU64,
 }
 
-pub static THREADS: [ThreadSlot; MAX_THREADS] = [const {
+pub(super) static THREADS: [ThreadSlot; MAX_THREADS] = [const {
     ThreadSlot {
         tid: AtomicU32::new(0),
         group: AtomicU32::new(0),
@@ -56,7 +56,7 @@ pub static THREADS: [ThreadSlot; MAX_THREADS] = [const {
 }; MAX_THREADS];
 
 /// One past the highest slot ever claimed: scans stop there.
-pub static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
+pub(super) static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
 static SCAN_HINT: AtomicUsize = AtomicUsize::new(0);
 
 struct ThreadState {

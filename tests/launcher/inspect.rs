@@ -130,6 +130,46 @@ fn tool(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A refusal: exit 2 and one `cgmalloc:` line on stderr `err` that says `want`
+/// (`what` names the run in a failure).
+fn assert_one_line(code: i32, err: &str, want: &str, what: &str) {
+    assert_eq!(code, 2, "{what}: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cgmalloc:")).collect();
+    assert_eq!(lines.len(), 1, "{what}: {err}");
+    assert!(lines[0].contains(want), "{what}: {err}");
+}
+
+/// `cgmalloc ARGS` is refused in one line that says `want`.
+fn refused(args: &[&str], want: &str) {
+    let (code, out, err) = tool(args);
+    assert_one_line(code, &err, want, &format!("{args:?} (stdout {out:?})"));
+}
+
+/// A process that does not run cgmalloc (`sleep`), killed when dropped.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn start() -> Sleeper {
+        Sleeper(
+            programs::plain(Command::new("sleep"))
+                .arg("30")
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn stat_json(pid: &str) -> Vec<serde_json::Value> {
     let (code, out, err) = tool(&["stat", pid, "--json"]);
     assert_eq!(code, 0, "stat --json failed: {err}");
@@ -296,40 +336,25 @@ fn a_python_program_is_found_and_read() {
 }
 
 #[test]
-fn bad_targets_are_refused_in_one_line() {
+fn bad_targets_are_refused_in_refused() {
     let dir = Scratch::new("bad-targets");
-    let one_line = |args: &[&str], want: &str| {
-        let (code, out, err) = tool(args);
-        assert_eq!(code, 2, "{args:?}: {out}{err}");
-        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cgmalloc:")).collect();
-        assert_eq!(lines.len(), 1, "{args:?}: {err}");
-        assert!(lines[0].contains(want), "{args:?}: {err}");
-    };
-    one_line(&["stat", "abc"], "not a process id");
-    one_line(&["stat"], "a PID is needed");
-    one_line(&["stat", "1", "/bad name"], "stat:");
-    one_line(&["stat", "1", "--json", "--prometheus"], "exclude");
+    refused(&["stat", "abc"], "not a process id");
+    refused(&["stat"], "a PID is needed");
+    refused(&["stat", "1", "/bad name"], "stat:");
+    refused(&["stat", "1", "--json", "--prometheus"], "exclude");
     // No such process (pid_max is at most 2^22).
-    one_line(&["stat", "99999999"], "no process 99999999");
+    refused(&["stat", "99999999"], "no process 99999999");
 
     // A process without cgmalloc.
-    let mut sleeper = programs::plain(Command::new("sleep"))
-        .arg("30")
-        .spawn()
-        .unwrap();
-    one_line(
-        &["stat", &sleeper.id().to_string()],
-        "does not run cgmalloc",
-    );
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
+    let sleeper = Sleeper::start();
+    refused(&["stat", &sleeper.pid()], "does not run cgmalloc");
 
     // A layout this reader does not know.
     let exe = build(&dir, "layout_v99", false);
     let w = Watched::start(programs::plain(Command::new(&exe)));
     w.until_ready();
     let pid = w.child.id().to_string();
-    one_line(&["stat", &pid], "layout version 99");
+    refused(&["stat", &pid], "layout version 99");
     w.finish();
 
     // A group the process does not have.
@@ -338,7 +363,7 @@ fn bad_targets_are_refused_in_one_line() {
     cmd.arg(&exe);
     let w = Watched::start(cmd);
     let pid = pid_of(&w.until_ready());
-    one_line(&["stat", &pid, "/nope"], "no group /nope");
+    refused(&["stat", &pid, "/nope"], "no group /nope");
     let (code, _, err) = tool(&["stat", &pid, "/g"]);
     assert_eq!(code, 0, "{err}");
     w.finish();
@@ -399,22 +424,15 @@ fn set_changes_a_running_programs_limit_at_its_next_allocation() {
     }
 
     // Refused by the tool, the process never asked: one line, exit 2.
-    let one_line = |args: &[&str], want: &str| {
-        let (code, out, err) = tool(args);
-        assert_eq!(code, 2, "{args:?}: {out}{err}");
-        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cgmalloc:")).collect();
-        assert_eq!(lines.len(), 1, "{args:?}: {err}");
-        assert!(lines[0].contains(want), "{args:?}: {err}");
-    };
-    one_line(
+    refused(
         &["set", &pid, "/s", "memory.max", "12Q"],
         "not a valid size",
     );
-    one_line(
+    refused(
         &["set", &pid, "/s", "memory.oom.policy", "maybe"],
         "not an OOM policy",
     );
-    one_line(
+    refused(
         &["set", &pid, "/s", "memory.enforce", "maybe"],
         "not an enforce mode",
     );
@@ -426,29 +444,24 @@ fn set_changes_a_running_programs_limit_at_its_next_allocation() {
             .any(|l| l.contains(" s ") && l.ends_with("(enforce=warn)")),
         "{out}"
     );
-    one_line(
+    refused(
         &["set", &pid, "/s", "memory.current", "1M"],
         "not a file set can write",
     );
-    one_line(
+    refused(
         &["set", &pid, "/nope", "memory.max", "1M"],
         "no group /nope",
     );
-    one_line(
+    refused(
         &["set", &pid, "/s", "memory.max"],
         "want PID GROUP FILE VALUE",
     );
-    one_line(&["set", "99999999", "/s", "memory.max", "1M"], "no process");
-    let mut sleeper = programs::plain(Command::new("sleep"))
-        .arg("30")
-        .spawn()
-        .unwrap();
-    one_line(
-        &["set", &sleeper.id().to_string(), "/", "memory.max", "1M"],
+    refused(&["set", "99999999", "/s", "memory.max", "1M"], "no process");
+    let sleeper = Sleeper::start();
+    refused(
+        &["set", &sleeper.pid(), "/", "memory.max", "1M"],
         "does not run cgmalloc",
     );
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
     // Nothing of those reached the process.
     assert_eq!(group(&stat_json(&pid), "/s")["memory.max"], "max");
     w.send("q");
@@ -680,9 +693,11 @@ fn a_process_of_another_user_is_refused_with_the_reason() {
     let out = tool_cmd.args(["stat", &target]).output().unwrap();
     let _ = std::fs::remove_file(&copy);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cgmalloc:")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains("permission denied"), "{err}");
+    assert_one_line(
+        out.status.code().unwrap_or(-1),
+        &err,
+        "permission denied",
+        "stat as another user",
+    );
     w.finish();
 }

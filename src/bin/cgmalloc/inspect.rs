@@ -16,11 +16,8 @@ pub enum Format {
     Prometheus,
 }
 
-/// Bytes for a person: `512K`, `12.3M`, `max` for no limit.
-fn human(v: Option<u64>) -> String {
-    let Some(v) = v else {
-        return "max".to_string();
-    };
+/// Bytes for a person: `812`, `512K`, `12.3M`, `3.0G`.
+pub fn human_bytes(v: u64) -> String {
     const UNITS: [&str; 5] = ["", "K", "M", "G", "T"];
     let mut x = v as f64;
     let mut u = 0;
@@ -35,6 +32,11 @@ fn human(v: Option<u64>) -> String {
     } else {
         format!("{x:.0}{}", UNITS[u])
     }
+}
+
+/// A limit for a person: as [`human_bytes`], `max` for none.
+fn human(v: Option<u64>) -> String {
+    v.map_or_else(|| "max".to_string(), human_bytes)
 }
 
 /// `cgmalloc ps`: one line per process the caller may inspect that runs cgmalloc.
@@ -205,6 +207,11 @@ fn group_text(out: &mut String, s: &Snapshot, g: &Group) {
     file("cgroup.threads", tids.join(" "));
 }
 
+/// A limit as a Prometheus value: `+Inf` for none.
+fn lim(v: Option<u64>) -> f64 {
+    v.map_or(f64::INFINITY, |b| b as f64)
+}
+
 /// A Prometheus label value, escaped.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -227,7 +234,6 @@ fn prometheus(t: &Target, s: &Snapshot, groups: &[&Group]) -> String {
     let one = |f: fn(&Group, &Sums) -> f64| -> Get<'_> {
         Box::new(move |g, m| vec![(String::new(), f(g, m))])
     };
-    let lim = |v: Option<u64>| v.map_or(f64::INFINITY, |b| b as f64);
     let metrics: Vec<(&str, &str, &str, Get<'_>)> = vec![
         (
             "memory_current_bytes",
@@ -245,13 +251,13 @@ fn prometheus(t: &Target, s: &Snapshot, groups: &[&Group]) -> String {
             "memory_max_bytes",
             "gauge",
             "Hard limit (memory.max); +Inf for none.",
-            Box::new(move |g, _| vec![(String::new(), lim(g.max))]),
+            one(|g, _| lim(g.max)),
         ),
         (
             "memory_high_bytes",
             "gauge",
             "Throttle limit (memory.high); +Inf for none.",
-            Box::new(move |g, _| vec![(String::new(), lim(g.high))]),
+            one(|g, _| lim(g.high)),
         ),
         (
             "memory_low_bytes",
@@ -269,7 +275,7 @@ fn prometheus(t: &Target, s: &Snapshot, groups: &[&Group]) -> String {
             "memory_soft_limit_bytes",
             "gauge",
             "Soft limit (memory.soft_limit_in_bytes); +Inf for none.",
-            Box::new(move |g, _| vec![(String::new(), lim(g.soft_limit))]),
+            one(|g, _| lim(g.soft_limit)),
         ),
         (
             "memory_failcnt_total",

@@ -1,5 +1,5 @@
 //! The values the options carry: size strings, group paths, `--group` and `--thread`
-//! specifications, OOM policies. Size strings and group paths are checked by the
+//! specifications, OOM policies and enforce modes. Size strings and group paths are checked by the
 //! library's own parsers (see `memcg.rs`), so the launcher accepts exactly what the
 //! library will. Each check returns the value normalised for the environment (trimmed)
 //! or the message for the `cgmalloc: ...` line.
@@ -9,9 +9,6 @@ use crate::memcg::size::parse_with;
 
 /// The keys a `--group` specification may set (`CGMALLOC_GROUPS`).
 pub const GROUP_KEYS: [&str; 7] = ["max", "high", "low", "min", "soft_limit", "oom", "enforce"];
-
-/// The values of `--enforce` and of a group's `enforce` key (`memory.enforce`).
-pub const ENFORCE_MODES: [&str; 3] = ["on", "warn", "off"];
 
 /// The values of `--oom` and of a group's `oom` key.
 pub const OOM_POLICIES: [&str; 3] = ["fail", "abort", "force"];
@@ -39,28 +36,28 @@ pub fn group_path(path: &str, root_ok: bool) -> Result<String, String> {
     }
 }
 
-/// A `memory.enforce` mode: `on`, `warn` or `off`.
-pub fn enforce(value: &str) -> Result<String, String> {
+/// `value` (trimmed) if it is one of `allowed`, else the message: `"x" is not WHAT (want
+/// a, b or c)`.
+fn one_of(value: &str, allowed: &[&str], what: &str) -> Result<String, String> {
     let v = value.trim();
-    if ENFORCE_MODES.contains(&v) {
-        Ok(v.to_string())
-    } else {
-        Err(format!(
-            "{value:?} is not an enforce mode (want on, warn or off)"
-        ))
+    if allowed.contains(&v) {
+        return Ok(v.to_string());
     }
+    let (last, rest) = allowed.split_last().expect("a choice");
+    Err(format!(
+        "{value:?} is not {what} (want {} or {last})",
+        rest.join(", ")
+    ))
+}
+
+/// A `memory.enforce` mode: `on`, `warn` or `off` (the library's names, `wire.rs`).
+pub fn enforce(value: &str) -> Result<String, String> {
+    one_of(value, &crate::memcg::wire::ENFORCE_NAMES, "an enforce mode")
 }
 
 /// An OOM policy: `fail`, `abort` or `force`.
 pub fn oom_policy(value: &str) -> Result<String, String> {
-    let v = value.trim();
-    if OOM_POLICIES.contains(&v) {
-        Ok(v.to_string())
-    } else {
-        Err(format!(
-            "{value:?} is not an OOM policy (want fail, abort or force)"
-        ))
-    }
+    one_of(value, &OOM_POLICIES, "an OOM policy")
 }
 
 /// `PATH:key=value,key=value` (or just `PATH`: create the group), one entry of

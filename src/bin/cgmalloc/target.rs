@@ -23,12 +23,9 @@ const MAGIC: &[u8; 8] = b"cgmalloc";
 /// The layout version this reader knows.
 pub const VERSION: u64 = 1;
 
-/// Names of `memory.events` (layout version 1).
-pub const EVENT_NAMES: [&str; 6] = ["low", "high", "max", "oom", "oom_kill", "warn"];
-/// `memory.enforce` values, by their number.
-const ENFORCE_NAMES: [&str; 3] = ["on", "warn", "off"];
-/// Names of the accounting engine's `memory.stat` keys (layout version 1).
-pub const STAT_NAMES: [&str; 4] = ["nr_charges", "nr_uncharges", "reclaim_calls", "reclaimed"];
+pub use crate::memcg::events::{EVENT_NAMES, NR_EVENTS, NR_STATS, STAT_NAMES};
+use crate::memcg::wire::{self, ENFORCE_NAMES};
+
 const POLICY_NAMES: [&str; 4] = ["inherit", "fail", "abort", "force"];
 
 /// The record behind `cgmalloc_layout`, version 1: `u64`s in `src/memcg/layout.rs`'s order.
@@ -104,10 +101,10 @@ pub struct Group {
     pub low: u64,
     pub min: u64,
     pub failcnt: u64,
-    pub events: [u64; 6],
-    pub events_local: [u64; 6],
+    pub events: [u64; NR_EVENTS],
+    pub events_local: [u64; NR_EVENTS],
     /// This slot's own statistics and explicit bytes (a subtree's are summed on output).
-    pub stats: [u64; 4],
+    pub stats: [u64; NR_STATS],
     pub explicit: u64,
     /// The effective `memory.oom.policy`.
     pub oom_policy: &'static str,
@@ -120,22 +117,28 @@ pub struct Group {
     pub stock: u64,
 }
 
-/// Every group of a process, the root first, each after its parent.
+/// Every group of a process, sorted by path (the root first).
 pub struct Snapshot {
     pub groups: Vec<Group>,
+    /// Each group's parent, by id (the root's is itself).
+    parents: HashMap<u32, u32>,
 }
 
 impl Snapshot {
+    fn new(groups: Vec<Group>) -> Snapshot {
+        let parents = groups.iter().map(|g| (g.id, g.parent)).collect();
+        Snapshot { groups, parents }
+    }
+
     /// Whether `id` is `root` or below it.
     pub fn in_subtree(&self, id: u32, root: u32) -> bool {
-        let by_id: HashMap<u32, &Group> = self.groups.iter().map(|g| (g.id, g)).collect();
         let mut cur = id;
         for _ in 0..=self.groups.len() {
             if cur == root {
                 return true;
             }
-            match by_id.get(&cur) {
-                Some(g) if g.id != 0 => cur = g.parent,
+            match self.parents.get(&cur) {
+                Some(&p) if cur != 0 => cur = p,
                 _ => return false,
             }
         }
@@ -150,46 +153,52 @@ impl Snapshot {
     }
 }
 
-fn read_mem(pid: i32, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
+/// Which way a [`transfer`] goes, with this process's buffer.
+enum Transfer<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+}
+
+/// Copies between this process's buffer and process `pid`'s memory at `addr`, all of it
+/// or an error (`EFAULT` when only part was mapped).
+fn transfer(pid: i32, addr: u64, t: Transfer<'_>) -> std::io::Result<()> {
+    let (base, len, write) = match t {
+        Transfer::Read(b) => (b.as_mut_ptr().cast::<libc::c_void>(), b.len(), false),
+        Transfer::Write(b) => (b.as_ptr() as *mut libc::c_void, b.len(), true),
+    };
     let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+        iov_base: base,
+        iov_len: len,
     };
     let remote = libc::iovec {
         iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
+        iov_len: len,
     };
-    // SAFETY: `local` describes `buf`, which the call writes; `remote` is only an address
-    // in the other process, which the kernel checks.
-    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    // SAFETY: `local` describes the caller's buffer, which a read writes (it is borrowed
+    // mutably) and a write only reads; `remote` is only an address in the other process,
+    // which the kernel checks.
+    let n = unsafe {
+        if write {
+            libc::process_vm_writev(pid, &local, 1, &remote, 1, 0)
+        } else {
+            libc::process_vm_readv(pid, &local, 1, &remote, 1, 0)
+        }
+    };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    if n as usize != buf.len() {
+    if n as usize != len {
         return Err(std::io::Error::from_raw_os_error(libc::EFAULT));
     }
     Ok(())
 }
 
+fn read_mem(pid: i32, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    transfer(pid, addr, Transfer::Read(buf))
+}
+
 fn write_mem(pid: i32, addr: u64, buf: &[u8]) -> std::io::Result<()> {
-    let local = libc::iovec {
-        iov_base: buf.as_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` describes `buf`, which the call only reads; `remote` is only an
-    // address in the other process, which the kernel checks.
-    let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if n as usize != buf.len() {
-        return Err(std::io::Error::from_raw_os_error(libc::EFAULT));
-    }
-    Ok(())
+    transfer(pid, addr, Transfer::Write(buf))
 }
 
 fn word(b: &[u8], i: usize) -> u64 {
@@ -452,8 +461,9 @@ impl Target {
             let n = (name_len[id as usize] as u64).min(l.name_max) as usize;
             let name_at = (id as u64 * l.name_max) as usize;
             let name = String::from_utf8_lossy(&names[name_at..name_at + n]).into_owned();
-            let arr =
-                |off: u64| -> [u64; 6] { core::array::from_fn(|i| u64_at(s, off + 8 * i as u64)) };
+            let arr = |off: u64| -> [u64; NR_EVENTS] {
+                core::array::from_fn(|i| u64_at(s, off + 8 * i as u64))
+            };
             let g = Group {
                 id,
                 path: name,
@@ -537,21 +547,8 @@ impl Target {
             groups.push(g);
         }
         groups.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(Snapshot { groups })
+        Ok(Snapshot::new(groups))
     }
-}
-
-/// The request area's format (`src/memcg/request.rs`, layout version 1).
-mod req {
-    pub const TOKEN: u64 = 0;
-    /// `done`, then `result`.
-    pub const DONE: u64 = 8;
-    /// `check`, then the three lengths.
-    pub const CHECK: u64 = 24;
-    pub const BODY: u64 = 48;
-    pub const GROUP_MAX: usize = 16 * 65;
-    pub const FILE_MAX: usize = 32;
-    pub const VALUE_MAX: usize = 64;
 }
 
 /// What became of a write requested with [`Target::request`].
@@ -560,18 +557,6 @@ pub enum Outcome {
     Applied(i64),
     /// Not applied within the wait: the process applies it at its next charge.
     Queued,
-}
-
-/// FNV-1a 64, as `src/memcg/request.rs` checks the body.
-fn check_of(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
 }
 
 impl Target {
@@ -586,43 +571,38 @@ impl Target {
     ) -> Result<Outcome, Fail> {
         let l = self.layout()?;
         let (g, f, v) = (group.as_bytes(), file.as_bytes(), value.as_bytes());
-        if g.len() > req::GROUP_MAX || f.len() > req::FILE_MAX || v.len() > req::VALUE_MAX {
+        if g.len() > wire::GROUP_MAX || f.len() > wire::FILE_MAX || v.len() > wire::VALUE_MAX {
             return Err(Fail::with_code(EXIT_FAIL, "the request is too long"));
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let token = (nanos ^ (std::process::id() as u64) << 40) | 1;
-        let lens = [g.len() as u32, f.len() as u32, v.len() as u32];
-        let check = check_of(&[
-            &token.to_le_bytes(),
-            &lens[0].to_le_bytes(),
-            &lens[1].to_le_bytes(),
-            &lens[2].to_le_bytes(),
-            g,
-            f,
-            v,
-        ]);
-        let mut body = vec![0u8; req::GROUP_MAX + req::FILE_MAX + req::VALUE_MAX];
+        let mut body = vec![0u8; wire::BODY_LEN];
         body[..g.len()].copy_from_slice(g);
-        body[req::GROUP_MAX..][..f.len()].copy_from_slice(f);
-        body[req::GROUP_MAX + req::FILE_MAX..][..v.len()].copy_from_slice(v);
-        let mut head = Vec::new();
-        head.extend_from_slice(&check.to_le_bytes());
-        for n in lens {
-            head.extend_from_slice(&n.to_le_bytes());
-        }
-        let w =
-            |off: u64, b: &[u8]| write_mem(self.pid, l.request + off, b).map_err(|e| self.fail(e));
-        w(req::BODY, &body)?;
-        w(req::CHECK, &head)?;
-        w(req::TOKEN, &token.to_le_bytes())?;
+        body[wire::GROUP_MAX..][..f.len()].copy_from_slice(f);
+        body[wire::GROUP_MAX + wire::FILE_MAX..][..v.len()].copy_from_slice(v);
+        let check = wire::request_check(token, g, f, v);
+        let lens: Vec<u8> = [g.len(), f.len(), v.len()]
+            .iter()
+            .flat_map(|&n| (n as u32).to_le_bytes())
+            .collect();
+        let w = |off: usize, b: &[u8]| {
+            write_mem(self.pid, l.request + off as u64, b).map_err(|e| self.fail(e))
+        };
+        w(wire::BODY, &body)?;
+        w(wire::CHECK, &check.to_le_bytes())?;
+        w(wire::LENS, &lens)?;
+        w(wire::TOKEN, &token.to_le_bytes())?;
         let start = std::time::Instant::now();
         loop {
             let mut ans = [0u8; 16];
-            read_mem(self.pid, l.request + req::DONE, &mut ans).map_err(|e| self.fail(e))?;
+            // `done`, then `result` after it.
+            read_mem(self.pid, l.request + wire::DONE as u64, &mut ans)
+                .map_err(|e| self.fail(e))?;
             if word(&ans, 0) == token {
-                return Ok(Outcome::Applied(word(&ans, 1) as i64));
+                let result = word(&ans, (wire::RESULT - wire::DONE) / 8);
+                return Ok(Outcome::Applied(result as i64));
             }
             if start.elapsed() >= wait {
                 return Ok(Outcome::Queued);

@@ -86,20 +86,13 @@ struct Row {
 /// What a refresh remembers of each group: `(current, events)` by `(pid, path)`.
 type Seen = HashMap<(i32, String), (u64, u64)>;
 
+/// Bytes as `ps` and `stat` show them, with `B` below a KiB.
 fn human(v: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut x = v as f64;
-    let mut u = 0;
-    while x >= 1024.0 && u < UNITS.len() - 1 {
-        x /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{v}B")
-    } else if x < 10.0 {
-        format!("{x:.1}{}", UNITS[u])
+    let h = crate::inspect::human_bytes(v);
+    if v < 1024 {
+        h + "B"
     } else {
-        format!("{x:.0}{}", UNITS[u])
+        h
     }
 }
 
@@ -356,9 +349,9 @@ fn live(opts: &Options) -> Result<(), Fail> {
             match event::poll(left) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(e) => {
+                // The terminal is gone: nothing more to show.
+                Err(_) => {
                     quit = true;
-                    let _ = e;
                     break;
                 }
             }
