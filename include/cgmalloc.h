@@ -106,6 +106,19 @@ struct cgm_oom_info {
 // An OOM handler: returns one of `CGM_OOM_*`.
 typedef int (*cgm_oom_fn)(void *ctx, const struct cgm_oom_info *info);
 
+// `struct cgm_pressure`: a group's `memory.pressure`. Averages are the share of wall
+// time stalled over the last 10, 60 and 300 s, in percent; totals are microseconds.
+struct cgm_pressure {
+  double some_avg10;
+  double some_avg60;
+  double some_avg300;
+  uint64_t some_total_us;
+  double full_avg10;
+  double full_avg60;
+  double full_avg300;
+  uint64_t full_total_us;
+};
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -189,6 +202,23 @@ int cgm_threshold_eventfd(cgm_group_t group, uint64_t bytes);
 
 // Unregisters a threshold eventfd and closes it.
 int cgm_threshold_remove(cgm_group_t group, int fd);
+
+// Reads the group's `memory.pressure` into `*out`.
+//
+// # Safety
+// `out` is NULL or writable.
+int cgm_group_pressure(cgm_group_t group, struct cgm_pressure *out);
+
+// An eventfd (`O_NONBLOCK | O_CLOEXEC`) signalled when the stall of `kind` (`"some"` or
+// `"full"`) within any window of `window_us` (500 ms..10 s) reaches `stall_us`, at most
+// once a window. End it with [`cgm_pressure_remove`], not `close`.
+//
+// # Safety
+// `kind` is NULL or a NUL-terminated string.
+int cgm_pressure_eventfd(cgm_group_t group, const char *kind, uint64_t stall_us, uint64_t window_us);
+
+// Unregisters a pressure trigger and closes its eventfd.
+int cgm_pressure_remove(cgm_group_t group, int fd);
 
 // Charges `bytes` (rounded up to pages) to `group` through the whole charge path:
 // stock, limits, reclaim, OOM handler. `flags`: `CGM_CHARGE_NORETRY`,

@@ -12,7 +12,25 @@ use core::future::Future;
 use core::marker::PhantomData;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-pub use crate::memcg::control::Stat;
+pub use crate::memcg::control::{Pressure, Stat};
+
+/// Which stall a pressure trigger watches (`memory.pressure`'s two lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PressureKind {
+    /// At least one thread charging to the group was stalled.
+    Some,
+    /// Every thread attached to the group was stalled at once.
+    Full,
+}
+
+impl PressureKind {
+    fn name(self) -> &'static [u8] {
+        match self {
+            PressureKind::Some => b"some",
+            PressureKind::Full => b"full",
+        }
+    }
+}
 
 fn check<T>(r: core::result::Result<T, i32>) -> Result<T> {
     r.map_err(Error::from_errno)
@@ -250,6 +268,38 @@ impl Group {
 
     pub fn stat(&self) -> Result<Stat> {
         check(control::stat(self.handle))
+    }
+
+    /// `memory.pressure` as numbers: averages in percent, totals in microseconds.
+    pub fn pressure(&self) -> Result<Pressure> {
+        check(control::pressure(self.handle))
+    }
+
+    /// An eventfd signalled when the stall of `kind` within any `window` (500 ms..10 s)
+    /// reaches `stall`, at most once a window; `EINVAL` for a window outside those
+    /// bounds or a stall of zero or longer than the window. Durations count in whole
+    /// microseconds.
+    pub fn pressure_eventfd(
+        &self,
+        kind: PressureKind,
+        stall: core::time::Duration,
+        window: core::time::Duration,
+    ) -> Result<OwnedFd> {
+        let us = |d: core::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let fd = check(control::pressure_eventfd(
+            self.handle,
+            kind.name(),
+            us(stall),
+            us(window),
+        ))?;
+        // SAFETY: `fd` is a new descriptor owned by nobody else (the library kept its own
+        // duplicate).
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Ends a pressure trigger and closes `fd`.
+    pub fn pressure_remove(&self, fd: OwnedFd) -> Result<()> {
+        check(control::pressure_remove(self.handle, fd.as_raw_fd(), false))
     }
 
     /// Makes the calling thread charge this group until the guard drops.

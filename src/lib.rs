@@ -55,7 +55,8 @@ mod global;
 
 #[cfg(not(loom))]
 pub use api::{
-    audit, drain_stocks, trim, Charge, EnterGuard, Group, OomAction, OomInfo, Reclaimer, Stat,
+    audit, drain_stocks, trim, Charge, EnterGuard, Group, OomAction, OomInfo, Pressure,
+    PressureKind, Reclaimer, Stat,
 };
 #[cfg(not(loom))]
 pub use error::{describe as strerror, Error, Result};

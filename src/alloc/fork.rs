@@ -30,9 +30,12 @@ extern "C" fn prepare() {
     segment::lock_for_fork();
     abandoned::lock_for_fork();
     thread::lock_pools_for_fork();
+    // A leaf lock (nothing is taken under it): last.
+    memcg::pressure::lock_for_fork();
 }
 
 extern "C" fn parent() {
+    memcg::pressure::unlock_after_fork();
     thread::unlock_pools_after_fork();
     abandoned::unlock_after_fork();
     segment::unlock_after_fork();
@@ -46,6 +49,7 @@ extern "C" fn child() {
     parent();
     memcg::ledger::rebuild(&mut |f| super::account::records(f));
     memcg::threads::fork_child();
+    memcg::pressure::fork_child();
     let me = tld::current();
     abandoned::reset_in_child();
     let settle = |seg: *mut Segment| {

@@ -15,7 +15,7 @@
 #![allow(non_camel_case_types)]
 
 use crate::memcg::callbacks::{Callback, OomInfoC};
-use crate::memcg::control::{self, Errno, Stat};
+use crate::memcg::control::{self, Errno, Pressure, Stat};
 use crate::memcg::{charge, oom};
 use crate::util::fmtbuf::FmtBuf;
 use core::ffi::{c_char, c_int, c_long, c_void, CStr};
@@ -326,6 +326,46 @@ pub extern "C" fn cgm_threshold_eventfd(group: cgm_group_t, bytes: u64) -> c_int
 #[no_mangle]
 pub extern "C" fn cgm_threshold_remove(group: cgm_group_t, fd: c_int) -> c_int {
     status(control::threshold_remove(group, fd, true))
+}
+
+/// Reads the group's `memory.pressure` into `*out`.
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cgm_group_pressure(group: cgm_group_t, out: *mut Pressure) -> c_int {
+    // SAFETY: per this function's contract.
+    unsafe { with_out(out, || control::pressure(group)) }
+}
+
+/// An eventfd (`O_NONBLOCK | O_CLOEXEC`) signalled when the stall of `kind` (`"some"` or
+/// `"full"`) within any window of `window_us` (500 ms..10 s) reaches `stall_us`, at most
+/// once a window. End it with [`cgm_pressure_remove`], not `close`.
+///
+/// # Safety
+/// `kind` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn cgm_pressure_eventfd(
+    group: cgm_group_t,
+    kind: *const c_char,
+    stall_us: u64,
+    window_us: u64,
+) -> c_int {
+    // SAFETY: per this function's contract.
+    let kind = match unsafe { string(kind) } {
+        Ok(k) => k,
+        Err(e) => return err(e),
+    };
+    match control::pressure_eventfd(group, kind, stall_us, window_us) {
+        Ok(fd) => fd,
+        Err(e) => err(e),
+    }
+}
+
+/// Unregisters a pressure trigger and closes its eventfd.
+#[no_mangle]
+pub extern "C" fn cgm_pressure_remove(group: cgm_group_t, fd: c_int) -> c_int {
+    status(control::pressure_remove(group, fd, true))
 }
 
 /// Charges `bytes` (rounded up to pages) to `group` through the whole charge path:

@@ -20,6 +20,9 @@
 //!       (`oom_kill` event), force, abort, or retry (at most `MAX_OOM_RETRIES` times,
 //!       each with `MAX_RETRIES` rounds again).
 //!
+//! From the first refusal that makes room (step a) until the charge returns, the thread
+//! is in a stall of `memory.pressure` (`pressure::Stall`).
+//!
 //! No lock is held at any point where a callback can run.
 
 #![forbid(unsafe_code)]
@@ -28,6 +31,7 @@ use super::counter::{self, Hierarchy, Pages};
 use super::events::Event;
 use super::oom::{self, Action};
 use super::origin::Origin;
+use super::pressure::Stall;
 use super::reclaim;
 use super::request;
 use super::size::PAGE_SIZE;
@@ -92,6 +96,9 @@ fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
     let mut oom_retries = MAX_OOM_RETRIES;
     let mut drained = false;
     let mut first = true;
+    // From the first refusal that makes room, until the charge returns
+    // (`memory.pressure`).
+    let mut stall = Stall::new();
     loop {
         if !first && nr <= CHARGE_BATCH && threads::consume_stock(id, nr) {
             return Ok(());
@@ -115,6 +122,7 @@ fn try_charge_slow(id: u32, nr: Pages, flags: u32) -> Result<(), NoMem> {
         if flags & NORETRY != 0 {
             return Err(NoMem);
         }
+        stall.begin(id);
         let fits = || GROUPS.counter(over).margin() >= nr;
         // a. The allocator's cached free pages: no user code runs.
         reclaim::cache(over, shortfall(over, nr));

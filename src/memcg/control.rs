@@ -46,6 +46,21 @@ pub struct Stat {
     pub events_oom_kill: u64,
 }
 
+/// `struct cgm_pressure`: a group's `memory.pressure`. Averages are the share of wall
+/// time stalled over the last 10, 60 and 300 s, in percent; totals are microseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Pressure {
+    pub some_avg10: f64,
+    pub some_avg60: f64,
+    pub some_avg300: f64,
+    pub some_total_us: u64,
+    pub full_avg10: f64,
+    pub full_avg60: f64,
+    pub full_avg300: f64,
+    pub full_total_us: u64,
+}
+
 pub fn root() -> u64 {
     GROUPS.handle(super::table::ROOT)
 }
@@ -187,6 +202,43 @@ pub fn stat(handle: u64) -> Result<Stat, Errno> {
         events_oom: ev[Event::Oom as usize],
         events_oom_kill: ev[Event::OomKill as usize],
     })
+}
+
+/// `memory.pressure` of the group, as numbers.
+pub fn pressure(handle: u64) -> Result<Pressure, Errno> {
+    use super::psi::{Values, FULL, SOME};
+    let pin = GROUPS.pin(handle, false)?;
+    let v = super::pressure::read(pin.id);
+    let pct = |k: usize, w: usize| Values::percent(v.avg[k][w]);
+    Ok(Pressure {
+        some_avg10: pct(SOME, 0),
+        some_avg60: pct(SOME, 1),
+        some_avg300: pct(SOME, 2),
+        some_total_us: v.total_us[SOME],
+        full_avg10: pct(FULL, 0),
+        full_avg60: pct(FULL, 1),
+        full_avg300: pct(FULL, 2),
+        full_total_us: v.total_us[FULL],
+    })
+}
+
+/// A pressure trigger on the group: an eventfd signalled when the stall of `kind`
+/// (`some` or `full`) within any `window_us` reaches `stall_us`, at most once a window.
+pub fn pressure_eventfd(
+    handle: u64,
+    kind: &[u8],
+    stall_us: u64,
+    window_us: u64,
+) -> Result<i32, Errno> {
+    let pin = GROUPS.pin(handle, false)?;
+    let kind = super::pressure::parse_kind(kind).ok_or(libc::EINVAL)?;
+    super::pressure::add(pin.id, handle, kind, stall_us, window_us)
+}
+
+/// Ends a pressure trigger; `close_user` also closes the caller's descriptor.
+pub fn pressure_remove(handle: u64, fd: i32, close_user: bool) -> Result<(), Errno> {
+    let _pin = GROUPS.pin(handle, false)?;
+    super::pressure::remove(handle, fd, close_user)
 }
 
 /// Registers a reclaim callback; returns its id. On failure its context has been

@@ -71,6 +71,7 @@ const FILES: &[(&str, Access)] = &[
     ("memory.oom.policy", Access::Both),
     ("memory.enforce", Access::Both),
     ("memory.reclaim", Access::Write),
+    ("memory.pressure", Access::Read),
     ("cgroup.threads", Access::Read),
     ("cgroup.stat", Access::Read),
 ];
@@ -158,6 +159,7 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
             out.push(ENFORCE_NAMES[c.enforce.load(Ordering::Relaxed) as usize % 3].as_bytes());
             out.push(b"\n");
         }
+        b"memory.pressure" => super::pressure::read(id).write(&mut |b| out.push(b)),
         b"cgroup.threads" => threads::for_each_thread_in(id, |tid| {
             out.push_u64(tid as u64);
             out.push(b"\n");
@@ -299,6 +301,7 @@ mod tests {
             "memory.events",
             "memory.events.local",
             "memory.stat",
+            "memory.pressure",
             "cgroup.threads",
             "cgroup.stat",
         ] {

@@ -15,11 +15,15 @@
 //! which is `64 s · o²`, scaled by the pages charged over the 32-page batch and capped at
 //! 2 s; delays of 10 ms or less are skipped. So 1.25% over high starts to throttle, and
 //! about 18% over reaches the cap.
+//!
+//! Reclaim and throttle are a stall of `memory.pressure` (`pressure::Stall`); the sleep
+//! checks pressure triggers as it goes (`pressure::sleep`).
 
 #![forbid(unsafe_code)]
 
 use super::counter::{Hierarchy, Pages, ENFORCE_OFF, ENFORCE_WARN};
 use super::events::Event;
+use super::pressure::{self, Stall};
 use super::reclaim;
 use super::size::PAGE_SIZE;
 use super::stock::CHARGE_BATCH;
@@ -91,6 +95,8 @@ pub fn handle_over_high(id: u32) {
 /// largest overage left, scaled by the `nr` pages charged.
 fn over_high(id: u32, nr: Pages, count: bool, act: bool) {
     let mut over_any = false;
+    // Reclaim and throttle are a stall of `memory.pressure`, until this returns.
+    let mut stall = Stall::new();
     let mut cur = Some(id);
     while let Some(g) = cur {
         let c = GROUPS.counter(g);
@@ -109,6 +115,7 @@ fn over_high(id: u32, nr: Pages, count: bool, act: bool) {
             } else {
                 over_any = true;
                 if act {
+                    stall.begin(id);
                     reclaim::reclaim(g, (usage - high) * PAGE_SIZE);
                 }
             }
@@ -118,7 +125,7 @@ fn over_high(id: u32, nr: Pages, count: bool, act: bool) {
     if over_any && act {
         let ns = delay_ns(max_overage_from(id), nr);
         if ns > 0 {
-            crate::os::sleep_ns(ns);
+            pressure::sleep(ns);
         }
     }
 }

@@ -6,7 +6,8 @@
 //! process for it, and nothing is kept anywhere else (DESIGN.md, "Watching a running
 //! process").
 //!
-//! Layout version 1, every field a little-endian `u64` in declaration order:
+//! Layout version 2, every field a little-endian `u64` in declaration order (version 1
+//! was the same up to `enforce`):
 //! - `root_oom_policy` is the address of the root's default policy (a `u32`, as below);
 //! - `life` is a `u32`: the slot's state in its low two bits (0 free, 1 live, 2 dying,
 //!   3 being destroyed); `serial` a `u64`; `parent` and `nr_threads`, `oom_policy` `u32`s
@@ -23,7 +24,11 @@
 //! - the thread registry: `threads_used` slots from `threads` are in use, each
 //!   `thread_size` bytes, with `tid` and `group` `u32`s (a slot whose `tid` is 0 is
 //!   free) and `stock` a `u64`: the group plus one in its high half (0: none), pages in
-//!   its low half.
+//!   its low half;
+//! - `psi` is the offset into a slot of `memory.pressure`'s state: a sequence count
+//!   (odd while the process writes it; a reader retries until it reads the same even
+//!   count before and after), then `psi_words` `u64`s, `psi.rs`'s stored form, which a
+//!   reader brings to its own `CLOCK_MONOTONIC` now with `psi.rs` itself.
 //!
 //! A change to any of this is a new version: a reader refuses a version it does not know.
 
@@ -41,7 +46,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize};
 /// The magic a reader checks first.
 pub const MAGIC: [u8; 8] = *b"cgmalloc";
 /// The layout described in the module docs.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 
 /// The record behind `cgmalloc_layout`.
 #[repr(C)]
@@ -96,6 +101,9 @@ pub struct Layout {
     pub thread_stock: u64,
     /// Offset into a slot of `memory.enforce`, a `u32`: 0 on, 1 warn, 2 off.
     pub enforce: u64,
+    /// Offset into a slot of `memory.pressure`'s sequence count and state (`psi.rs`).
+    pub psi: u64,
+    pub psi_words: u64,
 }
 
 const T: super::table::TableLayout = GroupTable::<MAX_GROUPS>::LAYOUT;
@@ -154,4 +162,6 @@ pub static cgmalloc_layout: Layout = Layout {
     thread_group: super::threads::SLOT_LAYOUT[2] as u64,
     thread_stock: super::threads::SLOT_LAYOUT[3] as u64,
     enforce: counter(offset_of!(PageCounter, enforce)),
+    psi: T.psi as u64,
+    psi_words: super::psi::WORDS as u64,
 };

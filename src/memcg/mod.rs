@@ -8,7 +8,8 @@
 //! - `table`: the group table, handles and the live → dying → free lifecycle;
 //! - `stock`, `threads`: per-thread stocks of precharged pages (I4) and thread state;
 //! - `charge`: the charge path (`try_charge`), with `reclaim`, `oom`, `high`,
-//!   `threshold`, `events` and `callbacks` beside it;
+//!   `threshold`, `events` and `callbacks` beside it; `pressure` measures its stalls
+//!   (`memory.pressure`, with the arithmetic in `psi`) and signals their triggers;
 //! - `ledger`: who records each charged page, the counters rebuilt from the records in a
 //!   fork child, and the audit that compares them; `origin` names the holder of a charge
 //!   in the fatal line of a counter underflow;
@@ -27,6 +28,8 @@ pub mod events;
 pub mod origin;
 /// cbindgen:ignore
 pub mod path;
+/// cbindgen:ignore
+pub mod psi;
 /// cbindgen:ignore
 pub mod stock;
 /// cbindgen:ignore
@@ -59,6 +62,9 @@ pub mod ledger;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod oom;
+/// cbindgen:ignore
+#[cfg(not(loom))]
+pub mod pressure;
 /// cbindgen:ignore
 #[cfg(not(loom))]
 pub mod reclaim;

@@ -1,5 +1,6 @@
 //! The group report: one row per group with its path, `memory.current`, `memory.peak`,
-//! `memory.max`, `memory.high` and events, written straight to a file descriptor without
+//! `memory.max`, `memory.high` and events (then `memory.enforce` unless `on`, and
+//! `memory.pressure` if the group ever stalled), written straight to a file descriptor without
 //! allocating (it is printed by the `abort` OOM policy and at exit with
 //! `CGMALLOC_STATS`).
 
@@ -8,6 +9,7 @@
 use super::counter::{Hierarchy, UNLIMITED};
 use super::counter::{ENFORCE_OFF, ENFORCE_WARN};
 use super::events::EVENT_NAMES;
+use super::psi::SOME;
 use super::size::PAGE_SIZE;
 use super::table::{DYING, GROUPS};
 use crate::util::fmtbuf::FmtBuf;
@@ -99,6 +101,20 @@ pub fn write_table(fd: i32, title: &[u8]) {
             ENFORCE_WARN => b.push(b" enforce=warn"),
             ENFORCE_OFF => b.push(b" enforce=off"),
             _ => {}
+        }
+        // A group whose threads ever stalled shows `memory.pressure`, its lines joined.
+        let p = super::pressure::read(id);
+        if p.total_us[SOME] > 0 {
+            b.push(b" pressure:");
+            p.write(&mut |s| {
+                if s == b"\n" {
+                    return;
+                }
+                if s == b"some" || s == b"full" {
+                    b.push(b" ");
+                }
+                b.push(s);
+            });
         }
         b.push(b"\n");
         crate::os::write_all(fd, b.as_bytes());

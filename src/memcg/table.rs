@@ -53,11 +53,12 @@ const PIN: u32 = 4;
 /// The public handle of slot `id` with `serial`.
 /// Told the handle of every group slot freed, to end the registrations that named it:
 /// one hook per layer that keeps registrations per group ([`FREED_CALLBACKS`],
-/// [`FREED_THRESHOLDS`]), installed by its first registration. The table imports none
-/// of the layers it tells (they are above it).
-pub static GROUP_FREED: [Hook<fn(u64)>; 2] = [Hook::new(), Hook::new()];
+/// [`FREED_THRESHOLDS`], [`FREED_PRESSURE`]), installed by its first registration. The
+/// table imports none of the layers it tells (they are above it).
+pub static GROUP_FREED: [Hook<fn(u64)>; 3] = [Hook::new(), Hook::new(), Hook::new()];
 pub const FREED_CALLBACKS: usize = 0;
 pub const FREED_THRESHOLDS: usize = 1;
+pub const FREED_PRESSURE: usize = 2;
 
 /// Told the id of a group whose usage moved while it has thresholds (`nr_thresholds`),
 /// installed by the first threshold registered.
@@ -101,6 +102,9 @@ pub struct Slot {
     pub stats: [AtomicU64; NR_STATS],
     /// When (`coarse_now_ns`) the last `memory.enforce = warn` line was written.
     pub last_warn: AtomicU64,
+    /// `memory.pressure`: a sequence count (odd while being written), then the stored
+    /// form of the group's `psi::Psi`, written only by `pressure.rs`.
+    pub psi: [AtomicU64; 1 + super::psi::WORDS],
 }
 
 #[cfg(not(loom))]
@@ -132,6 +136,7 @@ impl Slot {
                 events_local: zeroed_counters(),
                 stats: zeroed_counters(),
                 last_warn: AtomicU64::new(0),
+                psi: zeroed_counters(),
             }
         }
     }
@@ -512,7 +517,13 @@ impl<const N: usize> GroupTable<N> {
         s.oom_handler.store(0, Ordering::Relaxed);
         s.nr_thresholds.store(0, Ordering::Relaxed);
         s.explicit.store(0, Ordering::Relaxed);
-        for a in s.events.iter().chain(&s.events_local).chain(&s.stats) {
+        for a in s
+            .events
+            .iter()
+            .chain(&s.events_local)
+            .chain(&s.stats)
+            .chain(&s.psi)
+        {
             a.store(0, Ordering::Relaxed);
         }
         self.slots[parent as usize]
@@ -704,6 +715,7 @@ pub struct TableLayout {
     pub events_local: usize,
     pub stats: usize,
     pub counter: usize,
+    pub psi: usize,
 }
 
 #[cfg(not(loom))]
@@ -727,6 +739,7 @@ impl<const N: usize> GroupTable<N> {
             events_local: offset_of!(Slot, events_local),
             stats: offset_of!(Slot, stats),
             counter: offset_of!(Slot, counter),
+            psi: offset_of!(Slot, psi),
         }
     };
 }

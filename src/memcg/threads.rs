@@ -169,6 +169,16 @@ pub fn set_hooks(on_switch: fn(), on_exit: fn()) {
     EXIT_HOOK.install(on_exit);
 }
 
+/// Told each group a thread joined or left (`pressure` re-evaluates `full` there),
+/// installed by the first stall.
+pub static MEMBERSHIP: Hook<fn(u32)> = Hook::new();
+
+fn membership_changed(id: u32) {
+    if let Some(f) = MEMBERSHIP.get() {
+        f(id);
+    }
+}
+
 fn run_hook(h: &Hook<fn()>) {
     if let Some(f) = h.get() {
         f();
@@ -194,6 +204,8 @@ pub fn attach(id: u32) -> Result<u32, i32> {
     if old != ROOT {
         GROUPS.detach_thread(old);
     }
+    membership_changed(old);
+    membership_changed(id);
     Ok(old)
 }
 
@@ -339,6 +351,15 @@ pub fn drain_all_stock(root: u32) -> Pages {
         .sum()
 }
 
+/// Calls `f` with the group of every registered thread.
+pub fn for_each_member(mut f: impl FnMut(u32)) {
+    for s in registered() {
+        if s.tid.load(Ordering::Acquire) != 0 {
+            f(s.group.load(Ordering::Acquire));
+        }
+    }
+}
+
 /// Calls `f` with the group and pages of every stock that holds pages, the stocks of
 /// threads that do not exist any more in a fork child included.
 pub fn for_each_stock(mut f: impl FnMut(u32, Pages)) {
@@ -395,6 +416,7 @@ pub fn thread_exit() {
         GROUPS.detach_thread(g);
     }
     TLS.with(|t| t.slot.set(NO_SLOT));
+    membership_changed(g);
 }
 
 /// In a fork child: only the forking thread survives. Every other thread's stock goes

@@ -13,6 +13,7 @@
 //! - `dying`: destroyed groups, alive until their last uncharge; destroy refusals;
 //! - `pressure`: threshold eventfds and `memory.high` (reclaim before the throttle, the
 //!   throttle's curve);
+//! - `stall`: `memory.pressure` (stall shares, `full`, decay) and its triggers;
 //! - `rollback`: a refused charge leaves no trace but its `failcnt` and events (I3);
 //! - `model`: random operation sequences checked step by step against a model of the
 //!   engine (I1, I2, I3, I5, I6);
@@ -36,6 +37,7 @@ mod ladder;
 mod model;
 mod pressure;
 mod rollback;
+mod stall;
 mod stress;
 
 /// A stand-in for the allocator's cache of free pages, still charged, for the tests of

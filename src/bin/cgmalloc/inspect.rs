@@ -3,6 +3,7 @@
 //! interface files) or in Prometheus's text exposition format; and a write requested of
 //! the process.
 
+use crate::memcg::psi::{Values, KINDS};
 use crate::target::{self, Group, Outcome, Snapshot, Target, EVENT_NAMES, STAT_NAMES};
 use crate::Fail;
 use serde_json::{json, Map, Value};
@@ -101,6 +102,31 @@ fn sums(s: &Snapshot, g: &Group) -> Sums {
     out
 }
 
+/// `memory.pressure` as the file reads (two lines, newline-terminated), or `None` from
+/// a process that does not export it.
+pub fn pressure_text(g: &Group) -> Option<String> {
+    let mut out = Vec::new();
+    g.pressure?.write(&mut |b| out.extend_from_slice(b));
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `memory.pressure` as JSON: `{"some": {"avg10", "avg60", "avg300", "total"}, "full":
+/// ...}` (averages in percent, totals in microseconds), `null` if not exported.
+fn pressure_json(g: &Group) -> Value {
+    let Some(v) = g.pressure else {
+        return Value::Null;
+    };
+    let mut m = Map::new();
+    for (k, kind) in KINDS.iter().enumerate() {
+        let a = |w: usize| Values::percent(v.avg[k][w]);
+        m.insert(
+            kind.to_string(),
+            json!({"avg10": a(0), "avg60": a(1), "avg300": a(2), "total": v.total_us[k]}),
+        );
+    }
+    Value::Object(m)
+}
+
 fn limit_text(v: Option<u64>) -> String {
     v.map_or("max".to_string(), |b| b.to_string())
 }
@@ -145,6 +171,7 @@ fn group_json(t: &Target, s: &Snapshot, g: &Group) -> Value {
         "memory.stat": Value::Object(stat),
         "memory.oom.policy": g.oom_policy,
         "memory.enforce": g.enforce,
+        "memory.pressure": pressure_json(g),
         "cgroup.stat": {
             "nr_descendants": sum.descendants,
             "nr_dying_descendants": sum.dying,
@@ -196,6 +223,16 @@ fn group_text(out: &mut String, s: &Snapshot, g: &Group) {
     file("memory.stat", stat.join(", "));
     file("memory.oom.policy", g.oom_policy.to_string());
     file("memory.enforce", g.enforce.to_string());
+    if let Some(p) = pressure_text(g) {
+        let mut lines = p.lines();
+        file(
+            "memory.pressure",
+            lines.next().unwrap_or_default().to_string(),
+        );
+        for l in lines {
+            file("", l.to_string());
+        }
+    }
     file(
         "cgroup.stat",
         format!(
@@ -336,6 +373,42 @@ fn prometheus(t: &Target, s: &Snapshot, groups: &[&Group]) -> String {
             "counter",
             "Bytes reclaim callbacks reported freed (memory.stat reclaimed).",
             one(|_, m| m.stats[3] as f64),
+        ),
+        (
+            "memory_pressure_stall_seconds_total",
+            "counter",
+            "Time in which some, or all, of the group's threads were stalled charging \
+             (memory.pressure total).",
+            Box::new(|g, _| {
+                g.pressure.map_or_else(Vec::new, |v| {
+                    KINDS
+                        .iter()
+                        .zip(v.total_us)
+                        .map(|(k, us)| (format!(",kind=\"{k}\""), us as f64 / 1e6))
+                        .collect()
+                })
+            }),
+        ),
+        (
+            "memory_pressure_percent",
+            "gauge",
+            "Share of wall time stalled over the last 10, 60 and 300 s (memory.pressure \
+             avg10, avg60, avg300).",
+            Box::new(|g, _| {
+                let Some(v) = g.pressure else {
+                    return Vec::new();
+                };
+                let mut out = Vec::new();
+                for (k, kind) in KINDS.iter().enumerate() {
+                    for (w, window) in ["10", "60", "300"].iter().enumerate() {
+                        out.push((
+                            format!(",kind=\"{kind}\",window=\"{window}\""),
+                            Values::percent(v.avg[k][w]),
+                        ));
+                    }
+                }
+                out
+            }),
         ),
         (
             "threads",

@@ -2,7 +2,8 @@
 //! from the library's source files (`src/memcg/size.rs`, `src/memcg/path.rs`) rather than
 //! rewritten, so that the launcher refuses exactly what the library would; and what it
 //! shares with a running process it reads or writes: the names of events and statistics
-//! (`src/memcg/events.rs`) and the request area's format (`src/memcg/wire.rs`). They take
+//! (`src/memcg/events.rs`), the request area's format (`src/memcg/wire.rs`) and the
+//! arithmetic of `memory.pressure` (`src/memcg/psi.rs`). They take
 //! their constants from `crate::consts`, which the launcher compiles from the library's
 //! `src/consts.rs`.
 
@@ -20,3 +21,7 @@ pub mod events;
 
 #[path = "../../memcg/wire.rs"]
 pub mod wire;
+
+#[allow(dead_code)] // the launcher reads; it never changes a state
+#[path = "../../memcg/psi.rs"]
+pub mod psi;

@@ -20,15 +20,17 @@ const EXIT_FAIL: u8 = 2;
 
 const SYMBOL: &str = "cgmalloc_layout";
 const MAGIC: &[u8; 8] = b"cgmalloc";
-/// The layout version this reader knows.
-pub const VERSION: u64 = 1;
+/// The layout version this reader knows; it also reads version 1, which has no
+/// `memory.pressure`.
+pub const VERSION: u64 = 2;
 
 pub use crate::memcg::events::{EVENT_NAMES, NR_EVENTS, NR_STATS, STAT_NAMES};
+use crate::memcg::psi::{self, Psi};
 use crate::memcg::wire::{self, ENFORCE_NAMES};
 
 const POLICY_NAMES: [&str; 4] = ["inherit", "fail", "abort", "force"];
 
-/// The record behind `cgmalloc_layout`, version 1: `u64`s in `src/memcg/layout.rs`'s order.
+/// The record behind `cgmalloc_layout`, version 2: `u64`s in `src/memcg/layout.rs`'s order.
 #[derive(Clone, Copy, Debug, Default)]
 struct Layout {
     table: u64,
@@ -71,10 +73,13 @@ struct Layout {
     thread_group: u64,
     thread_stock: u64,
     enforce: u64,
+    /// 0 in version 1.
+    psi: u64,
+    psi_words: u64,
 }
 
-/// Words of the version-1 record after magic, version and size.
-const LAYOUT_WORDS: usize = 39;
+/// Words of the record after magic, version and size, by version.
+const LAYOUT_WORDS: [usize; 2] = [39, 41];
 
 /// A process that runs cgmalloc: where its record lies.
 pub struct Target {
@@ -115,6 +120,8 @@ pub struct Group {
     pub tids: Vec<u32>,
     /// Bytes in the stocks of threads that cache this group (a subtree's are summed).
     pub stock: u64,
+    /// `memory.pressure` now; `None` from a process of layout version 1.
+    pub pressure: Option<psi::Values>,
 }
 
 /// Every group of a process, sorted by path (the root first).
@@ -366,18 +373,22 @@ impl Target {
         }
         let version = word(&head, 1);
         let size = word(&head, 2) as usize;
-        if version != VERSION || size < 24 + LAYOUT_WORDS * 8 {
+        let words = (1..=VERSION)
+            .contains(&version)
+            .then(|| LAYOUT_WORDS[version as usize - 1]);
+        let Some(words) = words.filter(|w| size >= 24 + w * 8) else {
             return Err(Fail::with_code(
                 EXIT_FAIL,
                 format!(
                     "process {}: its cgmalloc has layout version {version}; this cgmalloc \
-                     reads version {VERSION}",
+                     reads versions 1 to {VERSION}",
                     self.pid
                 ),
             ));
-        }
-        let mut rec = vec![0u8; LAYOUT_WORDS * 8];
-        read_mem(self.pid, self.layout_addr + 24, &mut rec).map_err(|e| self.fail(e))?;
+        };
+        let mut rec = vec![0u8; LAYOUT_WORDS[LAYOUT_WORDS.len() - 1] * 8];
+        read_mem(self.pid, self.layout_addr + 24, &mut rec[..words * 8])
+            .map_err(|e| self.fail(e))?;
         let w = |i| word(&rec, i);
         Ok(Layout {
             table: w(0),
@@ -419,7 +430,32 @@ impl Target {
             thread_group: w(36),
             thread_stock: w(37),
             enforce: w(38),
+            psi: w(39),
+            psi_words: w(40),
         })
+    }
+
+    /// `memory.pressure` of the slot at `addr`, whose area `first` was read with the
+    /// table, brought to now: read again until its sequence count was even and unchanged
+    /// across the read (the process was not writing it).
+    fn pressure(&self, l: &Layout, addr: u64, first: &[u8], now: u64) -> Option<psi::Values> {
+        if l.psi == 0 || l.psi_words as usize != psi::WORDS {
+            return None;
+        }
+        let len = 8 * (1 + psi::WORDS);
+        let mut area = first.get(..len)?.to_vec();
+        for _ in 0..1000 {
+            let mut seq = [0u8; 8];
+            read_mem(self.pid, addr, &mut seq).ok()?;
+            let before = word(&area, 0);
+            if before & 1 == 0 && word(&seq, 0) == before {
+                let words = core::array::from_fn(|i| word(&area, 1 + i));
+                return Some(Psi::from_words(&words).values(now));
+            }
+            std::thread::yield_now();
+            read_mem(self.pid, addr, &mut area).ok()?;
+        }
+        None
     }
 
     /// Every group of the process, now.
@@ -444,6 +480,7 @@ impl Target {
         let names = rd(l.table + l.names, (bound * l.name_max) as usize)?;
         let name_len = rd(l.table + l.name_len, bound as usize)?;
         let root_policy = u32_at(&rd(l.root_oom_policy, 4)?, 0);
+        let now = monotonic_ns();
         let page = l.page_size;
         let limit = |v: u64| {
             let pages = l.unlimited.wrapping_sub(v);
@@ -489,6 +526,12 @@ impl Target {
                 nr_threads: u32_at(s, l.nr_threads) as u64,
                 tids: Vec::new(),
                 stock: 0,
+                pressure: self.pressure(
+                    &l,
+                    l.table + l.slots + id as u64 * l.slot_size + l.psi,
+                    s.get(l.psi as usize..).unwrap_or_default(),
+                    now,
+                ),
             };
             raw.push((id, u32_at(s, l.oom_policy), state, g));
         }
@@ -549,6 +592,17 @@ impl Target {
         groups.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Snapshot::new(groups))
     }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `memory.pressure`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the timespec on this stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// What became of a write requested with [`Target::request`].

@@ -11,6 +11,7 @@
 //! that exits is shown once as exited and then dropped, and groups come and go with the
 //! process's table.
 
+use crate::memcg::psi::{Values, SOME};
 use crate::target::{self, Group, Target};
 use crate::Fail;
 use std::collections::HashMap;
@@ -189,6 +190,14 @@ fn order(rows: &mut [Row], sort: Sort) {
     }
 }
 
+/// `some avg10` of `memory.pressure`, as a percentage; `-` if not exported.
+fn psi10(g: &Group) -> String {
+    g.pressure.map_or_else(
+        || "-".to_string(),
+        |v| format!("{:.1}%", Values::percent(v.avg[SOME][0])),
+    )
+}
+
 /// One frame as text lines (no terminal control).
 fn frame(rows: &[Row], notes: &[String], sort: Sort, interval: Duration) -> Vec<String> {
     let mut out = Vec::new();
@@ -199,7 +208,7 @@ fn frame(rows: &[Row], notes: &[String], sort: Sort, interval: Duration) -> Vec<
         sort.name()
     ));
     out.push(format!(
-        "{:>7} {:<15} {:<28} {:>8} {:<12} {:>8} {:>8} {:>8} {:>11} {:>7} {:>5}",
+        "{:>7} {:<15} {:<28} {:>8} {:<12} {:>8} {:>8} {:>8} {:>11} {:>7} {:>5} {:>6}",
         "PID",
         "COMMAND",
         "GROUP",
@@ -210,7 +219,8 @@ fn frame(rows: &[Row], notes: &[String], sort: Sort, interval: Duration) -> Vec<
         "HIGH",
         "CHANGE",
         "EVENTS",
-        "NEW"
+        "NEW",
+        "PSI10"
     ));
     for r in rows {
         let g = &r.group;
@@ -232,7 +242,7 @@ fn frame(rows: &[Row], notes: &[String], sort: Sort, interval: Duration) -> Vec<
         let mut line = String::new();
         let _ = write!(
             line,
-            "{:>7} {:<15} {:<28} {:>8} {:<12} {:>8} {:>8} {:>8} {:>11} {:>7} {:>5}",
+            "{:>7} {:<15} {:<28} {:>8} {:<12} {:>8} {:>8} {:>8} {:>11} {:>7} {:>5} {:>6}",
             r.pid,
             r.comm.chars().take(15).collect::<String>(),
             name,
@@ -243,7 +253,8 @@ fn frame(rows: &[Row], notes: &[String], sort: Sort, interval: Duration) -> Vec<
             g.high.map_or("max".to_string(), human),
             signed_rate(r.rate),
             r.events,
-            r.new_events
+            r.new_events,
+            psi10(g)
         );
         if g.state == "dying" {
             line.push_str(" (dying)");
