@@ -225,3 +225,83 @@ fn fork_children_survive_with_the_record_windows_wide_open() {
     cgmalloc::internals::fault::widen_races(false);
     assert_eq!(bad, 0, "children died (see stderr)");
 }
+
+/// A fork while a thread of a child group sleeps in its `high` throttle (a stall of
+/// `memory.pressure`): the child, whose only thread is the forking one, has no stalled
+/// thread, so its totals stop growing, in the group and the root alike; it then stalls
+/// on its own, which counts again. The parent's stall counts in full.
+#[test]
+fn a_fork_during_a_stall_leaves_the_child_unstalled() {
+    const MIB: u64 = 1 << 20;
+    let top = Group::create("/fs").unwrap();
+    let t = Group::create("/fs/t").unwrap();
+    top.set_max(512 * MIB).unwrap();
+    // A 1 MiB charge that lands 50% over `high` sleeps the 2 s cap; 2% over, ~205 ms.
+    let base = t.try_charge(149 * MIB).unwrap();
+    let (ready, stalling) = std::sync::mpsc::channel();
+    let stalled = std::thread::spawn(move || {
+        let _in = t.enter().unwrap();
+        // Blocks of every band, charged to the group, around the stall.
+        let blocks: Vec<Vec<u8>> = [16usize, 4 << 10, 200 << 10, 4 << 20]
+            .iter()
+            .map(|&n| vec![1u8; n])
+            .collect();
+        t.set_high(100 * MIB).unwrap();
+        ready.send(()).unwrap();
+        let start = std::time::Instant::now();
+        drop(t.try_charge(MIB).unwrap());
+        let took = start.elapsed();
+        drop(blocks);
+        took
+    });
+    stalling.recv().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = t.pressure().unwrap();
+    assert!(
+        before.some_total_us >= 200_000,
+        "not stalled yet: {before:?}"
+    );
+    // SAFETY: the child reads its groups, charges and leaves with `_exit`; cgmalloc's
+    // fork handlers leave it consistent.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let read = || (t.pressure().unwrap(), Group::root().pressure().unwrap());
+        let (g1, r1) = read();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (g2, r2) = read();
+        if g2.some_total_us != g1.some_total_us || r2.some_total_us != r1.some_total_us {
+            child_fail(&format!("child: stalls grew: {g1:?} -> {g2:?}\n"));
+        }
+        // Its own stall counts: 1 MiB at 2% over `high`.
+        drop(base);
+        t.set_high(u64::MAX).unwrap();
+        let base = t.try_charge(101 * MIB).unwrap();
+        t.set_high(100 * MIB).unwrap();
+        drop(t.try_charge(MIB).unwrap());
+        let (g3, _) = read();
+        if g3.some_total_us < g2.some_total_us + 150_000 {
+            child_fail(&format!("child: its own stall missed: {g2:?} -> {g3:?}\n"));
+        }
+        drop(base);
+        // SAFETY: leaves the child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    let mut st = 0;
+    // SAFETY: waits for our own child; `st` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "the child failed (see stderr): {st:#x}"
+    );
+    let took = stalled.join().unwrap();
+    let after = t.pressure().unwrap();
+    println!("a {took:?} stall across a fork: {after:?}");
+    assert!(took >= std::time::Duration::from_millis(1900), "{took:?}");
+    let us = took.as_micros() as u64;
+    assert!(
+        after.some_total_us >= us * 9 / 10 && after.some_total_us <= us + 100_000,
+        "{after:?} for a {took:?} stall"
+    );
+    drop(base);
+}

@@ -274,3 +274,52 @@ fn a_trigger_fires_while_throttled_and_stays_quiet_otherwise() {
     g.pressure_remove(fd).unwrap();
     other.pressure_remove(fd_other).unwrap();
 }
+
+/// At `max` the stall runs from the refusal until the charge returns: through the reclaim
+/// callbacks (here one that takes 300 ms to free what the charge needs) and the OOM
+/// handler (here one that takes 200 ms to say fail). A charge that fits stalls nothing.
+#[test]
+fn a_charge_at_max_stalls_through_callbacks_and_the_oom_handler() {
+    use std::sync::{Arc, Mutex};
+    let g = Group::create("/atmax").unwrap();
+    g.set_max(16 * MIB).unwrap();
+    let held = Arc::new(Mutex::new(Some(g.try_charge(12 * MIB).unwrap())));
+    let fits = g.try_charge(2 * MIB).unwrap();
+    assert_eq!(g.pressure().unwrap().some_total_us, 0, "a charge that fits");
+    drop(fits);
+    let h = held.clone();
+    let _r = g
+        .on_reclaim(move |_| {
+            std::thread::sleep(Duration::from_millis(300));
+            h.lock().unwrap().take().map_or(0, |c| c.bytes())
+        })
+        .unwrap();
+    let t = Instant::now();
+    let c = g.try_charge(8 * MIB).unwrap();
+    let took = t.elapsed();
+    let p = g.pressure().unwrap();
+    println!("a charge at max that waited {took:?} for its callback: {p:?}");
+    assert!(p.some_total_us >= 300_000, "{p:?}");
+    assert!(
+        p.some_total_us <= took.as_micros() as u64,
+        "{p:?} in {took:?}"
+    );
+
+    // Nothing left to free: every retry's callback (300 ms for nothing) and then the OOM
+    // handler's 200 ms count.
+    g.on_oom(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        cgmalloc::OomAction::Fail
+    })
+    .unwrap();
+    let t = Instant::now();
+    assert!(g.try_charge(16 * MIB).is_err());
+    let took = t.elapsed();
+    let q = g.pressure().unwrap();
+    let grew = q.some_total_us - p.some_total_us;
+    assert!(
+        grew >= took.as_micros() as u64 * 9 / 10 && grew <= took.as_micros() as u64,
+        "{grew} µs in {took:?}"
+    );
+    drop(c);
+}
