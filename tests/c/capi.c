@@ -1,7 +1,7 @@
 /*
  * The C control API (INTERFACE.md "The C control API", "Interface files", "Precise
  * points") exercised from C through include/cgmalloc.h: every cgm_* function, every
- * interface file, the reclaim, OOM and threshold callbacks, explicit charges, dying
+ * interface file, the reclaim, OOM and threshold callbacks, pressure, explicit charges, dying
  * groups, thread inheritance through pthread_create and fork, and the cgm_ malloc family.
  *
  * Run linked against libcgmalloc.so (-lcgmalloc), or built without it (-DCGM_DLSYM, see
@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KIB ((uint64_t)1 << 10)
@@ -1496,6 +1497,87 @@ static void test_thresholds(void)
 
 /* ------------------------------------------------------------------------------------ */
 
+static uint64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+static void test_pressure(void)
+{
+    cgm_group_t ps = create("/capi/psi");
+    cgm_group_t idle = create("/capi/psi_idle");
+    struct cgm_pressure p;
+    memset(&p, 0xff, sizeof p);
+
+    /* Never stalled: zero, in numbers and in the kernel's text; the file is read-only. */
+    CHECK_EQ(cgm_group_pressure(idle, &p), 0);
+    CHECK(p.some_avg10 == 0 && p.some_avg60 == 0 && p.some_avg300 == 0);
+    CHECK(p.full_avg10 == 0 && p.full_avg60 == 0 && p.full_avg300 == 0);
+    CHECK_EQ(p.some_total_us, 0);
+    CHECK_EQ(p.full_total_us, 0);
+    CHECK_FILE(idle, "memory.pressure",
+               "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+               "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
+    CHECK_EQ(cgm_group_write(idle, "memory.pressure", "0"), -EACCES);
+    CHECK_EQ(cgm_group_pressure(idle, NULL), -EINVAL);
+
+    /* Triggers: a window of 500 ms..10 s, a stall of 1 us..the window, some or full. */
+    CHECK_EQ(cgm_pressure_eventfd(ps, "some", 100000, 499999), -EINVAL);
+    CHECK_EQ(cgm_pressure_eventfd(ps, "some", 100000, 10000001), -EINVAL);
+    CHECK_EQ(cgm_pressure_eventfd(ps, "some", 0, 1000000), -EINVAL);
+    CHECK_EQ(cgm_pressure_eventfd(ps, "some", 1000001, 1000000), -EINVAL);
+    CHECK_EQ(cgm_pressure_eventfd(ps, "half", 100000, 1000000), -EINVAL);
+    CHECK_EQ(cgm_pressure_eventfd(ps, "", 100000, 1000000), -EINVAL);
+    CHECK_EQ(cgm_pressure_eventfd(ps, NULL, 100000, 1000000), -EINVAL);
+    int fd = cgm_pressure_eventfd(ps, "some", 100000, 1000000);
+    int fd_idle = cgm_pressure_eventfd(idle, "some", 100000, 1000000);
+    CHECK(fd >= 0 && fd_idle >= 0);
+    if (fd < 0 || fd_idle < 0)
+        return;
+    CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    CHECK_EQ(signalled(fd), 0);
+
+    /* A stall: 1 MiB that lands 2% over a `high` of 100M sleeps about 205 ms in the
+       throttle. The charging thread is in the root: `full` of the group stays 0. */
+    CHECK_EQ(cgm_charge(ps, 101 * MIB, 0), 0);
+    WRITE_OK(ps, "memory.high", "100M");
+    uint64_t t0 = now_us();
+    CHECK_EQ(cgm_charge(ps, MIB, 0), 0);
+    uint64_t took = now_us() - t0;
+    CHECK(took >= 150000);
+    CHECK_EQ(cgm_group_pressure(ps, &p), 0);
+    CHECK(p.some_total_us >= took * 8 / 10 && p.some_total_us <= took);
+    CHECK_EQ(p.full_total_us, 0);
+    char text[256];
+    CHECK(readf(ps, "memory.pressure", text, sizeof text) > 0);
+    const char *total = strstr(text, "total=");
+    CHECK(total != NULL && strtoull(total + 6, NULL, 10) >= p.some_total_us);
+    struct cgm_pressure parent;
+    CHECK_EQ(cgm_group_pressure(capi, &parent), 0);
+    CHECK(parent.some_total_us >= p.some_total_us);
+    CHECK_EQ(signalled(fd), 1);
+    CHECK_EQ(signalled(fd_idle), 0);
+    CHECK_EQ(cgm_uncharge(ps, 102 * MIB), 0);
+    WRITE_OK(ps, "memory.high", "max");
+
+    /* Removal closes the descriptor; a destroyed group is gone for these calls too. */
+    CHECK_EQ(cgm_pressure_remove(ps, fd), 0);
+    CHECK_EQ(fcntl(fd, F_GETFD), -1);
+    CHECK_EQ(errno, EBADF);
+    CHECK_EQ(cgm_pressure_remove(ps, fd), -ENOENT);
+    CHECK_EQ(cgm_pressure_remove(idle, fd_idle), 0);
+    CHECK_EQ(cgm_group_destroy(idle), 0);
+    CHECK_EQ(cgm_group_pressure(idle, &p), -ENOENT);
+    CHECK_EQ(cgm_pressure_eventfd(idle, "some", 100000, 1000000), -ENOENT);
+    cgm_drain_stocks();
+    CHECK_EQ(cgm_group_destroy(ps), 0);
+}
+
+/* ------------------------------------------------------------------------------------ */
+
 static int aligned(const void *p, size_t a)
 {
     return p != NULL && ((uintptr_t)p & (a - 1)) == 0;
@@ -1632,6 +1714,7 @@ int main(void)
     test_oom();
     test_oom_abort();
     test_thresholds();
+    test_pressure();
     test_malloc_family();
 
     /* Everything this program created is gone or dying; /capi itself can go. */

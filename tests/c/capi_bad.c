@@ -317,6 +317,7 @@ static void compare(int line, const char *call, const struct snapshot *want,
 static cgm_group_t out_h;
 static uint64_t out_id;
 static struct cgm_stat out_st;
+static struct cgm_pressure out_psi;
 static char out_buf[64];
 
 static void prefill(void)
@@ -324,6 +325,7 @@ static void prefill(void)
     out_h = MAGIC;
     out_id = MAGIC;
     memset(&out_st, 0xa5, sizeof out_st);
+    memset(&out_psi, 0xa5, sizeof out_psi);
     memset(out_buf, 0xa5, sizeof out_buf);
 }
 
@@ -338,6 +340,8 @@ static void check_outs(int line)
         fail(line, "wrote an out-parameter on failure", "uint64_t *id_out");
     if (memcmp(&out_st, magic, sizeof out_st) != 0)
         fail(line, "wrote an out-parameter on failure", "struct cgm_stat *out");
+    if (memcmp(&out_psi, magic, sizeof out_psi) != 0)
+        fail(line, "wrote an out-parameter on failure", "struct cgm_pressure *out");
     if (memcmp(out_buf, magic, sizeof out_buf) != 0)
         fail(line, "wrote an out-parameter on failure", "the text buffer");
 }
@@ -563,6 +567,9 @@ int main(void)
         BAD(-ENOENT, cgm_oom_handler_set(h, NULL, NULL));
         BAD(-ENOENT, cgm_threshold_eventfd(h, 4096));
         BAD(-ENOENT, cgm_threshold_remove(h, other_fd));
+        BAD(-ENOENT, cgm_group_pressure(h, &out_psi));
+        BAD(-ENOENT, cgm_pressure_eventfd(h, "some", 100000, 1000000));
+        BAD(-ENOENT, cgm_pressure_remove(h, other_fd));
         BAD(-ENOENT, cgm_charge(h, 4096, 0));
         BAD(-ENOENT, cgm_charge(h, 4096, CGM_CHARGE_FORCE));
         BAD(-ENOENT, cgm_charge(h, 4096, CGM_CHARGE_NORETRY));
@@ -590,6 +597,19 @@ int main(void)
     BAD(-EINVAL, cgm_reclaimer_add(sentinel, NULL, NULL, &out_id));
     BAD(-EINVAL, cgm_reclaimer_add(sentinel, never_reclaim, NULL, NULL));
     BAD(-EINVAL, cgm_reclaimer_add(sentinel, NULL, NULL, NULL));
+    BAD(-EINVAL, cgm_group_pressure(sentinel, NULL));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, NULL, 100000, 1000000));
+    /* Pressure triggers: a kind, a window of 500 ms..10 s, a stall of 1 us..the window. */
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "", 100000, 1000000));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "Some", 100000, 1000000));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "some ", 100000, 1000000));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "some", 100000, 0));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "some", 100000, 499999));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "full", 100000, 10000001));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "full", 100000, UINT64_MAX));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "some", 0, 1000000));
+    BAD(-EINVAL, cgm_pressure_eventfd(sentinel, "some", 1000001, 1000000));
+    BAD(-EINVAL, cgm_pressure_eventfd(root, "full", UINT64_MAX, 1000000));
     /* A NULL buffer with len > 0. */
     BAD(-EINVAL, cgm_group_read(sentinel, "memory.max", NULL, 1));
     BAD(-EINVAL, cgm_group_read(sentinel, "memory.stat", NULL, 4096));
@@ -739,6 +759,10 @@ int main(void)
     BAD(-ENOENT, cgm_threshold_remove(parent, other_fd));
     BAD(-ENOENT, cgm_threshold_remove(new_x, removed_fd)); /* removed already */
     BAD(-ENOENT, cgm_threshold_remove(root, INT_MAX));
+    BAD(-ENOENT, cgm_pressure_remove(sentinel, 0)); /* stdin: must stay open */
+    BAD(-ENOENT, cgm_pressure_remove(sentinel, -1));
+    BAD(-ENOENT, cgm_pressure_remove(new_x, other_fd)); /* a threshold's, not a trigger */
+    BAD(-ENOENT, cgm_pressure_remove(root, INT_MAX));
 
     /* ---- -ENOMEM: refused charges. ---- */
     /* Beyond any memory: refused before anything is counted. */

@@ -21,6 +21,7 @@
     X(cgm_thread_attach) X(cgm_thread_group) X(cgm_group_read) X(cgm_group_write)           \
     X(cgm_group_stat) X(cgm_reclaimer_add) X(cgm_reclaimer_remove) X(cgm_oom_handler_set)   \
     X(cgm_threshold_eventfd) X(cgm_threshold_remove) X(cgm_charge) X(cgm_uncharge)          \
+    X(cgm_group_pressure) X(cgm_pressure_eventfd) X(cgm_pressure_remove)                     \
     X(cgm_group_reclaim) X(cgm_drain_stocks) X(cgm_audit) X(cgm_strerror) X(cgm_version)    \
     X(cgm_malloc)                                                                            \
     X(cgm_free) X(cgm_calloc) X(cgm_realloc) X(cgm_reallocarray) X(cgm_posix_memalign)      \
@@ -63,6 +64,9 @@ static void cgm_resolve_api(void)
 #define cgm_threshold_remove (*dl_cgm_threshold_remove)
 #define cgm_charge (*dl_cgm_charge)
 #define cgm_uncharge (*dl_cgm_uncharge)
+#define cgm_group_pressure (*dl_cgm_group_pressure)
+#define cgm_pressure_eventfd (*dl_cgm_pressure_eventfd)
+#define cgm_pressure_remove (*dl_cgm_pressure_remove)
 #define cgm_group_reclaim (*dl_cgm_group_reclaim)
 #define cgm_drain_stocks (*dl_cgm_drain_stocks)
 #define cgm_audit (*dl_cgm_audit)
