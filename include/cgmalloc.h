@@ -197,7 +197,8 @@ int cgm_reclaimer_remove(uint64_t id);
 int cgm_oom_handler_set(cgm_group_t group, cgm_oom_fn fn, void *ctx);
 
 // An eventfd (`O_NONBLOCK | O_CLOEXEC`) signalled each time the group's usage crosses
-// `bytes` in either direction. End it with [`cgm_threshold_remove`], not `close`.
+// `bytes` in either direction. End it with [`cgm_threshold_remove`], not `close` (once
+// the group is destroyed, the library has let go of it: then `close` it).
 int cgm_threshold_eventfd(cgm_group_t group, uint64_t bytes);
 
 // Unregisters a threshold eventfd and closes it.
@@ -211,7 +212,8 @@ int cgm_group_pressure(cgm_group_t group, struct cgm_pressure *out);
 
 // An eventfd (`O_NONBLOCK | O_CLOEXEC`) signalled when the stall of `kind` (`"some"` or
 // `"full"`) within any window of `window_us` (500 ms..10 s) reaches `stall_us`, at most
-// once a window. End it with [`cgm_pressure_remove`], not `close`.
+// once a window. End it with [`cgm_pressure_remove`], not `close` (once the group is
+// destroyed, the library has let go of it: then `close` it).
 //
 // # Safety
 // `kind` is NULL or a NUL-terminated string.

@@ -313,7 +313,8 @@ pub unsafe extern "C" fn cgm_oom_handler_set(
 }
 
 /// An eventfd (`O_NONBLOCK | O_CLOEXEC`) signalled each time the group's usage crosses
-/// `bytes` in either direction. End it with [`cgm_threshold_remove`], not `close`.
+/// `bytes` in either direction. End it with [`cgm_threshold_remove`], not `close` (once
+/// the group is destroyed, the library has let go of it: then `close` it).
 #[no_mangle]
 pub extern "C" fn cgm_threshold_eventfd(group: cgm_group_t, bytes: u64) -> c_int {
     match control::threshold_eventfd(group, bytes) {
@@ -340,7 +341,8 @@ pub unsafe extern "C" fn cgm_group_pressure(group: cgm_group_t, out: *mut Pressu
 
 /// An eventfd (`O_NONBLOCK | O_CLOEXEC`) signalled when the stall of `kind` (`"some"` or
 /// `"full"`) within any window of `window_us` (500 ms..10 s) reaches `stall_us`, at most
-/// once a window. End it with [`cgm_pressure_remove`], not `close`.
+/// once a window. End it with [`cgm_pressure_remove`], not `close` (once the group is
+/// destroyed, the library has let go of it: then `close` it).
 ///
 /// # Safety
 /// `kind` is NULL or a NUL-terminated string.

@@ -10,6 +10,11 @@
 //!   negative errno and changing nothing (a full snapshot of a sentinel group, its parent
 //!   and the root around every call; out-parameters untouched); prints
 //!   `capi_bad: N malformed calls checked`;
+//! - `tests/c/pressure.c`: `memory.pressure` (`cgm_group_pressure`, `cgm_pressure_eventfd`,
+//!   `cgm_pressure_remove`, the file): malformed calls changing nothing, zeros for a group
+//!   that never stalled, `memory.high` throttles measured as `some` (and `full` while the
+//!   stalled thread is the group's only one), a trigger signalled during a throttle and
+//!   not on a sibling; prints `pressure: N checks passed`;
 //! - the header alone, as C (`-std=c11 -pedantic`) and C++ (`-std=c++17`), and
 //!   `tests/c/header.cpp`, a C++ program using it, linked and run;
 //! - `tests/c/cxx_new.cpp`: C++ `operator new`/`delete` resolve to the library, every
@@ -175,6 +180,44 @@ fn capi_bad_linked() {
 #[test]
 fn capi_bad_preloaded() {
     capi_bad(Mode::Preloaded);
+}
+
+/// Fewer checks than this means a part of `pressure.c` no longer runs.
+const PRESSURE_MIN_CHECKS: u64 = 300;
+
+/// `memory.pressure` through the C API: malformed calls (each returns its errno and
+/// changes nothing), an idle group's zeros and text, stalls in the `memory.high`
+/// throttle measured by the program and shown as `some` (and `full`), the text agreeing
+/// with the numbers, a trigger signalled while a second thread is throttled and one on
+/// another group quiet. About 6 s (a 2 s throttle, two 1.1 s waits).
+fn pressure(mode: Mode) {
+    let dir = Scratch::new(&format!("pressure-{mode:?}"));
+    let exe = build(&dir, "pressure.c", mode);
+    let what = format!("pressure ({mode:?})");
+    let r = run_mode(&exe, mode);
+    let n = summary(&r, &what, "pressure: ", " checks passed");
+    assert!(
+        n >= PRESSURE_MIN_CHECKS,
+        "{what}: only {n} checks ran: {}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.is_empty(),
+        "{what}: unexpected output on stderr: {}",
+        r.describe()
+    );
+    eprint!("{}", r.stdout());
+    eprintln!("{what}: {n} checks passed in {:.1?}", r.elapsed);
+}
+
+#[test]
+fn pressure_linked() {
+    pressure(Mode::Linked);
+}
+
+#[test]
+fn pressure_preloaded() {
+    pressure(Mode::Preloaded);
 }
 
 /// The `-DCGM_DLSYM` build really does not link the library: without `LD_PRELOAD` it
