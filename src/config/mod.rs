@@ -74,9 +74,12 @@ extern "C" fn init_at_load() {
 static INIT_AT_LOAD: extern "C" fn() = init_at_load;
 
 /// `CGMALLOC_CGROUP`: `auto` (the default) reads the container's limit, `off` does not,
-/// and an absolute directory reads the cgroup files below it instead of below `/` (a
-/// chroot's view, or a test's fixture tree).
+/// and an absolute directory reads the cgroup files (and `proc/meminfo`) below it instead
+/// of below `/` (a chroot's view, or a test's fixture tree). Without a container limit,
+/// `N%` is a share of `MemTotal`.
 fn container() {
+    use crate::memcg::container;
+    use size::Base;
     use std::os::unix::ffi::OsStrExt;
     let root = match var("CGMALLOC_CGROUP") {
         None => Some(b"/".to_vec()),
@@ -91,10 +94,13 @@ fn container() {
             }
         },
     };
-    if let Some(root) = root {
-        let root = std::path::Path::new(std::ffi::OsStr::from_bytes(&root));
-        size::set_container_limit(crate::memcg::container::probe_at(root));
-    }
+    let dir = root.clone().unwrap_or_else(|| b"/".to_vec());
+    let dir = std::path::Path::new(std::ffi::OsStr::from_bytes(&dir));
+    let limit = root
+        .and_then(|_| container::probe_at(dir))
+        .map(|bytes| (bytes, Base::ContainerLimit));
+    let base = limit.or_else(|| container::mem_total_at(dir).map(|b| (b, Base::MemTotal)));
+    size::set_percent_base(base);
 }
 
 /// `CGMALLOC_ATTACH=PATH`: the process's first thread (the one loading the library)

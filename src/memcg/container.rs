@@ -33,6 +33,7 @@
 //!   overflowing number, a file longer than 64 bytes) are skipped; nothing here panics.
 //!   The tables are read up to 4 MiB (mountinfo is long on busy hosts); past that only
 //!   the complete lines read are parsed.
+//! - `proc/meminfo`'s `MemTotal` is what `N%` means without a container limit.
 //! - No `proc/self/cgroup`, or a mountinfo without cgroup mounts: no limit. Without a
 //!   readable `proc/self/mountinfo` the conventional layout is assumed, both with ROOT
 //!   `/`: v2 mounted at `/sys/fs/cgroup` and v1 memory at `/sys/fs/cgroup/memory`.
@@ -102,6 +103,22 @@ struct Mount {
 /// the real one is "/").
 pub fn probe_at(root: &Path) -> Option<u64> {
     probe_limit_at(root).map(|l| l.bytes)
+}
+
+/// The machine's memory: `MemTotal` of `proc/meminfo` under `root`, in bytes; `None`
+/// if the file or the line is missing or malformed.
+pub fn mem_total_at(root: &Path) -> Option<u64> {
+    let text = read_capped(&root.join("proc/meminfo"), TABLE_CAP)?;
+    parse_mem_total(&text)
+}
+
+/// `MemTotal:       16318256 kB` → bytes.
+fn parse_mem_total(meminfo: &[u8]) -> Option<u64> {
+    let line = meminfo
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"MemTotal:"))?;
+    let kb = line.trim_ascii().strip_suffix(b"kB")?.trim_ascii();
+    parse_limit(kb)?.checked_mul(1024)
 }
 
 /// Like `probe_at`, and says which file gave the limit.
@@ -362,6 +379,15 @@ mod tests {
         assert_eq!(rel(b"/docker/abcdef", b"/docker/abc"), None);
         assert_eq!(rel(b"/docker", b"/docker/abc"), None);
         assert_eq!(rel(b"/../x", b"/"), None);
+    }
+
+    #[test]
+    fn mem_total() {
+        let m = b"MemFree:  10 kB\nMemTotal:       16318256 kB\nBuffers: 1 kB\n";
+        assert_eq!(parse_mem_total(m), Some(16318256 * 1024));
+        for bad in [&b"MemFree: 10 kB\n"[..], b"MemTotal: kB\n", b"MemTotal: 12 MB\n"] {
+            assert_eq!(parse_mem_total(bad), None);
+        }
     }
 
     #[test]

@@ -146,8 +146,9 @@ pub fn read(id: u32, name: &[u8], out: &mut FmtBuf<'_>) -> Result<(), Errno> {
                 push_kv(out, key, GROUPS.stat_hier(id, stat));
             }
             if id == super::table::ROOT {
-                if let Some(limit) = size::container_limit() {
-                    push_kv(out, "container_limit", limit);
+                // What `N%` means here: `container_limit` or `mem_total`.
+                if let Some((bytes, base)) = size::percent_base() {
+                    push_kv(out, base.key(), bytes);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Size strings (INTERFACE.md "Units and strings"): a decimal integer with an optional
 //! `K`, `M`, `G` or `T` suffix (powers of 1024, either case), the word `max`, or `N%` of
-//! the container limit. Leading and trailing white space and one trailing newline are
+//! the percent base: the container limit, or without one the machine's memory
+//! (`MemTotal`), as the JVM's `MaxRAMPercentage` does. Leading and trailing white space and one trailing newline are
 //! ignored; anything else is `EINVAL`, as is a value that overflows 64 bits.
 
 #![forbid(unsafe_code)]
@@ -10,19 +11,46 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const PAGE_SIZE: u64 = crate::consts::PAGE_SIZE as u64;
 
-/// The container's memory limit in bytes, 0 when unknown or unlimited; set once at
-/// start by the container probe.
-static CONTAINER_LIMIT: AtomicU64 = AtomicU64::new(0);
+/// What `N%` is a share of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Base {
+    /// The memory limit of the container (cgroup) the process runs in.
+    ContainerLimit,
+    /// The machine's memory, `MemTotal` of `/proc/meminfo`.
+    MemTotal,
+}
 
-pub fn container_limit() -> Option<u64> {
-    match CONTAINER_LIMIT.load(Ordering::Relaxed) {
-        0 => None,
-        v => Some(v),
+impl Base {
+    /// Its key in the root's `memory.stat`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Base::ContainerLimit => "container_limit",
+            Base::MemTotal => "mem_total",
+        }
     }
 }
 
-pub fn set_container_limit(bytes: Option<u64>) {
-    CONTAINER_LIMIT.store(bytes.unwrap_or(0), Ordering::Relaxed);
+/// The percent base in bytes, 0 when unknown; and which base it is (0 the container
+/// limit, 1 `MemTotal`). Set once at start by the container probe.
+static BASE_BYTES: AtomicU64 = AtomicU64::new(0);
+static BASE_KIND: AtomicU64 = AtomicU64::new(0);
+
+/// The percent base, if known.
+pub fn percent_base() -> Option<(u64, Base)> {
+    let kind = match BASE_KIND.load(Ordering::Relaxed) {
+        0 => Base::ContainerLimit,
+        _ => Base::MemTotal,
+    };
+    match BASE_BYTES.load(Ordering::Relaxed) {
+        0 => None,
+        v => Some((v, kind)),
+    }
+}
+
+pub fn set_percent_base(base: Option<(u64, Base)>) {
+    let (bytes, kind) = base.unwrap_or((0, Base::ContainerLimit));
+    BASE_KIND.store(kind as u64, Ordering::Relaxed);
+    BASE_BYTES.store(bytes, Ordering::Relaxed);
 }
 
 /// A parsed size: bytes, or no limit.
@@ -48,7 +76,7 @@ pub enum SizeError {
     Empty,
     Malformed,
     Overflow,
-    NoContainerLimit,
+    NoBase,
 }
 
 impl SizeError {
@@ -59,8 +87,9 @@ impl SizeError {
                 "not a size (want a number with an optional K/M/G/T suffix, `max` or `N%`)"
             }
             SizeError::Overflow => "size too large",
-            SizeError::NoContainerLimit => {
-                "a percentage needs a container memory limit, and none was found"
+            SizeError::NoBase => {
+                "a percentage needs a container memory limit or the machine's MemTotal, \
+                 and neither was found"
             }
         }
     }
@@ -98,8 +127,8 @@ fn parse_decimal(digits: &[u8]) -> Result<u64, SizeError> {
     })
 }
 
-/// Parses a size string against a given container limit.
-pub fn parse_with(s: &[u8], container: Option<u64>) -> Result<Size, SizeError> {
+/// Parses a size string against a given percent base (bytes).
+pub fn parse_with(s: &[u8], base: Option<u64>) -> Result<Size, SizeError> {
     let s = trim(s);
     if s.is_empty() {
         return Err(SizeError::Empty);
@@ -112,7 +141,7 @@ pub fn parse_with(s: &[u8], container: Option<u64>) -> Result<Size, SizeError> {
         if pct > 100 {
             return Err(SizeError::Malformed);
         }
-        let limit = container.ok_or(SizeError::NoContainerLimit)?;
+        let limit = base.ok_or(SizeError::NoBase)?;
         return Ok(Size::Bytes(((limit as u128 * pct as u128) / 100) as u64));
     }
     let (num, shift) = match s[s.len() - 1].to_ascii_uppercase() {
@@ -128,9 +157,9 @@ pub fn parse_with(s: &[u8], container: Option<u64>) -> Result<Size, SizeError> {
         .ok_or(SizeError::Overflow)
 }
 
-/// Parses a size string against the process's container limit.
+/// Parses a size string against the process's percent base.
 pub fn parse(s: &[u8]) -> Result<Size, SizeError> {
-    parse_with(s, container_limit())
+    parse_with(s, percent_base().map(|(bytes, _)| bytes))
 }
 
 #[cfg(test)]
@@ -181,7 +210,7 @@ mod tests {
             assert!(parse_with(s.as_bytes(), Some(1 << 30)).is_err(), "{s:?}");
         }
         assert_eq!(parse_with(b"50%", Some(1 << 30)), Ok(Size::Bytes(1 << 29)));
-        assert_eq!(parse_with(b"50%", None), Err(SizeError::NoContainerLimit));
+        assert_eq!(parse_with(b"50%", None), Err(SizeError::NoBase));
         assert_eq!(Size::Bytes(8191).pages(), 1);
         assert_eq!(Size::Max.pages(), UNLIMITED);
     }

@@ -1,6 +1,7 @@
 /* Prints what the library made of its CGMALLOC_* environment, one `key value` line
  * each, for tests/launcher/env.rs:
  *   root.<file> <text>                      the root's limits, policy, container_limit
+ *                                           and mem_total (the base of N%)
  *   main.group <path>                       the group the first thread starts in
  *   group <path> <file> <text> | missing    for each path given as an argument
  *   thread <name> <path>                    threads named through pthread_setname_np:
@@ -30,16 +31,23 @@ static void print_file(const char *prefix, cgm_group_t g, const char *file) {
     printf("%s%s %s\n", prefix, file, buf);
 }
 
-static void print_container_limit(void) {
-    char buf[2048];
+/* `root.KEY N|none` for a key of the root's memory.stat (a line `KEY N`). */
+static void print_root_stat(const char *key) {
+    char buf[2048], line_key[64];
     long n = cgm_group_read(cgm_root(), "memory.stat", buf, sizeof buf);
-    const char *at = n > 0 ? strstr(buf, "container_limit ") : NULL;
+    snprintf(line_key, sizeof line_key, "\n%s ", key);
+    const char *at = n > 0 ? strstr(buf, line_key) : NULL;
     if (!at) {
-        printf("root.container_limit none\n");
+        printf("root.%s none\n", key);
         return;
     }
-    printf("root.container_limit %llu\n",
-           (unsigned long long)strtoull(at + strlen("container_limit "), NULL, 10));
+    printf("root.%s %llu\n", key,
+           (unsigned long long)strtoull(at + strlen(line_key), NULL, 10));
+}
+
+static void print_container_limit(void) {
+    print_root_stat("container_limit");
+    print_root_stat("mem_total");
 }
 
 struct named {

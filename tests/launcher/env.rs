@@ -118,6 +118,25 @@ fn fixture_v2(name: &str, limit: &str) -> Scratch {
     root
 }
 
+/// `fixture_v2` with a `proc/meminfo` of `mem_total_kb` kB.
+fn fixture_v2_meminfo(name: &str, limit: &str, mem_total_kb: u64) -> Scratch {
+    let root = fixture_v2(name, limit);
+    std::fs::write(
+        root.join("proc/meminfo"),
+        format!("MemTotal:       {mem_total_kb} kB\nMemFree:        1024 kB\n"),
+    )
+    .unwrap();
+    root
+}
+
+/// `MemTotal` of this machine's `/proc/meminfo`, in bytes.
+fn machine_mem_total() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = text.lines().find(|l| l.starts_with("MemTotal:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
 #[test]
 fn no_variables_leave_every_default() {
     let seen = run(&[("CGMALLOC_CGROUP", "off")], &[]);
@@ -208,12 +227,32 @@ fn percentages_resolve_against_the_container_limit() {
         ],
     );
     assert!(seen.warnings().is_empty(), "{}", seen.stderr);
-    // `off` ignores the container: a percentage then has nothing to refer to.
+    assert_eq!(seen.get("root.mem_total"), "none", "one base, the container's");
+}
+
+/// Without a container limit, `N%` is a share of the machine's memory (`MemTotal`), and
+/// the root's `memory.stat` says so (`mem_total`, no `container_limit`).
+#[test]
+fn percentages_without_a_container_limit_are_of_mem_total() {
+    // An unlimited container, whose tree also holds the meminfo read.
+    let fix = fixture_v2_meminfo("unlimited", "max\n", 8 << 20);
+    let seen = run(
+        &[
+            ("CGMALLOC_CGROUP", fix.to_str().unwrap()),
+            ("CGMALLOC_MAX", "50%"),
+        ],
+        &[],
+    );
+    assert_root(&seen, &[("root.memory.max", "4294967296")]);
+    assert_eq!(seen.get("root.mem_total"), "8589934592");
+    assert!(seen.warnings().is_empty(), "{}", seen.stderr);
+    // `off` ignores the container: this machine's MemTotal.
     let seen = run(&[("CGMALLOC_CGROUP", "off"), ("CGMALLOC_MAX", "50%")], &[]);
-    assert_root(&seen, &[]);
-    assert_eq!(seen.warnings().len(), 1, "{}", seen.stderr);
-    // An unlimited container: no limit, no percentages.
-    let fix = fixture_v2("unlimited", "max\n");
+    let half = (machine_mem_total() / 2 / 4096 * 4096).to_string();
+    assert_root(&seen, &[("root.memory.max", &half)]);
+    assert!(seen.warnings().is_empty(), "{}", seen.stderr);
+    // Neither a limit nor a meminfo under the fixture: the one warning, no limit.
+    let fix = fixture_v2("bare", "max\n");
     let seen = run(
         &[
             ("CGMALLOC_CGROUP", fix.to_str().unwrap()),
@@ -381,7 +420,7 @@ fn malformed_values_are_reported_and_ignored() {
         ("CGMALLOC_MAX", ""),
         ("CGMALLOC_MAX", "99999999999999999999"),
         ("CGMALLOC_MAX", "20000000T"),
-        ("CGMALLOC_MAX", "50%"),
+        ("CGMALLOC_MAX", "101%"),
         ("CGMALLOC_HIGH", "M"),
         ("CGMALLOC_LOW", "1 G"),
         ("CGMALLOC_MIN", "0x1000"),
