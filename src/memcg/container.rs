@@ -385,7 +385,11 @@ mod tests {
     fn mem_total() {
         let m = b"MemFree:  10 kB\nMemTotal:       16318256 kB\nBuffers: 1 kB\n";
         assert_eq!(parse_mem_total(m), Some(16318256 * 1024));
-        for bad in [&b"MemFree: 10 kB\n"[..], b"MemTotal: kB\n", b"MemTotal: 12 MB\n"] {
+        for bad in [
+            &b"MemFree: 10 kB\n"[..],
+            b"MemTotal: kB\n",
+            b"MemTotal: 12 MB\n",
+        ] {
             assert_eq!(parse_mem_total(bad), None);
         }
     }

@@ -521,6 +521,17 @@ fn bad_invocations_are_refused_before_anything_starts() {
         (&["--thread", "=/a"], true, &["--thread", "glob is empty"]),
         (&["--thread", "w=/a/../b"], true, &["--thread", "/a/../b"]),
         (&["--attach", "a/b"], true, &["--attach", "a/b"]),
+        // A group no --group creates: the library would only warn and run in the root.
+        (
+            &["--attach", "/nope"],
+            true,
+            &["--attach", "/nope", "--group"],
+        ),
+        (
+            &["--group", "/nop:max=1M", "--attach", "/no"],
+            true,
+            &["--attach", "/no"],
+        ),
         (&["--no-cgroup=yes"], true, &["--no-cgroup", "no value"]),
         (&["--stats="], true, &["--stats", "file name"]),
         (&["--max", "1G"], false, &["no COMMAND"]),

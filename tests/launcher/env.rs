@@ -227,7 +227,11 @@ fn percentages_resolve_against_the_container_limit() {
         ],
     );
     assert!(seen.warnings().is_empty(), "{}", seen.stderr);
-    assert_eq!(seen.get("root.mem_total"), "none", "one base, the container's");
+    assert_eq!(
+        seen.get("root.mem_total"),
+        "none",
+        "one base, the container's"
+    );
 }
 
 /// Without a container limit, `N%` is a share of the machine's memory (`MemTotal`), and

@@ -338,12 +338,37 @@ fn parse_run(argv: &[OsString]) -> Result<Invocation, Fail> {
             "no COMMAND given (cgmalloc run [OPTIONS] -- COMMAND [ARGS...])",
         ));
     }
+    if let Some(path) = &opts.attach {
+        check_attach(path, &opts.groups)?;
+    }
     Ok(Invocation::Run(Run {
         env: environment(&opts),
         lib: opts.lib,
         stats_file: opts.stats_file,
         command: command.to_vec(),
     }))
+}
+
+/// `--attach PATH` must name a group that exists when the library starts: `/`, or one a
+/// `--group` creates (with its ancestors). The library would only warn and run COMMAND
+/// in the root.
+fn check_attach(path: &str, groups: &[String]) -> Result<(), Fail> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let created = |spec: &String| {
+        let g = spec.split(':').next().unwrap_or_default();
+        g == path || g.starts_with(&format!("{path}/"))
+    };
+    if path == "/" || groups.iter().any(created) {
+        return Ok(());
+    }
+    Err(Fail::usage(format!(
+        "--attach {path}: no --group creates {path} (add --group {path} or attach to one \
+         that is created)"
+    )))
 }
 
 /// An option's value: after `=` when given so, else the next argument (`argv[*i]`,
@@ -475,8 +500,18 @@ mod tests {
             &["--stats=", "x"],
             &["--lib=", "x"],
             &["--"],
+            &["--attach", "/nope", "x"],
+            &["--group", "/a/b", "--attach", "/a/bc", "x"],
+            &["--group", "/ab", "--attach", "/a", "x"],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
+        }
+        for ok in [
+            &["--attach", "/", "x"][..],
+            &["--group", "/a/b:max=1M", "--attach", "/a/b", "x"],
+            &["--attach", "/a", "--group=/a/b", "x"],
+        ] {
+            assert!(run(ok).is_ok(), "{ok:?}");
         }
         assert!(parse(&["frob".into()]).is_err());
         assert!(matches!(parse(&[]), Ok(Invocation::Usage)));
