@@ -60,6 +60,11 @@ pub fn init() {
             warn("CGMALLOC_STATS", &why);
         }
     }
+    if let Some(v) = var("CGMALLOC_REPORT") {
+        if let Err(why) = stats::arm_report(&v) {
+            warn("CGMALLOC_REPORT", &why);
+        }
+    }
     crate::memcg::charge::end_startup();
 }
 

@@ -121,6 +121,157 @@ pub fn write_table(fd: i32, title: &[u8]) {
     }
 }
 
+/// What a process says of itself in its record (`write_record`).
+pub struct Process<'a> {
+    pub pid: i32,
+    pub ppid: i32,
+    /// `/proc/self/comm`.
+    pub comm: &'a [u8],
+    /// The status given to `exit`.
+    pub exit: i32,
+}
+
+/// `s` as a JSON string, quotes included (control bytes and non-ASCII as `\u00XX`, so
+/// a name that is not UTF-8 still reads).
+fn push_json_str(b: &mut FmtBuf<'_>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    b.push(b"\"");
+    for &c in s {
+        match c {
+            b'"' => b.push(b"\\\""),
+            b'\\' => b.push(b"\\\\"),
+            0x20..=0x7e => b.push(&[c]),
+            _ => b.push(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
+            ]),
+        }
+    }
+    b.push(b"\"");
+}
+
+/// A limit in bytes, `null` for none.
+fn push_json_limit(b: &mut FmtBuf<'_>, pages: u64) {
+    if pages == UNLIMITED {
+        b.push(b"null");
+    } else {
+        b.push_u64(pages.saturating_mul(PAGE_SIZE));
+    }
+}
+
+/// An average of `memory.pressure` as a JSON number with two decimals.
+fn push_json_avg(b: &mut FmtBuf<'_>, fixed: u64) {
+    let (i, f) = super::psi::Values::int_frac(fixed);
+    b.push_u64(i);
+    b.push(if f < 10 { b".0" } else { b"." });
+    b.push_u64(f);
+}
+
+/// Writes the record a process leaves for `cgmalloc run --stats` (one JSON object on
+/// one line, then a newline): the process, what `N%` meant, and every live or dying
+/// group with its `memory.current`, `peak`, `max`, `high` (bytes, `null` for none),
+/// hierarchical `memory.events`, `memory.enforce` and `memory.pressure`. Allocates
+/// nothing; written a group at a time.
+pub fn write_record(fd: i32, p: &Process<'_>) -> bool {
+    let mut line = [0u8; 512];
+    let mut b = FmtBuf::new(&mut line);
+    b.push(b"{\"version\":1,\"pid\":");
+    b.push_u64(p.pid as u64);
+    b.push(b",\"ppid\":");
+    b.push_u64(p.ppid as u64);
+    b.push(b",\"comm\":");
+    push_json_str(&mut b, p.comm);
+    b.push(b",\"exit\":");
+    if p.exit < 0 {
+        b.push(b"-");
+    }
+    b.push_u64(p.exit.unsigned_abs() as u64);
+    b.push(b",\"percent_base\":");
+    match super::size::percent_base() {
+        Some((bytes, base)) => {
+            b.push(b"{\"kind\":\"");
+            b.push(base.key().as_bytes());
+            b.push(b"\",\"bytes\":");
+            b.push_u64(bytes);
+            b.push(b"}");
+        }
+        None => b.push(b"null"),
+    }
+    b.push(b",\"groups\":[");
+    if b.total() > line_len(&b) || !crate::os::write_all(fd, b.as_bytes()) {
+        return false;
+    }
+    for (n, id) in GROUPS.in_use().enumerate() {
+        let mut line = [0u8; 1536];
+        let mut b = FmtBuf::new(&mut line);
+        if n > 0 {
+            b.push(b",");
+        }
+        b.push(b"{\"path\":\"");
+        GROUPS.write_path(id, &mut b);
+        b.push(b"\",\"state\":");
+        b.push(if GROUPS.state(id) == DYING {
+            b"\"dying\""
+        } else {
+            b"\"live\""
+        });
+        let c = GROUPS.counter(id);
+        b.push(b",\"current\":");
+        b.push_u64(c.usage() * PAGE_SIZE);
+        b.push(b",\"peak\":");
+        b.push_u64(c.watermark.load(Ordering::Relaxed) * PAGE_SIZE);
+        b.push(b",\"max\":");
+        push_json_limit(&mut b, c.max.get());
+        b.push(b",\"high\":");
+        push_json_limit(&mut b, c.high.get());
+        b.push(b",\"events\":{");
+        let ev = GROUPS.events(id, false);
+        for (i, name) in EVENT_NAMES.iter().enumerate() {
+            if i > 0 {
+                b.push(b",");
+            }
+            push_json_str(&mut b, name.as_bytes());
+            b.push(b":");
+            b.push_u64(ev[i]);
+        }
+        b.push(b"},\"enforce\":\"");
+        b.push(
+            super::wire::ENFORCE_NAMES[c.enforce.load(Ordering::Relaxed) as usize % 3].as_bytes(),
+        );
+        b.push(b"\",\"pressure\":{");
+        let v = super::pressure::read(id);
+        for (k, kind) in super::psi::KINDS.iter().enumerate() {
+            if k > 0 {
+                b.push(b",");
+            }
+            push_json_str(&mut b, kind.as_bytes());
+            for (w, name) in ["avg10", "avg60", "avg300"].iter().enumerate() {
+                b.push(if w == 0 { b":{\"" } else { b",\"" });
+                b.push(name.as_bytes());
+                b.push(b"\":");
+                push_json_avg(&mut b, v.avg[k][w]);
+            }
+            b.push(b",\"total\":");
+            b.push_u64(v.total_us[k]);
+            b.push(b"}");
+        }
+        b.push(b"}}");
+        if b.total() > line_len(&b) || !crate::os::write_all(fd, b.as_bytes()) {
+            return false;
+        }
+    }
+    crate::os::write_all(fd, b"]}\n")
+}
+
+/// The bytes a `FmtBuf` holds (what did not fit is lost: the record would be invalid).
+fn line_len(b: &FmtBuf<'_>) -> usize {
+    b.as_bytes().len()
+}
+
 /// Least time between two `memory.enforce = warn` lines of one group.
 const WARN_EVERY_NS: u64 = 10_000_000_000;
 

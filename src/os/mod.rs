@@ -197,6 +197,58 @@ pub fn open_append(path: &core::ffi::CStr) -> Result<i32, i32> {
     }
 }
 
+/// Creates `path` for writing (mode 0600), truncating it; close-on-exec.
+pub fn create_private(path: &core::ffi::CStr) -> Result<i32, i32> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+    // SAFETY: `path` is NUL-terminated; the mode is a plain integer.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o600) };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// Gives the file `from` the new name `to` unless `to` exists (`EEXIST`): a new hard
+/// link, then `from` unlinked on success.
+pub fn rename_noreplace(from: &core::ffi::CStr, to: &core::ffi::CStr) -> Result<(), i32> {
+    // SAFETY: both paths are NUL-terminated.
+    if unsafe { libc::link(from.as_ptr(), to.as_ptr()) } != 0 {
+        return Err(errno());
+    }
+    unlink(from);
+    Ok(())
+}
+
+/// Removes the name `path`; errors are ignored.
+pub fn unlink(path: &core::ffi::CStr) {
+    // SAFETY: `path` is NUL-terminated.
+    unsafe { libc::unlink(path.as_ptr()) };
+}
+
+/// The parent process's id.
+pub fn getppid() -> i32 {
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() }
+}
+
+extern "C" {
+    /// glibc's `on_exit`: like `atexit`, and told the status given to `exit`.
+    fn on_exit(
+        f: extern "C" fn(libc::c_int, *mut libc::c_void),
+        arg: *mut libc::c_void,
+    ) -> libc::c_int;
+}
+
+/// Registers `f` to run at `exit` with the exit status; an error if the table is full.
+pub fn at_exit_with_status(f: extern "C" fn(libc::c_int, *mut libc::c_void)) -> Result<(), ()> {
+    // SAFETY: `f` stays valid for the life of the process and ignores its argument.
+    match unsafe { on_exit(f, core::ptr::null_mut()) } {
+        0 => Ok(()),
+        _ => Err(()),
+    }
+}
+
 /// Reads the start of the file at `path` into `buf`: the bytes read, 0 on any error.
 pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
     // SAFETY: `path` is NUL-terminated.

@@ -399,7 +399,6 @@ fn every_option_becomes_its_variable() {
         ("CGMALLOC_THREADS", "w-*=/a;main=/"),
         ("CGMALLOC_OOM", "force"),
         ("CGMALLOC_ATTACH", "/a/b"),
-        ("CGMALLOC_STATS", stats.to_str().unwrap()),
         ("CGMALLOC_CGROUP", "off"),
         ("UNRELATED_VARIABLE", "kept"),
     ];
@@ -411,24 +410,32 @@ fn every_option_becomes_its_variable() {
             r.describe()
         );
     }
-    // The stats file was created afresh (the library may have appended its table since).
+    // `--stats`: the processes leave their records in a directory the launcher made,
+    // not a table each (CGMALLOC_STATS unset); the report replaced the file's contents.
+    let inbox = env.get("CGMALLOC_REPORT").expect("CGMALLOC_REPORT");
+    assert!(inbox.starts_with('/'), "{inbox}");
+    assert!(!Path::new(inbox).exists(), "{inbox} was left behind");
+    assert_eq!(env.get("CGMALLOC_STATS"), None);
     let contents = std::fs::read_to_string(&stats).unwrap();
     assert!(
         !contents.contains("old contents"),
         "{stats:?} was not truncated"
+    );
+    assert!(
+        contents.starts_with("cgmalloc: report of `env`"),
+        "{contents}"
     );
 
     // `--stats` alone; variables no option sets are inherited unchanged, unset ones stay
     // unset.
     let r = run(launcher(["run", "--stats", "env"])
         .env("CGMALLOC_HIGH", "100M")
-        .env("CGMALLOC_GROUPS", "/z:max=1M"));
+        .env("CGMALLOC_GROUPS", "/z:max=1M")
+        .env("CGMALLOC_STATS", "stderr"));
     r.assert_code(0, "env");
     let env = parse_env(r.stdout());
-    assert_eq!(
-        env.get("CGMALLOC_STATS").map(String::as_str),
-        Some("stderr")
-    );
+    assert_eq!(env.get("CGMALLOC_STATS"), None, "one report for the run");
+    assert!(env.contains_key("CGMALLOC_REPORT"));
     assert_eq!(env.get("CGMALLOC_HIGH").map(String::as_str), Some("100M"));
     assert_eq!(
         env.get("CGMALLOC_GROUPS").map(String::as_str),

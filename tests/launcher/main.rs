@@ -8,6 +8,9 @@
 //!   `--group`, `--enforce` and refused when malformed;
 //! - `footprint`: `memory.max` bounds the process's real footprint and `memory.current`
 //!   is what it holds (`tests/c/phases.c`), little is charged before `main`;
+//! - `report`: `cgmalloc run --stats`, one report for every process of the run (a shim
+//!   that forks before it execs, `make -j2`, a process that closes its descriptors or hits
+//!   a limit, `N%` of `MemTotal`);
 //! - `inspect`: `cgmalloc ps` and `cgmalloc stat` read a running program's groups from
 //!   outside (`tests/c/watched.c`, a Python program, bad targets, an unknown layout).
 //!
@@ -22,3 +25,4 @@ mod enforce;
 mod env;
 mod footprint;
 mod inspect;
+mod report;

@@ -54,8 +54,8 @@ pub struct Run {
     pub env: Vec<(&'static str, OsString)>,
     /// `--lib`, made absolute.
     pub lib: Option<PathBuf>,
-    /// `--stats=FILE`, made absolute: the launcher creates (truncates) it.
-    pub stats_file: Option<PathBuf>,
+    /// `--stats[=FILE|=json]`: one report for the run (a FILE made absolute).
+    pub stats: Option<crate::report::Stats>,
     /// COMMAND and its arguments; never empty.
     pub command: Vec<OsString>,
 }
@@ -237,8 +237,7 @@ struct Options {
     threads: Vec<String>,
     oom: Option<String>,
     attach: Option<String>,
-    stats: Option<OsString>,
-    stats_file: Option<PathBuf>,
+    stats: Option<crate::report::Stats>,
     no_cgroup: bool,
     lib: Option<PathBuf>,
 }
@@ -303,20 +302,26 @@ fn parse_run(argv: &[OsString]) -> Result<Invocation, Fail> {
                 let v = value("fail, abort or force")?;
                 opts.oom = Some(syntax::oom_policy(&v).map_err(|e| bad(&name, e))?);
             }
-            "--stats" => match inline {
-                None => {
-                    opts.stats = Some("stderr".into());
-                    opts.stats_file = None;
-                }
-                Some(file) if file.is_empty() => {
-                    return Err(Fail::usage("--stats=FILE needs a file name"));
-                }
-                Some(file) => {
-                    let path = absolute(file, "--stats")?;
-                    opts.stats = Some(path.clone().into_os_string());
-                    opts.stats_file = Some(path);
-                }
-            },
+            "--stats" => {
+                use crate::report::Stats;
+                opts.stats = Some(match inline {
+                    None => Stats {
+                        file: None,
+                        json: false,
+                    },
+                    Some(v) if v == "json" => Stats {
+                        file: None,
+                        json: true,
+                    },
+                    Some(file) if file.is_empty() => {
+                        return Err(Fail::usage("--stats=FILE needs a file name"));
+                    }
+                    Some(file) => Stats {
+                        json: file.as_bytes().ends_with(b".json"),
+                        file: Some(absolute(file, "--stats")?),
+                    },
+                });
+            }
             "--lib" => {
                 let v = take_value(argv, &mut i, inline, &name, "PATH")?;
                 if v.is_empty() {
@@ -344,7 +349,7 @@ fn parse_run(argv: &[OsString]) -> Result<Invocation, Fail> {
     Ok(Invocation::Run(Run {
         env: environment(&opts),
         lib: opts.lib,
-        stats_file: opts.stats_file,
+        stats: opts.stats,
         command: command.to_vec(),
     }))
 }
@@ -410,9 +415,6 @@ fn environment(opts: &Options) -> Vec<(&'static str, OsString)> {
     }
     if let Some(path) = &opts.attach {
         env.push(("CGMALLOC_ATTACH", path.into()));
-    }
-    if let Some(stats) = &opts.stats {
-        env.push(("CGMALLOC_STATS", stats.clone()));
     }
     if opts.no_cgroup {
         env.push(("CGMALLOC_CGROUP", "off".into()));
@@ -482,7 +484,18 @@ mod tests {
             "/a:max=1M;/b:oom=abort"
         );
         assert_eq!(var(&r, "CGMALLOC_THREADS").unwrap(), "w*=/a;x=/");
-        assert_eq!(var(&r, "CGMALLOC_STATS").unwrap(), "stderr");
+        assert_eq!(
+            var(&r, "CGMALLOC_STATS"),
+            None,
+            "the launcher makes the report"
+        );
+        assert_eq!(
+            r.stats,
+            Some(crate::report::Stats {
+                file: None,
+                json: false
+            })
+        );
         assert_eq!(var(&r, "CGMALLOC_CGROUP").unwrap(), "off");
         assert_eq!(var(&r, "CGMALLOC_OOM"), None);
         assert_eq!(r.command, ["echo", "--max"]);

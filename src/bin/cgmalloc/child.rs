@@ -95,12 +95,27 @@ fn wait_for_end(pid: libc::pid_t) {
     }
 }
 
-/// Runs `command` with `env` set on top of the inherited environment, and returns the
-/// exit status the launcher should end with.
-pub fn run(command: &[OsString], env: &[(&'static str, OsString)]) -> Result<ExitCode, Fail> {
+/// How COMMAND ended.
+pub struct Ended {
+    pub pid: u32,
+    pub end: crate::report::End,
+    /// The exit status the launcher should end with.
+    pub code: ExitCode,
+}
+
+/// Runs `command` with `env` set on top of the inherited environment and the variables
+/// `unset` removed from it, and waits for it to end.
+pub fn run(
+    command: &[OsString],
+    env: &[(&'static str, OsString)],
+    unset: &[&str],
+) -> Result<Ended, Fail> {
     let name = command[0].to_string_lossy().into_owned();
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..]);
+    for key in unset {
+        cmd.env_remove(key);
+    }
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -133,7 +148,16 @@ pub fn run(command: &[OsString], env: &[(&'static str, OsString)]) -> Result<Exi
     let status = child
         .wait()
         .map_err(|e| Fail::with_code(1, format!("{name}: cannot wait for it: {e}")))?;
-    Ok(exit_code(status))
+    let end = match (status.code(), status.signal()) {
+        (Some(code), _) => crate::report::End::Code(code),
+        (None, Some(signal)) => crate::report::End::Signal(signal),
+        (None, None) => crate::report::End::Code(1),
+    };
+    Ok(Ended {
+        pid: child.id(),
+        end,
+        code: exit_code(status),
+    })
 }
 
 /// COMMAND's exit code, or `128 + N` when it died of signal N.

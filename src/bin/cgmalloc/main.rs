@@ -23,6 +23,7 @@ mod help;
 mod inspect;
 mod library;
 mod memcg;
+mod report;
 mod syntax;
 mod target;
 mod top;
@@ -117,22 +118,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// Finds the library, prepares the stats file and the environment, runs COMMAND.
+/// Finds the library, prepares the report and the environment, runs COMMAND, and with
+/// `--stats` prints the run's one report.
 fn launch(run: Run) -> Result<ExitCode, Fail> {
     let lib = library::locate(run.lib.as_deref())?;
     let mut env = run.env;
-    if let Some(path) = &run.stats_file {
-        // The library appends its table at exit; start from an empty file.
-        std::fs::File::create(path).map_err(|e| {
-            Fail::with_code(
-                EXIT_USAGE,
-                format!("--stats: cannot create {}: {e}", path.display()),
-            )
-        })?;
-    }
+    let mut unset: Vec<&str> = Vec::new();
+    let inbox = match &run.stats {
+        None => None,
+        Some(stats) => {
+            if let Some(path) = &stats.file {
+                // Created now, so that a path that cannot be written is refused before
+                // COMMAND starts; written when it has ended.
+                std::fs::File::create(path).map_err(|e| {
+                    Fail::with_code(
+                        EXIT_USAGE,
+                        format!("--stats: cannot create {}: {e}", path.display()),
+                    )
+                })?;
+            }
+            let inbox = report::Inbox::create()?;
+            env.push(("CGMALLOC_REPORT", inbox.path().as_os_str().to_owned()));
+            // One report for the run, not a table per process.
+            unset.push("CGMALLOC_STATS");
+            Some(inbox)
+        }
+    };
     env.push((
         "LD_PRELOAD",
         library::preload_value(&lib, std::env::var_os("LD_PRELOAD")),
     ));
-    child::run(&run.command, &env)
+    let ended = child::run(&run.command, &env, &unset)?;
+    if let (Some(stats), Some(inbox)) = (&run.stats, &inbox) {
+        report::write(stats, inbox, &run.command, ended.pid, ended.end)?;
+    }
+    Ok(ended.code)
 }
