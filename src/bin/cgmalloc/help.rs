@@ -30,7 +30,8 @@ COMMAND does not start with `-`. Options override the same variables inherited f
 environment; variables no option sets are passed on unchanged.
 
 SIZE is a number with an optional K, M, G or T suffix (powers of 1024, either case),
-`max` (no limit), or N% (a percentage, 0-100, of the container's memory limit).
+`max` (no limit), or N% (a percentage, 0-100, of the container's memory limit, or
+of the machine's memory, MemTotal, when there is none).
 A group PATH is /name/name/..., names of 1-64 characters from [A-Za-z0-9_.-].
 
 Options of `run`:
@@ -54,7 +55,8 @@ Options of `run`:
                         joined with `;`                                        [CGMALLOC_THREADS]
                           e.g. --thread 'worker-*=/workers'
   --attach PATH         start COMMAND's first thread, and so the threads it
-                        creates, in group PATH (made with --group)             [CGMALLOC_ATTACH]
+                        creates, in group PATH: `/`, or a group a --group
+                        creates (or one of its parents)                        [CGMALLOC_ATTACH]
                           e.g. cgmalloc run --group /job:max=1G --attach /job -- ./job
   --enforce on|warn|off  whether the root's own max and high hold allocations
                         back (on, the default), are only reported (warn: a
@@ -66,14 +68,18 @@ Options of `run`:
                         fail (return NULL, the default), abort (print the group
                         table and abort) or force (allocate past the limit)    [CGMALLOC_OOM]
                           e.g. cgmalloc run --max 1G --oom abort -- ./batch
-  --stats[=FILE]        at exit, write every group's current, peak, limits and
-                        events as a table to stderr, or to FILE (created or
-                        truncated first; its absolute path is passed on); each
-                        process of COMMAND's tree writes its own table         [CGMALLOC_STATS]
+  --stats[=FILE|=json]  when COMMAND exits, print one report for the whole run:
+                        a line per process (pid, command, root peak, exit,
+                        events; those under 1 MiB with no events folded into
+                        one line), then the group table (current, peak,
+                        limits, events) of COMMAND's process and of every
+                        process that hit a limit; to stderr, or to FILE
+                        (created first); as JSON with =json (to stderr) or a
+                        FILE ending in .json                                 [CGMALLOC_REPORT]
                           e.g. cgmalloc run --stats -- make -j8
-                               cgmalloc run --stats=usage.txt -- ./job
+                               cgmalloc run --stats=usage.json -- ./job
   --no-cgroup           do not read the container's (cgroup's) memory limit;
-                        N% sizes are then refused                    [CGMALLOC_CGROUP=off]
+                        N% sizes are then shares of MemTotal         [CGMALLOC_CGROUP=off]
                           e.g. cgmalloc run --no-cgroup --max 1G -- ./job
   --lib PATH            the library to preload; default $CGMALLOC_LIB, else
                         libcgmalloc.so beside the cgmalloc executable
@@ -120,7 +126,7 @@ Watching a running program (any process running cgmalloc, under `run` or not):
   kernel.yama.ptrace_scope=1, root or an ancestor). Errors: one line, exit 2.
 
 Every option takes its value as `--opt VALUE` or `--opt=VALUE` (only `--stats=FILE`
-for a file).
+or `--stats=json` for --stats).
 
 Environment:
   CGMALLOC_MAX, CGMALLOC_HIGH, CGMALLOC_LOW, CGMALLOC_MIN
@@ -129,7 +135,10 @@ Environment:
   CGMALLOC_THREADS      GLOB=PATH;GLOB=PATH  (set by --thread)
   CGMALLOC_ATTACH       the group the first thread starts in  (set by --attach)
   CGMALLOC_OOM          the root's memory.oom.policy  (set by --oom)
-  CGMALLOC_STATS        stderr or an absolute file path  (set by --stats)
+  CGMALLOC_STATS        stderr or a file: each process's own table at exit (not
+                        with --stats, which removes it for one report per run)
+  CGMALLOC_REPORT       set by --stats: the directory each process of the run
+                        leaves its record in for the report
   CGMALLOC_CGROUP       auto (default), off (set by --no-cgroup), or a directory to
                         read the cgroup files below instead of /
   CGMALLOC_LIB          read by the launcher: the library, when --lib is not given
