@@ -344,7 +344,11 @@ fn parse_run(argv: &[OsString]) -> Result<Invocation, Fail> {
         ));
     }
     if let Some(path) = &opts.attach {
-        check_attach(path, &opts.groups)?;
+        check_created("--attach", path, &opts.groups)?;
+    }
+    for rule in &opts.threads {
+        let path = rule.rsplit_once('=').map_or("/", |(_, p)| p);
+        check_created("--thread", path, &opts.groups)?;
     }
     Ok(Invocation::Run(Run {
         env: environment(&opts),
@@ -354,10 +358,10 @@ fn parse_run(argv: &[OsString]) -> Result<Invocation, Fail> {
     }))
 }
 
-/// `--attach PATH` must name a group that exists when the library starts: `/`, or one a
-/// `--group` creates (with its ancestors). The library would only warn and run COMMAND
-/// in the root.
-fn check_attach(path: &str, groups: &[String]) -> Result<(), Fail> {
+/// `--attach PATH` and `--thread GLOB=PATH` must name a group that exists when the
+/// library starts: `/`, or one a `--group` creates (with its ancestors). The library
+/// would only warn and leave the threads in the root.
+fn check_created(option: &str, path: &str, groups: &[String]) -> Result<(), Fail> {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
@@ -371,8 +375,8 @@ fn check_attach(path: &str, groups: &[String]) -> Result<(), Fail> {
         return Ok(());
     }
     Err(Fail::usage(format!(
-        "--attach {path}: no --group creates {path} (add --group {path} or attach to one \
-         that is created)"
+        "{option}: no --group creates {path} (add --group {path}, or name a group that \
+         is created)"
     )))
 }
 
@@ -516,6 +520,7 @@ mod tests {
             &["--attach", "/nope", "x"],
             &["--group", "/a/b", "--attach", "/a/bc", "x"],
             &["--group", "/ab", "--attach", "/a", "x"],
+            &["--thread", "w*=/w", "x"],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }

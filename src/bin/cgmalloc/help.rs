@@ -51,7 +51,8 @@ Options of `run`:
                         none; repeatable, joined with `;`                      [CGMALLOC_GROUPS]
                           e.g. --group /workers:max=256M,high=200M --group /workers/io:max=64M
   --thread GLOB=PATH    attach threads whose name (pthread_setname_np) matches
-                        GLOB to group PATH (`/` is the root); repeatable,
+                        GLOB to group PATH (`/`, or a group a --group
+                        creates or one of its parents); repeatable,
                         joined with `;`                                        [CGMALLOC_THREADS]
                           e.g. --thread 'worker-*=/workers'
   --attach PATH         start COMMAND's first thread, and so the threads it
