@@ -312,6 +312,15 @@ fn percentages_without_a_container_limit_resolve_in_the_report() {
     assert_eq!(main["groups"][0]["path"], "/");
     assert_eq!(main["groups"][0]["max"], 4u64 << 30);
 
+    // `--stats=json`: the same object, on stderr.
+    let mut cmd = launcher(["run", "--max", "50%", "--stats=json", "--", "/bin/true"]);
+    cmd.env("CGMALLOC_CGROUP", dir.join("root"));
+    let r = run(cmd);
+    r.assert_code(0, "true");
+    let w: Value = serde_json::from_str(&r.stderr).expect("JSON on stderr");
+    assert_eq!(w["percent_base"], v["percent_base"]);
+    assert_eq!(w["processes"][0]["groups"][0]["max"], 4u64 << 30);
+
     let mut cmd = launcher(["run", "--max", "50%", "--stats", "--", "/bin/true"]);
     cmd.env("CGMALLOC_CGROUP", dir.join("root"));
     let r = run(cmd);
