@@ -701,3 +701,106 @@ fn a_process_of_another_user_is_refused_with_the_reason() {
     );
     w.finish();
 }
+
+/// `memory.pressure` read from outside: a program whose 12 MiB allocation lands 50% over
+/// `high` sleeps the 2 s throttle; `stat --json` then shows that stall as `some` (no more
+/// than the time the allocation took, at least most of it), `full` no more than `some`,
+/// the root at least as much, an idle sibling zero; the text form has the kernel's line,
+/// Prometheus text has both metrics, `top` its `PSI10` column, and the run's report the
+/// group's pressure.
+#[test]
+fn pressure_is_read_from_outside_and_in_the_report() {
+    let dir = Scratch::new("pressure-outside");
+    let exe = build(&dir, "watched", true);
+    let report = dir.join("report.txt");
+    let mut cmd = launcher([
+        "run",
+        "--group",
+        "/s:high=8M",
+        "--group",
+        "/idle",
+        "--attach",
+        "/s",
+        &format!("--stats={}", report.display()),
+        "--",
+    ]);
+    cmd.arg(&exe).arg("/s");
+    let mut w = Watched::start(cmd);
+    let pid = pid_of(&w.until_ready());
+    let start = std::time::Instant::now();
+    w.send("12");
+    w.until_ready();
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(1500), "no throttle: {took:?}");
+
+    let groups = stat_json(&pid);
+    let psi = |path: &str, kind: &str, key: &str| {
+        group(&groups, path)["memory.pressure"][kind][key].clone()
+    };
+    let some = psi("/s", "some", "total").as_u64().unwrap();
+    assert!(
+        some >= 1_400_000 && some <= took.as_micros() as u64,
+        "some {some} µs for an allocation that took {took:?}"
+    );
+    assert!(psi("/s", "full", "total").as_u64().unwrap() <= some);
+    assert!(psi("/", "some", "total").as_u64().unwrap() >= some);
+    assert_eq!(psi("/idle", "some", "total"), 0);
+    assert_eq!(psi("/idle", "some", "avg10").as_f64(), Some(0.0));
+
+    let (code, text, err) = tool(&["stat", &pid, "/s"]);
+    assert_eq!(code, 0, "{err}");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("memory.pressure"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("some avg10="), "{line}");
+    assert!(text.contains("full avg10="), "{text}");
+
+    let (code, prom, err) = tool(&["stat", &pid, "--prometheus"]);
+    assert_eq!(code, 0, "{err}");
+    let scrape = prometheus_parse::Scrape::parse(prom.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{prom}"));
+    let stalled = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "cgmalloc_memory_pressure_stall_seconds_total"
+                && s.labels.get("group") == Some("/s")
+                && s.labels.get("kind") == Some("some")
+        })
+        .unwrap_or_else(|| panic!("no stall seconds for /s:\n{prom}"));
+    match stalled.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => {
+            assert!((v - some as f64 / 1e6).abs() < 0.5, "{v}")
+        }
+        ref v => panic!("{v:?}"),
+    }
+    let windows = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "cgmalloc_memory_pressure_percent" && s.labels.get("group") == Some("/s")
+        })
+        .count();
+    assert_eq!(windows, 6, "some and full × 10, 60, 300 s");
+
+    let (code, top, err) = tool(&["top", "--once", &pid]);
+    assert_eq!(code, 0, "{err}");
+    assert!(top.contains("PSI10"), "{top}");
+    let row = top
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("s"))
+        .unwrap_or_else(|| panic!("no row for /s:\n{top}"));
+    assert!(row.trim_end().ends_with('%'), "{row}");
+
+    w.send("q");
+    w.finish();
+    let text = std::fs::read_to_string(&report).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("/s "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains(" pressure: some avg10="), "{row}");
+    let idle = text.lines().find(|l| l.starts_with("/idle ")).unwrap();
+    assert!(!idle.contains("pressure"), "{idle}");
+}
