@@ -322,14 +322,7 @@ pub fn add(id: u32, handle: u64, kind: usize, stall_us: u64, window_us: u64) -> 
         return Err(libc::EINVAL);
     }
     table::GROUP_FREED[table::FREED_PRESSURE].install(group_freed);
-    let user_fd = crate::os::eventfd()?;
-    let own_fd = match crate::os::dup_cloexec(user_fd) {
-        Ok(fd) => fd,
-        Err(e) => {
-            crate::os::close(user_fd);
-            return Err(e);
-        }
-    };
+    let (user_fd, own_fd) = crate::os::eventfd_pair()?;
     let mut triggers = LOCK.lock();
     let Some(t) = triggers.iter_mut().find(|t| t.group == 0) else {
         drop(triggers);

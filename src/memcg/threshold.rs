@@ -49,14 +49,7 @@ fn usage_bytes(id: u32) -> u64 {
 pub fn add(id: u32, handle: u64, bytes: u64) -> Result<i32, i32> {
     table::USAGE_WATCHED.install(check);
     table::GROUP_FREED[table::FREED_THRESHOLDS].install(group_freed);
-    let user_fd = crate::os::eventfd()?;
-    let own_fd = match crate::os::dup_cloexec(user_fd) {
-        Ok(fd) => fd,
-        Err(e) => {
-            crate::os::close(user_fd);
-            return Err(e);
-        }
-    };
+    let (user_fd, own_fd) = crate::os::eventfd_pair()?;
     let mut t = TABLE.lock();
     let Some(e) = t.iter_mut().find(|e| e.group == 0) else {
         drop(t);

@@ -174,6 +174,20 @@ pub fn eventfd_signal(fd: i32) {
     unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
 }
 
+/// An eventfd for a caller and the library's own duplicate of it, which the library
+/// signals and closes (so a caller closing its copy cannot make it signal an unrelated
+/// file): `(caller's, own)`.
+pub fn eventfd_pair() -> Result<(i32, i32), i32> {
+    let user = eventfd()?;
+    match dup_cloexec(user) {
+        Ok(own) => Ok((user, own)),
+        Err(e) => {
+            close(user);
+            Err(e)
+        }
+    }
+}
+
 /// A duplicate of `fd` with `O_CLOEXEC`.
 pub fn dup_cloexec(fd: i32) -> Result<i32, i32> {
     // SAFETY: fcntl with F_DUPFD_CLOEXEC takes integers only.
