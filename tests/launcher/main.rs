@@ -12,7 +12,10 @@
 //!   that forks before it execs, `make -j2`, a process that closes its descriptors or hits
 //!   a limit, `N%` of `MemTotal`);
 //! - `inspect`: `cgmalloc ps` and `cgmalloc stat` read a running program's groups from
-//!   outside (`tests/c/watched.c`, a Python program, bad targets, an unknown layout).
+//!   outside (`tests/c/watched.c`, a Python program, bad targets, an unknown layout);
+//! - `pressure`: `memory.pressure` of a program stalled in `memory.high`'s throttle
+//!   (`tests/c/stalled.c`) read from outside by `stat` (JSON, text, Prometheus) and `top`
+//!   against what the program read of itself, and in the `--stats` report.
 //!
 //! Both use `target/release/` (the launcher and `libcgmalloc.so`), which
 //! `cargo build --release` builds before the tests; this binary keeps glibc's malloc.
@@ -25,4 +28,5 @@ mod enforce;
 mod env;
 mod footprint;
 mod inspect;
+mod pressure;
 mod report;
