@@ -72,9 +72,21 @@ impl Fail {
     }
 }
 
+/// For the commands that print and end (`ps`, `stat`): a reader that closes the pipe
+/// early (`| head`) ends the launcher quietly, as it ends `cat`, instead of a failed
+/// write. Not for `run`, whose COMMAND starts with the dispositions it inherited.
+fn quiet_on_closed_pipe() {
+    // SAFETY: `signal` with the default disposition takes plain integers.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
-    match args::parse(&argv) {
+    let parsed = args::parse(&argv);
+    if matches!(parsed, Ok(Invocation::Ps | Invocation::Stat { .. })) {
+        quiet_on_closed_pipe();
+    }
+    match parsed {
         Ok(Invocation::Help) => {
             print!("{}", help::HELP);
             ExitCode::SUCCESS
