@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "cgmalloc.h"
+#include "show.h"
 #include "capi_dl.h"
 
 #include <errno.h>
@@ -70,24 +71,6 @@ static pid_t tid(void)
     return (pid_t)syscall(SYS_gettid);
 }
 
-/* The text with newlines shown as \n, for failure messages (two rotating buffers). */
-static const char *show(const char *s)
-{
-    static char bufs[2][2048];
-    static int which;
-    char *out = bufs[which ^= 1];
-    size_t n = 0;
-    for (; *s && n + 3 < sizeof bufs[0]; s++) {
-        if (*s == '\n') {
-            out[n++] = '\\';
-            out[n++] = 'n';
-        } else {
-            out[n++] = *s;
-        }
-    }
-    out[n] = 0;
-    return out;
-}
 
 /* Reads an interface file into buf (NUL-terminated); returns cgm_group_read's result. */
 static long readf(cgm_group_t g, const char *file, char *buf, size_t len)

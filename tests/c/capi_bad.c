@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "cgmalloc.h"
+#include "show.h"
 #include "capi_dl.h"
 
 #include <errno.h>
@@ -232,25 +233,6 @@ static void check_snapshot_sane(const struct snapshot *s)
         fprintf(stderr, "capi_bad: setup: descriptors\n");
         exit(1);
     }
-}
-
-/* The text with newlines shown as \n, at most 80 bytes of it (two rotating buffers). */
-static const char *show(const char *s)
-{
-    static char bufs[2][200];
-    static int which;
-    char *out = bufs[which ^= 1];
-    size_t n = 0;
-    for (; *s && n < 160; s++) {
-        if (*s == '\n') {
-            out[n++] = '\\';
-            out[n++] = 'n';
-        } else {
-            out[n++] = *s;
-        }
-    }
-    out[n] = 0;
-    return out;
 }
 
 /* Reports every difference between the expected and the actual snapshot. */

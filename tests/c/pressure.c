@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include "cgmalloc.h"
+#include "show.h"
 #include "capi_dl.h"
 
 #include <errno.h>
@@ -103,24 +104,6 @@ static void sleep_ms(unsigned ms)
     }
 }
 
-/* The text with newlines shown as \n, for failure messages (two rotating buffers). */
-static const char *show(const char *s)
-{
-    static char bufs[2][1024];
-    static int which;
-    char *out = bufs[which ^= 1];
-    size_t n = 0;
-    for (; *s && n + 3 < sizeof bufs[0]; s++) {
-        if (*s == '\n') {
-            out[n++] = '\\';
-            out[n++] = 'n';
-        } else {
-            out[n++] = *s;
-        }
-    }
-    out[n] = 0;
-    return out;
-}
 
 static struct cgm_pressure pressure(cgm_group_t g)
 {

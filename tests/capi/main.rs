@@ -124,23 +124,26 @@ const CAPI_MIN_CHECKS: u64 = 1000;
 /// Fewer calls than this means a part of `capi_bad.c` no longer runs.
 const CAPI_BAD_MIN_CALLS: u64 = 500;
 
-fn capi(mode: Mode) {
-    let dir = Scratch::new(&format!("capi-{mode:?}"));
-    let exe = build(&dir, "capi.c", mode);
-    let what = format!("capi ({mode:?})");
+/// Builds and runs the checking program `name.c` in `mode`: it must pass at least `min`
+/// checks (its last line `name: N checks passed`) and write nothing to stderr.
+fn checks(name: &str, mode: Mode, min: u64) -> Run {
+    let dir = Scratch::new(&format!("{name}-{mode:?}"));
+    let exe = build(&dir, &format!("{name}.c"), mode);
+    let what = format!("{name} ({mode:?})");
     let r = run_mode(&exe, mode);
-    let n = summary(&r, &what, "capi: ", " checks passed");
-    assert!(
-        n >= CAPI_MIN_CHECKS,
-        "{what}: only {n} checks ran: {}",
-        r.describe()
-    );
+    let n = summary(&r, &what, &format!("{name}: "), " checks passed");
+    assert!(n >= min, "{what}: only {n} checks ran: {}", r.describe());
     assert!(
         r.stderr.is_empty(),
         "{what}: unexpected output on stderr: {}",
         r.describe()
     );
     eprintln!("{what}: {n} checks passed in {:.1?}", r.elapsed);
+    r
+}
+
+fn capi(mode: Mode) {
+    checks("capi", mode, CAPI_MIN_CHECKS);
 }
 
 fn capi_bad(mode: Mode) {
@@ -191,23 +194,8 @@ const PRESSURE_MIN_CHECKS: u64 = 300;
 /// with the numbers, a trigger signalled while a second thread is throttled and one on
 /// another group quiet. About 6 s (a 2 s throttle, two 1.1 s waits).
 fn pressure(mode: Mode) {
-    let dir = Scratch::new(&format!("pressure-{mode:?}"));
-    let exe = build(&dir, "pressure.c", mode);
-    let what = format!("pressure ({mode:?})");
-    let r = run_mode(&exe, mode);
-    let n = summary(&r, &what, "pressure: ", " checks passed");
-    assert!(
-        n >= PRESSURE_MIN_CHECKS,
-        "{what}: only {n} checks ran: {}",
-        r.describe()
-    );
-    assert!(
-        r.stderr.is_empty(),
-        "{what}: unexpected output on stderr: {}",
-        r.describe()
-    );
+    let r = checks("pressure", mode, PRESSURE_MIN_CHECKS);
     eprint!("{}", r.stdout());
-    eprintln!("{what}: {n} checks passed in {:.1?}", r.elapsed);
 }
 
 #[test]
