@@ -2,9 +2,11 @@
 //! library initialises: from an `.init_array` constructor when the library is loaded
 //! (preloaded, linked, or the Rust crate's code linked into a program), before `main`.
 //!
-//! Order matters: the container limit first (`N%` sizes refer to it), then the root's
-//! limits and OOM policy, then the groups, the first thread's group (`CGMALLOC_ATTACH`, an
-//! addition to INTERFACE.md's list), the thread-name rules and the exit report.
+//! Order matters: the percent base first (`N%` sizes refer to it: the container limit, or
+//! `MemTotal` without one), then the root's limits and OOM policy, then the groups, the
+//! first thread's group (`CGMALLOC_ATTACH`, an addition to INTERFACE.md's list), the
+//! thread-name rules, the exit table (`CGMALLOC_STATS`) and the record for the launcher's
+//! run report (`CGMALLOC_REPORT`).
 //!
 //! Every malformed value prints one line `cgmalloc: CGMALLOC_X: <why>; ignored` and
 //! leaves that setting unset; nothing here stops the program. Runs outside `malloc`, so

@@ -1,12 +1,16 @@
 //! `cgmalloc`, the launcher: `cgmalloc run [OPTIONS] -- COMMAND [ARGS...]` starts COMMAND
 //! with `libcgmalloc.so` preloaded and its options turned into the `CGMALLOC_*`
 //! environment variables the library reads at start (INTERFACE.md "The launcher" and
-//! "Environment"), then exits with COMMAND's status. `cgmalloc ps`, `stat`, `top` and
-//! `set` read and write running processes' groups from outside (`target.rs`, `inspect.rs`).
+//! "Environment"), then exits with COMMAND's status; with `--stats` it prints one report
+//! for the run from the records its processes leave (`report.rs`). `cgmalloc ps`, `stat`,
+//! `top` and `set` read and write running processes' groups from outside (`target.rs`,
+//! `inspect.rs`, `top.rs`).
 //!
 //! The launcher does not link the `cgmalloc` crate: its own malloc stays glibc's. It
-//! compiles in only the library's size-string and group-path grammar (see `syntax.rs`),
-//! so it refuses exactly what the library would refuse, before anything starts.
+//! compiles in only what it shares with the library (`memcg.rs`: the size-string and
+//! group-path grammar, event names, the request format, the `memory.pressure`
+//! arithmetic), so it refuses exactly what the library would refuse, before anything
+//! starts, and computes what the library would.
 //!
 //! Exit status: COMMAND's own status, or `128 + N` when COMMAND died of signal N; `2` for
 //! a usage error or a library that cannot be found or read (one line
