@@ -7,6 +7,8 @@
 //!   `SIGABRT` after exactly one `cgmalloc: fatal: ...` line;
 //! - `forks`: `tests/c/forks.c`, `fork()` while other threads allocate, and from two
 //!   threads at once, never hangs a child;
+//! - `layout`: `tests/c/resident_text.c`, the library's rarely run code stays unmapped
+//!   in a process that runs every common path (`link/text.ld`);
 //! - `real_programs`: python3, perl, sqlite3, gcc and sort print the same with and without
 //!   the library.
 //!
@@ -21,6 +23,7 @@ mod support;
 
 mod conformance;
 mod forks;
+mod layout;
 mod misuse;
 mod real_programs;
 
