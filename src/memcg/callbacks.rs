@@ -46,6 +46,9 @@ pub struct OomInfoC {
 
 #[derive(Clone, Copy, Debug)]
 enum Func {
+    /// A free entry's. First, so that a free table is all zero bytes and lives in `.bss`:
+    /// a process that registers nothing has none of it resident.
+    None,
     Reclaim(ReclaimFn),
     Oom(OomFn),
 }
@@ -113,17 +116,13 @@ impl Entry {
     const FREE: Entry = Entry {
         id: 0,
         group: 0,
-        func: Func::Oom(noop_oom),
+        func: Func::None,
         ctx: core::ptr::null_mut(),
         drop_ctx: None,
         busy: 0,
         removed: false,
         pass: 0,
     };
-}
-
-unsafe extern "C" fn noop_oom(_: *mut c_void, _: *const OomInfoC) -> i32 {
-    0
 }
 
 struct Table {
@@ -138,8 +137,8 @@ unsafe impl Send for Table {}
 
 static TABLE: SpinLock<Table> = SpinLock::new(Table {
     entries: [Entry::FREE; MAX_CALLBACKS],
-    next_id: 1,
-    next_pass: 1,
+    next_id: 0,
+    next_pass: 0,
 });
 
 /// A context to drop once no lock is held.
@@ -252,8 +251,8 @@ pub fn add(group: u64, callback: Callback) -> Result<(u64, usize), i32> {
         return Err(libc::ENOSPC);
     };
     let (func, ctx, drop_ctx) = callback.into_parts();
-    let id = t.next_id;
     t.next_id += 1;
+    let id = t.next_id;
     t.entries[index] = Entry {
         id,
         group,

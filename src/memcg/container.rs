@@ -157,9 +157,14 @@ fn read_table(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// Reads at most `cap + 1` bytes, so that the caller can tell an overlong file.
+///
+/// The buffer starts at one page (or the cap), not empty: grown from empty it would pass
+/// through every small size class on the way, and each class's first block costs the
+/// process a span at start-up.
 fn read_capped(path: &Path, cap: usize) -> Option<Vec<u8>> {
+    const START: usize = 4096;
     let file = File::open(path).ok()?;
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(START.min(cap + 1));
     file.take(cap as u64 + 1).read_to_end(&mut buf).ok()?;
     Some(buf)
 }

@@ -56,12 +56,14 @@ struct Trigger {
     pending: bool,
 }
 
+/// A free slot: all zero bytes, so that the table lives in `.bss` and a process that
+/// registers nothing has none of it resident. A free slot's fds are never read.
 const FREE: Trigger = Trigger {
     group: 0,
     id: 0,
     kind: SOME,
-    user_fd: -1,
-    own_fd: -1,
+    user_fd: 0,
+    own_fd: 0,
     threshold_ns: 0,
     win: Window {
         size: 0,

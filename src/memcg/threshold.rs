@@ -30,10 +30,12 @@ struct Entry {
     above: bool,
 }
 
+/// A free slot: all zero bytes, so that the table lives in `.bss` and a process that
+/// registers nothing has none of it resident. A free slot's fds are never read.
 const FREE: Entry = Entry {
     group: 0,
-    user_fd: -1,
-    own_fd: -1,
+    user_fd: 0,
+    own_fd: 0,
     bytes: 0,
     above: false,
 };

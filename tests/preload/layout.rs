@@ -7,6 +7,11 @@
 //! list the resident pages of the library's executable mapping. None may lie 64 KiB or more past the start
 //! of `.text.rare` (the part of a window shared with the end of the code that runs may
 //! be mapped with it): a page there means a process ran code the layout calls rare.
+//!
+//! The same holds for data: a static that starts with a non-zero byte lies in `.data`,
+//! which every process maps from the file and faults in around what it touches; one that
+//! starts all zero lies in `.bss`, of which only the pages written are resident. The
+//! library's tables (callbacks, pressure triggers, thresholds) start all zero.
 
 use crate::compile;
 use crate::support::programs::{library, preloaded, run, without_cgmalloc_vars, Scratch, TIMEOUT};
@@ -103,4 +108,25 @@ fn rarely_run_code_is_not_mapped() {
             );
         }
     }
+}
+
+/// `.data` above this means a table that starts with a non-zero byte.
+const DATA_CAP: u64 = 16 << 10;
+
+#[test]
+fn tables_start_all_zero() {
+    let so = library();
+    let elf = std::fs::read(&so).expect("read the library");
+    let (_, data) = section(&elf, ".data").expect("a .data section");
+    let (_, bss) = section(&elf, ".bss").expect("a .bss section");
+    assert!(
+        data <= DATA_CAP,
+        "{}: .data is {data} bytes (cap {DATA_CAP}): a static table starts with a non-zero \
+         byte, so every process maps it; make its free state all zero bytes",
+        so.display()
+    );
+    assert!(
+        bss > data,
+        ".bss {bss} bytes, .data {data}: the tables are not in .bss"
+    );
 }
