@@ -32,7 +32,7 @@
 //! Misuse is fatal with one line: a pointer outside cgmalloc's segments, into a header or
 //! free slices, not at a block start, or a block already free (a block freed again while
 //! another thread's free of it waits on a chain or on `thread_free` is found when its
-//! owner collects it, `Span::collect`).
+//! owner collects it, `Span::collect`; two frees of one block that race may both pass).
 
 use super::charged::NO_GROUP;
 use super::remote;
@@ -284,8 +284,13 @@ unsafe fn free_general(p: *mut u8) {
             unsafe { free_general(p) };
         }
     } else {
+        // A block that looks free and is found free is a double free; one that looks
+        // free and is not found is suspected (`Span::collect` checks what it collects
+        // there from then on).
         // SAFETY: `p` is a block start of `span` (`locate`), whose segment is in use.
-        if unsafe { span.looks_free(p) && span.is_free_block(p as usize) } {
+        let suspect = unsafe { span.looks_free(p) };
+        // SAFETY: as above.
+        if suspect && unsafe { span.is_free_block(p as usize) } {
             double_free();
         }
         // A thread that frees before it ever allocated gets its state here.
@@ -298,7 +303,13 @@ unsafe fn free_general(p: *mut u8) {
             // SAFETY: `me` is this thread's state; `p` a live block (checked above) of the
             // small-block span `s` of `seg`, owned by another thread, which the caller
             // gives up.
-            unsafe { remote::free(&mut *me, seg, s, p) };
+            unsafe {
+                if suspect {
+                    remote::free_suspected(&mut *me, seg, s, p);
+                } else {
+                    remote::free(&mut *me, seg, s, p);
+                }
+            }
             return;
         }
         let unfulled = if span.class == MEDIUM {
@@ -316,7 +327,7 @@ unsafe fn free_general(p: *mut u8) {
             // Out of memory for a thread state: the block goes alone.
             // SAFETY: a live block of this small-block span (checked above), which the
             // caller gives up; only reads of the span follow.
-            unsafe { span.push_remote(p.cast(), p.cast(), 1) }
+            unsafe { span.push_remote(p.cast(), p.cast(), 1, suspect) }
         };
         // SAFETY: we have just pushed onto `s`, of `seg`, and write nothing of it since.
         unsafe { remote::after_push(seg, s, unfulled) };

@@ -7,13 +7,16 @@
 //!
 //! Invariant, for every granule of a span segment at all times: the bit is set iff a
 //! small block (not `MEDIUM`) handed out (live, or on `thread_free` until the owner
-//! collects it) starts there. So it is clear for a block on `free` or `local_free`, for a
+//! collects it) starts there, or an unchecked block does: taken from `thread_free`
+//! without a walk, on its span's `free` while the span's `UNCHECKED` flag is up
+//! (`span.rs`). So it is clear for every other block on `free` or `local_free`, for a
 //! block never handed out (index `≥ reserved`), for every granule that starts no block,
 //! for medium spans (never set), the header slice and free slices (a span is released
-//! with no block handed out). A pointer whose bit is set is the start of a small block
-//! handed out, of an `ACTIVE` or `ABANDONED` span: the owner's fast `free` needs no other
-//! check that `p` is a block start, nor of the span's state or class. A fresh segment's
-//! map is zero, which is the invariant.
+//! with no block handed out, and no unchecked one). A pointer whose bit is set, in a
+//! span with `UNCHECKED` down, is the start of a small block handed out, of an `ACTIVE`
+//! or `ABANDONED` span: the owner's fast `free` (which leaves spans with the flag up to
+//! the checked path) needs no other check that `p` is a block start, nor of the span's
+//! state or class. A fresh segment's map is zero, which is the invariant.
 //!
 //! Writers: the span's owner (or the claim holder of an abandoned segment), with plain
 //! relaxed load/store pairs. Other threads only read bits, to confirm a double free they
@@ -83,6 +86,23 @@ pub unsafe fn set_used(p: usize) {
     // SAFETY: `p` lies in a span segment in use (this function's contract).
     let (w, bit) = unsafe { locate(p) };
     w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+}
+
+/// The owner clears every bit of the slice at `start`: the small-block span there has
+/// no block handed out, but unchecked blocks (`span.rs`) may have kept their bits.
+///
+/// # Safety
+/// `start` is the start of a slice of a span segment in use that the calling thread owns
+/// (or holds the claim of).
+pub unsafe fn clear_slice(start: usize) {
+    debug_assert_eq!(start % SLICE_SIZE, 0);
+    // SAFETY: `start` lies in a span segment in use (this function's contract).
+    let (first, _) = unsafe { locate(start) };
+    let first = first as *const AtomicU64;
+    for i in 0..SLICE_WORDS {
+        // SAFETY: the slice's words follow its first one inside the same map.
+        unsafe { &*first.add(i) }.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The owner formats the small-block span of the slice at `start`: no block handed out.

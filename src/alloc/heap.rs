@@ -715,7 +715,7 @@ impl Heap {
         // SAFETY: `s` is a span we own, on no list, `ACTIVE`.
         let span = unsafe { &mut *s };
         debug_assert_eq!(span.used.load(Ordering::Relaxed), 0);
-        debug_assert_eq!(span.thread_free.load(Ordering::Relaxed), 0);
+        debug_assert_eq!(span.remote_count(), 0);
         debug_assert!(span.charged.is_of(self.group));
         span.collect();
         // SAFETY: a span of this heap, on no list.

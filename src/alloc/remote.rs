@@ -24,10 +24,14 @@
 //!   during the push (the settling of an abandoned span) finds the slot empty.
 //!
 //! Double frees: a remote free checks what it can without waiting on other threads (a
-//! block whose first word looks like a link of its span and is free in the live map or
-//! on `thread_free`). A block freed twice while one free of it waits on a chain, by this
-//! thread, another or its owner, is met when the owner collects the span
-//! (`Span::collect`), which aborts on a block pushed twice or already free.
+//! block whose first word looks like a link of its span and is free in the live map, on
+//! `thread_free` or unchecked on `free`). A block that looks free and is not found so
+//! (one free of it waits on a chain) goes onto the chain marked suspected
+//! (`free_suspected`), and the chain's push makes the owner check every block it
+//! collects from that span (`Span::collect`), which aborts on a block pushed twice or
+//! already free. A block its owner frees while another thread's free of it waits on a
+//! chain is met there too: the owner takes a list unchecked only into empty free lists,
+//! and the owner's free left the block on one until it was handed out again.
 
 use super::abandoned;
 use super::charged::Owed;
@@ -60,6 +64,32 @@ pub unsafe fn free(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *mut u8) {
         return unsafe { start_chain(c, seg, s, p) };
     }
     // SAFETY: as for `link`, by this function's contract.
+    unsafe { link(c, p) };
+}
+
+/// As `free`, for a block suspected freed already: its first word looks like a link of
+/// its span, but it was not found on any free list. The chain's push raises the span's
+/// `SUSPECT` flag, and from then on the owner checks every block it collects there.
+///
+/// # Safety
+/// As for `free`, except that `p` may be free already.
+#[cold]
+pub unsafe fn free_suspected(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *mut u8) {
+    let c = &mut t.pending[slot_of(s)];
+    if c.span != s {
+        if !c.span.is_null() {
+            // SAFETY: a chain of this thread (module invariants).
+            unsafe { push(take(c)) };
+        }
+        *c = Chain {
+            span: s,
+            seg,
+            tail: p.cast(),
+            ..Chain::EMPTY
+        };
+    }
+    c.suspect = true;
+    // SAFETY: this function's contract.
     unsafe { link(c, p) };
 }
 
@@ -144,7 +174,7 @@ pub unsafe fn push(c: Chain) {
     let span = unsafe { &*c.span };
     // SAFETY: the chain's blocks, live blocks of this span that the caller gives up;
     // only reads of the span follow.
-    let unfulled = unsafe { span.push_remote(c.head, c.tail, c.count) };
+    let unfulled = unsafe { span.push_remote(c.head, c.tail, c.count, c.suspect) };
     // SAFETY: the segment of a span we have just pushed blocks onto.
     unsafe { after_push(c.seg, c.span, unfulled) };
 }

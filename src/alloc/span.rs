@@ -15,21 +15,43 @@
 //!   on its heap's full list and the owner waits to be told of a remote free. The push
 //!   that finds the flag clears it in the same compare-and-swap, so exactly one pusher
 //!   learns it must mark the heap `full_dirty`, and the flag always belongs to the span
-//!   as it is now. Its top 16 bits count the blocks on the list (block addresses lie
-//!   below 2^48, as every segment does, `segmap.rs`), so a remote
-//!   push (a chain of blocks, `remote.rs`) is one locked instruction and the count is
-//!   exact with the list.
+//!   as it is now. Its next two bits are the `UNCHECKED` and `SUSPECT` flags (below).
+//!   Its top 16 bits count the blocks on the list (block addresses lie below 2^48, as
+//!   every segment does, `segmap.rs`), so a remote push (a chain of blocks, `remote.rs`)
+//!   is one locked instruction and the count is exact with the list.
+//!
+//! Taking remote frees without a walk: when `free` and `local_free` are both empty, the
+//! owner's `collect` makes the list it takes from `thread_free` its `free` list as it is
+//! (the pushers linked it as `free` links blocks), touching none of its blocks, as
+//! snmalloc hands a batch of one slab to its free list whole. Walking it would wait for
+//! each block's line in turn, still in the freeing thread's cache: the walk was a fifth
+//! of a producer/consumer pipeline's time. Those blocks are *unchecked*: free, but their
+//! live bits still set. While any may be on `free` the owner keeps `UNCHECKED` up:
+//! - unchecked blocks are only ever on `free` (taken into an empty `free`, then popped),
+//!   so an empty `free` holds none, and `collect`, `raise_full` lower the flag there;
+//! - the owner's fast `free` leaves a span with the flag up to the checked path, which
+//!   links onto `local_free` (so `free` runs dry), and looks for a block that looks
+//!   free on `free` as well as on `thread_free`;
+//! - a `collect` that cannot take its list whole (`free` not empty) first checks the
+//!   blocks on `free` (clears their live bits) and lowers the flag;
+//! - when the last block handed out comes back, every block is free: the slice's live
+//!   bits are cleared at once (`freemap::clear_slice`) and the flag goes down.
 //!
 //! Double frees: the owner's free asks the segment's live map (`freemap.rs`), which
-//! knows the blocks on `free` and `local_free`, and reads no block. Blocks on
-//! `thread_free` keep their live bit until collected: links are stored XORed with the
-//! span's `key`, so a block whose first word decodes to a link into its own span is
-//! suspected and checked in full (`is_free_block`); a block handed out has its first
-//! word cleared. The owner's fast path leaves a span with remote frees pending to that
-//! check. A block freed twice while a free of it waits on another thread's chain
-//! (`remote.rs`) escapes these checks; `collect` finds it: each block it takes must be
-//! live in the map, and the list must hold exactly its count, so a block pushed twice,
-//! or freed by its owner meanwhile, is fatal there.
+//! knows the blocks on `free` and `local_free` (but the unchecked ones, looked for on
+//! `free`), and reads no block. Blocks on `thread_free` keep their live bit until
+//! collected: links are stored XORed with the span's `key`, so a block whose first word
+//! decodes to a link into its own span is suspected and checked in full
+//! (`is_free_block`: the live map, `thread_free`, the unchecked blocks); a block handed
+//! out has its first word cleared. The owner's fast path leaves a span with remote frees
+//! pending to that check. A suspected block that is not found free (it waits on another
+//! thread's chain, `remote.rs`, or was being popped) goes onto the freeing thread's
+//! chain marked: its push raises `SUSPECT`, and from then on, until the span is
+//! formatted again, every `collect` of the span checks unchecked blocks first and walks
+//! what it takes: each block must be live in the map, and the list must hold exactly
+//! its count, so a block pushed twice, or freed by its owner meanwhile, is fatal there.
+//! A list taken whole must not count more blocks than are handed out. Two frees of one
+//! block that race (neither sees the other's link) may both go unnoticed.
 //!
 //! `FULL` may stay up on a span that holds no live block and is on no heap list (a
 //! medium span its owner freed, parked or cached): nothing reads it there, and the span
@@ -49,7 +71,9 @@
 //! segment's owner), where a stale answer costs a spurious scan.
 //!
 //! Invariants: `used` = blocks handed out and not yet returned to `free`/`local_free`
-//! (blocks on `thread_free` still count; `remote_count` of them are there);
+//! (blocks on `thread_free` still count; `remote_count` of them are there); with
+//! `UNCHECKED` down no block on `free` or `local_free` has its live bit set, with it up
+//! only blocks on `free` may;
 //! `used ≤ reserved ≤ capacity`; blocks at index
 //! `≥ reserved` were never handed out; the span holds exactly the charge its record
 //! `charged` says (`charged.rs`), whatever its state: every slice of a small-block span,
@@ -84,12 +108,24 @@ pub fn double_free() -> ! {
 /// full list and a remote free must tell the owner.
 pub const FULL: usize = 1;
 
+/// A bit of `thread_free` the owner raises while blocks it took from `thread_free`
+/// without a walk (*unchecked*: free, on `free`, their live bits still set) may be on
+/// `free`; the module docs say when it is raised and lowered.
+const UNCHECKED: usize = 2;
+
+/// A bit of `thread_free` a push raises when its chain holds a block that looked free
+/// to its freeing thread but was not found free (a suspected double free). It stays up
+/// until the span is formatted again: every later `collect` walks and checks what it
+/// takes.
+const SUSPECT: usize = 4;
+
 /// Where the count of blocks on `thread_free` starts: above every block address.
 const COUNT_SHIFT: u32 = 48;
 /// One block in the count of `thread_free`.
 const ONE_BLOCK: usize = 1 << COUNT_SHIFT;
-/// The head of the list in `thread_free`.
-const HEAD: usize = (ONE_BLOCK - 1) & !FULL;
+/// The head of the list in `thread_free` (blocks are 16-byte aligned: the low four bits
+/// are flags).
+const HEAD: usize = (ONE_BLOCK - 1) & !15;
 
 /// Owner frees per `collect` that go straight back onto `free`: the block freed last is
 /// handed out next, warm in the cache. Past the budget frees wait on `local_free`, so
@@ -237,8 +273,25 @@ impl Span {
     pub unsafe fn push_local(&mut self, p: *mut u8) {
         // SAFETY: a block of this span, whose segment (in use) the caller owns.
         unsafe { freemap::set_free(p as usize) };
-        // SAFETY: the block was live, so on no free list; it is marked free now.
-        unsafe { self.link_local(p) };
+        if self.thread_free.load(Ordering::Relaxed) & UNCHECKED == 0 {
+            // SAFETY: the block was live, so on no free list; it is marked free now.
+            unsafe { self.link_local(p) };
+            return;
+        }
+        // Unchecked blocks are on `free`: this one waits on `local_free`, so that `free`
+        // runs dry and the flag goes down at the next `collect`.
+        let b = p as *mut Block;
+        // SAFETY: `p` is a block of this span being freed: its memory is ours to reuse.
+        unsafe { (*b).next = self.encode(self.local_free) };
+        self.local_free = b;
+        let used = self.used.load(Ordering::Relaxed) - 1;
+        self.used.store(used, Ordering::Relaxed);
+        if used == 0 {
+            // Every block is free: no live bit of the span's slice may stay set.
+            // SAFETY: the span's slice, in a segment the caller owns (or holds).
+            unsafe { freemap::clear_slice(self.start as usize) };
+            self.thread_free.fetch_and(!UNCHECKED, Ordering::Relaxed);
+        }
     }
 
     /// The owner frees `p` (a block of this span) unless the live map shows it free
@@ -306,12 +359,21 @@ impl Span {
         self.thread_free.load(Ordering::Acquire) & FULL != 0
     }
 
-    /// The owner raises `FULL` on a span it just put on its full list; false, and nothing
-    /// changed, if a remote free is pending (the span has blocks to collect).
+    /// The owner raises `FULL` on a span it just put on its full list (with no free
+    /// block, so no unchecked one: `UNCHECKED` goes down); false, and nothing changed, if
+    /// a remote free is pending (the span has blocks to collect).
     pub fn raise_full(&self) -> bool {
-        self.thread_free
-            .compare_exchange(0, FULL, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        let cur = self.thread_free.load(Ordering::Relaxed);
+        cur & !(UNCHECKED | SUSPECT) == 0
+            && self
+                .thread_free
+                .compare_exchange(
+                    cur,
+                    FULL | (cur & SUSPECT),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// Raises `FULL` on a span just formatted, whose blocks are not handed out yet (so no
@@ -330,21 +392,30 @@ impl Span {
 
     /// Another thread frees a chain of `n` blocks of this span, `head` to `tail`, linked
     /// as `thread_free` links them (`tail`'s link is set here): push it onto
-    /// `thread_free`. Returns true when the span was on its heap's full list and this push
-    /// took the `FULL` flag down: the pusher must mark the heap `full_dirty`. After the
-    /// push the span may be reused at once (module docs); the caller only reads it.
+    /// `thread_free`, raising `SUSPECT` if the chain holds a block suspected freed
+    /// already (`suspect`). Returns true when the span was on its heap's full list and
+    /// this push took the `FULL` flag down: the pusher must mark the heap `full_dirty`.
+    /// After the push the span may be reused at once (module docs); the caller only reads
+    /// it.
     ///
     /// # Safety
     /// The chain's blocks are blocks of this small-block span, handed out and not freed
-    /// but by this chain, which the caller gives up; afterwards the caller writes
-    /// nothing of the span.
+    /// but by this chain (unless `suspect`), which the caller gives up; afterwards the
+    /// caller writes nothing of the span.
     #[inline]
-    pub unsafe fn push_remote(&self, head: *mut Block, tail: *mut Block, n: u32) -> bool {
+    pub unsafe fn push_remote(
+        &self,
+        head: *mut Block,
+        tail: *mut Block,
+        n: u32,
+        suspect: bool,
+    ) -> bool {
+        let flags = if suspect { SUSPECT } else { 0 };
         let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
             // SAFETY: the chain's blocks are live blocks of this span that the caller
             // gives up.
-            match unsafe { self.try_link(head, tail, n, old) } {
+            match unsafe { self.try_link(head, tail, n, flags, old) } {
                 Ok(unfulled) => return unfulled,
                 Err(h) => old = h,
             }
@@ -369,7 +440,7 @@ impl Span {
             }
             // SAFETY: `b` is the span's block, which the caller gives up; the list is
             // empty, so no other push has published it.
-            match unsafe { self.try_link(b, b, 1, old) } {
+            match unsafe { self.try_link(b, b, 1, 0, old) } {
                 Ok(unfulled) => return Some(unfulled),
                 Err(h) => old = h,
             }
@@ -377,9 +448,9 @@ impl Span {
     }
 
     /// One attempt of a push: links the chain `head`..`tail` of `n` blocks in front of
-    /// `old`, the value of `thread_free` last read, and swaps it in with the count `n` up
-    /// and `FULL` down. `Ok(whether FULL was up)`, or `Err(the current value)` when
-    /// `thread_free` changed.
+    /// `old`, the value of `thread_free` last read, and swaps it in with the count `n` up,
+    /// `FULL` down and `flags` up. `Ok(whether FULL was up)`, or `Err(the current value)`
+    /// when `thread_free` changed.
     ///
     /// # Safety
     /// The chain's blocks are blocks of this span that the caller gives up; no push has
@@ -390,13 +461,14 @@ impl Span {
         head: *mut Block,
         tail: *mut Block,
         n: u32,
+        flags: usize,
         old: usize,
     ) -> Result<bool, usize> {
         // SAFETY: by the contract the block is ours to write until the exchange publishes
         // it (a racing second free of a sole block writes the same link).
         unsafe { (*tail).next = self.encode((old & HEAD) as *mut Block) };
         debug_assert!(head as usize & !HEAD == 0, "a block address above 2^48");
-        let new = (old & !(HEAD | FULL)) + n as usize * ONE_BLOCK + head as usize;
+        let new = ((old & !(HEAD | FULL)) + n as usize * ONE_BLOCK + head as usize) | flags;
         // Sequentially consistent: the pusher then reads the segment's owner, which an
         // exiting owner clears before it collects (`remote.rs`, `after_push`).
         match self
@@ -417,38 +489,61 @@ impl Span {
     /// waits on `local_free` (appending one list to the other would walk it). Returns
     /// blocks gained from other threads. Afterwards `free` is empty only if the span has
     /// no free block on any list.
+    ///
+    /// Into empty lists the blocks are taken without a walk (unchecked, module docs);
+    /// otherwise, and after a suspected double free, each is checked as it is relinked.
     pub fn collect(&mut self) -> u32 {
         let mut gained = 0;
-        if !self.no_remote() {
-            // Takes the list and its count, leaving the `FULL` flag as it is.
-            let taken = self.thread_free.fetch_and(FULL, Ordering::Acquire);
-            let count = (taken >> COUNT_SHIFT) as u32;
-            let mut b = (taken & HEAD) as *mut Block;
-            while !b.is_null() {
-                // A block pushed twice (freed by two threads, or by its owner while
-                // another thread still held it, `remote.rs`) is met free (a medium span
-                // is in no map: its one block is pushed only onto an empty list), or the
-                // list runs past its count.
-                let live = self.class == MEDIUM
-                    // SAFETY: a block on `thread_free` is a block of this span, in its
-                    // segment (in use); the holder of the span alone writes the live
-                    // bits of its slices.
-                    || unsafe { freemap::try_set_free(b as usize) };
-                if gained == count || !live {
-                    double_free();
-                }
-                // SAFETY: blocks on `thread_free` are free blocks of this span with links.
-                let next = self.decode(unsafe { (*b).next });
-                // SAFETY: as above; relinking a block we now own.
-                unsafe { (*b).next = self.encode(self.free) };
-                self.free = b;
-                gained += 1;
-                b = next;
-            }
-            if gained != count {
-                double_free();
+        let tf = self.thread_free.load(Ordering::Relaxed);
+        if tf > FULL {
+            if tf & UNCHECKED != 0 && !self.free.is_null() {
+                // Unchecked blocks are on `free` alone: checked now, the flag goes down
+                // with the take below.
+                self.check_free();
             }
             let used = self.used.load(Ordering::Relaxed);
+            let mut cur = tf;
+            let (taken, unchecked) = loop {
+                let count = (cur >> COUNT_SHIFT) as u32;
+                let unchecked = count != 0
+                    && cur & SUSPECT == 0
+                    && self.free.is_null()
+                    && self.local_free.is_null()
+                    && self.class != MEDIUM;
+                // Taking every block left handed out leaves none unchecked.
+                let flag = if unchecked && count < used {
+                    UNCHECKED
+                } else {
+                    0
+                };
+                let new = (cur & (FULL | SUSPECT)) | flag;
+                match self.thread_free.compare_exchange_weak(
+                    cur,
+                    new,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break (cur, unchecked),
+                    Err(v) => cur = v,
+                }
+            };
+            let count = (taken >> COUNT_SHIFT) as u32;
+            let head = (taken & HEAD) as *mut Block;
+            if unchecked {
+                // More blocks pushed than handed out: one was pushed twice.
+                if count > used {
+                    double_free();
+                }
+                self.free = head;
+                gained = count;
+                if count == used {
+                    // Every block is free: no live bit of the slice may stay set.
+                    // SAFETY: the span's slice, in a segment the owner holds.
+                    unsafe { freemap::clear_slice(self.start as usize) };
+                }
+            } else {
+                gained = self.relink_checked(head, count);
+            }
             self.used.store(used - gained, Ordering::Relaxed);
         }
         if !self.local_free.is_null() {
@@ -456,6 +551,55 @@ impl Span {
         }
         self.hot = HOT_BUDGET;
         gained
+    }
+
+    /// Moves the `count` blocks of the list at `head` (taken from `thread_free`) onto
+    /// `free`, checking each: a block pushed twice (freed by two threads, or by its owner
+    /// while another thread still held it, `remote.rs`) is met free (a medium span is in
+    /// no map: its one block is pushed only onto an empty list), or the list runs past
+    /// its count. Returns `count`.
+    fn relink_checked(&mut self, head: *mut Block, count: u32) -> u32 {
+        let mut gained = 0;
+        let mut b = head;
+        while !b.is_null() {
+            let live = self.class == MEDIUM
+                // SAFETY: a block on `thread_free` is a block of this span, in its
+                // segment (in use); the holder of the span alone writes the live
+                // bits of its slices.
+                || unsafe { freemap::try_set_free(b as usize) };
+            if gained == count || !live {
+                double_free();
+            }
+            // SAFETY: blocks on `thread_free` are free blocks of this span with links.
+            let next = self.decode(unsafe { (*b).next });
+            // SAFETY: as above; relinking a block we now own.
+            unsafe { (*b).next = self.encode(self.free) };
+            self.free = b;
+            gained += 1;
+            b = next;
+        }
+        if gained != count {
+            double_free();
+        }
+        gained
+    }
+
+    /// Checks the unchecked blocks, which are all on `free` (module docs): clears their
+    /// live bits, which must be set (a clear one is a block on `free` twice). The
+    /// caller then lowers `UNCHECKED`.
+    fn check_free(&mut self) {
+        let mut b = self.free;
+        let mut steps = 0;
+        while !b.is_null() {
+            // SAFETY: a block on `free` is a block of this span, in its segment (in use);
+            // the holder of the span alone writes the live bits of its slices.
+            if steps == self.capacity || !unsafe { freemap::try_set_free(b as usize) } {
+                double_free();
+            }
+            // SAFETY: a free block of this span, with a link.
+            b = self.decode(unsafe { (*b).next });
+            steps += 1;
+        }
     }
 
     /// Carves up to `n` never-used blocks onto `free` (touching memory lazily).
@@ -501,7 +645,7 @@ impl Span {
         debug_assert!(self.is_block_start(p));
         // SAFETY: `p` lies in this span's segment, in use.
         let mapped = unsafe { self.mapped_free(p) };
-        mapped || self.on_thread_free(p)
+        mapped || self.on_thread_free(p) || self.on_unchecked(p)
     }
 
     /// The owner's (or claim holder's) full check of a block being freed: whether it is
@@ -515,10 +659,11 @@ impl Span {
         if unsafe { self.mapped_free(p as usize) } {
             return true;
         }
-        (self.class == MEDIUM || !self.remote_head(Ordering::Acquire).is_null())
+        let tf = self.thread_free.load(Ordering::Acquire);
+        (self.class == MEDIUM || tf & (HEAD | UNCHECKED) != 0)
             // SAFETY: as above.
             && unsafe { self.looks_free(p) }
-            && self.on_thread_free(p as usize)
+            && (self.on_thread_free(p as usize) || self.on_unchecked(p as usize))
     }
 
     /// Whether `p` is on `thread_free`, by a walk. It may run in a thread other than the
@@ -526,7 +671,25 @@ impl Span {
     /// span before it is followed, so the walk stays inside the span and ends. (`p` is
     /// only compared.)
     fn on_thread_free(&self, p: usize) -> bool {
-        let mut b = self.remote_head(Ordering::Acquire);
+        self.on_list(self.remote_head(Ordering::Acquire), p)
+    }
+
+    /// Whether `p` is an unchecked block (on `free` while `UNCHECKED` is up), by a walk
+    /// of `free`, with `on_thread_free`'s care when another thread walks.
+    fn on_unchecked(&self, p: usize) -> bool {
+        if self.thread_free.load(Ordering::Acquire) & UNCHECKED == 0 {
+            return false;
+        }
+        // SAFETY: a field of this live descriptor; read as it is at some moment (the
+        // owner may pop meanwhile), every link followed is checked.
+        let head = unsafe { ptr::read_volatile(&self.free) };
+        self.on_list(head, p)
+    }
+
+    /// Whether `p` is on the list starting at `head`, by a walk that checks each link is
+    /// a block of this span before it follows it.
+    fn on_list(&self, head: *mut Block, p: usize) -> bool {
+        let mut b = head;
         let mut steps = 0;
         while !b.is_null() && steps <= self.capacity {
             if b as usize == p {
@@ -607,7 +770,7 @@ mod tests {
         assert!(
             // SAFETY: the test's aligned blocks stand for blocks of the span; a push only
             // writes a block's first word.
-            unsafe { s.push_remote(ps[0].cast(), ps[0].cast(), 1) },
+            unsafe { s.push_remote(ps[0].cast(), ps[0].cast(), 1, false) },
             "the first push takes the flag"
         );
         // A chain of two, as `remote.rs` links it: the block freed last first.
@@ -615,7 +778,7 @@ mod tests {
         unsafe { (*(ps[2] as *mut Block)).next = s.encode(ps[1].cast()) };
         assert!(
             // SAFETY: as above.
-            !unsafe { s.push_remote(ps[2].cast(), ps[1].cast(), 2) },
+            !unsafe { s.push_remote(ps[2].cast(), ps[1].cast(), 2, false) },
             "the second finds it down"
         );
         assert_eq!(s.remote_count(), 3);
@@ -638,6 +801,138 @@ mod tests {
         s.thread_free.fetch_and(FULL, Ordering::Acquire);
         assert_eq!(s.remote_count(), 0);
         assert!(s.no_remote());
+    }
+
+    /// A chain of `blocks` as another thread links it (the block freed last first),
+    /// pushed onto `s`'s `thread_free`.
+    fn push_chain(s: &Span, blocks: &[*mut u8], suspect: bool) {
+        let mut head: *mut Block = ptr::null_mut();
+        for &p in blocks {
+            // SAFETY: blocks of the test's span, handed out and given up here.
+            unsafe { (*(p as *mut Block)).next = s.encode(head) };
+            head = p.cast();
+        }
+        let tail = blocks[0].cast();
+        // SAFETY: as above.
+        unsafe { s.push_remote(head, tail, blocks.len() as u32, suspect) };
+    }
+
+    fn is_free(p: *mut u8) -> bool {
+        // SAFETY: `p` lies in the test's segment, in use.
+        unsafe { freemap::is_free(p as usize) }
+    }
+
+    /// A small-block span of 64-byte blocks in slice 1 of a fresh segment, with `n`
+    /// blocks handed out.
+    fn span_with(n: usize) -> (*mut crate::alloc::types::Segment, Vec<*mut u8>) {
+        let seg = crate::alloc::types::Segment::create_spans().expect("a segment");
+        // SAFETY: a fresh segment that this test alone holds.
+        let s = unsafe { &mut (*seg).spans[1] };
+        s.start = (seg as usize + SLICE_SIZE) as *mut u8;
+        s.slices = 1;
+        // SAFETY: the descriptor of slice 1 of the test's segment; the heap is never
+        // followed here.
+        unsafe {
+            s.format(
+                3,
+                64,
+                (SLICE_SIZE / 64) as u32,
+                0x5eed_1235,
+                ptr::null_mut(),
+            )
+        };
+        s.extend(n as u32);
+        let blocks = (0..n).map(|_| s.pop()).collect();
+        (seg, blocks)
+    }
+
+    #[test]
+    fn a_list_taken_into_empty_lists_is_taken_whole_then_checked() {
+        let (seg, b) = span_with(8);
+        // SAFETY: the test's segment.
+        let s = unsafe { &mut (*seg).spans[1] };
+        push_chain(s, &b[..6], false);
+        assert!(s.free.is_null() && s.local_free.is_null());
+        assert_eq!(s.collect(), 6);
+        // Taken whole: the list as pushed, its blocks unchecked (live bits still set).
+        assert_eq!(s.free, b[5].cast());
+        assert_eq!(s.used.load(Ordering::Relaxed), 2);
+        assert_ne!(s.thread_free.load(Ordering::Relaxed) & UNCHECKED, 0);
+        assert!(
+            !s.no_remote(),
+            "the owner's fast free leaves the span to the checks"
+        );
+        assert!(b[..6].iter().all(|&p| !is_free(p)));
+        // SAFETY: block starts of the span, in the test's segment.
+        unsafe {
+            assert!(s.owner_sees_free(b[3]), "an unchecked block is seen free");
+            assert!(s.is_free_block(b[0] as usize));
+            assert!(!s.owner_sees_free(b[6]), "a live block is not");
+        }
+        assert_eq!(s.pop(), b[5]);
+        // The owner's free waits on `local_free` while unchecked blocks are on `free`.
+        // SAFETY: a live block of the span, given up.
+        unsafe { s.push_local(b[6]) };
+        assert_eq!(s.local_free, b[6].cast());
+        assert!(is_free(b[6]));
+        // A list that cannot be taken whole: the unchecked blocks are checked first.
+        push_chain(s, &b[5..6], false);
+        assert_eq!(s.collect(), 1);
+        assert_eq!(
+            s.thread_free.load(Ordering::Relaxed),
+            0,
+            "UNCHECKED is down"
+        );
+        assert!(
+            b[..7].iter().all(|&p| is_free(p)),
+            "every free block is clear"
+        );
+        assert_eq!(s.used.load(Ordering::Relaxed), 1);
+        // SAFETY: the test's segment, whose descriptors no span uses.
+        unsafe { crate::alloc::types::Segment::destroy(seg) };
+    }
+
+    #[test]
+    fn the_last_blocks_taken_whole_clear_the_slice() {
+        let (seg, b) = span_with(8);
+        // SAFETY: the test's segment.
+        let s = unsafe { &mut (*seg).spans[1] };
+        push_chain(s, &b[..5], false);
+        push_chain(s, &b[5..], false);
+        assert_eq!(s.collect(), 8);
+        assert_eq!(s.used.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            s.thread_free.load(Ordering::Relaxed),
+            0,
+            "no block left unchecked"
+        );
+        assert!(b.iter().all(|&p| is_free(p)));
+        // SAFETY: the test's segment, whose descriptors no span uses.
+        unsafe { crate::alloc::types::Segment::destroy(seg) };
+    }
+
+    #[test]
+    fn a_suspected_push_makes_every_later_list_checked() {
+        let (seg, b) = span_with(8);
+        // SAFETY: the test's segment.
+        let s = unsafe { &mut (*seg).spans[1] };
+        push_chain(s, &b[..2], true);
+        assert_eq!(s.collect(), 2);
+        assert!(is_free(b[0]) && is_free(b[1]), "walked and checked");
+        assert_eq!(
+            s.thread_free.load(Ordering::Relaxed),
+            SUSPECT,
+            "and it stays"
+        );
+        // Emptied lists do not bring back the unchecked take.
+        while !s.pop().is_null() {}
+        push_chain(s, &b[2..4], false);
+        assert_eq!(s.collect(), 2);
+        assert!(is_free(b[2]) && is_free(b[3]));
+        assert!(s.raise_full(), "the flag does not stand for a pending free");
+        assert_eq!(s.thread_free.load(Ordering::Relaxed), FULL | SUSPECT);
+        // SAFETY: the test's segment, whose descriptors no span uses.
+        unsafe { crate::alloc::types::Segment::destroy(seg) };
     }
 
     #[test]

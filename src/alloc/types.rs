@@ -416,6 +416,9 @@ pub struct Chain {
     pub tail: *mut Block,
     pub count: u32,
     pub bytes: u32,
+    /// The chain holds a block that looked free when it was linked, and was not found
+    /// free: its push raises the span's `SUSPECT` flag (`span.rs`).
+    pub suspect: bool,
 }
 
 impl Chain {
@@ -427,6 +430,7 @@ impl Chain {
         tail: ptr::null_mut(),
         count: 0,
         bytes: 0,
+        suspect: false,
     };
 }
 

@@ -6,7 +6,7 @@
  * Modes: double-free, double-free-large, double-free-medium, double-free-medium-remote,
  * double-free-medium-racing,
  * double-free-owner-then-remote, double-free-remote-then-owner, double-free-remote-twice,
- * double-free-remote-pending,
+ * double-free-remote-pending, double-free-unchecked-owner, double-free-unchecked-remote,
  * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
  * interior-large, interior-medium, realloc-foreign, usable-size-interior,
  * realloc-after-free-{small,medium,large}, usable-size-after-free-{small,medium},
@@ -79,6 +79,39 @@ static void *free_it_twice(void *p)
     free(launder(p));
     free(launder(p));
     return NULL;
+}
+
+/* The blocks of the span the unchecked modes set up: another thread frees the first
+ * UNCHECKED_FREED of them. */
+#define UNCHECKED_BLOCKS 3000
+#define UNCHECKED_FREED 900
+static void *unchecked_v[UNCHECKED_BLOCKS];
+
+static void *free_first(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < UNCHECKED_FREED; i++)
+        free(launder(unchecked_v[i]));
+    return NULL;
+}
+
+/* Fills spans of 64-byte blocks; another thread frees most of the first span's blocks
+ * and exits, which pushes its chains; the owner's next slow paths take them back whole,
+ * unchecked (their live bits still set), and hand out fewer than were freed, the
+ * blocks freed first (last in the list) not among them. Returns one of those. */
+static void *unchecked_block(void)
+{
+    for (int i = 0; i < UNCHECKED_BLOCKS; i++) {
+        unchecked_v[i] = malloc(64);
+        memset(unchecked_v[i], 1, 64);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_first, NULL) != 0)
+        exit(3);
+    pthread_join(t, NULL);
+    for (int i = 0; i < 600; i++)
+        (void)launder(malloc(64));
+    return unchecked_v[5];
 }
 
 static void free_on_thread(void *p)
@@ -186,6 +219,12 @@ int main(int argc, char **argv)
         for (int i = 0; i < 5000; i++)
             v[i] = malloc(64);
         printf("%p\n", v[4999]);
+    } else if (strcmp(mode, "double-free-unchecked-owner") == 0) {
+        /* Freed by another thread, taken back unchecked, freed again by its owner. */
+        free(launder(unchecked_block()));
+    } else if (strcmp(mode, "double-free-unchecked-remote") == 0) {
+        /* Freed by another thread, taken back unchecked, freed again by a third. */
+        free_on_thread(unchecked_block());
     } else if (strcmp(mode, "double-free-abandoned") == 0) {
         /* Allocated and freed by a thread that has exited since. */
         pthread_t t;

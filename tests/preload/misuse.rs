@@ -7,10 +7,15 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 fn misuse(mode: &str) {
+    misuse_in(mode, &[]);
+}
+
+/// `misuse` with the environment `env` (a group to attach to).
+fn misuse_in(mode: &str, env: &[(&str, &str)]) {
     let dir = Scratch::new(&format!("misuse-{mode}"));
     let exe = compile(&dir, "misuse.c", "misuse", &[]);
     let mut cmd = preloaded(Command::new(&exe));
-    cmd.arg(mode);
+    cmd.arg(mode).envs(env.iter().copied());
     let r = run(&mut cmd, None, TIMEOUT);
     assert_eq!(
         r.status.signal(),
@@ -94,6 +99,28 @@ fn misuse_double_free_remote_twice() {
 #[test]
 fn misuse_double_free_remote_pending() {
     misuse("double-free-remote-pending");
+}
+
+/// Every thread in a child group with a limit.
+const LIMITED: [(&str, &str); 2] = [
+    ("CGMALLOC_GROUPS", "/t:max=256M"),
+    ("CGMALLOC_ATTACH", "/t"),
+];
+
+/// Freed by another thread, whose blocks its owner took back unchecked (without a walk,
+/// their live bits still set), then freed again by the owner: found among the unchecked
+/// blocks. In the root group and in a limited child group.
+#[test]
+fn misuse_double_free_unchecked_owner() {
+    misuse("double-free-unchecked-owner");
+    misuse_in("double-free-unchecked-owner", &LIMITED);
+}
+
+/// As above, freed again by a third thread.
+#[test]
+fn misuse_double_free_unchecked_remote() {
+    misuse("double-free-unchecked-remote");
+    misuse_in("double-free-unchecked-remote", &LIMITED);
 }
 
 /// Freed by a thread that has exited since (abandoned segment).
