@@ -724,9 +724,15 @@ impl Span {
 mod tests {
     use super::*;
 
+    /// A stand-in for a block: 16-byte aligned, as blocks are (the low bits of
+    /// `thread_free` are flags).
+    #[repr(C, align(16))]
+    struct Aligned([usize; 4]);
+
     #[test]
     fn a_one_block_span_takes_one_remote_free() {
-        let mut block = [0usize; 4];
+        let mut block = Aligned([0; 4]);
+        let block = &mut block.0;
         let p = block.as_mut_ptr().cast::<u8>();
         let mut s = Span::EMPTY;
         s.key = 0x5a5a;
@@ -761,12 +767,17 @@ mod tests {
 
     #[test]
     fn the_full_flag_goes_to_one_pusher() {
-        let mut blocks = [[0usize; 2]; 4];
+        let mut blocks = [
+            Aligned([0; 4]),
+            Aligned([0; 4]),
+            Aligned([0; 4]),
+            Aligned([0; 4]),
+        ];
         let mut s = Span::EMPTY;
         s.key = 0x1234_5670;
         s.used.store(4, Ordering::Relaxed);
         assert!(s.raise_full());
-        let ps: Vec<*mut u8> = blocks.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+        let ps: Vec<*mut u8> = blocks.iter_mut().map(|b| b.0.as_mut_ptr().cast()).collect();
         assert!(
             // SAFETY: the test's aligned blocks stand for blocks of the span; a push only
             // writes a block's first word.
