@@ -2,7 +2,8 @@
 //! is credited when the span is released (owner-correct accounting, I7).
 //!
 //! Three cases, by the owner of the block's segment:
-//! - this thread: push on the span's `free` (or `local_free` past its budget; no atomics);
+//! - this thread: push on the span's `free` (or `local_free` past its budget, or while
+//!   the span holds unchecked blocks, `span.rs`; no atomics);
 //! - another live thread: linked onto this thread's chain for the span, which goes onto
 //!   the span's `thread_free` in one push (`remote.rs`); a medium block is pushed at
 //!   once. If the span sat on its heap's full list (the push took its `FULL` flag down),
@@ -124,10 +125,13 @@ pub unsafe fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut S
     if !s.is_block_start(p as usize) {
         interior(caller);
     }
-    // A small block the live map shows free (`free` leaves double frees to its own
-    // checks, which do not read the owner's map from other threads).
-    // SAFETY: `p` lies in `s`'s segment, in use.
-    if !matches!(caller, Caller::Free) && unsafe { s.mapped_free(p as usize) } {
+    // A small block the live map shows free, or whose first word is a link of its
+    // span and which is found on a free list (on `thread_free`, or unchecked on `free`,
+    // its live bit still set). `free` makes these checks itself.
+    // SAFETY: `p` is a block start of `s`, whose segment is in use.
+    if !matches!(caller, Caller::Free)
+        && unsafe { s.mapped_free(p as usize) || (s.looks_free(p) && s.is_free_block(p as usize)) }
+    {
         freed(caller);
     }
     // A medium span kept empty: its one block was freed (and is on no free list).
@@ -169,8 +173,8 @@ pub unsafe fn free(p: *mut u8) {
     // A set bit in the live map is the start of a small block handed out, of an
     // `ACTIVE` span of this slice (`freemap.rs`), which this clears: anything else (an
     // interior pointer, a block already free, a medium block) goes to `free_general`.
-    // Blocks on `thread_free` are still in the map: with any there, `free_general`
-    // checks the block.
+    // Blocks on `thread_free`, and unchecked ones, are still in the map: with any
+    // there (or a suspected double free, `span.rs`), `free_general` checks the block.
     if !span.no_remote() {
         // SAFETY: this function's contract.
         return unsafe { free_general(p) };
@@ -217,13 +221,15 @@ unsafe fn free_not_owned(p: *mut u8, sg: &Segment, owner: usize) {
         state = s.state.load(Ordering::Relaxed);
     }
     // The checks of `locate` and `free_general` for a small block: a block start of an
-    // `ACTIVE` span, not looking free (`free_general` tells a double free from a block
-    // whose first word only looks like a link).
+    // `ACTIVE` span, live in the map (a block free there, or never handed out, is a
+    // double free: the owner may take its list unchecked, `span.rs`), not looking free
+    // (`free_general` tells a double free from a block whose first word only looks like
+    // a link).
     if state != State::Active
         || s.class == MEDIUM
         || !s.is_block_start(a)
         // SAFETY: `p` is a block start of `s` (just checked), whose segment is in use.
-        || unsafe { s.looks_free(p) }
+        || unsafe { s.mapped_free(a) || s.looks_free(p) }
     {
         // SAFETY: this function's contract.
         return unsafe { free_general(p) };
@@ -284,13 +290,13 @@ unsafe fn free_general(p: *mut u8) {
             unsafe { free_general(p) };
         }
     } else {
-        // A block that looks free and is found free is a double free; one that looks
-        // free and is not found is suspected (`Span::collect` checks what it collects
-        // there from then on).
+        // A block free in the live map (or never handed out), or that looks free and is
+        // found free, is a double free; one that looks free and is not found is
+        // suspected (`Span::collect` checks what it collects there from then on).
         // SAFETY: `p` is a block start of `span` (`locate`), whose segment is in use.
         let suspect = unsafe { span.looks_free(p) };
         // SAFETY: as above.
-        if suspect && unsafe { span.is_free_block(p as usize) } {
+        if unsafe { span.mapped_free(p as usize) || (suspect && span.is_free_block(p as usize)) } {
             double_free();
         }
         // A thread that frees before it ever allocated gets its state here.

@@ -24,14 +24,15 @@
 //!   during the push (the settling of an abandoned span) finds the slot empty.
 //!
 //! Double frees: a remote free checks what it can without waiting on other threads (a
-//! block whose first word looks like a link of its span and is free in the live map, on
-//! `thread_free` or unchecked on `free`). A block that looks free and is not found so
-//! (one free of it waits on a chain) goes onto the chain marked suspected
+//! block free in the live map, or whose first word looks like a link of its span and
+//! which is on `thread_free` or unchecked on `free`). A block that looks free and is not
+//! found so (one free of it waits on a chain) goes onto the chain marked suspected
 //! (`free_suspected`), and the chain's push makes the owner check every block it
 //! collects from that span (`Span::collect`), which aborts on a block pushed twice or
 //! already free. A block its owner frees while another thread's free of it waits on a
-//! chain is met there too: the owner takes a list unchecked only into empty free lists,
-//! and the owner's free left the block on one until it was handed out again.
+//! chain is met there only if the owner's lists still hold it when the chain arrives
+//! (the owner takes a list unchecked only into empty free lists): not if it was handed
+//! out again, nor if its span was emptied and formatted again meanwhile.
 
 use super::abandoned;
 use super::charged::Owed;

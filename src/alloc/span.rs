@@ -50,8 +50,10 @@
 //! formatted again, every `collect` of the span checks unchecked blocks first and walks
 //! what it takes: each block must be live in the map, and the list must hold exactly
 //! its count, so a block pushed twice, or freed by its owner meanwhile, is fatal there.
-//! A list taken whole must not count more blocks than are handed out. Two frees of one
-//! block that race (neither sees the other's link) may both go unnoticed.
+//! A list taken whole must not count more blocks than are handed out. A free by another
+//! thread of a block the map shows free (never handed out, or freed and checked) is
+//! fatal at once (`free.rs`), since a list taken whole would not meet it. Two frees of
+//! one block that race (neither sees the other's link) may both go unnoticed.
 //!
 //! `FULL` may stay up on a span that holds no live block and is on no heap list (a
 //! medium span its owner freed, parked or cached): nothing reads it there, and the span
@@ -336,7 +338,8 @@ impl Span {
         used
     }
 
-    /// Whether no other thread's free waits on `thread_free` (the `FULL` flag aside).
+    /// Whether no other thread's free waits on `thread_free`, no unchecked block is on
+    /// `free` and no double free was suspected (only the `FULL` flag may be up).
     #[inline(always)]
     pub fn no_remote(&self) -> bool {
         self.thread_free.load(Ordering::Relaxed) <= FULL
@@ -635,9 +638,9 @@ impl Span {
         self.class != MEDIUM && unsafe { freemap::is_free(p) }
     }
 
-    /// Whether `p` (a block start of this span) is free: clear in the live map, or on
-    /// `thread_free`. Slow when `thread_free` is not empty: used only to confirm a
-    /// suspected double free.
+    /// Whether `p` (a block start of this span) is free: clear in the live map, on
+    /// `thread_free`, or unchecked on `free`. Slow when either list is not empty: used
+    /// only to confirm a suspected double free.
     ///
     /// # Safety
     /// `p` is the start of a block of this span, whose segment is in use.
@@ -650,7 +653,8 @@ impl Span {
 
     /// The owner's (or claim holder's) full check of a block being freed: whether it is
     /// free already. A small block is free if the map says so or it is on `thread_free`
-    /// (and then has a link in its first word); a medium span is in no map.
+    /// or unchecked on `free` (and then has a link in its first word); a medium span is
+    /// in no map.
     ///
     /// # Safety
     /// `p` is the start of a block of this span, whose segment is in use.
@@ -680,8 +684,10 @@ impl Span {
         if self.thread_free.load(Ordering::Acquire) & UNCHECKED == 0 {
             return false;
         }
-        // SAFETY: a field of this live descriptor; read as it is at some moment (the
-        // owner may pop meanwhile), every link followed is checked.
+        // SAFETY: a field of this live descriptor. Another thread reads it while the
+        // owner may pop (a race, as `on_thread_free`'s reads of links the owner may
+        // rewrite): a stale head at worst makes the walk miss `p`, and the free is then
+        // only suspected; the walk stays inside the span (`on_list`).
         let head = unsafe { ptr::read_volatile(&self.free) };
         self.on_list(head, p)
     }

@@ -225,8 +225,9 @@ pub struct Span {
     /// Raised by the owner while it takes the span out of `PARKED` with plain stores
     /// (`medium.rs`); read by reclaimers.
     pub taking: AtomicBool,
-    /// The head of the blocks other threads freed (a `*mut Block`), with the `FULL` flag
-    /// in its low bit and their count in its top 16 bits (`span.rs`).
+    /// The head of the blocks other threads freed (a `*mut Block`), with the `FULL`,
+    /// `UNCHECKED` and `SUSPECT` flags in its low bits and their count in its top 16 bits
+    /// (`span.rs`).
     pub thread_free: AtomicUsize,
     /// The charge the span holds, and of which group (the group of its blocks).
     pub charged: Charged,

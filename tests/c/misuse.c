@@ -10,7 +10,8 @@
  * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
  * interior-large, interior-medium, realloc-foreign, usable-size-interior,
  * realloc-after-free-{small,medium,large}, usable-size-after-free-{small,medium},
- * double-free-never-handed-out.
+ * double-free-never-handed-out, double-free-never-handed-out-remote,
+ * realloc-after-free-unchecked, usable-size-after-free-unchecked.
  */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -277,6 +278,18 @@ int main(int argc, char **argv)
         char *p = malloc(8000);
         char *q = p + 4 * malloc_usable_size(p);
         free(launder(q));
+    } else if (strcmp(mode, "double-free-never-handed-out-remote") == 0) {
+        /* As above, freed by another thread: its owner would take it unchecked. */
+        char *p = malloc(8000);
+        char *q = p + 4 * malloc_usable_size(p);
+        free_on_thread(q);
+    } else if (strcmp(mode, "realloc-after-free-unchecked") == 0) {
+        /* Freed by another thread and taken back unchecked (its live bit still set). */
+        void *q = realloc(launder(unchecked_block()), 32);
+        printf("realloc(freed) = %p\n", q);
+    } else if (strcmp(mode, "usable-size-after-free-unchecked") == 0) {
+        size_t n = malloc_usable_size(launder(unchecked_block()));
+        printf("malloc_usable_size(freed) = %zu\n", n);
     } else if (strcmp(mode, "usable-size-interior") == 0) {
         char *p = malloc(64);
         size_t n = malloc_usable_size(launder(p + 16));

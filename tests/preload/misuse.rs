@@ -123,6 +123,27 @@ fn misuse_double_free_unchecked_remote() {
     misuse_in("double-free-unchecked-remote", &LIMITED);
 }
 
+/// A block start never handed out, freed by another thread: the live map shows it free
+/// (the owner would take it in a list unchecked).
+#[test]
+fn misuse_double_free_never_handed_out_remote() {
+    misuse("double-free-never-handed-out-remote");
+    misuse_in("double-free-never-handed-out-remote", &LIMITED);
+}
+
+/// `realloc` and `malloc_usable_size` of a block freed by another thread and taken back
+/// unchecked (its live bit still set): found among the unchecked blocks.
+#[test]
+fn misuse_after_free_unchecked() {
+    for mode in [
+        "realloc-after-free-unchecked",
+        "usable-size-after-free-unchecked",
+    ] {
+        misuse(mode);
+        misuse_in(mode, &LIMITED);
+    }
+}
+
 /// Freed by a thread that has exited since (abandoned segment).
 #[test]
 fn misuse_double_free_abandoned() {
