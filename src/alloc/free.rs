@@ -128,11 +128,14 @@ pub unsafe fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut S
     // A small block the live map shows free, or whose first word is a link of its
     // span and which is found on a free list (on `thread_free`, or unchecked on `free`,
     // its live bit still set). `free` makes these checks itself.
-    // SAFETY: `p` is a block start of `s`, whose segment is in use.
-    if !matches!(caller, Caller::Free)
-        && unsafe { s.mapped_free(p as usize) || (s.looks_free(p) && s.is_free_block(p as usize)) }
-    {
-        freed(caller);
+    if !matches!(caller, Caller::Free) {
+        // SAFETY: `p` is a block start of `s`, whose segment is in use.
+        let free = unsafe {
+            s.mapped_free(p as usize) || (s.looks_free(p) && s.is_free_block(p as usize))
+        };
+        if free {
+            freed(caller);
+        }
     }
     // A medium span kept empty: its one block was freed (and is on no free list).
     if s.class == MEDIUM
