@@ -588,17 +588,20 @@ impl Span {
     }
 
     /// Checks the unchecked blocks, which are all on `free` (module docs): clears their
-    /// live bits, which must be set (a clear one is a block on `free` twice). The
-    /// caller then lowers `UNCHECKED`.
+    /// live bits. A bit found clear is not taken for a double free: in a fork child the
+    /// span's owner may have vanished in the middle of this walk, or of the clearing of
+    /// the whole slice in `push_local`. A list longer than the span's blocks (a block on
+    /// it twice, in a loop) is. The caller then lowers `UNCHECKED`.
     fn check_free(&mut self) {
         let mut b = self.free;
         let mut steps = 0;
         while !b.is_null() {
-            // SAFETY: a block on `free` is a block of this span, in its segment (in use);
-            // the holder of the span alone writes the live bits of its slices.
-            if steps == self.capacity || !unsafe { freemap::try_set_free(b as usize) } {
+            if steps == self.capacity {
                 double_free();
             }
+            // SAFETY: a block on `free` is a block of this span, in its segment (in use);
+            // the holder of the span alone writes the live bits of its slices.
+            unsafe { freemap::set_free(b as usize) };
             // SAFETY: a free block of this span, with a link.
             b = self.decode(unsafe { (*b).next });
             steps += 1;
@@ -905,6 +908,25 @@ mod tests {
             "every free block is clear"
         );
         assert_eq!(s.used.load(Ordering::Relaxed), 1);
+        // SAFETY: the test's segment, whose descriptors no span uses.
+        unsafe { crate::alloc::types::Segment::destroy(seg) };
+    }
+
+    #[test]
+    fn a_check_cut_short_is_taken_up_again() {
+        // As a fork child finds a span whose owner vanished in the middle of
+        // `check_free`: unchecked blocks on `free`, some with their bits cleared.
+        let (seg, b) = span_with(8);
+        // SAFETY: the test's segment.
+        let s = unsafe { &mut (*seg).spans[1] };
+        push_chain(s, &b[..6], false);
+        assert_eq!(s.collect(), 6);
+        // SAFETY: a block of the test's span.
+        unsafe { freemap::set_free(b[4] as usize) };
+        push_chain(s, &b[6..7], false);
+        assert_eq!(s.collect(), 1, "no double free is reported");
+        assert_eq!(s.thread_free.load(Ordering::Relaxed), 0);
+        assert!(b[..7].iter().all(|&p| is_free(p)));
         // SAFETY: the test's segment, whose descriptors no span uses.
         unsafe { crate::alloc::types::Segment::destroy(seg) };
     }
