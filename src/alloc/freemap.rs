@@ -88,6 +88,19 @@ pub unsafe fn set_used(p: usize) {
     w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
 }
 
+/// The map's words of the slice at `start`.
+///
+/// # Safety
+/// `start` is the start of a slice of a span segment in use, whose header stays mapped
+/// while the words are used.
+unsafe fn slice_words(start: usize) -> &'static [AtomicU64] {
+    debug_assert_eq!(start % SLICE_SIZE, 0);
+    // SAFETY: `start` lies in a span segment in use (this function's contract).
+    let (first, _) = unsafe { locate(start) };
+    // SAFETY: the slice's words follow its first one inside the same map.
+    unsafe { core::slice::from_raw_parts(first, SLICE_WORDS) }
+}
+
 /// The owner clears every bit of the slice at `start`: the small-block span there has
 /// no block handed out, but unchecked blocks (`span.rs`) may have kept their bits.
 ///
@@ -95,13 +108,9 @@ pub unsafe fn set_used(p: usize) {
 /// `start` is the start of a slice of a span segment in use that the calling thread owns
 /// (or holds the claim of).
 pub unsafe fn clear_slice(start: usize) {
-    debug_assert_eq!(start % SLICE_SIZE, 0);
-    // SAFETY: `start` lies in a span segment in use (this function's contract).
-    let (first, _) = unsafe { locate(start) };
-    let first = first as *const AtomicU64;
-    for i in 0..SLICE_WORDS {
-        // SAFETY: the slice's words follow its first one inside the same map.
-        unsafe { &*first.add(i) }.store(0, Ordering::Relaxed);
+    // SAFETY: this function's contract.
+    for w in unsafe { slice_words(start) } {
+        w.store(0, Ordering::Relaxed);
     }
 }
 
@@ -113,13 +122,8 @@ pub unsafe fn clear_slice(start: usize) {
 /// `start` is the start of a slice of a span segment in use that the calling thread owns
 /// (or holds the claim of).
 pub unsafe fn set_slice_free(start: usize) {
-    debug_assert_eq!(start % SLICE_SIZE, 0);
-    // SAFETY: `start` lies in a span segment in use (this function's contract).
-    let (first, _) = unsafe { locate(start) };
-    let first = first as *const AtomicU64;
-    for i in 0..SLICE_WORDS {
-        // SAFETY: the slice's words follow its first one inside the same map.
-        let w = unsafe { &*first.add(i) };
+    // SAFETY: this function's contract.
+    for w in unsafe { slice_words(start) } {
         if w.load(Ordering::Relaxed) != 0 {
             debug_assert!(false, "live bits in a slice being formatted");
             w.store(0, Ordering::Relaxed);

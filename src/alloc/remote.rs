@@ -78,16 +78,8 @@ pub unsafe fn free(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *mut u8) {
 pub unsafe fn free_suspected(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *mut u8) {
     let c = &mut t.pending[slot_of(s)];
     if c.span != s {
-        if !c.span.is_null() {
-            // SAFETY: a chain of this thread (module invariants).
-            unsafe { push(take(c)) };
-        }
-        *c = Chain {
-            span: s,
-            seg,
-            tail: p.cast(),
-            ..Chain::EMPTY
-        };
+        // SAFETY: this function's contract.
+        unsafe { open_chain(c, seg, s, p) };
     }
     c.suspect = true;
     // SAFETY: this function's contract.
@@ -101,6 +93,18 @@ pub unsafe fn free_suspected(t: &mut Tld, seg: *mut Segment, s: *mut Span, p: *m
 #[cold]
 #[inline(never)]
 unsafe fn start_chain(c: &mut Chain, seg: *mut Segment, s: *mut Span, p: *mut u8) {
+    // SAFETY: this function's contract.
+    unsafe { open_chain(c, seg, s, p) };
+    // SAFETY: this function's contract.
+    unsafe { link(c, p) };
+}
+
+/// Pushes the chain that holds the slot `c` (if any) and makes the slot `s`'s empty
+/// chain, of which `p`, to be linked next, is the tail.
+///
+/// # Safety
+/// As for `start_chain`.
+unsafe fn open_chain(c: &mut Chain, seg: *mut Segment, s: *mut Span, p: *mut u8) {
     if !c.span.is_null() {
         // SAFETY: a chain of this thread (module invariants).
         unsafe { push(take(c)) };
@@ -111,8 +115,6 @@ unsafe fn start_chain(c: &mut Chain, seg: *mut Segment, s: *mut Span, p: *mut u8
         tail: p.cast(),
         ..Chain::EMPTY
     };
-    // SAFETY: this function's contract.
-    unsafe { link(c, p) };
 }
 
 /// Links `p` onto the chain `c`, pushing the chain once it holds `CHAIN_BYTES`.

@@ -282,12 +282,8 @@ impl Span {
         }
         // Unchecked blocks are on `free`: this one waits on `local_free`, so that `free`
         // runs dry and the flag goes down at the next `collect`.
-        let b = p as *mut Block;
-        // SAFETY: `p` is a block of this span being freed: its memory is ours to reuse.
-        unsafe { (*b).next = self.encode(self.local_free) };
-        self.local_free = b;
-        let used = self.used.load(Ordering::Relaxed) - 1;
-        self.used.store(used, Ordering::Relaxed);
+        // SAFETY: as above.
+        let used = unsafe { self.link_onto(p, false) };
         if used == 0 {
             // Every block is free: no live bit of the span's slice may stay set.
             // SAFETY: the span's slice, in a segment the caller owns (or holds).
@@ -322,9 +318,23 @@ impl Span {
     /// and already marked free in the live map.
     #[inline(always)]
     unsafe fn link_local(&mut self, p: *mut u8) -> u32 {
-        let b = p as *mut Block;
-        let head = if self.hot != 0 {
+        let hot = self.hot != 0;
+        if hot {
             self.hot -= 1;
+        }
+        // SAFETY: this function's contract.
+        unsafe { self.link_onto(p, hot) }
+    }
+
+    /// Links a block the owner freed onto `free` (`onto_free`) or `local_free`; returns
+    /// `used`.
+    ///
+    /// # Safety
+    /// As for `link_local`.
+    #[inline(always)]
+    unsafe fn link_onto(&mut self, p: *mut u8, onto_free: bool) -> u32 {
+        let b = p as *mut Block;
+        let head = if onto_free {
             &mut self.free
         } else {
             &mut self.local_free
@@ -842,9 +852,9 @@ mod tests {
         unsafe { freemap::is_free(p as usize) }
     }
 
-    /// A small-block span of 64-byte blocks in slice 1 of a fresh segment, with `n`
-    /// blocks handed out.
-    fn span_with(n: usize) -> (*mut crate::alloc::types::Segment, Vec<*mut u8>) {
+    /// Runs `f` on a small-block span of 64-byte blocks in slice 1 of a fresh segment,
+    /// with `n` blocks handed out (given to `f`), then gives the segment back.
+    fn with_span(n: usize, f: impl FnOnce(&mut Span, &[*mut u8])) {
         let seg = crate::alloc::types::Segment::create_spans().expect("a segment");
         // SAFETY: a fresh segment that this test alone holds.
         let s = unsafe { &mut (*seg).spans[1] };
@@ -862,116 +872,106 @@ mod tests {
             )
         };
         s.extend(n as u32);
-        let blocks = (0..n).map(|_| s.pop()).collect();
-        (seg, blocks)
+        let blocks: Vec<*mut u8> = (0..n).map(|_| s.pop()).collect();
+        f(s, &blocks);
+        // SAFETY: the test's segment, whose descriptors no span uses.
+        unsafe { crate::alloc::types::Segment::destroy(seg) };
     }
 
     #[test]
     fn a_list_taken_into_empty_lists_is_taken_whole_then_checked() {
-        let (seg, b) = span_with(8);
-        // SAFETY: the test's segment.
-        let s = unsafe { &mut (*seg).spans[1] };
-        push_chain(s, &b[..6], false);
-        assert!(s.free.is_null() && s.local_free.is_null());
-        assert_eq!(s.collect(), 6);
-        // Taken whole: the list as pushed, its blocks unchecked (live bits still set).
-        assert_eq!(s.free, b[5].cast());
-        assert_eq!(s.used.load(Ordering::Relaxed), 2);
-        assert_ne!(s.thread_free.load(Ordering::Relaxed) & UNCHECKED, 0);
-        assert!(
-            !s.no_remote(),
-            "the owner's fast free leaves the span to the checks"
-        );
-        assert!(b[..6].iter().all(|&p| !is_free(p)));
-        // SAFETY: block starts of the span, in the test's segment.
-        unsafe {
-            assert!(s.owner_sees_free(b[3]), "an unchecked block is seen free");
-            assert!(s.is_free_block(b[0] as usize));
-            assert!(!s.owner_sees_free(b[6]), "a live block is not");
-        }
-        assert_eq!(s.pop(), b[5]);
-        // The owner's free waits on `local_free` while unchecked blocks are on `free`.
-        // SAFETY: a live block of the span, given up.
-        unsafe { s.push_local(b[6]) };
-        assert_eq!(s.local_free, b[6].cast());
-        assert!(is_free(b[6]));
-        // A list that cannot be taken whole: the unchecked blocks are checked first.
-        push_chain(s, &b[5..6], false);
-        assert_eq!(s.collect(), 1);
-        assert_eq!(
-            s.thread_free.load(Ordering::Relaxed),
-            0,
-            "UNCHECKED is down"
-        );
-        assert!(
-            b[..7].iter().all(|&p| is_free(p)),
-            "every free block is clear"
-        );
-        assert_eq!(s.used.load(Ordering::Relaxed), 1);
-        // SAFETY: the test's segment, whose descriptors no span uses.
-        unsafe { crate::alloc::types::Segment::destroy(seg) };
+        with_span(8, |s, b| {
+            push_chain(s, &b[..6], false);
+            assert!(s.free.is_null() && s.local_free.is_null());
+            assert_eq!(s.collect(), 6);
+            // Taken whole: the list as pushed, its blocks unchecked (live bits still set).
+            assert_eq!(s.free, b[5].cast());
+            assert_eq!(s.used.load(Ordering::Relaxed), 2);
+            assert_ne!(s.thread_free.load(Ordering::Relaxed) & UNCHECKED, 0);
+            assert!(
+                !s.no_remote(),
+                "the owner's fast free leaves the span to the checks"
+            );
+            assert!(b[..6].iter().all(|&p| !is_free(p)));
+            // SAFETY: block starts of the span, in the test's segment.
+            unsafe {
+                assert!(s.owner_sees_free(b[3]), "an unchecked block is seen free");
+                assert!(s.is_free_block(b[0] as usize));
+                assert!(!s.owner_sees_free(b[6]), "a live block is not");
+            }
+            assert_eq!(s.pop(), b[5]);
+            // The owner's free waits on `local_free` while unchecked blocks are on `free`.
+            // SAFETY: a live block of the span, given up.
+            unsafe { s.push_local(b[6]) };
+            assert_eq!(s.local_free, b[6].cast());
+            assert!(is_free(b[6]));
+            // A list that cannot be taken whole: the unchecked blocks are checked first.
+            push_chain(s, &b[5..6], false);
+            assert_eq!(s.collect(), 1);
+            assert_eq!(
+                s.thread_free.load(Ordering::Relaxed),
+                0,
+                "UNCHECKED is down"
+            );
+            assert!(
+                b[..7].iter().all(|&p| is_free(p)),
+                "every free block is clear"
+            );
+            assert_eq!(s.used.load(Ordering::Relaxed), 1);
+        });
     }
 
     #[test]
     fn a_check_cut_short_is_taken_up_again() {
         // As a fork child finds a span whose owner vanished in the middle of
         // `check_free`: unchecked blocks on `free`, some with their bits cleared.
-        let (seg, b) = span_with(8);
-        // SAFETY: the test's segment.
-        let s = unsafe { &mut (*seg).spans[1] };
-        push_chain(s, &b[..6], false);
-        assert_eq!(s.collect(), 6);
-        // SAFETY: a block of the test's span.
-        unsafe { freemap::set_free(b[4] as usize) };
-        push_chain(s, &b[6..7], false);
-        assert_eq!(s.collect(), 1, "no double free is reported");
-        assert_eq!(s.thread_free.load(Ordering::Relaxed), 0);
-        assert!(b[..7].iter().all(|&p| is_free(p)));
-        // SAFETY: the test's segment, whose descriptors no span uses.
-        unsafe { crate::alloc::types::Segment::destroy(seg) };
+        with_span(8, |s, b| {
+            push_chain(s, &b[..6], false);
+            assert_eq!(s.collect(), 6);
+            // SAFETY: a block of the test's span.
+            unsafe { freemap::set_free(b[4] as usize) };
+            push_chain(s, &b[6..7], false);
+            assert_eq!(s.collect(), 1, "no double free is reported");
+            assert_eq!(s.thread_free.load(Ordering::Relaxed), 0);
+            assert!(b[..7].iter().all(|&p| is_free(p)));
+        });
     }
 
     #[test]
     fn the_last_blocks_taken_whole_clear_the_slice() {
-        let (seg, b) = span_with(8);
-        // SAFETY: the test's segment.
-        let s = unsafe { &mut (*seg).spans[1] };
-        push_chain(s, &b[..5], false);
-        push_chain(s, &b[5..], false);
-        assert_eq!(s.collect(), 8);
-        assert_eq!(s.used.load(Ordering::Relaxed), 0);
-        assert_eq!(
-            s.thread_free.load(Ordering::Relaxed),
-            0,
-            "no block left unchecked"
-        );
-        assert!(b.iter().all(|&p| is_free(p)));
-        // SAFETY: the test's segment, whose descriptors no span uses.
-        unsafe { crate::alloc::types::Segment::destroy(seg) };
+        with_span(8, |s, b| {
+            push_chain(s, &b[..5], false);
+            push_chain(s, &b[5..], false);
+            assert_eq!(s.collect(), 8);
+            assert_eq!(s.used.load(Ordering::Relaxed), 0);
+            assert_eq!(
+                s.thread_free.load(Ordering::Relaxed),
+                0,
+                "no block left unchecked"
+            );
+            assert!(b.iter().all(|&p| is_free(p)));
+        });
     }
 
     #[test]
     fn a_suspected_push_makes_every_later_list_checked() {
-        let (seg, b) = span_with(8);
-        // SAFETY: the test's segment.
-        let s = unsafe { &mut (*seg).spans[1] };
-        push_chain(s, &b[..2], true);
-        assert_eq!(s.collect(), 2);
-        assert!(is_free(b[0]) && is_free(b[1]), "walked and checked");
-        assert_eq!(
-            s.thread_free.load(Ordering::Relaxed),
-            SUSPECT,
-            "and it stays"
-        );
-        // Emptied lists do not bring back the unchecked take.
-        while !s.pop().is_null() {}
-        push_chain(s, &b[2..4], false);
-        assert_eq!(s.collect(), 2);
-        assert!(is_free(b[2]) && is_free(b[3]));
-        assert!(s.raise_full(), "the flag does not stand for a pending free");
-        assert_eq!(s.thread_free.load(Ordering::Relaxed), FULL | SUSPECT);
-        // SAFETY: the test's segment, whose descriptors no span uses.
-        unsafe { crate::alloc::types::Segment::destroy(seg) };
+        with_span(8, |s, b| {
+            push_chain(s, &b[..2], true);
+            assert_eq!(s.collect(), 2);
+            assert!(is_free(b[0]) && is_free(b[1]), "walked and checked");
+            assert_eq!(
+                s.thread_free.load(Ordering::Relaxed),
+                SUSPECT,
+                "and it stays"
+            );
+            // Emptied lists do not bring back the unchecked take.
+            while !s.pop().is_null() {}
+            push_chain(s, &b[2..4], false);
+            assert_eq!(s.collect(), 2);
+            assert!(is_free(b[2]) && is_free(b[3]));
+            assert!(s.raise_full(), "the flag does not stand for a pending free");
+            assert_eq!(s.thread_free.load(Ordering::Relaxed), FULL | SUSPECT);
+        });
     }
 
     #[test]
