@@ -7,6 +7,7 @@
  * double-free-medium-racing,
  * double-free-owner-then-remote, double-free-remote-then-owner, double-free-remote-twice,
  * double-free-remote-pending, double-free-unchecked-owner, double-free-unchecked-remote,
+ * double-free-unchecked-owner-{1k,8k}, double-free-unchecked-remote-{1k,8k},
  * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
  * interior-large, interior-medium, realloc-foreign, usable-size-interior,
  * realloc-after-free-{small,medium,large}, usable-size-after-free-{small,medium},
@@ -87,13 +88,34 @@ static void *free_it_twice(void *p)
 #define UNCHECKED_BLOCKS 3000
 #define UNCHECKED_FREED 900
 static void *unchecked_v[UNCHECKED_BLOCKS];
+static int unchecked_freed = UNCHECKED_FREED;
 
 static void *free_first(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < UNCHECKED_FREED; i++)
+    for (int i = 0; i < unchecked_freed; i++)
         free(launder(unchecked_v[i]));
     return NULL;
+}
+
+/* unchecked_block for blocks of `size` bytes (a span holds 64 KiB / size of them):
+ * three spans' worth, most of the first span freed by another thread, a few handed
+ * out again; returns the block freed first (last in the list taken back). */
+static void *unchecked_block_sized(size_t size)
+{
+    int per_span = (int)(65536 / size);
+    unchecked_freed = per_span * 9 / 10;
+    for (int i = 0; i < 3 * per_span; i++) {
+        unchecked_v[i] = malloc(size);
+        memset(unchecked_v[i], 1, 64);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_first, NULL) != 0)
+        exit(3);
+    pthread_join(t, NULL);
+    for (int i = 0; i < unchecked_freed / 2; i++)
+        (void)launder(malloc(size));
+    return unchecked_v[0];
 }
 
 /* Fills spans of 64-byte blocks; another thread frees most of the first span's blocks
@@ -226,6 +248,14 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "double-free-unchecked-remote") == 0) {
         /* Freed by another thread, taken back unchecked, freed again by a third. */
         free_on_thread(unchecked_block());
+    } else if (strcmp(mode, "double-free-unchecked-owner-1k") == 0) {
+        free(launder(unchecked_block_sized(1024)));
+    } else if (strcmp(mode, "double-free-unchecked-owner-8k") == 0) {
+        free(launder(unchecked_block_sized(8192)));
+    } else if (strcmp(mode, "double-free-unchecked-remote-1k") == 0) {
+        free_on_thread(unchecked_block_sized(1024));
+    } else if (strcmp(mode, "double-free-unchecked-remote-8k") == 0) {
+        free_on_thread(unchecked_block_sized(8192));
     } else if (strcmp(mode, "double-free-abandoned") == 0) {
         /* Allocated and freed by a thread that has exited since. */
         pthread_t t;

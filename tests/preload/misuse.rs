@@ -123,6 +123,20 @@ fn misuse_double_free_unchecked_remote() {
     misuse_in("double-free-unchecked-remote", &LIMITED);
 }
 
+/// Both, in spans of 1 KiB and of 8 KiB blocks.
+#[test]
+fn misuse_double_free_unchecked_larger_blocks() {
+    for mode in [
+        "double-free-unchecked-owner-1k",
+        "double-free-unchecked-owner-8k",
+        "double-free-unchecked-remote-1k",
+        "double-free-unchecked-remote-8k",
+    ] {
+        misuse(mode);
+        misuse_in(mode, &LIMITED);
+    }
+}
+
 /// A block start never handed out, freed by another thread: the live map shows it free
 /// (the owner would take it in a list unchecked).
 #[test]
