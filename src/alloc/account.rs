@@ -11,6 +11,12 @@
 //! lock (state `PURGED`, charge returned). The uncharges are applied after every lock is
 //! dropped. A span is purged only after the reclaimer won it with `CACHED -> PURGING` (its
 //! owner may take a parked span back without the lock: the state protocol in `span`).
+//!
+//! The walks hold the segment-list lock only, so owners format, reset and release spans
+//! meanwhile: they read only descriptor fields that are atomics (`state`, `heap`,
+//! `class`, `block_size`, `used`, `thread_free`, the charge record; a heap's `tld`).
+//! Statistics taken while other threads allocate see each span as it was at some
+//! instant of the walk, not every span at one instant.
 
 use super::charged::{Uncharge, NO_GROUP};
 use super::large::SLACK_BUSY;
@@ -59,7 +65,7 @@ fn stats(root: u32) -> AllocStats {
                 a.free += bytes;
                 continue;
             }
-            if s.class == MEDIUM {
+            if s.class() == MEDIUM {
                 // A medium block is charged to the page, as a large mapping is.
                 a.large += bytes;
             } else {
@@ -72,13 +78,13 @@ fn stats(root: u32) -> AllocStats {
             if st == State::Cached
                 || st == State::Parked
                 || st == State::Purging
-                || (s.class == MEDIUM && live == 0)
+                || (s.class() == MEDIUM && live == 0)
             {
                 // An empty span kept (a medium one whose block another thread freed is
                 // empty too, until its owner collects it).
                 a.cached += bytes;
             }
-            a.allocated += live as u64 * s.block_size as u64;
+            a.allocated += live as u64 * s.block_size() as u64;
         }
     });
     Segment::for_each_cached(|sg| {
@@ -254,26 +260,26 @@ fn purge_cached(root: u32, owed: &mut [Option<(Uncharge, bool)>; BATCH]) -> usiz
             if st != State::Cached && st != State::Parked {
                 continue;
             }
-            let heap = s.heap;
+            let heap = s.heap();
             if heap.is_null() {
                 continue;
             }
             // SAFETY: heaps and thread states live in never-unmapped pool memory.
-            let tld = unsafe { (*heap).tld };
+            let tld = unsafe { (*heap).tld() };
             if tld.is_null() {
                 // A heap being recycled (zeroed before its new thread sets it up).
                 continue;
             }
             // SAFETY: as above.
             let _g = unsafe { (*tld).lock_cache() };
-            if s.heap != heap || !win(s, st) {
+            if s.heap() != heap || !win(s, st) {
                 continue;
             }
             // Ours until we leave `PURGING`: its fields are stable. Purge it only if it is
             // the span of the thread whose lock we hold, in the subtree.
-            if s.heap != heap
+            if s.heap() != heap
                 // SAFETY: as above.
-                || unsafe { (*heap).tld } != tld
+                || unsafe { (*heap).tld() } != tld
                 || !GROUPS.is_descendant(s.group(), root)
             {
                 give_back(s, st);

@@ -138,7 +138,7 @@ pub unsafe fn locate(p: *mut u8, caller: Caller) -> (*mut Segment, Option<*mut S
         }
     }
     // A medium span kept empty: its one block was freed (and is on no free list).
-    if s.class == MEDIUM
+    if s.class() == MEDIUM
         && matches!(
             s.state.load(Ordering::Relaxed),
             State::Cached | State::Parked | State::Purging | State::Purged
@@ -229,7 +229,7 @@ unsafe fn free_not_owned(p: *mut u8, sg: &Segment, owner: usize) {
     // (`free_general` tells a double free from a block whose first word only looks like
     // a link).
     if state != State::Active
-        || s.class == MEDIUM
+        || s.class() == MEDIUM
         || !s.is_block_start(a)
         // SAFETY: `p` is a block start of `s` (just checked), whose segment is in use.
         || unsafe { s.mapped_free(a) || s.looks_free(p) }
@@ -264,7 +264,7 @@ unsafe fn free_general(p: *mut u8) {
     let owner = sg.tld.load(Ordering::Relaxed);
     let me = tld::current();
     if owner == me && !me.is_null() {
-        if span.class == MEDIUM
+        if span.class() == MEDIUM
             && span.state.load(Ordering::Relaxed) == State::Active
             && span.no_remote()
         {
@@ -303,12 +303,12 @@ unsafe fn free_general(p: *mut u8) {
             double_free();
         }
         // A thread that frees before it ever allocated gets its state here.
-        let me = if me.is_null() && span.class != MEDIUM {
+        let me = if me.is_null() && span.class() != MEDIUM {
             thread::setup_state()
         } else {
             me
         };
-        if span.class != MEDIUM && !me.is_null() {
+        if span.class() != MEDIUM && !me.is_null() {
             // SAFETY: `me` is this thread's state; `p` a live block (checked above) of the
             // small-block span `s` of `seg`, owned by another thread, which the caller
             // gives up.
@@ -321,7 +321,7 @@ unsafe fn free_general(p: *mut u8) {
             }
             return;
         }
-        let unfulled = if span.class == MEDIUM {
+        let unfulled = if span.class() == MEDIUM {
             // SAFETY: the span's block, live, which the caller frees; not pushed yet.
             unsafe { remote_medium_release(span, p) };
             // Two threads freeing the block at once may both pass the check above: one
@@ -382,7 +382,7 @@ unsafe fn remote_medium_release(span: &Span, p: *mut u8) {
 #[inline(never)]
 unsafe fn free_medium_owned(span: &mut Span) {
     // SAFETY: the owner's span has its owner's heap.
-    let heap = unsafe { &mut *span.heap };
+    let heap = unsafe { &mut *span.heap() };
     // SAFETY: a medium span of that heap, as this function's contract says.
     unsafe { heap.free_medium_owned(span) };
 }
@@ -395,10 +395,10 @@ unsafe fn free_medium_owned(span: &mut Span) {
 /// the caller has just freed a block.
 #[cold]
 unsafe fn free_local_slow(span: &mut Span) {
-    let h = span.heap;
+    let h = span.heap();
     // SAFETY: the owner's span has its owner's heap.
     let heap = unsafe { &mut *h };
-    if span.class == MEDIUM {
+    if span.class() == MEDIUM {
         // Saves `errno` itself where it may make system calls.
         // SAFETY: a medium span of that heap whose block was just freed.
         unsafe { heap.free_medium(span) };
@@ -425,6 +425,6 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
         // SAFETY: the mapping of the live large block `p`.
         (seg, None) => unsafe { super::large::usable_size(seg) },
         // SAFETY: `locate` returned the live span of `p`.
-        (_, Some(s)) => unsafe { (*s).block_size as usize },
+        (_, Some(s)) => unsafe { (*s).block_size() as usize },
     }
 }

@@ -198,7 +198,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     let (seg, span) = unsafe { free_path::locate(p, free_path::Caller::Realloc) };
     let old = match span {
         // SAFETY: `locate` returned the live span of `p`.
-        Some(s) => unsafe { (*s).block_size as usize },
+        Some(s) => unsafe { (*s).block_size() as usize },
         // SAFETY: the mapping of the live large block `p`.
         None => unsafe { large::usable_size(seg) },
     };
@@ -207,7 +207,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     }
     let in_place = match span {
         // SAFETY: `locate` returned the live span of `p`.
-        Some(s) if unsafe { (*s).class } == MEDIUM && size > old && size <= MEDIUM_MAX => {
+        Some(s) if unsafe { (*s).class() } == MEDIUM && size > old && size <= MEDIUM_MAX => {
             // SAFETY: the segment and span of the live medium block `p`, the caller's.
             Some(unsafe { medium::grow(seg, s, size) }.map(|()| p))
         }

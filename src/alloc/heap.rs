@@ -126,6 +126,12 @@ pub unsafe fn release_span(seg: *mut Segment, s: *mut Span, now: u64, owed: &mut
 }
 
 impl Heap {
+    /// The owner thread's state.
+    #[inline]
+    pub fn tld(&self) -> *mut Tld {
+        self.tld.load(Ordering::Relaxed)
+    }
+
     /// Sets up a pool-allocated heap for `group` owned by `tld`.
     ///
     /// # Safety
@@ -135,7 +141,7 @@ impl Heap {
         self.by_size = [empty_span(); SLOTS];
         self.direct = [empty_span(); NR_CLASSES];
         self.group = group;
-        self.tld = tld;
+        self.tld.store(tld, Ordering::Relaxed);
         self.attach_word = memcg::threads::pending_word();
         self.next = ptr::null_mut();
         self.queues = [Queue::EMPTY; NR_CLASSES];
@@ -170,7 +176,7 @@ impl Heap {
             // SAFETY: as above.
             if !unsafe { (*s).in_full() } {
                 // SAFETY: as above.
-                if unsafe { (*s).class } == MEDIUM {
+                if unsafe { (*s).class() } == MEDIUM {
                     // Its one block was freed by another thread.
                     // SAFETY: a span of this heap, on its full list.
                     unsafe { self.free_medium(s) };
@@ -214,7 +220,7 @@ impl Heap {
     pub(super) unsafe fn move_list(&mut self, s: *mut Span, to: List) {
         // SAFETY: `s` is a span of this heap; `list` says where it is.
         unsafe {
-            let class = (*s).class as usize;
+            let class = (*s).class() as usize;
             match (*s).list {
                 List::Class => self.queues[class].remove(s),
                 List::Full => self.full.remove(s),
@@ -244,7 +250,7 @@ impl Heap {
     fn refill(&mut self, s: &mut Span) -> Result<bool, ()> {
         s.collect();
         if s.free.is_null() && s.reserved < s.capacity {
-            let n = (EXTEND_BYTES / s.block_size as usize).max(1) as u32;
+            let n = (EXTEND_BYTES / s.block_size() as usize).max(1) as u32;
             self.extend_charged(s, n)?;
         }
         Ok(!s.free.is_null())
@@ -256,7 +262,7 @@ impl Heap {
     /// callback may run while the heap is walked); what it leaves above `high` is
     /// handled once the allocation is done (`alloc_class`). `Err(())` if refused.
     fn extend_charged(&mut self, s: &mut Span, n: u32) -> Result<(), ()> {
-        let reach = (s.reserved + n).min(s.capacity) as usize * s.block_size as usize;
+        let reach = (s.reserved + n).min(s.capacity) as usize * s.block_size() as usize;
         let want = reach.div_ceil(crate::consts::PAGE_SIZE) as u64;
         let held = s.charged.pages();
         if want > held {
@@ -275,7 +281,7 @@ impl Heap {
     /// `s` is a span of this heap (module docs) on its class queue.
     unsafe fn move_to_full(&mut self, s: *mut Span) {
         // SAFETY: `s` is on its class queue, owned by this heap.
-        let class = unsafe { (*s).class as usize };
+        let class = unsafe { (*s).class() as usize };
         if self.direct[class] == s {
             // SAFETY: the empty span.
             unsafe { self.set_direct(class, empty_span()) };
@@ -369,7 +375,7 @@ impl Heap {
         }
         self.sweep_in = seen.max(SWEEP_MIN);
         // SAFETY: the heap's thread state is live while the thread runs.
-        unsafe { (*self.tld).purge_due(crate::os::coarse_now_ns()) };
+        unsafe { (*self.tld()).purge_due(crate::os::coarse_now_ns()) };
     }
 
     /// Before a new span is made: when it would take a new segment (the thread's
@@ -387,7 +393,7 @@ impl Heap {
             return false;
         }
         // SAFETY: the heap's thread state is live while the thread runs.
-        let mut seg = unsafe { (*self.tld).segments };
+        let mut seg = unsafe { (*self.tld()).segments };
         while !seg.is_null() {
             // SAFETY: segments on the owner's list are live and ours.
             let sg = unsafe { &*seg };
@@ -419,7 +425,7 @@ impl Heap {
         // null wait for the claim, then find the new owner and free again.
         // SAFETY: the heap's thread state is live while the thread runs, and is this
         // thread's.
-        let t = unsafe { &mut *self.tld };
+        let t = unsafe { &mut *self.tld() };
         // SAFETY: taken off the abandoned list with its claim held by us; `t` is this
         // thread's state.
         unsafe { t.adopt_segment(seg) };
@@ -500,11 +506,11 @@ impl Heap {
     pub(super) unsafe fn adopt_span(&mut self, s: *mut Span) {
         // SAFETY: a span of a segment we own, on no list.
         let span = unsafe { &mut *s };
-        span.heap = self;
+        span.heap.store(self, Ordering::Relaxed);
         span.list = List::None;
         span.is_direct = false;
         span.state.store(State::Active, Ordering::Relaxed);
-        if span.class != MEDIUM {
+        if span.class() != MEDIUM {
             // SAFETY: a span of this heap now, on no list.
             unsafe { self.move_list(s, List::Class) };
             return;
@@ -560,7 +566,7 @@ impl Heap {
     /// which holds no charge; of `class` only, if given.
     fn take_cached(&mut self, charged: bool, class: Option<u8>) -> Option<*mut Span> {
         // SAFETY: the thread's cache lock guards span states against reclaimers.
-        let tld = unsafe { &*self.tld };
+        let tld = unsafe { &*self.tld() };
         let _g = tld.lock_cache();
         let mut s = self.cache.head;
         while !s.is_null() {
@@ -571,8 +577,8 @@ impl Heap {
             // locked for another thread and gives it back: skip it.
             if st != State::Purging
                 && (st == State::Cached) == charged
-                && span.class != MEDIUM
-                && class.map_or(true, |c| c == span.class)
+                && span.class() != MEDIUM
+                && class.map_or(true, |c| c == span.class())
             {
                 let purged = span.claim();
                 if purged != charged {
@@ -603,7 +609,7 @@ impl Heap {
     /// most `need`).
     pub(super) fn fresh_slices(&mut self, n: usize, need: u64) -> Option<(*mut Span, bool)> {
         // SAFETY: the heap's thread state is live while the thread runs.
-        let tld = unsafe { &mut *self.tld };
+        let tld = unsafe { &mut *self.tld() };
         tld.purge_due(crate::os::coarse_now_ns());
         let mut seg = tld.segments;
         while !seg.is_null() {
@@ -691,7 +697,7 @@ impl Heap {
         let span = unsafe { &mut *s };
         let size = size_class::size_of(class);
         // SAFETY: the thread state outlives its heaps.
-        let key = unsafe { (*self.tld).next_key() };
+        let key = unsafe { (*self.tld()).next_key() };
         let capacity = (span.bytes() / size) as u32;
         // SAFETY: a span of a segment this thread owns; this heap is the thread's.
         unsafe { span.format(class as u8, size, capacity, key, self) };
@@ -739,7 +745,7 @@ impl Heap {
             // SAFETY: `s` is on this heap's full list; it moves to its class queue.
             unsafe {
                 self.full.remove(s);
-                self.queues[span.class as usize].push_back(s);
+                self.queues[span.class() as usize].push_back(s);
             }
             span.list = List::Class;
         }
@@ -753,7 +759,7 @@ impl Heap {
     /// its class queue or the full list.
     pub unsafe fn span_emptied(&mut self, s: *mut Span) {
         // SAFETY: `s` is a span of this heap.
-        let class = unsafe { (*s).class as usize };
+        let class = unsafe { (*s).class() as usize };
         if self.direct[class] == s {
             if !memcg::charge::is_dying(self.group) {
                 return;
@@ -799,7 +805,7 @@ impl Heap {
         // SAFETY: `s` is a span of this heap.
         unsafe { (*s).lower_full() };
         // SAFETY: as above.
-        let class = unsafe { (*s).class as usize };
+        let class = unsafe { (*s).class() as usize };
         if self.direct[class] == s {
             // SAFETY: the empty span.
             unsafe { self.set_direct(class, empty_span()) };
@@ -817,7 +823,7 @@ impl Heap {
     pub(super) unsafe fn cache_span(&mut self, s: *mut Span) {
         let victim = {
             // SAFETY: the thread state outlives its heaps.
-            let _g = unsafe { (*self.tld).lock_cache() };
+            let _g = unsafe { (*self.tld()).lock_cache() };
             // SAFETY: a span of this heap.
             unsafe { self.move_list(s, List::Cache) };
             // SAFETY: `s` is ours.
@@ -866,7 +872,7 @@ impl Heap {
         // SAFETY: `s` is ours and listed nowhere; we hold its segment's claim.
         let seg_empty = unsafe { release_span(seg, s, now, &mut owed) };
         // SAFETY: the thread state outlives its heaps.
-        let tld = unsafe { &mut *self.tld };
+        let tld = unsafe { &mut *self.tld() };
         if seg_empty {
             // SAFETY: a segment of this thread's list with no span left, whose claim we
             // hold (`destroy` drops it).
@@ -899,7 +905,7 @@ impl Heap {
                 let next = span.next;
                 span.collect();
                 if span.used.load(Ordering::Relaxed) == 0 {
-                    if span.class == MEDIUM {
+                    if span.class() == MEDIUM {
                         // SAFETY: a span of this heap whose block was freed.
                         unsafe { self.free_medium(s) };
                     } else {
@@ -924,7 +930,7 @@ impl Heap {
         loop {
             let s = {
                 // SAFETY: the thread state outlives its heaps.
-                let _g = unsafe { (*self.tld).lock_cache() };
+                let _g = unsafe { (*self.tld()).lock_cache() };
                 let s = self.cache.head;
                 if s.is_null() {
                     break;

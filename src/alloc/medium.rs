@@ -127,7 +127,7 @@ impl Heap {
             }
         };
         // SAFETY: the thread state outlives its heaps.
-        let key = unsafe { (*self.tld).next_key() };
+        let key = unsafe { (*self.tld()).next_key() };
         // SAFETY: a span we own, on no list, charged for `usable` bytes.
         let span = unsafe { &mut *s };
         // SAFETY: a span of a segment this thread owns; this heap is the thread's.
@@ -191,15 +191,15 @@ impl Heap {
             return None;
         }
         // SAFETY: the thread's cache lock guards span states against reclaimers.
-        let _g = unsafe { (*self.tld).lock_cache() };
+        let _g = unsafe { (*self.tld()).lock_cache() };
         let mut found: *mut Span = ptr::null_mut();
         let mut s = self.cache.head;
         while !s.is_null() {
             // SAFETY: cached spans are live descriptors owned by this heap.
             let span = unsafe { &*s };
-            if span.class == MEDIUM && span.slices as usize == slices {
+            if span.class() == MEDIUM && span.slices as usize == slices {
                 found = s;
-                if span.block_size as usize == usable {
+                if span.block_size() as usize == usable {
                     break;
                 }
             }

@@ -132,7 +132,7 @@ unsafe fn link(c: &mut Chain, p: *mut u8) {
     unsafe { (*b).next = span.encode(c.head) };
     c.head = b;
     c.count += 1;
-    c.bytes += span.block_size;
+    c.bytes += span.block_size();
     if c.bytes >= CHAIN_BYTES {
         // SAFETY: a chain of this thread.
         unsafe { push_full(c) };
@@ -195,7 +195,7 @@ pub unsafe fn after_push(seg: *mut Segment, s: *mut Span, unfulled: bool) {
     // for nothing.
     // SAFETY: descriptors stay mapped with their segment, which stays mapped (an emptied
     // span segment is cached; only `malloc_trim` unmaps those).
-    let heap = unsafe { (*s).heap };
+    let heap = unsafe { (*s).heap() };
     if unfulled && !heap.is_null() {
         // SAFETY: heaps live in never-unmapped pool memory; on a recycled heap the flag
         // only causes a spurious scan.

@@ -195,11 +195,7 @@ impl Segment {
             if kind == KIND_SPANS {
                 // A cached segment's dirty slices keep their charge records.
                 for s in (*seg).spans.iter_mut() {
-                    let rec = s.charged.take_raw();
-                    *s = Span::EMPTY;
-                    if let Some((g, p)) = rec {
-                        s.charged.put(g, p);
-                    }
+                    s.reset();
                 }
             }
         }
@@ -553,7 +549,7 @@ impl Segment {
         let start = unsafe { (self as *mut Segment as *mut u8).add(head << SLICE_SHIFT) };
         for j in first.max(head + 1)..end {
             let d = &mut self.spans[j];
-            *d = Span::EMPTY;
+            d.reset();
             d.start = start;
             d.state.store(State::Interior, Ordering::Relaxed);
         }
@@ -640,7 +636,7 @@ impl Segment {
         // SAFETY: slice `i` lies inside this segment's mapping.
         let start = unsafe { (self as *mut Segment as *mut u8).add(i << SLICE_SHIFT) };
         let s = &mut self.spans[i];
-        *s = Span::EMPTY;
+        s.reset();
         s.slices = n as u8;
         s.start = start;
         s.charged.add(group, inherited);
@@ -747,9 +743,9 @@ impl Segment {
         let n = span.slices as usize;
         let rec = span.charged.end_run();
         for j in i + 1..i + n {
-            self.spans[j] = Span::EMPTY;
+            self.spans[j].reset();
         }
-        *span = Span::EMPTY;
+        span.reset();
         if let Some((g, mut p)) = rec {
             for j in i..i + n {
                 let q = p.min(SLICE_PAGES);

@@ -93,7 +93,7 @@
 
 use super::charged::Uncharge;
 use super::freemap;
-use super::types::{Block, Heap, Span, State, MEDIUM, SLICE_SHIFT, SLICE_SIZE};
+use super::types::{Block, Heap, List, Span, State, MEDIUM, SLICE_SHIFT, SLICE_SIZE};
 use crate::memcg::origin::Origin;
 use core::ptr;
 use std::sync::atomic::Ordering;
@@ -174,7 +174,7 @@ impl Span {
     /// The span as the origin of an uncharge.
     pub fn origin(&self) -> Origin {
         Origin {
-            what: if self.class == MEDIUM {
+            what: if self.class() == MEDIUM {
                 "medium span"
             } else {
                 "small span"
@@ -189,14 +189,83 @@ impl Span {
         (self.slices as usize) << SLICE_SHIFT
     }
 
+    /// The size of the span's blocks.
+    #[inline]
+    pub fn block_size(&self) -> u32 {
+        self.block_size.load(Ordering::Relaxed)
+    }
+
+    /// The heap holding the span (null for a free or abandoned span).
+    #[inline]
+    pub fn heap(&self) -> *mut Heap {
+        self.heap.load(Ordering::Relaxed)
+    }
+
+    /// The span's size class (`MEDIUM` for a medium span).
+    #[inline]
+    pub fn class(&self) -> u8 {
+        self.class.load(Ordering::Relaxed)
+    }
+
     /// Sets the block size and the `magic` that divides by it (`magic` is a function of
     /// `block_size` alone, so an unchanged size costs no division).
     pub fn set_block_size(&mut self, size: usize) {
-        if self.block_size as usize == size && self.magic != 0 {
+        if self.block_size() as usize == size && self.magic != 0 {
             return;
         }
-        self.block_size = size as u32;
+        self.block_size.store(size as u32, Ordering::Relaxed);
         self.magic = (1u64 << 32).div_ceil(size as u64);
+    }
+
+    /// Makes the descriptor `Span::EMPTY`'s again (`State::Free`), but for its charge
+    /// record, which is the holder's to take or hand on first (`charged.rs`). Field by
+    /// field, its atomics with atomic stores: other threads' walks (statistics,
+    /// reclaim, `account.rs`) read them meanwhile, which a copy of `Span::EMPTY` would
+    /// race with.
+    pub fn reset(&mut self) {
+        let Span {
+            free,
+            local_free,
+            used,
+            reserved,
+            hot,
+            list,
+            is_direct,
+            taking,
+            thread_free,
+            charged: _,
+            prev,
+            next,
+            key,
+            start,
+            magic,
+            heap,
+            block_size,
+            capacity,
+            state,
+            class,
+            slices,
+        } = self;
+        *free = ptr::null_mut();
+        *local_free = ptr::null_mut();
+        used.store(0, Ordering::Relaxed);
+        *reserved = 0;
+        *hot = 0;
+        *list = List::None;
+        *is_direct = false;
+        taking.store(false, Ordering::Relaxed);
+        thread_free.store(0, Ordering::Relaxed);
+        *prev = ptr::null_mut();
+        *next = ptr::null_mut();
+        *key = 0;
+        *start = ptr::null_mut();
+        *magic = 0;
+        heap.store(ptr::null_mut(), Ordering::Relaxed);
+        block_size.store(0, Ordering::Relaxed);
+        *capacity = 0;
+        state.store(State::Free, Ordering::Relaxed);
+        class.store(0, Ordering::Relaxed);
+        *slices = 0;
     }
 
     /// Formats a span its owner took (on no list) as an `State::Active` span of `heap` holding
@@ -215,7 +284,7 @@ impl Span {
         key: usize,
         heap: *mut Heap,
     ) {
-        self.class = class;
+        self.class.store(class, Ordering::Relaxed);
         self.set_block_size(size);
         self.capacity = capacity;
         self.reserved = 0;
@@ -225,7 +294,7 @@ impl Span {
         self.thread_free.store(0, Ordering::Relaxed);
         self.used.store(0, Ordering::Relaxed);
         self.key = key;
-        self.heap = heap;
+        self.heap.store(heap, Ordering::Relaxed);
         self.state.store(State::Active, Ordering::Relaxed);
         if class != MEDIUM {
             // SAFETY: `start` is the first slice of the span, in a segment in use that the
@@ -522,7 +591,7 @@ impl Span {
                     && cur & SUSPECT == 0
                     && self.free.is_null()
                     && self.local_free.is_null()
-                    && self.class != MEDIUM;
+                    && self.class() != MEDIUM;
                 // Taking every block left handed out leaves none unchecked.
                 let flag = if unchecked && count < used {
                     UNCHECKED
@@ -575,7 +644,7 @@ impl Span {
         let mut gained = 0;
         let mut b = head;
         while !b.is_null() {
-            let live = self.class == MEDIUM
+            let live = self.class() == MEDIUM
                 // SAFETY: a block on `thread_free` is a block of this span, in its
                 // segment (in use); the holder of the span alone writes the live
                 // bits of its slices.
@@ -621,7 +690,7 @@ impl Span {
     /// Carves up to `n` never-used blocks onto `free` (touching memory lazily).
     pub fn extend(&mut self, n: u32) -> u32 {
         let n = n.min(self.capacity - self.reserved);
-        let size = self.block_size as usize;
+        let size = self.block_size() as usize;
         for i in (0..n).rev() {
             // SAFETY: block `reserved + i` lies inside the span's mapped, owned memory.
             let b = unsafe { self.start.add((self.reserved + i) as usize * size) } as *mut Block;
@@ -638,7 +707,7 @@ impl Span {
     pub fn is_block_start(&self, p: usize) -> bool {
         let off = p.wrapping_sub(self.start as usize) as u64;
         let index = off.wrapping_mul(self.magic) >> 32;
-        off < (1 << 20) && index < self.capacity as u64 && index * self.block_size as u64 == off
+        off < (1 << 20) && index < self.capacity as u64 && index * self.block_size() as u64 == off
     }
 
     /// Whether the live map shows the block at `p` free (a medium span is in no map).
@@ -648,7 +717,7 @@ impl Span {
     #[inline]
     pub unsafe fn mapped_free(&self, p: usize) -> bool {
         // SAFETY: `p` lies in a span segment in use (this function's contract).
-        self.class != MEDIUM && unsafe { freemap::is_free(p) }
+        self.class() != MEDIUM && unsafe { freemap::is_free(p) }
     }
 
     /// Whether `p` (a block start of this span) is free: clear in the live map, on
@@ -677,7 +746,7 @@ impl Span {
             return true;
         }
         let tf = self.thread_free.load(Ordering::Acquire);
-        (self.class == MEDIUM || tf & (HEAD | UNCHECKED) != 0)
+        (self.class() == MEDIUM || tf & (HEAD | UNCHECKED) != 0)
             // SAFETY: as above.
             && unsafe { self.looks_free(p) }
             && (self.on_thread_free(p as usize) || self.on_unchecked(p as usize))

@@ -246,7 +246,7 @@ pub unsafe fn settle_spans(seg: *mut Segment, owed: &mut Owed) -> bool {
             continue;
         }
         sp.collect();
-        sp.heap = ptr::null_mut();
+        sp.heap.store(ptr::null_mut(), Ordering::Relaxed);
         sp.list = List::None;
         sp.is_direct = false;
         sp.lower_full();

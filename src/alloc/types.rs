@@ -240,12 +240,17 @@ pub struct Span {
     /// offset inside a small-block span (one slice, blocks of at least 16 bytes); inside a
     /// medium span's one block it is 0 or 1, and only offset 0 passes `is_block_start`.
     pub magic: u64,
-    /// Owner heap (null for a free or abandoned span).
-    pub heap: *mut Heap,
-    pub block_size: u32,
+    /// Owner heap (null for a free or abandoned span), read with `Span::heap`: an atomic,
+    /// stored and loaded relaxed, because reclaimers and remote freers read it while the
+    /// owner changes it.
+    pub heap: AtomicPtr<Heap>,
+    /// `block_size` and `class` (read with `Span::block_size`, `Span::class`) are
+    /// atomics, stored and loaded relaxed (plain moves on x86-64), because the statistics
+    /// walk (`account.rs`) reads them while the owner formats the span.
+    pub block_size: AtomicU32,
     pub capacity: u32,
     pub state: AtomicState,
-    pub class: u8,
+    pub class: AtomicU8,
     pub slices: u8,
 }
 
@@ -255,14 +260,14 @@ impl Span {
         free: ptr::null_mut(),
         key: 0,
         used: AtomicU32::new(0),
-        block_size: 0,
+        block_size: AtomicU32::new(0),
         local_free: ptr::null_mut(),
         thread_free: AtomicUsize::new(0),
         start: ptr::null_mut(),
         magic: 0,
         reserved: 0,
         capacity: 0,
-        class: 0,
+        class: AtomicU8::new(0),
         state: AtomicState::new(State::Free),
         slices: 0,
         list: List::None,
@@ -270,7 +275,7 @@ impl Span {
         taking: AtomicBool::new(false),
         hot: 0,
         charged: Charged::none(),
-        heap: ptr::null_mut(),
+        heap: AtomicPtr::new(ptr::null_mut()),
         prev: ptr::null_mut(),
         next: ptr::null_mut(),
     };
@@ -299,7 +304,9 @@ pub struct Heap {
     pub by_size: [*mut Span; SLOTS],
     pub direct: [*mut Span; NR_CLASSES],
     pub group: u32,
-    pub tld: *mut Tld,
+    /// The owner thread's state, read with `Heap::tld`: an atomic, stored and loaded
+    /// relaxed, because reclaimers read it while a recycled heap is set up for its thread.
+    pub tld: AtomicPtr<Tld>,
     /// The thread's registry word for group-change requests (`threads::pending_word`;
     /// the thread keeps its slot while it has heaps): the slow path looks at it with no
     /// TLS access.
@@ -350,7 +357,7 @@ pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap {
     by_size: [&EMPTY_SPAN.0 as *const Span as *mut Span; SLOTS],
     direct: [&EMPTY_SPAN.0 as *const Span as *mut Span; NR_CLASSES],
     group: 0,
-    tld: ptr::null_mut(),
+    tld: AtomicPtr::new(ptr::null_mut()),
     attach_word: None,
     next: ptr::null_mut(),
     queues: [Queue::EMPTY; NR_CLASSES],
