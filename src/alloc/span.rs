@@ -96,7 +96,7 @@ use super::freemap;
 use super::types::{Block, Heap, List, Span, State, MEDIUM, SLICE_SHIFT, SLICE_SIZE};
 use crate::memcg::origin::Origin;
 use core::ptr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 use super::charged::NO_GROUP;
 
@@ -221,8 +221,13 @@ impl Span {
     /// record, which is the holder's to take or hand on first (`charged.rs`). Field by
     /// field, its atomics with atomic stores: other threads' walks (statistics,
     /// reclaim, `account.rs`) read them meanwhile, which a copy of `Span::EMPTY` would
-    /// race with.
+    /// race with. `state` goes first: a fork child (`fork.rs`) settles the descriptors a
+    /// vanished thread left at any instruction, and must find either the span as it was
+    /// or a `FREE` descriptor it skips, never a live state over cleared fields.
     pub fn reset(&mut self) {
+        self.state.store(State::Free, Ordering::Relaxed);
+        // Program order is what a fork child sees of this thread's stores.
+        compiler_fence(Ordering::SeqCst);
         let Span {
             free,
             local_free,
@@ -242,7 +247,7 @@ impl Span {
             heap,
             block_size,
             capacity,
-            state,
+            state: _,
             class,
             slices,
         } = self;
@@ -263,7 +268,6 @@ impl Span {
         heap.store(ptr::null_mut(), Ordering::Relaxed);
         block_size.store(0, Ordering::Relaxed);
         *capacity = 0;
-        state.store(State::Free, Ordering::Relaxed);
         class.store(0, Ordering::Relaxed);
         *slices = 0;
     }
