@@ -20,13 +20,16 @@
 //!   every segment does, `segmap.rs`), so a remote push (a chain of blocks, `remote.rs`)
 //!   is one locked instruction and the count is exact with the list.
 //!
-//! Taking remote frees without a walk: when `free` is empty, the owner's `collect` makes
-//! the list it takes from `thread_free` its `free` list as it is (the pushers linked it
-//! as `free` links blocks), touching none of its blocks, as snmalloc hands a batch of one
-//! slab to its free list whole; the owner's own frees on `local_free` wait behind it. Walking it would wait for
+//! Taking remote frees without a walk: when `free` and `local_free` are both empty, the
+//! owner's `collect` makes the list it takes from `thread_free` its `free` list as it is
+//! (the pushers linked it as `free` links blocks), touching none of its blocks, as
+//! snmalloc hands a batch of one slab to its free list whole. Walking it would wait for
 //! each block's line in turn, still in the freeing thread's cache: the walk was a fifth
-//! of a producer/consumer pipeline's time. Those blocks are *unchecked*: free, but their
-//! live bits still set. While any may be on `free` the owner keeps `UNCHECKED` up:
+//! of a producer/consumer pipeline's time. Not while `local_free` holds blocks: one the
+//! owner freed while another thread's free of it waited on a chain would then be on both
+//! lists, where the walk meets it free (misuse.c `double-free-owner-while-remote-pending`).
+//! Those blocks are *unchecked*: free, but their live bits still set. While any may be on
+//! `free` the owner keeps `UNCHECKED` up:
 //! - unchecked blocks are only ever on `free` (taken into an empty `free`, then popped),
 //!   so an empty `free` holds none, and `collect`, `raise_full` lower the flag there;
 //! - the owner's fast `free` leaves a span with the flag up to the checked path, which
@@ -576,12 +579,10 @@ impl Span {
     /// blocks gained from other threads. Afterwards `free` is empty only if the span has
     /// no free block on any list.
     ///
-    /// Into an empty `free` the blocks are taken without a walk (unchecked, module docs),
-    /// and `local_free` stays behind them; otherwise, and after a suspected double free,
-    /// each is checked as it is relinked.
+    /// Into empty lists the blocks are taken without a walk (unchecked, module docs);
+    /// otherwise, and after a suspected double free, each is checked as it is relinked.
     pub fn collect(&mut self) -> u32 {
         let mut gained = 0;
-        let mut taken_whole = false;
         let tf = self.thread_free.load(Ordering::Relaxed);
         if tf > FULL {
             if tf & UNCHECKED != 0 && !self.free.is_null() {
@@ -596,6 +597,7 @@ impl Span {
                 let unchecked = count != 0
                     && cur & SUSPECT == 0
                     && self.free.is_null()
+                    && self.local_free.is_null()
                     && self.class() != MEDIUM;
                 // Taking every block left handed out leaves none unchecked.
                 let flag = if unchecked && count < used {
@@ -622,7 +624,6 @@ impl Span {
                     double_free();
                 }
                 self.free = head;
-                taken_whole = true;
                 gained = count;
                 if count == used {
                     // Every block is free: no live bit of the slice may stay set.
@@ -634,9 +635,7 @@ impl Span {
             }
             self.used.store(used - gained, Ordering::Relaxed);
         }
-        // Blocks taken unchecked stay on `free` (the owner's own wait on `local_free`
-        // behind them).
-        if !taken_whole && !self.local_free.is_null() {
+        if !self.local_free.is_null() {
             core::mem::swap(&mut self.free, &mut self.local_free);
         }
         self.hot = HOT_BUDGET;
@@ -995,41 +994,6 @@ mod tests {
                 "every free block is clear"
             );
             assert_eq!(s.used.load(Ordering::Relaxed), 1);
-        });
-    }
-
-    #[test]
-    fn a_list_taken_while_owner_frees_wait_stays_ahead_of_them() {
-        with_span(8, |s, b| {
-            // Two owner frees past the hot budget wait on `local_free`.
-            s.hot = 0;
-            // SAFETY: live blocks of the span, given up.
-            unsafe {
-                s.push_local(b[6]);
-                s.push_local(b[7]);
-            }
-            assert!(s.free.is_null());
-            assert_eq!(s.local_free, b[7].cast());
-            push_chain(s, &b[..4], false);
-            assert_eq!(s.collect(), 4);
-            // Taken whole into the empty `free`; the owner's frees wait behind it.
-            assert_eq!(s.free, b[3].cast());
-            assert_eq!(s.local_free, b[7].cast());
-            assert_ne!(s.thread_free.load(Ordering::Relaxed) & UNCHECKED, 0);
-            assert_eq!(s.used.load(Ordering::Relaxed), 2);
-            assert!(b[..4].iter().all(|&p| !is_free(p)), "unchecked: bits set");
-            for i in (0..4).rev() {
-                assert_eq!(s.pop(), b[i]);
-            }
-            assert!(s.pop().is_null());
-            // `free` ran dry: the flag goes down and the owner's frees come next.
-            assert_eq!(s.collect(), 0);
-            assert_eq!(s.thread_free.load(Ordering::Relaxed), 0);
-            assert_eq!(s.pop(), b[7]);
-            assert_eq!(s.pop(), b[6]);
-            assert!(s.pop().is_null());
-            assert_eq!(s.used.load(Ordering::Relaxed), 8);
-            assert!(b.iter().all(|&p| !is_free(p)), "every block handed out");
         });
     }
 

@@ -6,7 +6,8 @@
  * Modes: double-free, double-free-large, double-free-medium, double-free-medium-remote,
  * double-free-medium-racing,
  * double-free-owner-then-remote, double-free-remote-then-owner, double-free-remote-twice,
- * double-free-remote-pending, double-free-unchecked-owner, double-free-unchecked-remote,
+ * double-free-remote-pending, double-free-owner-while-remote-pending,
+ * double-free-unchecked-owner, double-free-unchecked-remote,
  * double-free-unchecked-owner-{1k,8k}, double-free-unchecked-remote-{1k,8k},
  * double-free-abandoned, foreign-stack, foreign-static, foreign-mmap, interior,
  * interior-large, interior-medium, realloc-foreign, usable-size-interior,
@@ -137,6 +138,21 @@ static void *unchecked_block(void)
     return unchecked_v[5];
 }
 
+/* Frees `pending_block` and waits, its free still on this thread's chain, until told to
+ * exit (which pushes the chain). */
+static void *pending_block;
+static atomic_int pending_freed, pending_go;
+
+static void *free_and_wait(void *arg)
+{
+    (void)arg;
+    free(launder(pending_block));
+    atomic_store(&pending_freed, 1);
+    while (!atomic_load(&pending_go))
+        ;
+    return NULL;
+}
+
 static void free_on_thread(void *p)
 {
     pthread_t t;
@@ -242,6 +258,27 @@ int main(int argc, char **argv)
         for (int i = 0; i < 5000; i++)
             v[i] = malloc(64);
         printf("%p\n", v[4999]);
+    } else if (strcmp(mode, "double-free-owner-while-remote-pending") == 0) {
+        /* Another thread frees a live block of a span holding unchecked blocks and waits,
+         * its free on its chain; the owner frees it again (onto `local_free`, the live
+         * bit still set); the thread's exit pushes the chain, and the owner's collect
+         * must not take the list whole while `local_free` may hold one of its blocks. */
+        (void)unchecked_block();
+        pending_block = unchecked_v[1000];
+        pthread_t t;
+        if (pthread_create(&t, NULL, free_and_wait, NULL) != 0)
+            return 3;
+        while (!atomic_load(&pending_freed))
+            ;
+        free(launder(pending_block));
+        atomic_store(&pending_go, 1);
+        pthread_join(t, NULL);
+        /* Undetected, the block is on two free lists: show the consequence. */
+        int dup = 0;
+        for (int i = 0; i < 2000; i++)
+            if (malloc(64) == pending_block)
+                dup++;
+        printf("block handed out %d times\n", dup);
     } else if (strcmp(mode, "double-free-unchecked-owner") == 0) {
         /* Freed by another thread, taken back unchecked, freed again by its owner. */
         free(launder(unchecked_block()));

@@ -116,6 +116,16 @@ fn misuse_double_free_unchecked_owner() {
     misuse_in("double-free-unchecked-owner", &LIMITED);
 }
 
+/// Freed by another thread whose free still waits on its chain, then by the owner
+/// while the span holds unchecked blocks (so the owner's free waits on `local_free`):
+/// the owner's collect of the pushed chain meets the block free. In the root group and
+/// in a limited child group.
+#[test]
+fn misuse_double_free_owner_while_remote_pending() {
+    misuse("double-free-owner-while-remote-pending");
+    misuse_in("double-free-owner-while-remote-pending", &LIMITED);
+}
+
 /// As above, freed again by a third thread.
 #[test]
 fn misuse_double_free_unchecked_remote() {
