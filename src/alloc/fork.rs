@@ -7,7 +7,11 @@
 //! the other threads' stocks go back to their groups (`memcg::threads::fork_child`),
 //! their segments become abandoned (the abandoned list is rebuilt from scratch), and
 //! their cached spans and mappings are released. Each release uncharges what its record
-//! holds, whatever state the vanished thread left it in.
+//! holds, whatever state the vanished thread left it in. One window is not covered: a
+//! span whose descriptor a vanished thread had reset (`Span::reset`, state `FREE`) but
+//! whose slices it had not yet returned to its segment, or that it had taken slices for
+//! but not yet formatted (a few instructions each), is skipped; its slices stay out of
+//! use in the child and the pages its record holds stay charged there.
 
 use super::abandoned;
 use super::charged::Owed;
