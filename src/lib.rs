@@ -78,5 +78,10 @@ pub mod internals {
     }
     /// Fault injection: race points that yield the CPU.
     pub use crate::os::fault;
+    /// The segments' check that free slices not marked dirty read as zeros.
+    #[cfg(not(loom))]
+    pub fn first_unclean_free_slice() -> Option<(usize, usize)> {
+        crate::alloc::types::Segment::first_unclean_free_slice()
+    }
     pub use crate::util::fmtbuf::FmtBuf;
 }

@@ -33,7 +33,9 @@
 //! a segment is unlinked under the same lock before it is unmapped.
 //!
 //! Invariants: `free_slices` bit `i` set iff slice `i` belongs to no span (its descriptor
-//! is `FREE`); `aging ⊆ dirty ⊆ free_slices`, and a free slice not `dirty` reads as zeros
+//! is `FREE`); `aging ⊆ dirty ⊆ free_slices` (but in a fork child, where the slices of a
+//! span a vanished thread was taking or releasing may be dirty and not free: they are
+//! only purged early), and a free slice not `dirty` reads as zeros
 //! (never touched since it was mapped or purged); a free slice holds a charge record only
 //! while it is dirty, of at most a slice's pages; `purge_at` is 0 iff `dirty` is 0; `nr_spans`
 //! counts spans. The segment map names a span segment
@@ -49,7 +51,7 @@ use crate::memcg::origin::Origin;
 use crate::os::mem;
 use crate::util::spin::SpinLock;
 use core::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicU64, Ordering};
 
 /// How long a released span's pages are kept before they are given back to the kernel.
 pub const PURGE_DELAY_NS: u64 = 20_000_000;
@@ -512,6 +514,38 @@ impl Segment {
         pages
     }
 
+    /// The first free slice not marked dirty that does not read as zeros (its segment's
+    /// address and its index), in any listed span segment: the invariant that lets a new
+    /// span skip zeroing. For tests, where no other thread allocates (a fork child).
+    #[cfg(any(test, feature = "internals"))]
+    pub fn first_unclean_free_slice() -> Option<(usize, usize)> {
+        let mut found = None;
+        Segment::for_each(|sg| {
+            if found.is_some() || sg.kind.load(Ordering::Relaxed) != KIND_SPANS {
+                return;
+            }
+            let base = sg as *const Segment as usize;
+            let mut clean = sg.free_slices & !sg.dirty & !1;
+            while clean != 0 {
+                let j = clean.trailing_zeros() as usize;
+                clean &= clean - 1;
+                // SAFETY: slice `j` of a listed span segment, mapped with it; no other
+                // thread writes it (this function's use).
+                let words = unsafe {
+                    core::slice::from_raw_parts(
+                        (base + (j << SLICE_SHIFT)) as *const u64,
+                        (1 << SLICE_SHIFT) / 8,
+                    )
+                };
+                if words.iter().any(|&w| w != 0) {
+                    found = Some((base, j));
+                    return;
+                }
+            }
+        });
+        found
+    }
+
     /// Calls `f` on every segment without the list lock, for a process with one thread
     /// (a fork child); `f` may destroy the segment it is given.
     ///
@@ -758,7 +792,6 @@ impl Segment {
             debug_assert_eq!(p, 0, "a span recorded more pages than its slices hold");
         }
         let mask = run_mask(i, n);
-        self.free_slices |= mask;
         if self.dirty & !self.aging == 0 {
             self.young_first = now;
         }
@@ -767,6 +800,12 @@ impl Segment {
             self.purge_at = now + PURGE_DELAY_NS;
         }
         self.dirty |= mask;
+        // Dirty before free: a fork child (which sees this thread's stores in program
+        // order) must never find the slices free and not dirty, which would say their
+        // pages read as zeros. Dirty and not yet free, they are only purged early.
+        compiler_fence(Ordering::SeqCst);
+        crate::os::fault::race_point();
+        self.free_slices |= mask;
         if let Some(owed) = purge {
             self.purge_slices(mask, owed);
             if self.dirty == 0 {

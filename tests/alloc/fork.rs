@@ -7,13 +7,14 @@
 //! Each child, whose only thread is the forking one, checks right away that every
 //! group's counter is exactly what the spans, mappings, stocks and explicit charges
 //! record (`cgmalloc::audit`): the workers may have been anywhere, between a charge and
-//! its record included. It then allocates and frees blocks of every band, checks again
+//! its record included; and that every free slice not marked dirty reads as zeros (a
+//! new span there is not zeroed). It then allocates and frees blocks of every band, checks again
 //! after returning its caches, and exits 0; any other end (a fatal line and `SIGABRT`, a
 //! failed audit) fails the test.
 //!
-//! A second run has every charge record's update yield the CPU (`os::fault::widen_races`):
-//! the windows between the counters and the records are then wide open when the parent
-//! forks. Afterwards, with every block freed, every group reads exactly 0 and the audit
+//! A second run has every charge record's update, and a released span's slices between
+//! being marked dirty and free, yield the CPU (`os::fault::widen_races`): those windows
+//! are then wide open when the parent forks. Afterwards, with every block freed, every group reads exactly 0 and the audit
 //! holds in the parent too.
 
 use crate::support::alloc::*;
@@ -110,6 +111,12 @@ fn worker(sh: &Shared, group: Group, id: u64) {
 fn child(band_seed: u64) -> ! {
     if let Err(why) = cgmalloc::audit() {
         child_fail(&format!("child: audit after fork: {why}\n"));
+    }
+    // A free slice not marked dirty must read as zeros: a new span there skips zeroing.
+    if let Some((seg, slice)) = cgmalloc::internals::first_unclean_free_slice() {
+        child_fail(&format!(
+            "child: free slice {slice} of segment {seg:#x} is not dirty but not zero\n"
+        ));
     }
     let mut r = Rng(band_seed);
     let mut blocks = Vec::with_capacity(32);
