@@ -79,9 +79,13 @@ pub mod internals {
     /// Fault injection: race points that yield the CPU.
     pub use crate::os::fault;
     /// The segments' check that free slices not marked dirty read as zeros.
+    ///
+    /// # Safety
+    /// No other thread allocates, frees or purges meanwhile (a fork child, say).
     #[cfg(not(loom))]
-    pub fn first_unclean_free_slice() -> Option<(usize, usize)> {
-        crate::alloc::types::Segment::first_unclean_free_slice()
+    pub unsafe fn first_unclean_free_slice() -> Option<(usize, usize)> {
+        // SAFETY: this function's contract.
+        unsafe { crate::alloc::types::Segment::first_unclean_free_slice() }
     }
     pub use crate::util::fmtbuf::FmtBuf;
 }

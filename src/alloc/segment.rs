@@ -516,9 +516,13 @@ impl Segment {
 
     /// The first free slice not marked dirty that does not read as zeros (its segment's
     /// address and its index), in any listed span segment: the invariant that lets a new
-    /// span skip zeroing. For tests, where no other thread allocates (a fork child).
+    /// span skip zeroing. For tests.
+    ///
+    /// # Safety
+    /// No other thread allocates, frees or purges meanwhile (a fork child, say): the
+    /// free slices are read whole.
     #[cfg(any(test, feature = "internals"))]
-    pub fn first_unclean_free_slice() -> Option<(usize, usize)> {
+    pub unsafe fn first_unclean_free_slice() -> Option<(usize, usize)> {
         let mut found = None;
         Segment::for_each(|sg| {
             if found.is_some() || sg.kind.load(Ordering::Relaxed) != KIND_SPANS {
@@ -530,11 +534,11 @@ impl Segment {
                 let j = clean.trailing_zeros() as usize;
                 clean &= clean - 1;
                 // SAFETY: slice `j` of a listed span segment, mapped with it; no other
-                // thread writes it (this function's use).
+                // thread writes it (this function's contract).
                 let words = unsafe {
                     core::slice::from_raw_parts(
                         (base + (j << SLICE_SHIFT)) as *const u64,
-                        (1 << SLICE_SHIFT) / 8,
+                        super::types::SLICE_SIZE / 8,
                     )
                 };
                 if words.iter().any(|&w| w != 0) {

@@ -113,7 +113,8 @@ fn child(band_seed: u64) -> ! {
         child_fail(&format!("child: audit after fork: {why}\n"));
     }
     // A free slice not marked dirty must read as zeros: a new span there skips zeroing.
-    if let Some((seg, slice)) = cgmalloc::internals::first_unclean_free_slice() {
+    // SAFETY: only this thread runs in the child.
+    if let Some((seg, slice)) = unsafe { cgmalloc::internals::first_unclean_free_slice() } {
         child_fail(&format!(
             "child: free slice {slice} of segment {seg:#x} is not dirty but not zero\n"
         ));
