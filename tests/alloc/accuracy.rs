@@ -298,15 +298,18 @@ fn owner_correct_while_the_allocating_thread_lives() {
     owner_correct("alive", false);
 }
 
-#[test]
-fn memory_stat_read_while_another_thread_makes_and_releases_spans() {
-    // `memory.stat` walks every span descriptor while their owners format, reset and
-    // release them (small spans of every class, medium spans, their slices going back to
-    // their segments with `trim`). Under ThreadSanitizer (scripts/sanitize.sh) this is
-    // where a plain access to a descriptor field the walk reads shows up as a race; here
-    // every snapshot must parse, and the group must hold nothing once its thread is done.
+/// `memory.stat` of group `path` (with `memory.max` = `max`, if given) walks every span
+/// descriptor while the group's thread formats, resets and releases them (small spans of
+/// every class, medium spans, large mappings, slices going back to their segments with
+/// `trim`). Under ThreadSanitizer (scripts/sanitize.sh) this is where a plain access to a
+/// descriptor field the walk reads shows up as a race; here every snapshot must parse,
+/// and the group must hold nothing once its thread is done.
+fn stat_walk_while_spans_change(path: &str, max: Option<&str>) {
     let _s = serial();
-    let g = Arc::new(Group::create("/acc_stat_walk").unwrap());
+    let g = Arc::new(Group::create(path).unwrap());
+    if let Some(max) = max {
+        g.write("memory.max", max).unwrap();
+    }
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let owner = {
         let (g, done) = (g.clone(), done.clone());
@@ -316,7 +319,7 @@ fn memory_stat_read_while_another_thread_makes_and_releases_spans() {
             for _ in 0..150 {
                 let mut blocks = Vec::with_capacity(64);
                 for _ in 0..64 {
-                    let layout = layout(rng.log_range(8, 1 << 20) as usize);
+                    let layout = layout(rng.log_range(8, 4 << 20) as usize);
                     // SAFETY: non-zero size.
                     let p = unsafe { alloc(layout) };
                     assert!(!p.is_null());
@@ -344,4 +347,14 @@ fn memory_stat_read_while_another_thread_makes_and_releases_spans() {
     assert!(reads > 0);
     assert_all_returned(&g);
     Arc::into_inner(g).unwrap().destroy().unwrap();
+}
+
+#[test]
+fn memory_stat_read_while_another_thread_makes_and_releases_spans() {
+    stat_walk_while_spans_change("/acc_stat_walk", None);
+}
+
+#[test]
+fn memory_stat_read_while_a_limited_groups_thread_makes_and_releases_spans() {
+    stat_walk_while_spans_change("/acc_stat_walk_lim", Some("512M"));
 }
