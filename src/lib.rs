@@ -88,4 +88,15 @@ pub mod internals {
         unsafe { crate::alloc::types::Segment::first_unclean_free_slice() }
     }
     pub use crate::util::fmtbuf::FmtBuf;
+    /// Abandons the segments of every exited thread's retired state now, as their
+    /// expiry would (`alloc::retired`), without reclaiming anything.
+    #[cfg(not(loom))]
+    pub fn expire_retired() {
+        crate::alloc::thread::expire_retired(true);
+    }
+    /// Exited threads' states retired now, kept for the next thread.
+    #[cfg(not(loom))]
+    pub fn retired_states() -> usize {
+        crate::alloc::retired::count()
+    }
 }

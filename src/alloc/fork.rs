@@ -5,8 +5,9 @@
 //! uncharge included: first every counter is set to what the spans, mappings, stocks and
 //! explicit charges record (`memcg::ledger::rebuild`), so the child starts exact; then
 //! the other threads' stocks go back to their groups (`memcg::threads::fork_child`),
-//! their segments become abandoned (the abandoned list is rebuilt from scratch), and
-//! their cached spans and mappings are released. Each release uncharges what its record
+//! their segments (and retired states' segments) become abandoned (the abandoned list
+//! is rebuilt from scratch, the retired states recycled), and their cached spans and
+//! mappings are released. Each release uncharges what its record
 //! holds, whatever state the vanished thread left it in. One window is not covered: a
 //! span whose descriptor a vanished thread had reset (`Span::reset`, state `FREE`) but
 //! whose slices it had not yet returned to its segment, or that it had taken slices for
@@ -15,6 +16,7 @@
 
 use super::abandoned;
 use super::charged::Owed;
+use super::retired;
 use super::segment;
 use super::thread;
 use super::tld;
@@ -33,6 +35,7 @@ extern "C" fn prepare() {
     memcg::ledger::lock_for_fork();
     segment::lock_for_fork();
     abandoned::lock_for_fork();
+    retired::lock_for_fork();
     thread::lock_pools_for_fork();
     // A leaf lock (nothing is taken under it): last.
     memcg::pressure::lock_for_fork();
@@ -41,6 +44,7 @@ extern "C" fn prepare() {
 extern "C" fn parent() {
     memcg::pressure::unlock_after_fork();
     thread::unlock_pools_after_fork();
+    retired::unlock_after_fork();
     abandoned::unlock_after_fork();
     segment::unlock_after_fork();
     memcg::ledger::unlock_after_fork();
@@ -102,6 +106,8 @@ extern "C" fn child() {
     // Only this thread exists now: the segment list can be walked and changed freely.
     // SAFETY: in a fork child only this thread runs.
     unsafe { Segment::for_each_unlocked(settle) };
+    // Retired states' segments were settled above, as the vanished threads' were.
+    thread::forget_retired_in_child();
 }
 
 /// Registers the handlers (once, at initialisation).

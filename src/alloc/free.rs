@@ -302,9 +302,15 @@ unsafe fn free_general(p: *mut u8) {
         if unsafe { span.mapped_free(p as usize) || (suspect && span.is_free_block(p as usize)) } {
             double_free();
         }
-        // A thread that frees before it ever allocated gets its state here.
+        // A thread that frees before it ever allocated gets its state here: perhaps the
+        // retired state that owns the block (`retired.rs`), whose own free it then is.
         let me = if me.is_null() && span.class() != MEDIUM {
-            thread::setup_state()
+            let t = thread::setup_state();
+            if !t.is_null() && t == owner {
+                // SAFETY: this function's contract; nothing changed.
+                return unsafe { free_general(p) };
+            }
+            t
         } else {
             me
         };

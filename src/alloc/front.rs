@@ -13,6 +13,7 @@ use super::large;
 use super::medium;
 use super::remote;
 use super::resize::NotResized;
+use super::retired;
 use super::size_class::{self, LOOKUP_MAX, MEDIUM_MAX, SMALL_MAX};
 use super::thread;
 use super::tld;
@@ -89,6 +90,9 @@ pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
     if !t.is_null() {
         // SAFETY: this thread's live state.
         remote::flush(unsafe { &mut *t });
+    }
+    if retired::waiting() {
+        thread::expire_retired(false);
     }
     if size <= MEDIUM_MAX {
         // Between allocations, before the heap is chosen: a group change another thread

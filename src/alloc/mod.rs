@@ -13,8 +13,8 @@
 //! segments and cache lock); `heap` (one thread's spans for one group); `harvest`
 //! (cached mappings' pages moved into new blocks); `large` (blocks in their own
 //! mappings) and `medium` (blocks up to 1 MiB, a span each); `remote` (frees into spans
-//! other threads own, in chains, or exited threads owned); `thread` (a thread's set-up
-//! and exit); `free` (the free path) and `account` (statistics and reclaim for the
+//! other threads own, in chains, or exited threads owned); `retired` (exited threads'
+//! states kept for the next thread); `thread` (a thread's set-up and exit); `free` (the free path) and `account` (statistics and reclaim for the
 //! accounting engine); `fork` (the `pthread_atfork` handlers); `front` (entry points).
 
 pub mod abandoned;
@@ -31,6 +31,7 @@ pub mod medium;
 pub mod meta;
 pub mod remote;
 pub mod resize;
+pub mod retired;
 pub mod segmap;
 pub mod segment;
 pub mod size_class;

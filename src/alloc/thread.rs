@@ -6,10 +6,12 @@
 //! When the thread changes group, the TLS heap goes back to the empty heap and the next
 //! allocation finds (or creates) the heap of the new group.
 //!
-//! At thread exit every owned segment is abandoned: under its claim, `tld` is cleared,
-//! then each span is collected; empty spans are released, the others marked `ABANDONED`
-//! and left to the threads that free their last blocks (see `remote.rs`). The pages of
-//! released spans stay charged as free slices until purged.
+//! At thread exit the state is retired whole, for the next thread of its group
+//! (`retired.rs`). A state that cannot be retired, or that expires retired, has every
+//! owned segment abandoned: under its claim, `tld` is cleared, then each span is
+//! collected; empty spans are released, the others marked `ABANDONED` and left to the
+//! threads that free their last blocks (see `remote.rs`). The pages of released spans
+//! stay charged as free slices until purged.
 
 use super::abandoned;
 use super::charged::Owed;
@@ -19,6 +21,7 @@ use super::large;
 use super::medium;
 use super::meta::Pool;
 use super::remote;
+use super::retired;
 use super::tld;
 use super::tls;
 use super::types::{empty_heap, Heap, List, Segment, Span, State, Tld, SLICES};
@@ -113,6 +116,12 @@ pub fn setup_state() -> *mut Tld {
         return tld;
     }
     medium::init_parking();
+    memcg::threads::ensure_registered();
+    if let Some(t) = retired::take(memcg::threads::current_group()) {
+        // SAFETY: a retired state taken off the list: ours alone now.
+        unsafe { take_over(t) };
+        return t;
+    }
     let tld = TLDS.alloc() as *mut Tld;
     if tld.is_null() {
         return tld;
@@ -126,8 +135,33 @@ pub fn setup_state() -> *mut Tld {
     // SAFETY: this thread's state, set up, recycled only by its `thread_exit`.
     unsafe { tls::set_tld(tld) };
     tls::calibrate();
-    memcg::threads::ensure_registered();
     tld
+}
+
+/// The calling thread takes over the retired state `t`: its id goes into the state and
+/// its segments, its registry word into the heaps.
+///
+/// # Safety
+/// `t` is a retired state the caller took off the list, and the caller has no state.
+#[cold]
+unsafe fn take_over(t: *mut Tld) {
+    // SAFETY: ours alone (this function's contract).
+    let st = unsafe { &mut *t };
+    st.id = tls::thread_id();
+    // SAFETY: the state's segments are live, and the state ours.
+    unsafe { retired::restore_owner(st) };
+    let word = memcg::threads::pending_word();
+    let mut h = st.heaps;
+    while !h.is_null() {
+        // SAFETY: the state's heaps are live, and ours with it.
+        unsafe {
+            (*h).attach_word = word;
+            h = (*h).next;
+        }
+    }
+    // SAFETY: this thread's state now, recycled only by its `thread_exit`.
+    unsafe { tls::set_tld(t) };
+    tls::calibrate();
 }
 
 /// The slow path's first step: the thread's state and the heap of its current group,
@@ -147,13 +181,16 @@ pub fn setup_heap() -> *mut Heap {
     h
 }
 
-/// Thread exit: abandon every segment, release every cache, recycle the state.
+/// Thread exit: push the pending remote frees, release the cached mappings, and retire
+/// the state; or, if it cannot be retired, abandon every segment and recycle the state.
 pub fn thread_exit() {
     let tld = tld::current();
     if tld.is_null() {
         return;
     }
-    // SAFETY: the static empty heap, and no state: the thread's are recycled below.
+    let group = tls::heap();
+    // SAFETY: the static empty heap, and no state: the thread's are retired or recycled
+    // below.
     unsafe {
         tls::set_heap(empty_heap());
         tls::set_tld(ptr::null_mut());
@@ -164,6 +201,34 @@ pub fn thread_exit() {
     // remote frees (some may fall into its own segments, adopted since).
     remote::flush(t);
     large::drop_cache(t);
+    // The group of the heap in use, or of the one used last.
+    let group = if group != empty_heap() {
+        group
+    } else {
+        t.heaps
+    };
+    if !t.segments.is_null() && !group.is_null() {
+        // SAFETY: a heap of this state, live.
+        let g = unsafe { (*group).group };
+        // SAFETY: this thread's state, uninstalled, its chains pushed and its mappings
+        // released; no other thread uses it.
+        if unsafe { retired::retire(tld, g, crate::os::coarse_now_ns()) } {
+            return;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { abandon_state(tld) };
+}
+
+/// Abandons every segment of `tld`, recycles its heaps and the state.
+///
+/// # Safety
+/// `tld` is a thread state no thread uses or will use (its thread exited, or it was
+/// retired and taken off the list), its pending remote frees pushed and its large
+/// mappings released.
+unsafe fn abandon_state(tld: *mut Tld) {
+    // SAFETY: this function's contract.
+    let t = unsafe { &mut *tld };
     let mut seg = t.segments;
     t.segments = ptr::null_mut();
     while !seg.is_null() {
@@ -183,15 +248,56 @@ pub fn thread_exit() {
         owed.apply();
         seg = next;
     }
-    let mut h = t.heaps;
+    // SAFETY: its segments abandoned (their spans name no heap of it), used no more.
+    unsafe { recycle(tld) };
+}
+
+/// Abandons the segments of retired states that have expired (of every retired state,
+/// with `all`: `malloc_trim`).
+pub fn expire_retired(all: bool) {
+    let now = crate::os::coarse_now_ns();
+    let mut out = [ptr::null_mut(); retired::BATCH];
+    loop {
+        let n = retired::take_expired(now, all, &mut out);
+        for &t in &out[..n] {
+            // SAFETY: a retired state taken off the list: no thread uses it, its chains
+            // were pushed and its mappings released when it retired.
+            unsafe { abandon_state(t) };
+        }
+        if n < retired::BATCH {
+            return;
+        }
+    }
+}
+
+/// In a fork child: the retired states' segments were settled with the vanished
+/// threads' (their `tld` is not this thread's); recycles the states and their heaps.
+pub fn forget_retired_in_child() {
+    let mut t = retired::take_all_in_child();
+    while !t.is_null() {
+        // SAFETY: a state taken off the list with the rest of it.
+        let next = unsafe { retired::next(t) };
+        // SAFETY: only this thread runs, and no segment names the state any more.
+        unsafe { recycle(t) };
+        t = next;
+    }
+}
+
+/// Recycles the heaps of `tld` and the state.
+///
+/// # Safety
+/// No thread uses `tld` or its heaps, and no segment or span names them.
+unsafe fn recycle(tld: *mut Tld) {
+    // SAFETY: this function's contract.
+    let mut h = unsafe { (*tld).heaps };
     while !h.is_null() {
-        // SAFETY: heaps on the list are ours; recycled after unlinking.
+        // SAFETY: heaps on the list are the state's; recycled after unlinking.
         let next = unsafe { (*h).next };
-        // SAFETY: a heap of this pool, unlinked, and no longer the TLS heap.
+        // SAFETY: a heap of this pool, used no more.
         unsafe { HEAPS.free(h.cast()) };
         h = next;
     }
-    // SAFETY: a state of this pool, no longer the TLS state, its heaps gone.
+    // SAFETY: a state of this pool, used no more, its heaps gone.
     unsafe { TLDS.free(tld.cast()) };
 }
 
@@ -200,7 +306,8 @@ pub fn thread_exit() {
 /// it).
 ///
 /// # Safety
-/// `seg` is a segment the exiting calling thread owned, taken off its list.
+/// `seg` is a segment of a state no thread uses any more (`abandon_state`), taken off
+/// its list.
 unsafe fn abandon_segment(seg: *mut Segment, owed: &mut Owed) -> bool {
     // SAFETY: `seg` is a live segment this thread owned; the claim serialises us with
     // threads freeing into it once `tld` is cleared.

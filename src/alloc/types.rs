@@ -402,6 +402,11 @@ pub struct Tld {
     pub(super) rng: u64,
     /// Blocks this thread freed into other threads' spans, not yet pushed (`remote.rs`).
     pub(super) pending: [Chain; PENDING_CHAINS],
+    /// Retired (its thread exited, `retired.rs`): the next retired state, the group of
+    /// the heap its thread used last, and when it retired.
+    pub(super) retired_next: *mut Tld,
+    pub(super) retired_group: u32,
+    pub(super) retired_at: u64,
     /// Guards span states in this thread's caches against reclaiming threads. Last, and
     /// kept when the state is recycled: a reclaimer that read a stale owner may hold it
     /// while the state goes to a new thread, which then waits for it (a zero written

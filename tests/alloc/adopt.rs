@@ -7,6 +7,10 @@
 //! segments its parent abandoned. Every test ends with its groups at exactly 0.
 //!
 //! Each test uses groups of its own, so that no test adopts another's segments.
+//!
+//! An exited thread's state is retired first, for the next thread to take over whole
+//! (`alloc::retired`, tested in `retire.rs`); these tests expire it at once
+//! (`internals::expire_retired`), as its delay would, to see its segments abandoned.
 
 use crate::support::alloc::*;
 use crate::support::rng::Rng;
@@ -27,7 +31,7 @@ fn segment_of(p: usize) -> usize {
 /// one, and exits; returns the addresses left live.
 fn leave_blocks(g: &Group, n: usize, size: usize) -> Vec<usize> {
     let g = *g;
-    thread::spawn(move || {
+    let live = thread::spawn(move || {
         g.attach_current_thread().unwrap();
         let all: Vec<usize> = (0..n)
             // SAFETY: non-zero size.
@@ -46,14 +50,16 @@ fn leave_blocks(g: &Group, n: usize, size: usize) -> Vec<usize> {
         live
     })
     .join()
-    .unwrap()
+    .unwrap();
+    cgmalloc::internals::expire_retired();
+    live
 }
 
 /// In a thread attached to `g`: the address of one new block of `size` bytes (freed
-/// before the thread exits).
+/// before the thread exits, its state expired then).
 fn first_block_in(g: &Group, size: usize) -> usize {
     let g = *g;
-    thread::spawn(move || {
+    let p = thread::spawn(move || {
         g.attach_current_thread().unwrap();
         // SAFETY: non-zero size.
         let p = unsafe { alloc(layout(size)) };
@@ -63,7 +69,9 @@ fn first_block_in(g: &Group, size: usize) -> usize {
         p as usize
     })
     .join()
-    .unwrap()
+    .unwrap();
+    cgmalloc::internals::expire_retired();
+    p
 }
 
 /// Frees the blocks, then the vector holding them (allocated in their group too).
@@ -139,6 +147,7 @@ fn a_segment_of_two_groups_is_not_adopted() {
     })
     .join()
     .unwrap();
+    cgmalloc::internals::expire_retired();
     let shared: BTreeSet<usize> = live_a
         .iter()
         .map(|&p| segment_of(p))
@@ -186,6 +195,7 @@ fn dirty_slices_of_an_abandoned_segment_are_purged_when_due() {
     })
     .join()
     .unwrap();
+    cgmalloc::internals::expire_retired();
     let pages = 5 * BLOCK / PAGE as usize;
     let sum = || {
         freed

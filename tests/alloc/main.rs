@@ -17,6 +17,8 @@
 //! - `free_pages`: freed pages stay charged (`free`) until they go back to the OS;
 //!   destroyed groups, `malloc_trim` and `memory.reclaim` give them back;
 //! - `idle_heaps`: heaps of groups a thread no longer allocates in give back their spans;
+//! - `retire`: an exited thread's state taken over whole by the next thread, expired,
+//!   trimmed and recycled across `fork()`;
 //! - `adopt`: segments of exited threads adopted by the next thread of their group;
 //! - `threads`: 100,000 thread create / join cycles, nothing leaked per thread; the
 //!   stack a thread's life in the allocator touches;
@@ -50,6 +52,7 @@ mod limits;
 mod medium;
 mod purge;
 mod remote;
+mod retire;
 mod reuse;
 mod stress;
 mod threads;

@@ -98,7 +98,9 @@ fn thread_create_join_cycles_return_to_baseline() {
         "exited threads still listed"
     );
     let st = kv(&g, "memory.stat");
-    assert!(st["nr_charges"] >= n as u64, "{st:?}");
+    // The next thread takes over the state an exited one retired (`alloc::retired`),
+    // its spans still charged: the cycles need not charge again.
+    assert!(st["nr_charges"] > 0, "{st:?}");
     assert_eq!(st["nr_charges"], st["nr_uncharges"], "{st:?}");
     // The group can go away: no thread is attached any more.
     g.destroy().unwrap();

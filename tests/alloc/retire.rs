@@ -1,0 +1,283 @@
+//! Retired thread states, with `CgMalloc` as the global allocator: an exiting thread's
+//! state is kept whole for the next thread (`alloc::retired`), which takes over its
+//! segments and heaps; a state left retired past its delay has its segments abandoned,
+//! as do `malloc_trim` and `memory.reclaim`; a fork child recycles the states its parent
+//! had retired. Blocks of every band, in limited groups and the root; every test ends
+//! with its groups at exactly 0.
+
+use crate::support::alloc::*;
+use cgmalloc::internals::{expire_retired, retired_states};
+use cgmalloc::Group;
+use std::alloc::{alloc, dealloc};
+use std::collections::BTreeSet;
+use std::thread;
+use std::time::Duration;
+
+const SEG: usize = 4 * MIB;
+
+/// One size from every band: small classes, a medium block, a large mapping.
+const SIZES: [usize; 7] = [16, 100, 1000, 8000, 40 * KIB, 300 * KIB, 3 * MIB];
+
+fn segment_of(p: usize) -> usize {
+    p & !(SEG - 1)
+}
+
+/// A live block of `size` bytes, filled with a pattern of `key`.
+struct Block {
+    p: usize,
+    size: usize,
+    key: u64,
+}
+
+impl Block {
+    fn new(size: usize, key: u64) -> Block {
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc(layout(size)) };
+        assert!(!p.is_null(), "alloc({size})");
+        pattern_ranges(size, |a, b| {
+            for i in a..b {
+                // SAFETY: inside the live block.
+                unsafe { *p.add(i) = pat(key, i) };
+            }
+        });
+        Block {
+            p: p as usize,
+            size,
+            key,
+        }
+    }
+
+    /// Checks the pattern and frees the block.
+    fn check_and_free(self) {
+        let p = self.p as *mut u8;
+        pattern_ranges(self.size, |a, b| {
+            for i in a..b {
+                // SAFETY: inside the live block.
+                let v = unsafe { *p.add(i) };
+                assert_eq!(v, pat(self.key, i), "block {p:?} of {} at {i}", self.size);
+            }
+        });
+        // SAFETY: a live block of this layout.
+        unsafe { dealloc(p, layout(self.size)) };
+    }
+}
+
+/// In a thread attached to `g` (the root if `None`): allocates `n` blocks of every size
+/// of `SIZES`, frees every other one, and exits; returns the blocks left live.
+fn leave_blocks(g: Option<Group>, n: usize, key: u64) -> Vec<Block> {
+    thread::spawn(move || {
+        if let Some(g) = g {
+            g.attach_current_thread().unwrap();
+        }
+        let mut live = Vec::new();
+        for (i, &size) in SIZES.iter().cycle().take(n * SIZES.len()).enumerate() {
+            let b = Block::new(size, key + i as u64);
+            if i % 2 == 0 {
+                b.check_and_free();
+            } else {
+                live.push(b);
+            }
+        }
+        live
+    })
+    .join()
+    .unwrap()
+}
+
+/// The segments of the small blocks among `blocks`.
+fn small_segments(blocks: &[Block]) -> BTreeSet<usize> {
+    blocks
+        .iter()
+        .filter(|b| b.size <= 8000)
+        .map(|b| segment_of(b.p))
+        .collect()
+}
+
+/// The next thread (attached to `to`) takes over the state; of the same group, its
+/// first small block lies in the exited thread's segments. It frees the exited thread's
+/// blocks (contents intact) and leaves its own; the groups return to 0 once those are
+/// freed.
+fn taken_over_by_the_next_thread(from: Option<Group>, to: Option<Group>, tag: &str) {
+    let live = leave_blocks(from, 8, 1);
+    assert_eq!(
+        retired_states(),
+        1,
+        "{tag}: the exited thread's state is retired"
+    );
+    let segments = small_segments(&live);
+    let (p, left, mine) = thread::spawn(move || {
+        if let Some(g) = to {
+            g.attach_current_thread().unwrap();
+        }
+        let first = Block::new(100, 99);
+        let p = first.p;
+        let left = retired_states();
+        for b in live {
+            b.check_and_free();
+        }
+        let mine: Vec<Block> = SIZES.iter().map(|&s| Block::new(s, s as u64)).collect();
+        first.check_and_free();
+        (p, left, mine)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        left, 0,
+        "{tag}: the next thread took the retired state over"
+    );
+    if from == to {
+        assert!(
+            segments.contains(&segment_of(p)),
+            "{tag}: the next thread allocated at {p:#x}, outside the exited thread's \
+             segments {segments:x?}"
+        );
+    }
+    assert_eq!(retired_states(), 1, "{tag}: its state is retired in turn");
+    for b in mine {
+        b.check_and_free();
+    }
+    let groups: Vec<Group> = [from, to].into_iter().flatten().collect();
+    for g in &groups {
+        assert_all_returned(g);
+    }
+    if groups.is_empty() {
+        cgmalloc::trim();
+    }
+    assert_eq!(
+        retired_states(),
+        0,
+        "{tag}: reclaim abandons retired states"
+    );
+}
+
+#[test]
+fn the_next_thread_of_a_limited_group_takes_over_the_state() {
+    let g = Group::create("/ret-lim").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
+    taken_over_by_the_next_thread(Some(g), Some(g), "limited");
+    g.destroy().unwrap();
+}
+
+#[test]
+fn the_next_thread_of_the_root_takes_over_the_state() {
+    taken_over_by_the_next_thread(None, None, "root");
+}
+
+#[test]
+fn a_thread_of_another_group_takes_over_the_state_and_charges_its_own() {
+    let a = Group::create("/ret-a").unwrap();
+    let b = Group::create("/ret-b").unwrap();
+    b.set_max(64 * MIB as u64).unwrap();
+    taken_over_by_the_next_thread(Some(a), Some(b), "other group");
+    a.destroy().unwrap();
+    b.destroy().unwrap();
+}
+
+#[test]
+fn a_retired_state_expires_into_abandoned_segments() {
+    let g = Group::create("/ret-expire").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
+    let live = leave_blocks(Some(g), 20, 3);
+    assert_eq!(retired_states(), 1);
+    let before = current(&g);
+    // Past the delay, this thread's next allocation slow path (a size it never used)
+    // abandons the state's segments; freeing their blocks then releases their spans.
+    thread::sleep(Duration::from_millis(150));
+    let b = Block::new(700 * KIB, 5);
+    assert_eq!(retired_states(), 0, "the state expired");
+    b.check_and_free();
+    assert!(current(&g) <= before, "{} > {before}", current(&g));
+    for b in live {
+        b.check_and_free();
+    }
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
+
+#[test]
+fn trim_and_expiry_abandon_retired_states() {
+    let g = Group::create("/ret-trim").unwrap();
+    let live = leave_blocks(Some(g), 10, 7);
+    assert_eq!(retired_states(), 1);
+    cgmalloc::trim();
+    assert_eq!(retired_states(), 0, "malloc_trim abandons retired states");
+    let more = leave_blocks(Some(g), 10, 9);
+    assert_eq!(retired_states(), 1);
+    expire_retired();
+    assert_eq!(retired_states(), 0);
+    for b in live.into_iter().chain(more) {
+        b.check_and_free();
+    }
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
+
+/// A raw thread (no allocator state before it forks): forks while a state is retired;
+/// the child, where the retired states are recycled and their segments abandoned, frees
+/// the exited thread's blocks, allocates in the group and exits 0 if every check held.
+extern "C" fn fork_with_a_state_retired(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: the `(Group, Vec<Block>)` the test keeps alive until this thread is joined.
+    let (g, live) = unsafe { &mut *(arg as *mut (Group, Vec<Block>)) };
+    // SAFETY: fork in a process whose allocator handles it; the child only allocates
+    // through cgmalloc and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let ok = retired_states() == 0;
+        for b in std::mem::take(live) {
+            b.check_and_free();
+        }
+        let g = *g;
+        thread::spawn(move || {
+            g.attach_current_thread().unwrap();
+            for &s in &SIZES {
+                Block::new(s, 11).check_and_free();
+            }
+        })
+        .join()
+        .unwrap();
+        quiesce(&g);
+        let ok = ok && current(&g) == 0;
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(i32::from(!ok)) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    code as isize as *mut libc::c_void
+}
+
+#[test]
+fn a_fork_child_recycles_the_retired_states() {
+    let g = Group::create("/ret-fork").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
+    let live = leave_blocks(Some(g), 20, 13);
+    assert_eq!(retired_states(), 1);
+    let mut arg = Box::new((g, live));
+    let mut t: libc::pthread_t = 0;
+    let mut ret: *mut libc::c_void = std::ptr::null_mut();
+    // SAFETY: `arg` outlives the thread, which is joined here.
+    unsafe {
+        let argp = &mut *arg as *mut (Group, Vec<Block>) as *mut libc::c_void;
+        assert_eq!(
+            libc::pthread_create(&mut t, std::ptr::null(), fork_with_a_state_retired, argp),
+            0
+        );
+        assert_eq!(libc::pthread_join(t, &mut ret), 0);
+    }
+    assert_eq!(
+        ret as isize, 0,
+        "the fork child kept a retired state, or lost a block or a charge"
+    );
+    // The parent still has the state retired, and its blocks.
+    assert_eq!(retired_states(), 1);
+    for b in std::mem::take(&mut arg.1) {
+        b.check_and_free();
+    }
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
