@@ -151,20 +151,13 @@ pub fn audit() -> Result<(), crate::memcg::ledger::Mismatch> {
 const BATCH: usize = 64;
 
 /// Frees up to `want` pages of the allocator's free pages charged in the subtree of
-/// `root`: the calling thread's pending remote frees are pushed, exited threads' retired
-/// states abandoned (`retired.rs`) and the calling thread's empty spans go back to their
-/// segments, then the free slices of every
+/// `root`: exited threads' retired states are abandoned (`retired.rs`) and the calling
+/// thread's empty spans go back to their segments, then the free slices of every
 /// segment (listed or cached) are purged, then other threads' cached spans and
 /// mappings.
 fn reclaim(root: u32, want: u64) -> u64 {
-    // The calling thread's pending remote frees first, then exited threads' retired
-    // states: their empty spans (remote frees they did not collect included) are
-    // released, their free slices purged below.
-    let t = tld::current();
-    if !t.is_null() {
-        // SAFETY: this thread's live state.
-        super::remote::flush(unsafe { &mut *t });
-    }
+    // Exited threads' retired states first: their empty spans (remote frees they did
+    // not collect included) are released, their free slices purged below.
     super::thread::expire_retired(true);
     own_thread(root);
     let inside = |g: u32| GROUPS.is_descendant(g, root);

@@ -5,8 +5,8 @@
 //! - this thread: push on the span's `free` (or `local_free` past its budget, or while
 //!   the span holds unchecked blocks, `span.rs`; no atomics);
 //! - another live thread: linked onto this thread's chain for the span, which goes onto
-//!   the span's `thread_free` in one push (`remote.rs`); a medium block is pushed at
-//!   once. If the span sat on its heap's full list (the push took its `FULL` flag down),
+//!   the span's `thread_free` in one push (`remote.rs`); a medium block, or a block of a
+//!   retired state (its thread exited, `retired.rs`), is pushed at once. If the span sat on its heap's full list (the push took its `FULL` flag down),
 //!   the heap is marked so the owner takes it back. Once pushed, the block may be
 //!   collected and the span reused at once: the freeing thread writes nothing of the
 //!   span after its push (`span.rs`). Its pages stay charged until the owner collects the
@@ -206,7 +206,13 @@ pub unsafe fn free(p: *mut u8) {
 #[inline(never)]
 unsafe fn free_not_owned(p: *mut u8, sg: &Segment, owner: usize) {
     let me = tld::current();
-    if owner == 0 || me.is_null() || sg.kind.load(Ordering::Relaxed) != KIND_SPANS {
+    // A retired state's segments carry its address as owner (`retired.rs`): its
+    // blocks are pushed alone (`free_general`), not chained.
+    if owner == 0
+        || me.is_null()
+        || sg.kind.load(Ordering::Relaxed) != KIND_SPANS
+        || owner == sg.tld.load(Ordering::Relaxed) as usize
+    {
         // SAFETY: this function's contract.
         return unsafe { free_general(p) };
     }
@@ -302,19 +308,18 @@ unsafe fn free_general(p: *mut u8) {
         if unsafe { span.mapped_free(p as usize) || (suspect && span.is_free_block(p as usize)) } {
             double_free();
         }
-        // A thread that frees before it ever allocated gets its state here: perhaps the
-        // retired state that owns the block (`retired.rs`), whose own free it then is.
-        let me = if me.is_null() && span.class() != MEDIUM {
-            let t = thread::setup_state();
-            if !t.is_null() && t == owner {
-                // SAFETY: this function's contract; nothing changed.
-                return unsafe { free_general(p) };
-            }
-            t
+        // Into a retired state's span (`retired.rs`), the block goes alone, at once:
+        // chained, it would wait on this thread for the state's next owner, or its
+        // expiry, and a reclaim (which pushes no chain) would not see its span empty.
+        let retired = sg.owner.load(Ordering::Relaxed) == owner as usize;
+        // A thread that frees before it ever allocated gets its state here (not for a
+        // retired state's block, nor past the thread's exit: the block goes alone).
+        let me = if me.is_null() && span.class() != MEDIUM && !retired && !tls::exited() {
+            thread::setup_state()
         } else {
             me
         };
-        if span.class() != MEDIUM && !me.is_null() {
+        if span.class() != MEDIUM && !me.is_null() && !retired {
             // SAFETY: `me` is this thread's state; `p` a live block (checked above) of the
             // small-block span `s` of `seg`, owned by another thread, which the caller
             // gives up.
@@ -339,7 +344,8 @@ unsafe fn free_general(p: *mut u8) {
                 None => double_free(),
             }
         } else {
-            // Out of memory for a thread state: the block goes alone.
+            // A retired owner, or out of memory for a thread state: the block goes
+            // alone.
             // SAFETY: a live block of this small-block span (checked above), which the
             // caller gives up; only reads of the span follow.
             unsafe { span.push_remote(p.cast(), p.cast(), 1, suspect) }

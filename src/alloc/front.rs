@@ -86,6 +86,17 @@ fn init() {
 /// Any allocation: `(block, zeroed)`.
 #[cold]
 pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
+    let r = alloc_slow_in_heap(size, align);
+    if tls::exited() {
+        // Past the thread's exit (a destructor run after, glibc's own clean-up): the
+        // state set up for this allocation goes back now, as at the exit, since nothing
+        // will run the exit again.
+        thread::thread_exit();
+    }
+    r
+}
+
+fn alloc_slow_in_heap(size: usize, align: usize) -> (*mut u8, bool) {
     let t = tld::current();
     if !t.is_null() {
         // SAFETY: this thread's live state.

@@ -135,18 +135,22 @@ pub fn take(group: u32) -> Option<*mut Tld> {
     let mut l = LIST.lock();
     let head: *mut *mut Tld = &mut l.head;
     let mut link = head;
+    let mut found = false;
     for _ in 0..SCAN {
         // SAFETY: `link` is the list head or a listed state's link, under the lock.
         let t = unsafe { *link };
+        if t.is_null() {
+            break;
+        }
         // SAFETY: a listed state, under the lock.
-        if t.is_null() || unsafe { (*t).retired_group } == group {
+        if unsafe { (*t).retired_group } == group {
+            found = true;
             break;
         }
         // SAFETY: as above.
         link = unsafe { &mut (*t).retired_next };
     }
-    // SAFETY: as above.
-    if unsafe { (*link).is_null() } {
+    if !found {
         link = head;
     }
     // SAFETY: `link` is the head or a listed state's link, under the lock.

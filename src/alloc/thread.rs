@@ -116,7 +116,12 @@ pub fn setup_state() -> *mut Tld {
         return tld;
     }
     medium::init_parking();
-    memcg::threads::ensure_registered();
+    // Past the thread's exit (a destructor run after, glibc's own clean-up), the thread
+    // does not register again (the slot would die with it), and each allocation gives
+    // the state it set up, or took over, back at once (`front::alloc_slow`).
+    if !tls::exited() {
+        memcg::threads::ensure_registered();
+    }
     if let Some(t) = retired::take(memcg::threads::current_group()) {
         // SAFETY: a retired state taken off the list: ours alone now.
         unsafe { take_over(t) };
@@ -139,7 +144,9 @@ pub fn setup_state() -> *mut Tld {
 }
 
 /// The calling thread takes over the retired state `t`: its id goes into the state and
-/// its segments, its registry word into the heaps.
+/// its segments, its registry word into the heaps. The heaps of other groups than the
+/// thread's go idle (`Heap::go_idle`): their empty spans go back now, and the spans
+/// their frees empty later, unless the thread joins their group.
 ///
 /// # Safety
 /// `t` is a retired state the caller took off the list, and the caller has no state.
@@ -162,6 +169,16 @@ unsafe fn take_over(t: *mut Tld) {
     // SAFETY: this thread's state now, recycled only by its `thread_exit`.
     unsafe { tls::set_tld(t) };
     tls::calibrate();
+    let group = memcg::threads::current_group();
+    let mut h = st.heaps;
+    while !h.is_null() {
+        // SAFETY: a heap of this thread's state, not the TLS heap (the empty heap yet).
+        let heap = unsafe { &mut *h };
+        if heap.group != group && !heap.idle_trimmed {
+            heap.go_idle();
+        }
+        h = heap.next;
+    }
 }
 
 /// The slow path's first step: the thread's state and the heap of its current group,
@@ -184,6 +201,7 @@ pub fn setup_heap() -> *mut Heap {
 /// Thread exit: push the pending remote frees, release the cached mappings, and retire
 /// the state; or, if it cannot be retired, abandon every segment and recycle the state.
 pub fn thread_exit() {
+    tls::mark_exited();
     let tld = tld::current();
     if tld.is_null() {
         return;

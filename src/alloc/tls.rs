@@ -1,5 +1,5 @@
 //! The two thread-local words the fast paths read: the current heap and the thread's
-//! allocator state.
+//! allocator state; and, for the slow paths, whether the thread has run its exit.
 //!
 //! In a Rust program the compiler reaches them with one `fs`-relative load. In the shared
 //! library (feature `override`) it would call `__tls_get_addr` for each access, since a
@@ -18,6 +18,10 @@ use core::ptr;
 pub struct Words {
     pub heap: Cell<*mut Heap>,
     pub tld: Cell<*mut Tld>,
+    /// The thread has run its exit (`thread::thread_exit`): a state it sets up later (a
+    /// destructor run after, glibc's own clean-up) must not stay with it, to die with
+    /// it.
+    pub exited: Cell<bool>,
 }
 
 thread_local! {
@@ -25,6 +29,7 @@ thread_local! {
         Words {
             heap: Cell::new(&EMPTY_HEAP.0 as *const Heap as *mut Heap),
             tld: Cell::new(ptr::null_mut()),
+            exited: Cell::new(false),
         }
     };
 }
@@ -158,6 +163,16 @@ pub unsafe fn set_heap(h: *mut Heap) {
 /// `t` is null or the calling thread's live state, which stays live while it is set.
 pub unsafe fn set_tld(t: *mut Tld) {
     WORDS.with(|w| w.tld.set(t));
+}
+
+/// The thread runs its exit.
+pub fn mark_exited() {
+    WORDS.with(|w| w.exited.set(true));
+}
+
+/// Whether the thread has run its exit.
+pub fn exited() -> bool {
+    WORDS.with(|w| w.exited.get())
 }
 
 /// Called when a thread sets itself up.

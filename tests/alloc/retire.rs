@@ -281,3 +281,91 @@ fn a_fork_child_recycles_the_retired_states() {
     assert_all_returned(&g);
     g.destroy().unwrap();
 }
+
+/// The block a thread keeps for its late destructor, and the key it is stored under.
+static LATE_KEY: std::sync::OnceLock<libc::pthread_key_t> = std::sync::OnceLock::new();
+
+thread_local! {
+    static LATE_ROUNDS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A destructor of a key made after cgmalloc's, so it runs after the thread's exit was
+/// run in the allocator. It sets its key again until the last round of destructors
+/// (glibc runs 4), then frees the block kept for it and allocates and frees again, as
+/// glibc's own clean-up after the destructors does: nothing runs the exit after that.
+extern "C" fn late_destructor(p: *mut libc::c_void) {
+    let round = LATE_ROUNDS.with(|r| {
+        r.set(r.get() + 1);
+        r.get()
+    });
+    // glibc's PTHREAD_DESTRUCTOR_ITERATIONS.
+    if round < 4 {
+        // SAFETY: our key; the block stays the destructor's.
+        unsafe { libc::pthread_setspecific(*LATE_KEY.get().unwrap(), p) };
+        return;
+    }
+    // SAFETY: the live 64-byte block the thread stored under the key.
+    unsafe { dealloc(p.cast(), layout(64)) };
+    for &s in &SIZES[..4] {
+        Block::new(s, 17).check_and_free();
+    }
+}
+
+/// A raw thread attached to the group: allocates, keeps a block for its late destructor,
+/// and exits.
+extern "C" fn leave_a_block_for_late(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: the `Group` the test keeps alive until this thread is joined.
+    let g = unsafe { *(arg as *const Group) };
+    g.attach_current_thread().unwrap();
+    let blocks: Vec<Block> = (0..2000).map(|i| Block::new(64, i)).collect();
+    // SAFETY: non-zero size.
+    let kept = unsafe { alloc(layout(64)) };
+    assert!(!kept.is_null());
+    for b in blocks {
+        b.check_and_free();
+    }
+    // SAFETY: a key made by the test; the block is the destructor's to free.
+    unsafe { libc::pthread_setspecific(*LATE_KEY.get().unwrap(), kept.cast()) };
+    std::ptr::null_mut()
+}
+
+#[test]
+fn a_thread_past_its_exit_takes_no_retired_state_over() {
+    let g = Group::create("/ret-late").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
+    // Made after cgmalloc's own key (set up by this process's first allocations), so its
+    // destructor runs after cgmalloc's in the same round.
+    LATE_KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a new key with a destructor of the right type.
+        assert_eq!(
+            unsafe { libc::pthread_key_create(&mut key, Some(late_destructor)) },
+            0
+        );
+        key
+    });
+    for round in 0..3 {
+        let mut t: libc::pthread_t = 0;
+        let arg = Box::new(g);
+        // SAFETY: `arg` outlives the thread, which is joined here.
+        unsafe {
+            let argp = &*arg as *const Group as *mut libc::c_void;
+            assert_eq!(
+                libc::pthread_create(&mut t, std::ptr::null(), leave_a_block_for_late, argp),
+                0
+            );
+            assert_eq!(libc::pthread_join(t, std::ptr::null_mut()), 0);
+        }
+        // The thread's state stays retired: its late frees and allocations did not keep
+        // it (or another) to die with the thread.
+        assert!(retired_states() >= 1, "round {round}");
+    }
+    assert_all_returned(&g);
+    assert_eq!(retired_states(), 0);
+    assert_eq!(
+        g.read("cgroup.threads").unwrap(),
+        "",
+        "exited threads still listed"
+    );
+    g.destroy().unwrap();
+}
