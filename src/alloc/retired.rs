@@ -66,7 +66,8 @@ pub fn waiting() -> bool {
     COUNT.load(Ordering::Relaxed) != 0
 }
 
-/// States retired now (a statistic).
+/// States retired now (for tests).
+#[cfg(feature = "internals")]
 pub fn count() -> usize {
     COUNT.load(Ordering::Relaxed)
 }
