@@ -94,6 +94,12 @@ pub mod internals {
     pub fn expire_retired() {
         crate::alloc::thread::expire_retired(true);
     }
+    /// The calling thread's allocator state, as a number (0 before its first
+    /// allocation): tells whether it changed.
+    #[cfg(not(loom))]
+    pub fn state_id() -> usize {
+        crate::alloc::tld::current() as usize
+    }
     /// Exited threads' states retired now, kept for the next thread.
     #[cfg(not(loom))]
     pub fn retired_states() -> usize {

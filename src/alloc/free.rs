@@ -312,6 +312,11 @@ unsafe fn free_general(p: *mut u8) {
         // chained, it would wait on this thread for the state's next owner, or its
         // expiry, and a reclaim (which pushes no chain) would not see its span empty.
         let retired = sg.owner.load(Ordering::Relaxed) == owner as usize;
+        if retired && thread::swap_to_retired(owner) {
+            // The block's state is this thread's now.
+            // SAFETY: this function's contract; nothing changed.
+            return unsafe { free_general(p) };
+        }
         // A thread that frees before it ever allocated gets its state here (not for a
         // retired state's block, nor past the thread's exit: the block goes alone).
         let me = if me.is_null() && span.class() != MEDIUM && !retired && !tls::exited() {

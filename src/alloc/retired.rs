@@ -7,6 +7,9 @@
 //! abandoned segment took its claim for each (`remote.rs`), and the exiting thread
 //! settles none of its spans (a walk of every block other threads freed into them).
 //!
+//! A thread that set itself up before the state retired may still take it over, at its
+//! first free into it (`thread::swap_to_retired`: `take_exact`).
+//!
 //! A state retired longer than `KEEP_NS` is taken off the list by whichever thread's
 //! allocation slow path sees it due, and its segments are abandoned then
 //! (`thread::expire_retired`), as at an exit without retirement; `malloc_trim` abandons
@@ -165,6 +168,30 @@ pub fn take(group: u32) -> Option<*mut Tld> {
         COUNT.fetch_sub(1, Ordering::Relaxed);
         Some(t)
     }
+}
+
+/// Takes `t` off the list if it is listed and its thread used `group` last.
+pub fn take_exact(t: *mut Tld, group: u32) -> bool {
+    let mut l = LIST.lock();
+    let mut link: *mut *mut Tld = &mut l.head;
+    // SAFETY: `link` is the list head or a listed state's link, and every state on the
+    // list is followed under the lock.
+    unsafe {
+        while !(*link).is_null() {
+            let c = *link;
+            if c == t {
+                if (*c).retired_group != group {
+                    return false;
+                }
+                *link = (*c).retired_next;
+                (*c).retired_next = ptr::null_mut();
+                COUNT.fetch_sub(1, Ordering::Relaxed);
+                return true;
+            }
+            link = &mut (*c).retired_next;
+        }
+    }
+    false
 }
 
 /// Takes off the list up to `BATCH` states retired at `now - KEEP_NS` or before (every

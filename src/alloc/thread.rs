@@ -202,6 +202,35 @@ pub fn setup_heap() -> *mut Heap {
 /// the state; or, if it cannot be retired, abandon every segment and recycle the state.
 pub fn thread_exit() {
     tls::mark_exited();
+    give_up_state();
+}
+
+/// A thread frees into a span of the retired state `r` (`retired.rs`), of its group:
+/// larson's shape, a thread handing its blocks to a successor it starts before it exits,
+/// so the successor set itself up before the state retired. Once in its life, the
+/// thread takes `r` over in place of its own state, which it retires (or abandons), so
+/// the frees still to come are its own. False if it may not (past its exit, once
+/// already, or inside a reclaim callback or OOM handler, which runs while the charge
+/// path of its own heap is under way) or `r` is no longer retired.
+#[cold]
+pub fn swap_to_retired(r: *mut Tld) -> bool {
+    if tls::exited() || tls::swapped() || memcg::threads::in_memalloc() {
+        return false;
+    }
+    if !retired::take_exact(r, memcg::threads::current_group()) {
+        return false;
+    }
+    tls::mark_swapped();
+    give_up_state();
+    // SAFETY: a retired state taken off the list, and the thread has none now.
+    unsafe { take_over(r) };
+    true
+}
+
+/// The calling thread gives its state up: pushes its pending remote frees, releases its
+/// cached mappings, and retires the state; or, if it cannot be retired, abandons every
+/// segment and recycles the state.
+fn give_up_state() {
     let tld = tld::current();
     if tld.is_null() {
         return;

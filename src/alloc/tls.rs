@@ -1,5 +1,6 @@
 //! The two thread-local words the fast paths read: the current heap and the thread's
-//! allocator state; and, for the slow paths, whether the thread has run its exit.
+//! allocator state; and, for the slow paths, whether the thread has run its exit or
+//! swapped its state for a retired one.
 //!
 //! In a Rust program the compiler reaches them with one `fs`-relative load. In the shared
 //! library (feature `override`) it would call `__tls_get_addr` for each access, since a
@@ -22,6 +23,9 @@ pub struct Words {
     /// destructor run after, glibc's own clean-up) must not stay with it, to die with
     /// it.
     pub exited: Cell<bool>,
+    /// The thread has swapped its state for a retired one (`thread::swap_to_retired`),
+    /// which it does once.
+    pub swapped: Cell<bool>,
 }
 
 thread_local! {
@@ -30,6 +34,7 @@ thread_local! {
             heap: Cell::new(&EMPTY_HEAP.0 as *const Heap as *mut Heap),
             tld: Cell::new(ptr::null_mut()),
             exited: Cell::new(false),
+            swapped: Cell::new(false),
         }
     };
 }
@@ -173,6 +178,16 @@ pub fn mark_exited() {
 /// Whether the thread has run its exit.
 pub fn exited() -> bool {
     WORDS.with(|w| w.exited.get())
+}
+
+/// The thread swaps its state for a retired one.
+pub fn mark_swapped() {
+    WORDS.with(|w| w.swapped.set(true));
+}
+
+/// Whether the thread has swapped its state for a retired one.
+pub fn swapped() -> bool {
+    WORDS.with(|w| w.swapped.get())
 }
 
 /// Called when a thread sets itself up.

@@ -369,3 +369,127 @@ fn a_thread_past_its_exit_takes_no_retired_state_over() {
     );
     g.destroy().unwrap();
 }
+
+/// Larson's shape: a thread set itself up before the thread whose blocks it gets exited.
+/// Its first free into the retired state swaps its own state for that one (retired in
+/// its place), so the frees still to come are its own and it allocates from the state's
+/// spans.
+#[test]
+fn a_thread_started_before_its_predecessor_exits_takes_its_state_over() {
+    let g = Group::create("/ret-swap").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
+    let (to_b, from_main) = std::sync::mpsc::channel::<Vec<Block>>();
+    let b = thread::spawn(move || {
+        g.attach_current_thread().unwrap();
+        let own = Block::new(100, 21);
+        let before = cgmalloc::internals::state_id();
+        let inherited = from_main.recv().unwrap();
+        let segments = small_segments(&inherited);
+        for b in inherited {
+            b.check_and_free();
+        }
+        let after = cgmalloc::internals::state_id();
+        let next = Block::new(100, 23);
+        let inside = segments.contains(&segment_of(next.p));
+        let retired = retired_states();
+        next.check_and_free();
+        // A block of the state it gave up: pushed there, not chained.
+        own.check_and_free();
+        (before != after, inside, retired)
+    });
+    let live = leave_blocks(Some(g), 8, 25);
+    assert_eq!(retired_states(), 1);
+    to_b.send(live).unwrap();
+    let (swapped, inside, retired) = b.join().unwrap();
+    // The channel holds the waiting list its receiver grew, in the group.
+    drop(to_b);
+    assert!(swapped, "the thread kept its own state");
+    assert!(
+        inside,
+        "the thread did not allocate from the state it took over"
+    );
+    assert_eq!(
+        retired, 1,
+        "its own state was not retired in place of the one it took"
+    );
+    // This thread's chains (blocks of the other thread's, freed by the channel) go to
+    // their spans first: reclaim pushes no chain.
+    cgmalloc::trim();
+    assert_all_returned(&g);
+    assert_eq!(retired_states(), 0);
+    g.destroy().unwrap();
+}
+
+/// A reclaim callback frees the blocks of a state retired while it runs (inside the
+/// charge path of the calling thread's heap): the thread keeps its state.
+#[test]
+fn a_reclaim_callback_freeing_into_a_retired_state_keeps_the_callers_state() {
+    use std::sync::{Arc, Mutex};
+    let g = Group::create("/ret-cb").unwrap();
+    g.set_max(16 * MIB as u64).unwrap();
+    let (to_main, blocks) = std::sync::mpsc::channel::<Vec<Block>>();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let x = thread::spawn(move || {
+        g.attach_current_thread().unwrap();
+        // 8 MiB in small blocks, more than the allocations below need.
+        let mine: Vec<Block> = SIZES[..4]
+            .iter()
+            .cycle()
+            .take(400)
+            .chain([8000; 1000].iter())
+            .enumerate()
+            .map(|(i, &s)| Block::new(s, i as u64))
+            .collect();
+        to_main.send(mine).unwrap();
+        wait.recv().unwrap();
+    });
+    let held = Arc::new(Mutex::new(Some((x, go, blocks.recv().unwrap()))));
+    // The channel's buffer was allocated in the group.
+    drop(blocks);
+    let seen = Arc::new(Mutex::new(None));
+    let r = {
+        let (held, seen) = (Arc::clone(&held), Arc::clone(&seen));
+        g.on_reclaim(move |_| {
+            let Some((x, go, blocks)) = held.lock().unwrap().take() else {
+                return 0;
+            };
+            go.send(()).unwrap();
+            x.join().unwrap();
+            let retired = retired_states();
+            let before = cgmalloc::internals::state_id();
+            let bytes: usize = blocks.iter().map(|b| b.size).sum();
+            for b in blocks {
+                b.check_and_free();
+            }
+            *seen.lock().unwrap() = Some((retired, before, cgmalloc::internals::state_id()));
+            bytes as u64
+        })
+        .unwrap()
+    };
+    g.attach_current_thread().unwrap();
+    let mut boxes: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..64 {
+        let mut v = Vec::new();
+        if v.try_reserve_exact(MIB).is_err() {
+            break;
+        }
+        v.resize(MIB, 1);
+        boxes.push(v);
+        if seen.lock().unwrap().is_some() {
+            break;
+        }
+    }
+    let (retired, before, after) = seen.lock().unwrap().expect("the callback never ran");
+    assert_eq!(retired, 1, "the exited thread's state was not retired");
+    assert_ne!(before, 0);
+    assert_eq!(
+        before, after,
+        "the callback's frees swapped the thread's state"
+    );
+    drop(boxes);
+    drop(r);
+    Group::root().attach_current_thread().unwrap();
+    cgmalloc::trim();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
