@@ -22,9 +22,13 @@
 #   `memcg`'s `model::` tests: one thread, nothing to race, and over 5 minutes
 #   instrumented under TSan; left out of ASan too.
 # - Excluded tests, each with its reason in the filter below:
-#   TSan `alloc` `adopt::a_fork_child_keeps_the_abandoned_segments_for_adoption`: its
-#   child, forked from a multi-threaded process, starts threads, which TSan refuses
-#   ("starting new threads after multi-threaded fork is not supported");
+#   TSan `alloc` `adopt::a_fork_child_keeps_the_abandoned_segments_for_adoption` and
+#   `retire::a_fork_child_recycles_the_retired_states`: their child, forked from a
+#   multi-threaded process, starts threads, which TSan refuses ("starting new threads
+#   after multi-threaded fork is not supported");
+#   TSan `alloc` `retire::a_thread_past_its_exit_takes_no_retired_state_over`: it
+#   allocates in the last round of a thread's key destructors, after TSan's own
+#   destructor has finished the thread (TSan then faults in its own runtime);
 #   TSan `alloc` `large_slack::slack_purged_while_a_mapping_changes_group`: asserts that
 #   more than 100 rounds run in 3 seconds, about 20 do under TSan.
 # - Scaled down: `alloc`'s `threads::` tests run 20,000 thread create / join cycles
@@ -101,6 +105,8 @@ tier_tsan() {
     TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp second_deadlock_stack=1" \
         run_sanitized thread tsan "${args[@]}" -E "$NOT_MODEL"'
             and not (binary(alloc) and test(=adopt::a_fork_child_keeps_the_abandoned_segments_for_adoption))
+            and not (binary(alloc) and test(=retire::a_fork_child_recycles_the_retired_states))
+            and not (binary(alloc) and test(=retire::a_thread_past_its_exit_takes_no_retired_state_over))
             and not (binary(alloc) and test(=large_slack::slack_purged_while_a_mapping_changes_group))'
 }
 

@@ -318,8 +318,9 @@ unsafe fn free_general(p: *mut u8) {
             return unsafe { free_general(p) };
         }
         // A thread that frees before it ever allocated gets its state here (not for a
-        // retired state's block, nor past the thread's exit: the block goes alone).
-        let me = if me.is_null() && span.class() != MEDIUM && !retired && !tls::exited() {
+        // retired state's block, nor past the thread's exit or in the middle of a swap
+        // of its state: the block goes alone).
+        let me = if me.is_null() && span.class() != MEDIUM && !retired && !tls::keeps_no_state() {
             thread::setup_state()
         } else {
             me

@@ -87,11 +87,11 @@ fn init() {
 #[cold]
 pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
     let r = alloc_slow_in_heap(size, align);
-    if tls::exited() {
-        // Past the thread's exit (a destructor run after, glibc's own clean-up): the
-        // state set up for this allocation goes back now, as at the exit, since nothing
-        // will run the exit again.
-        thread::thread_exit();
+    if tls::keeps_no_state() {
+        // Past the thread's exit (a destructor run after, glibc's own clean-up), or in
+        // the middle of a swap of its state (`thread::swap_to_retired`): the state set up
+        // for this allocation goes back now, since nothing else would give it back.
+        thread::give_up_state();
     }
     r
 }

@@ -217,20 +217,28 @@ pub fn swap_to_retired(r: *mut Tld) -> bool {
     if tls::exited() || tls::swapped() || memcg::threads::in_memalloc() {
         return false;
     }
+    let _errno = crate::os::ErrnoGuard::new();
+    // Registered before, not inside the swap (registration may allocate).
+    memcg::threads::ensure_registered();
     if !retired::take_exact(r, memcg::threads::current_group()) {
         return false;
     }
+    // Until `take_over` installs `r` the thread has no state: what it frees meanwhile
+    // (an uncharge's hook) sets none up, and what it allocates gives its state back at
+    // once (`front::alloc_slow`).
+    tls::set_swapping(true);
     tls::mark_swapped();
     give_up_state();
     // SAFETY: a retired state taken off the list, and the thread has none now.
     unsafe { take_over(r) };
+    tls::set_swapping(false);
     true
 }
 
 /// The calling thread gives its state up: pushes its pending remote frees, releases its
 /// cached mappings, and retires the state; or, if it cannot be retired, abandons every
 /// segment and recycles the state.
-fn give_up_state() {
+pub fn give_up_state() {
     let tld = tld::current();
     if tld.is_null() {
         return;

@@ -26,6 +26,8 @@ pub struct Words {
     /// The thread has swapped its state for a retired one (`thread::swap_to_retired`),
     /// which it does once.
     pub swapped: Cell<bool>,
+    /// The swap is under way: the thread has no state until it ends.
+    pub swapping: Cell<bool>,
 }
 
 thread_local! {
@@ -35,6 +37,7 @@ thread_local! {
             tld: Cell::new(ptr::null_mut()),
             exited: Cell::new(false),
             swapped: Cell::new(false),
+            swapping: Cell::new(false),
         }
     };
 }
@@ -188,6 +191,17 @@ pub fn mark_swapped() {
 /// Whether the thread has swapped its state for a retired one.
 pub fn swapped() -> bool {
     WORDS.with(|w| w.swapped.get())
+}
+
+/// The swap of the thread's state starts or ends.
+pub fn set_swapping(on: bool) {
+    WORDS.with(|w| w.swapping.set(on));
+}
+
+/// Whether a state the thread sets up now must be given back at once: past its exit, or
+/// in the middle of a swap.
+pub fn keeps_no_state() -> bool {
+    WORDS.with(|w| w.exited.get() || w.swapping.get())
 }
 
 /// Called when a thread sets itself up.

@@ -155,9 +155,11 @@ impl Orphan {
 impl Drop for Orphan {
     fn drop(&mut self) {
         if let Some((d, ctx)) = self.0.take() {
+            // The program's code, which may run inside the allocator (a group freed by an
+            // uncharge): at memalloc depth, as the callback itself.
             // SAFETY: the registrant paired `ctx` with `d`; the entry is gone, so this is
             // the only drop.
-            unsafe { d(ctx) };
+            crate::util::memalloc::with_memalloc(|| unsafe { d(ctx) });
         }
     }
 }

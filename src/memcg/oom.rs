@@ -158,8 +158,13 @@ pub fn decide(id: u32, over: u32, nr: Pages) -> Action {
             usage: c.usage() * PAGE_SIZE,
             max: max.saturating_mul(PAGE_SIZE),
         };
-        let r = threads::with_memalloc(|| held.call_oom(&info));
-        drop(held);
+        // The handler's reference goes back inside too: its drop may drop the handler
+        // (removed meanwhile), the program's code.
+        let r = threads::with_memalloc(|| {
+            let r = held.call_oom(&info);
+            drop(held);
+            r
+        });
         return r.map_or(Action::Fail, Action::decode);
     }
     match effective_policy(over) {

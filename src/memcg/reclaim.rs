@@ -115,8 +115,13 @@ pub fn callbacks(id: u32, want: u64) -> u64 {
                 GROUPS.count_event(gid, Event::Low);
             }
             let wanted = want - got;
-            let freed = threads::with_memalloc(|| held.call_reclaim(wanted as usize));
-            drop(held);
+            // The callback's reference goes back inside too: its drop may drop the
+            // callback (removed meanwhile), the program's code.
+            let freed = threads::with_memalloc(|| {
+                let f = held.call_reclaim(wanted as usize);
+                drop(held);
+                f
+            });
             // `pick_reclaimer` hands out reclaim callbacks only.
             let freed = freed.unwrap_or(0);
             GROUPS.add_stat(gid, StatKey::ReclaimCalls, 1);

@@ -3,7 +3,8 @@
 //!
 //! State lives in two places:
 //! - `TLS`, a `const`-initialised thread-local with no destructor (so reading it never
-//!   allocates): the current group, the registry slot, the memalloc depth;
+//!   allocates): the current group, the registry slot (the memalloc depth is
+//!   `util::memalloc`'s);
 //! - `THREADS`, a static registry of slots `{tid, group, stock, pthread, pending}` that
 //!   other threads can read (`cgroup.threads`), drain (`drain_all_stock`) and ask to
 //!   change group (`request_attach`: `pthread_setname_np` on another thread).
@@ -62,7 +63,6 @@ static SCAN_HINT: AtomicUsize = AtomicUsize::new(0);
 struct ThreadState {
     slot: Cell<u32>,
     group: Cell<u32>,
-    memalloc: Cell<u32>,
 }
 
 thread_local! {
@@ -70,7 +70,6 @@ thread_local! {
         ThreadState {
             slot: Cell::new(NO_SLOT),
             group: Cell::new(ROOT),
-            memalloc: Cell::new(0),
         }
     };
 }
@@ -81,24 +80,11 @@ pub fn current_group() -> u32 {
     TLS.with(|t| t.group.get())
 }
 
-/// True inside a reclaim callback or OOM handler: charges are forced.
-#[inline]
-pub fn in_memalloc() -> bool {
-    TLS.with(|t| t.memalloc.get() != 0)
-}
-
+/// True inside a reclaim callback or OOM handler (or a callback context's drop): charges
+/// are forced (`util::memalloc`).
+pub use crate::util::memalloc::in_memalloc;
 /// Runs `f` with this thread's charges forced and never recursing into reclaim.
-pub fn with_memalloc<R>(f: impl FnOnce() -> R) -> R {
-    TLS.with(|t| t.memalloc.set(t.memalloc.get() + 1));
-    struct Leave;
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            TLS.with(|t| t.memalloc.set(t.memalloc.get() - 1));
-        }
-    }
-    let _leave = Leave;
-    f()
-}
+pub use crate::util::memalloc::with_memalloc;
 
 /// This thread's registry slot, registering it on first use; `None` if the registry is
 /// full.

@@ -10,5 +10,6 @@ pub mod fmtbuf;
 pub mod glob;
 pub mod hook;
 pub mod local;
+pub mod memalloc;
 pub mod spin;
 pub mod sync;
