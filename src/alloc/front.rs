@@ -97,6 +97,7 @@ pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
 }
 
 fn alloc_slow_in_heap(size: usize, align: usize) -> (*mut u8, bool) {
+    tls::count_slow_path();
     let t = tld::current();
     if !t.is_null() {
         // SAFETY: this thread's live state.

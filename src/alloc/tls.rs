@@ -28,6 +28,9 @@ pub struct Words {
     pub swapped: Cell<bool>,
     /// The swap is under way: the thread has no state until it ends.
     pub swapping: Cell<bool>,
+    /// Allocation slow paths the thread has taken (up to `u32::MAX`): a young thread
+    /// may swap its state (`thread::swap_to_retired`).
+    pub slow_paths: Cell<u32>,
 }
 
 thread_local! {
@@ -38,6 +41,7 @@ thread_local! {
             exited: Cell::new(false),
             swapped: Cell::new(false),
             swapping: Cell::new(false),
+            slow_paths: Cell::new(0),
         }
     };
 }
@@ -191,6 +195,16 @@ pub fn mark_swapped() {
 /// Whether the thread has swapped its state for a retired one.
 pub fn swapped() -> bool {
     WORDS.with(|w| w.swapped.get())
+}
+
+/// Counts an allocation slow path.
+pub fn count_slow_path() {
+    WORDS.with(|w| w.slow_paths.set(w.slow_paths.get().saturating_add(1)));
+}
+
+/// Allocation slow paths the thread has taken.
+pub fn slow_paths() -> u32 {
+    WORDS.with(|w| w.slow_paths.get())
 }
 
 /// The swap of the thread's state starts or ends.

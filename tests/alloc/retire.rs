@@ -493,3 +493,31 @@ fn a_reclaim_callback_freeing_into_a_retired_state_keeps_the_callers_state() {
     assert_all_returned(&g);
     g.destroy().unwrap();
 }
+
+/// An older thread (past its first 128 allocation slow paths) keeps its own state when
+/// it frees into a retired one: its blocks would wait in the state it retired.
+#[test]
+fn an_older_thread_keeps_its_own_state() {
+    let g = Group::create("/ret-old").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
+    let (to_b, from_main) = std::sync::mpsc::channel::<Vec<Block>>();
+    let b = thread::spawn(move || {
+        g.attach_current_thread().unwrap();
+        // Medium blocks: an allocation slow path each.
+        for i in 0..200 {
+            Block::new(40 * KIB, i).check_and_free();
+        }
+        let before = cgmalloc::internals::state_id();
+        for b in from_main.recv().unwrap() {
+            b.check_and_free();
+        }
+        before == cgmalloc::internals::state_id()
+    });
+    let live = leave_blocks(Some(g), 8, 27);
+    to_b.send(live).unwrap();
+    assert!(b.join().unwrap(), "an older thread swapped its state");
+    drop(to_b);
+    cgmalloc::trim();
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
