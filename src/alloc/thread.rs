@@ -169,6 +169,13 @@ unsafe fn take_over(t: *mut Tld) {
     // SAFETY: this thread's state now, recycled only by its `thread_exit`.
     unsafe { tls::set_tld(t) };
     tls::calibrate();
+    // Installed: a swap is over (what the thread allocates below keeps this state), and
+    // a thread past its exit, which gives the state back after its allocation, idles
+    // nothing (an uncharge's hook could allocate, and give the state back, mid-walk).
+    tls::set_swapping(false);
+    if tls::exited() {
+        return;
+    }
     let group = memcg::threads::current_group();
     let mut h = st.heaps;
     while !h.is_null() {
@@ -216,13 +223,15 @@ const SWAP_YOUNG: u32 = 128;
 /// so the successor set itself up before the state retired. Once in its life, the
 /// thread takes `r` over in place of its own state, which it retires (or abandons), so
 /// the frees still to come are its own. False if it may not (past its exit, once
-/// already, or inside a reclaim callback or OOM handler, which runs while the charge
-/// path of its own heap is under way) or `r` is no longer retired.
+/// already, past its youth, or at memalloc depth: in the program's code run inside the
+/// allocator, a reclaim callback, an OOM handler or a callback context's drop, which
+/// may be in the middle of one of the thread's own operations) or `r` is no longer
+/// retired.
 #[cold]
 pub fn swap_to_retired(r: *mut Tld) -> bool {
     if tls::exited()
         || tls::swapped()
-        || tls::slow_paths() > SWAP_YOUNG
+        || tls::slow_paths() >= SWAP_YOUNG
         || memcg::threads::in_memalloc()
     {
         return false;
@@ -241,7 +250,6 @@ pub fn swap_to_retired(r: *mut Tld) -> bool {
     give_up_state();
     // SAFETY: a retired state taken off the list, and the thread has none now.
     unsafe { take_over(r) };
-    tls::set_swapping(false);
     true
 }
 
