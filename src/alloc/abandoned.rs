@@ -1,5 +1,6 @@
 //! Abandoned segments: span segments whose owner thread exited while blocks in them were
-//! still live, waiting for a thread to adopt them.
+//! still live (its state could not be retired, or its retirement expired, `retired.rs`),
+//! waiting for a thread to adopt them.
 //!
 //! They wait on one global list, linked through `next_owned`/`prev_owned` (unused while a
 //! segment has no owner). A thread that needs slices for a new span and has no room in

@@ -106,8 +106,9 @@ extern "C" fn child() {
     // Only this thread exists now: the segment list can be walked and changed freely.
     // SAFETY: in a fork child only this thread runs.
     unsafe { Segment::for_each_unlocked(settle) };
-    // Retired states' segments were settled above, as the vanished threads' were.
-    thread::forget_retired_in_child();
+    // SAFETY: a fork child; retired states' segments were settled above, as the
+    // vanished threads' were.
+    unsafe { thread::forget_retired_in_child() };
 }
 
 /// Registers the handlers (once, at initialisation).

@@ -4,20 +4,23 @@
 //! Three cases, by the owner of the block's segment:
 //! - this thread: push on the span's `free` (or `local_free` past its budget, or while
 //!   the span holds unchecked blocks, `span.rs`; no atomics);
-//! - another live thread: linked onto this thread's chain for the span, which goes onto
-//!   the span's `thread_free` in one push (`remote.rs`); a medium block, or a block of a
-//!   retired state (its thread exited, `retired.rs`), is pushed at once. If the span sat on its heap's full list (the push took its `FULL` flag down),
-//!   the heap is marked so the owner takes it back. Once pushed, the block may be
-//!   collected and the span reused at once: the freeing thread writes nothing of the
-//!   span after its push (`span.rs`). Its pages stay charged until the owner collects the
-//!   span and keeps or releases it, as for its own frees (a medium block's span too: its
-//!   pages are resident until then);
-//! - nobody (the owner exited): under the segment's claim, free locally and release the
+//! - another live thread, or a retired state (its thread exited, kept for the next,
+//!   `retired.rs`): linked onto this thread's chain for the span, which goes onto the
+//!   span's `thread_free` in one push (`remote.rs`); a medium block, or a block of a
+//!   retired state, is pushed at once (a young thread first takes a retired state of its
+//!   group over, `thread::swap_to_retired`, and frees the block as its own). If the span
+//!   sat on its heap's full list (the push took its `FULL` flag down), the heap is
+//!   marked so the owner takes it back. Once pushed, the block may be collected and the
+//!   span reused at once: the freeing thread writes nothing of the span after its push
+//!   (`span.rs`). Its pages stay charged until the owner collects the span and keeps or
+//!   releases it, as for its own frees (a medium block's span too: its pages are
+//!   resident until then);
+//! - nobody (the owner's state was abandoned, `thread.rs`): under the segment's claim, free locally and release the
 //!   span when it empties. A remote free that races with the owner's exit checks the
 //!   owner again after its push (both sides sequentially consistent), and settles the
-//!   span itself if the owner is gone (`remote.rs`). A thread adopting the segment holds the claim
-//!   while it takes the spans over, so a free that finds an owner under the claim frees
-//!   again as a remote or local free.
+//!   span itself if the owner is gone (`remote.rs`). A thread adopting the segment holds
+//!   the claim while it takes the spans over, so a free that finds an owner under the
+//!   claim frees again as a remote or local free.
 //!
 //! `free` takes the owner's common case inline, `free_not_owned` the common case of a
 //! block of another live thread's span (the checks `free_general` makes of it, in a few

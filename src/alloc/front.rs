@@ -91,7 +91,9 @@ pub fn alloc_slow(size: usize, align: usize) -> (*mut u8, bool) {
         // Past the thread's exit (a destructor run after, glibc's own clean-up), or in
         // the middle of a swap of its state (`thread::swap_to_retired`): the state set up
         // for this allocation goes back now, since nothing else would give it back.
-        thread::give_up_state();
+        // SAFETY: that state was set up (or taken over) for this allocation, done: no
+        // frame uses it.
+        unsafe { thread::give_up_state() };
     }
     r
 }

@@ -14,8 +14,9 @@
 //! (cached mappings' pages moved into new blocks); `large` (blocks in their own
 //! mappings) and `medium` (blocks up to 1 MiB, a span each); `remote` (frees into spans
 //! other threads own, in chains, or exited threads owned); `retired` (exited threads'
-//! states kept for the next thread); `thread` (a thread's set-up and exit); `free` (the free path) and `account` (statistics and reclaim for the
-//! accounting engine); `fork` (the `pthread_atfork` handlers); `front` (entry points).
+//! states kept for the next thread); `thread` (a thread's set-up and exit); `free` (the
+//! free path) and `account` (statistics and reclaim for the accounting engine); `fork`
+//! (the `pthread_atfork` handlers); `front` (entry points).
 
 pub mod abandoned;
 pub mod account;

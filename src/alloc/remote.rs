@@ -1,6 +1,6 @@
 //! Frees into spans this thread does not own: another live thread's (pushed onto the
-//! span's `thread_free`, in chains) or nobody's (the owner exited: freed under the
-//! segment's claim).
+//! span's `thread_free`, in chains; a retired state's alone, `free.rs`) or nobody's (the
+//! owner's state was abandoned, `thread.rs`: freed under the segment's claim).
 //!
 //! A thread frees a block of another thread's small-block span by linking it onto a chain
 //! of its own for that span (`Tld::pending`, `PENDING_CHAINS` chains, the slot chosen by

@@ -1,20 +1,20 @@
 //! Retired thread states: the state (`Tld`) of an exited thread, kept whole (its heaps,
 //! their spans and caches, its segments) for the next thread that sets itself up (one
 //! whose thread used the new thread's group last, if any), as snmalloc pools its
-//! allocators. Under thread
-//! churn, where a thread frees the blocks of the thread before it, those frees stay
-//! frees into a live owner's spans (chained, or the new owner's own), where an
-//! abandoned segment took its claim for each (`remote.rs`), and the exiting thread
-//! settles none of its spans (a walk of every block other threads freed into them).
+//! allocators. Under thread churn, where a thread frees the blocks of the thread before
+//! it, those frees stay frees into a live owner's spans (chained, or the new owner's
+//! own), where an abandoned segment took its claim for each (`remote.rs`), and the
+//! exiting thread settles none of its spans (a walk of every block other threads freed
+//! into them).
 //!
 //! A thread that set itself up before the state retired may still take it over, at its
 //! first free into it (`thread::swap_to_retired`: `take_exact`).
 //!
 //! A state retired longer than `KEEP_NS` is taken off the list by whichever thread's
 //! allocation slow path sees it due, and its segments are abandoned then
-//! (`thread::expire_retired`), as at an exit without retirement; `malloc_trim` abandons
-//! every retired state. So a process whose thread count falls does not keep its exited
-//! threads' empty spans and dirty slices.
+//! (`thread::expire_retired`), as at an exit without retirement; reclaim and
+//! `malloc_trim` abandon every retired state. So a process whose thread count falls
+//! does not keep its exited threads' empty spans and dirty slices.
 //!
 //! Invariants:
 //! - a retired state is on the list, and was its thread's (`thread_exit`, after the
@@ -22,9 +22,9 @@
 //!   thread uses it until one takes it off under the lock;
 //! - its segments' `owner` is the state's own address, which no thread's id
 //!   (`tls::thread_id`) can be: a new thread handed the exited thread's id does not take
-//!   their blocks for its own. Other threads free into them as into a live thread's
-//!   spans; a reclaimer purges the state's cached spans under its cache lock, as any
-//!   thread's. The thread that takes the state over stores its own id in each segment.
+//!   their blocks for its own. Other threads' frees into them are pushed at once, not
+//!   chained (`free.rs`); a reclaimer purges the state's cached spans under its cache
+//!   lock, as any thread's. The thread that takes the state over stores its own id in each segment.
 //!
 //! Lock order: the list lock is a leaf.
 
@@ -87,15 +87,8 @@ pub unsafe fn retire(t: *mut Tld, group: u32, now: u64) -> bool {
     }
     // SAFETY: the state is ours alone (this function's contract).
     let st = unsafe { &mut *t };
-    let token = t as usize;
-    let mut seg = st.segments;
-    while !seg.is_null() {
-        // SAFETY: the state's segments are live and ours.
-        unsafe {
-            (*seg).owner.store(token, Ordering::Relaxed);
-            seg = (*seg).next_owned;
-        }
-    }
+    // SAFETY: as above.
+    unsafe { set_owner(st, t as usize) };
     st.retired_group = group;
     st.retired_at = now;
     let mut l = LIST.lock();
@@ -117,13 +110,38 @@ pub unsafe fn retire(t: *mut Tld, group: u32, now: u64) -> bool {
 /// # Safety
 /// `t`'s segments are live, and `t` is the calling thread's (or held by it alone).
 pub unsafe fn restore_owner(t: &Tld) {
+    // SAFETY: this function's contract.
+    unsafe { set_owner(t, t.id) };
+}
+
+/// Stores `owner` in every segment of `t`.
+///
+/// # Safety
+/// As for `restore_owner`.
+unsafe fn set_owner(t: &Tld, owner: usize) {
     let mut seg = t.segments;
     while !seg.is_null() {
         // SAFETY: the state's segments are live.
         unsafe {
-            (*seg).owner.store(t.id, Ordering::Relaxed);
+            (*seg).owner.store(owner, Ordering::Relaxed);
             seg = (*seg).next_owned;
         }
+    }
+}
+
+/// Takes the state `*link` names off the list and returns it.
+///
+/// # Safety
+/// The caller holds the list lock; `link` is the head or a listed state's link, and
+/// names a state.
+unsafe fn unlink(link: *mut *mut Tld) -> *mut Tld {
+    // SAFETY: this function's contract.
+    unsafe {
+        let t = *link;
+        *link = (*t).retired_next;
+        (*t).retired_next = ptr::null_mut();
+        COUNT.fetch_sub(1, Ordering::Relaxed);
+        t
     }
 }
 
@@ -158,16 +176,7 @@ pub fn take(group: u32) -> Option<*mut Tld> {
         link = head;
     }
     // SAFETY: `link` is the head or a listed state's link, under the lock.
-    unsafe {
-        let t = *link;
-        if t.is_null() {
-            return None;
-        }
-        *link = (*t).retired_next;
-        (*t).retired_next = ptr::null_mut();
-        COUNT.fetch_sub(1, Ordering::Relaxed);
-        Some(t)
-    }
+    unsafe { (!(*link).is_null()).then(|| unlink(link)) }
 }
 
 /// Takes `t` off the list if it is listed and its thread used `group` last.
@@ -183,9 +192,7 @@ pub fn take_exact(t: *mut Tld, group: u32) -> bool {
                 if (*c).retired_group != group {
                     return false;
                 }
-                *link = (*c).retired_next;
-                (*c).retired_next = ptr::null_mut();
-                COUNT.fetch_sub(1, Ordering::Relaxed);
+                unlink(link);
                 return true;
             }
             link = &mut (*c).retired_next;
@@ -210,10 +217,7 @@ pub fn take_expired(now: u64, all: bool, out: &mut [*mut Tld; BATCH]) -> usize {
         while !(*link).is_null() {
             let t = *link;
             if n < BATCH && (all || (*t).retired_at + KEEP_NS <= now) {
-                *link = (*t).retired_next;
-                (*t).retired_next = ptr::null_mut();
-                COUNT.fetch_sub(1, Ordering::Relaxed);
-                out[n] = t;
+                out[n] = unlink(link);
                 n += 1;
             } else {
                 DUE.note((*t).retired_at + KEEP_NS);

@@ -6,8 +6,8 @@
 //! When the thread changes group, the TLS heap goes back to the empty heap and the next
 //! allocation finds (or creates) the heap of the new group.
 //!
-//! At thread exit the state is retired whole, for the next thread of its group
-//! (`retired.rs`). A state that cannot be retired, or that expires retired, has every
+//! At thread exit the state is retired whole, for the next thread (`retired.rs`); a
+//! young thread that frees into a retired state of its group swaps its own for it. A state that cannot be retired, or that expires retired, has every
 //! owned segment abandoned: under its claim, `tld` is cleared, then each span is
 //! collected; empty spans are released, the others marked `ABANDONED` and left to the
 //! threads that free their last blocks (see `remote.rs`). The pages of released spans
@@ -209,7 +209,8 @@ pub fn setup_heap() -> *mut Heap {
 /// the state; or, if it cannot be retired, abandon every segment and recycle the state.
 pub fn thread_exit() {
     tls::mark_exited();
-    give_up_state();
+    // SAFETY: the thread's exit runs between its operations (a key destructor).
+    unsafe { give_up_state() };
 }
 
 /// A thread swaps its state only while it is young, within this many allocation slow
@@ -229,11 +230,7 @@ const SWAP_YOUNG: u32 = 128;
 /// retired.
 #[cold]
 pub fn swap_to_retired(r: *mut Tld) -> bool {
-    if tls::exited()
-        || tls::swapped()
-        || tls::slow_paths() >= SWAP_YOUNG
-        || memcg::threads::in_memalloc()
-    {
+    if tls::exited() || tls::slow_paths() >= SWAP_YOUNG || memcg::threads::in_memalloc() {
         return false;
     }
     let _errno = crate::os::ErrnoGuard::new();
@@ -246,8 +243,10 @@ pub fn swap_to_retired(r: *mut Tld) -> bool {
     // (an uncharge's hook) sets none up, and what it allocates gives its state back at
     // once (`front::alloc_slow`).
     tls::set_swapping(true);
-    tls::mark_swapped();
-    give_up_state();
+    tls::age_out();
+    // SAFETY: not at memalloc depth (checked above): called from `free`, the thread is
+    // between its own operations.
+    unsafe { give_up_state() };
     // SAFETY: a retired state taken off the list, and the thread has none now.
     unsafe { take_over(r) };
     true
@@ -256,7 +255,12 @@ pub fn swap_to_retired(r: *mut Tld) -> bool {
 /// The calling thread gives its state up: pushes its pending remote frees, releases its
 /// cached mappings, and retires the state; or, if it cannot be retired, abandons every
 /// segment and recycles the state.
-pub fn give_up_state() {
+///
+/// # Safety
+/// No frame of the calling thread is using its state: the thread is between its own
+/// operations (or the state was set up for the one allocation just made past its exit
+/// or during a swap, `front::alloc_slow`).
+pub unsafe fn give_up_state() {
     let tld = tld::current();
     if tld.is_null() {
         return;
@@ -345,7 +349,11 @@ pub fn expire_retired(all: bool) {
 
 /// In a fork child: the retired states' segments were settled with the vanished
 /// threads' (their `tld` is not this thread's); recycles the states and their heaps.
-pub fn forget_retired_in_child() {
+///
+/// # Safety
+/// A fork child, whose segments not of this thread were settled (`fork.rs`): no segment
+/// or span names a retired state any more.
+pub unsafe fn forget_retired_in_child() {
     let mut t = retired::take_all_in_child();
     while !t.is_null() {
         // SAFETY: a state taken off the list with the rest of it.

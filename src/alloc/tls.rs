@@ -1,6 +1,6 @@
 //! The two thread-local words the fast paths read: the current heap and the thread's
-//! allocator state; and, for the slow paths, whether the thread has run its exit or
-//! swapped its state for a retired one.
+//! allocator state; and, for the slow paths, whether the thread has run its exit or is
+//! swapping its state for a retired one, and its age in slow paths.
 //!
 //! In a Rust program the compiler reaches them with one `fs`-relative load. In the shared
 //! library (feature `override`) it would call `__tls_get_addr` for each access, since a
@@ -23,13 +23,11 @@ pub struct Words {
     /// destructor run after, glibc's own clean-up) must not stay with it, to die with
     /// it.
     pub exited: Cell<bool>,
-    /// The thread has swapped its state for a retired one (`thread::swap_to_retired`),
-    /// which it does once.
-    pub swapped: Cell<bool>,
     /// The swap is under way: the thread has no state until it ends.
     pub swapping: Cell<bool>,
-    /// Allocation slow paths the thread has taken (up to `u32::MAX`): a young thread
-    /// may swap its state (`thread::swap_to_retired`).
+    /// The thread's age: allocation slow paths it has taken (up to `u32::MAX`, where a
+    /// swap of its state puts it). A young thread may swap its state, once
+    /// (`thread::swap_to_retired`).
     pub slow_paths: Cell<u32>,
 }
 
@@ -39,7 +37,6 @@ thread_local! {
             heap: Cell::new(&EMPTY_HEAP.0 as *const Heap as *mut Heap),
             tld: Cell::new(ptr::null_mut()),
             exited: Cell::new(false),
-            swapped: Cell::new(false),
             swapping: Cell::new(false),
             slow_paths: Cell::new(0),
         }
@@ -187,24 +184,19 @@ pub fn exited() -> bool {
     WORDS.with(|w| w.exited.get())
 }
 
-/// The thread swaps its state for a retired one.
-pub fn mark_swapped() {
-    WORDS.with(|w| w.swapped.set(true));
-}
-
-/// Whether the thread has swapped its state for a retired one.
-pub fn swapped() -> bool {
-    WORDS.with(|w| w.swapped.get())
-}
-
 /// Counts an allocation slow path.
 pub fn count_slow_path() {
     WORDS.with(|w| w.slow_paths.set(w.slow_paths.get().saturating_add(1)));
 }
 
-/// Allocation slow paths the thread has taken.
+/// Allocation slow paths the thread has taken (`u32::MAX` once it swapped its state).
 pub fn slow_paths() -> u32 {
     WORDS.with(|w| w.slow_paths.get())
+}
+
+/// The thread swaps its state: it is old from now on.
+pub fn age_out() {
+    WORDS.with(|w| w.slow_paths.set(u32::MAX));
 }
 
 /// The swap of the thread's state starts or ends.
