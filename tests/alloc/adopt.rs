@@ -341,15 +341,7 @@ extern "C" fn fork_and_adopt(arg: *mut libc::c_void) -> *mut libc::c_void {
         // SAFETY: ends the child without running the parent's exit handlers.
         unsafe { libc::_exit(code) };
     }
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    code as isize as *mut libc::c_void
+    exit_code_of(pid) as isize as *mut libc::c_void
 }
 
 #[test]

@@ -34,12 +34,8 @@ impl Block {
         // SAFETY: non-zero size.
         let p = unsafe { alloc(layout(size)) };
         assert!(!p.is_null(), "alloc({size})");
-        pattern_ranges(size, |a, b| {
-            for i in a..b {
-                // SAFETY: inside the live block.
-                unsafe { *p.add(i) = pat(key, i) };
-            }
-        });
+        // SAFETY: a live block of `size` bytes.
+        unsafe { fill(p, size, key) };
         Block {
             p: p as usize,
             size,
@@ -50,13 +46,9 @@ impl Block {
     /// Checks the pattern and frees the block.
     fn check_and_free(self) {
         let p = self.p as *mut u8;
-        pattern_ranges(self.size, |a, b| {
-            for i in a..b {
-                // SAFETY: inside the live block.
-                let v = unsafe { *p.add(i) };
-                assert_eq!(v, pat(self.key, i), "block {p:?} of {} at {i}", self.size);
-            }
-        });
+        // SAFETY: a live block of `size` bytes.
+        let bad = unsafe { check(p, self.size, self.key) };
+        assert_eq!(bad, None, "block {p:?} of {}", self.size);
         // SAFETY: a live block of this layout.
         unsafe { dealloc(p, layout(self.size)) };
     }
@@ -197,6 +189,7 @@ fn a_retired_state_expires_into_abandoned_segments() {
 #[test]
 fn trim_and_expiry_abandon_retired_states() {
     let g = Group::create("/ret-trim").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
     let live = leave_blocks(Some(g), 10, 7);
     assert_eq!(retired_states(), 1);
     cgmalloc::trim();
@@ -240,15 +233,7 @@ extern "C" fn fork_with_a_state_retired(arg: *mut libc::c_void) -> *mut libc::c_
         // SAFETY: ends the child without running the parent's exit handlers.
         unsafe { libc::_exit(i32::from(!ok)) };
     }
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    code as isize as *mut libc::c_void
+    exit_code_of(pid) as isize as *mut libc::c_void
 }
 
 #[test]
@@ -370,17 +355,25 @@ fn a_thread_past_its_exit_takes_no_retired_state_over() {
     g.destroy().unwrap();
 }
 
-/// Larson's shape: a thread set itself up before the thread whose blocks it gets exited.
-/// Its first free into the retired state swaps its own state for that one (retired in
-/// its place), so the frees still to come are its own and it allocates from the state's
-/// spans.
-#[test]
-fn a_thread_started_before_its_predecessor_exits_takes_its_state_over() {
-    let g = Group::create("/ret-swap").unwrap();
-    g.set_max(64 * MIB as u64).unwrap();
+/// What a thread saw that set itself up before the thread whose blocks it frees exited
+/// (`successor_frees`).
+struct Successor {
+    /// Its state changed while it freed them.
+    swapped: bool,
+    /// Its next small block lies in the exited thread's segments.
+    inside: bool,
+    /// States retired after it freed them.
+    retired: usize,
+}
+
+/// A thread attached to `g` runs `warm_up`, allocates a block, and waits; meanwhile a
+/// thread of `g` leaves blocks of every band and exits. The first thread frees them,
+/// allocates again, frees its own blocks and exits.
+fn successor_frees(g: Group, warm_up: fn(), key: u64) -> Successor {
     let (to_b, from_main) = std::sync::mpsc::channel::<Vec<Block>>();
     let b = thread::spawn(move || {
         g.attach_current_thread().unwrap();
+        warm_up();
         let own = Block::new(100, 21);
         let before = cgmalloc::internals::state_id();
         let inherited = from_main.recv().unwrap();
@@ -393,23 +386,40 @@ fn a_thread_started_before_its_predecessor_exits_takes_its_state_over() {
         let inside = segments.contains(&segment_of(next.p));
         let retired = retired_states();
         next.check_and_free();
-        // A block of the state it gave up: pushed there, not chained.
+        // A block of the state it gave up, if it swapped: pushed there, not chained.
         own.check_and_free();
-        (before != after, inside, retired)
+        Successor {
+            swapped: before != after,
+            inside,
+            retired,
+        }
     });
-    let live = leave_blocks(Some(g), 8, 25);
-    assert_eq!(retired_states(), 1);
+    let live = leave_blocks(Some(g), 8, key);
+    let retired = retired_states();
     to_b.send(live).unwrap();
-    let (swapped, inside, retired) = b.join().unwrap();
+    let seen = b.join().unwrap();
     // The channel holds the waiting list its receiver grew, in the group.
     drop(to_b);
-    assert!(swapped, "the thread kept its own state");
+    assert_eq!(retired, 1, "the exited thread's state was not retired");
+    seen
+}
+
+/// Larson's shape: a thread set itself up before the thread whose blocks it gets exited.
+/// Its first free into the retired state swaps its own state for that one (retired in
+/// its place), so the frees still to come are its own and it allocates from the state's
+/// spans.
+#[test]
+fn a_thread_started_before_its_predecessor_exits_takes_its_state_over() {
+    let g = Group::create("/ret-swap").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
+    let seen = successor_frees(g, || {}, 25);
+    assert!(seen.swapped, "the thread kept its own state");
     assert!(
-        inside,
+        seen.inside,
         "the thread did not allocate from the state it took over"
     );
     assert_eq!(
-        retired, 1,
+        seen.retired, 1,
         "its own state was not retired in place of the one it took"
     );
     // This thread's chains (blocks of the other thread's, freed by the channel) go to
@@ -500,23 +510,14 @@ fn a_reclaim_callback_freeing_into_a_retired_state_keeps_the_callers_state() {
 fn an_older_thread_keeps_its_own_state() {
     let g = Group::create("/ret-old").unwrap();
     g.set_max(64 * MIB as u64).unwrap();
-    let (to_b, from_main) = std::sync::mpsc::channel::<Vec<Block>>();
-    let b = thread::spawn(move || {
-        g.attach_current_thread().unwrap();
-        // Medium blocks: an allocation slow path each.
+    // Medium blocks: an allocation slow path each.
+    let warm_up = || {
         for i in 0..200 {
             Block::new(40 * KIB, i).check_and_free();
         }
-        let before = cgmalloc::internals::state_id();
-        for b in from_main.recv().unwrap() {
-            b.check_and_free();
-        }
-        before == cgmalloc::internals::state_id()
-    });
-    let live = leave_blocks(Some(g), 8, 27);
-    to_b.send(live).unwrap();
-    assert!(b.join().unwrap(), "an older thread swapped its state");
-    drop(to_b);
+    };
+    let seen = successor_frees(g, warm_up, 27);
+    assert!(!seen.swapped, "an older thread swapped its state");
     cgmalloc::trim();
     assert_all_returned(&g);
     g.destroy().unwrap();

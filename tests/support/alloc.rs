@@ -166,6 +166,19 @@ pub unsafe fn check_upto(p: *const u8, size: usize, upto: usize, key: u64) -> Op
     bad
 }
 
+/// Waits for the child `pid` of the calling process: its exit status, or -1 if it did
+/// not exit (a signal).
+pub fn exit_code_of(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: waits for the caller's own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    }
+}
+
 /// The layout of a block of `size` bytes aligned to 16.
 pub fn layout(size: usize) -> std::alloc::Layout {
     std::alloc::Layout::from_size_align(size, 16).unwrap()
