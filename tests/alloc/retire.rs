@@ -366,15 +366,20 @@ struct Successor {
     retired: usize,
 }
 
-/// A thread attached to `g` runs `warm_up`, allocates a block, and waits; meanwhile a
-/// thread of `g` leaves blocks of every band and exits. The first thread frees them,
+/// A thread attached to `g` runs `warm_up` and allocates a block; then a thread of `g`
+/// leaves blocks of every band and exits. The first thread frees them,
 /// allocates again, frees its own blocks and exits.
 fn successor_frees(g: Group, warm_up: fn(), key: u64) -> Successor {
     let (to_b, from_main) = std::sync::mpsc::channel::<Vec<Block>>();
+    // The exiting thread starts only once this one has a state of its own: a thread
+    // that sets itself up after the exit takes the retired state over then, not by a swap.
+    let set_up = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let b_set_up = set_up.clone();
     let b = thread::spawn(move || {
         g.attach_current_thread().unwrap();
         warm_up();
         let own = Block::new(100, 21);
+        b_set_up.wait();
         let before = cgmalloc::internals::state_id();
         let inherited = from_main.recv().unwrap();
         let segments = small_segments(&inherited);
@@ -394,6 +399,7 @@ fn successor_frees(g: Group, warm_up: fn(), key: u64) -> Successor {
             retired,
         }
     });
+    set_up.wait();
     let live = leave_blocks(Some(g), 8, key);
     let retired = retired_states();
     to_b.send(live).unwrap();
