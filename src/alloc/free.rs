@@ -8,7 +8,8 @@
 //!   `retired.rs`): linked onto this thread's chain for the span, which goes onto the
 //!   span's `thread_free` in one push (`remote.rs`); a medium block, or a block of a
 //!   retired state, is pushed at once (a young thread first takes a retired state of its
-//!   group over, `thread::swap_to_retired`, and frees the block as its own). If the span
+//!   group over, or of any group if it has no state yet, `thread::swap_to_retired`, and
+//!   frees the block as its own). If the span
 //!   sat on its heap's full list (the push took its `FULL` flag down), the heap is
 //!   marked so the owner takes it back. Once pushed, the block may be collected and the
 //!   span reused at once: the freeing thread writes nothing of the span after its push

@@ -7,8 +7,10 @@
 //! exiting thread settles none of its spans (a walk of every block other threads freed
 //! into them).
 //!
-//! A thread that set itself up before the state retired may still take it over, at its
-//! first free into it (`thread::swap_to_retired`: `take_exact`).
+//! A thread may also take a state over at its first free into it
+//! (`thread::swap_to_retired`: `take_exact`): one that set itself up before the state
+//! retired, if the state's thread was of its group; one that has no state yet, whatever
+//! the state's group.
 //!
 //! A state retired longer than `KEEP_NS` is taken off the list by whichever thread's
 //! allocation slow path sees it due, and its segments are abandoned then
@@ -179,8 +181,9 @@ pub fn take(group: u32) -> Option<*mut Tld> {
     unsafe { (!(*link).is_null()).then(|| unlink(link)) }
 }
 
-/// Takes `t` off the list if it is listed and its thread used `group` last.
-pub fn take_exact(t: *mut Tld, group: u32) -> bool {
+/// Takes `t` off the list if it is listed and, with a `group`, its thread used that
+/// group last.
+pub fn take_exact(t: *mut Tld, group: Option<u32>) -> bool {
     let mut l = LIST.lock();
     let mut link: *mut *mut Tld = &mut l.head;
     // SAFETY: `link` is the list head or a listed state's link, and every state on the
@@ -189,7 +192,7 @@ pub fn take_exact(t: *mut Tld, group: u32) -> bool {
         while !(*link).is_null() {
             let c = *link;
             if c == t {
-                if (*c).retired_group != group {
+                if group.is_some_and(|g| (*c).retired_group != g) {
                     return false;
                 }
                 unlink(link);

@@ -219,15 +219,24 @@ pub fn thread_exit() {
 /// with the swap at any age).
 const SWAP_YOUNG: u32 = 128;
 
-/// A thread frees into a span of the retired state `r` (`retired.rs`), of its group:
-/// larson's shape, a thread handing its blocks to a successor it starts before it exits,
-/// so the successor set itself up before the state retired. Once in its life, the
-/// thread takes `r` over in place of its own state, which it retires (or abandons), so
-/// the frees still to come are its own. False if it may not (past its exit, once
-/// already, past its youth, or at memalloc depth: in the program's code run inside the
-/// allocator, a reclaim callback, an OOM handler or a callback context's drop, which
-/// may be in the middle of one of the thread's own operations) or `r` is no longer
-/// retired.
+/// A thread frees into a span of the retired state `r` (`retired.rs`). Once in its life,
+/// while young, the thread takes `r` over, so the frees still to come are its own:
+/// - a thread with a state of its own, if `r`'s thread was of its group: larson's shape,
+///   a thread handing its blocks to a successor it starts before it exits, so the
+///   successor set itself up before the state retired. The thread's own state is retired
+///   (or abandoned) in place of `r`;
+/// - a thread with no state yet, whatever `r`'s group: its first call is a free of
+///   another thread's block (larson-sized with groups, a new thread of one group taking
+///   over blocks a thread of another left). Setting up would take a state of its own
+///   group, and every free of those blocks would then be a remote free to the state's
+///   next owner; `r`'s heaps of other groups go idle, and its heap of the thread's group
+///   is found or made there, as at any setup (`setup_state`).
+///
+/// False if it may not (past its exit, once already, past its youth, or at memalloc
+/// depth: in the program's code run inside the allocator, a reclaim callback, an OOM
+/// handler or a callback context's drop, which may be in the middle of one of the
+/// thread's own operations) or `r` is no longer retired (or, for a thread with a state,
+/// was of another group).
 #[cold]
 pub fn swap_to_retired(r: *mut Tld) -> bool {
     if tls::exited() || tls::slow_paths() >= SWAP_YOUNG || memcg::threads::in_memalloc() {
@@ -236,7 +245,8 @@ pub fn swap_to_retired(r: *mut Tld) -> bool {
     let _errno = crate::os::ErrnoGuard::new();
     // Registered before, not inside the swap (registration may allocate).
     memcg::threads::ensure_registered();
-    if !retired::take_exact(r, memcg::threads::current_group()) {
+    let group = (!tld::current().is_null()).then(memcg::threads::current_group);
+    if !retired::take_exact(r, group) {
         return false;
     }
     // Until `take_over` installs `r` the thread has no state: what it frees meanwhile

@@ -57,23 +57,46 @@ impl Block {
 /// In a thread attached to `g` (the root if `None`): allocates `n` blocks of every size
 /// of `SIZES`, frees every other one, and exits; returns the blocks left live.
 fn leave_blocks(g: Option<Group>, n: usize, key: u64) -> Vec<Block> {
-    thread::spawn(move || {
-        if let Some(g) = g {
-            g.attach_current_thread().unwrap();
+    thread::spawn(move || leave_blocks_here(g, n, key))
+        .join()
+        .unwrap()
+}
+
+/// `leave_blocks` in the calling thread (which attaches to `g`).
+fn leave_blocks_here(g: Option<Group>, n: usize, key: u64) -> Vec<Block> {
+    if let Some(g) = g {
+        g.attach_current_thread().unwrap();
+    }
+    let mut live = Vec::new();
+    for (i, &size) in SIZES.iter().cycle().take(n * SIZES.len()).enumerate() {
+        let b = Block::new(size, key + i as u64);
+        if i % 2 == 0 {
+            b.check_and_free();
+        } else {
+            live.push(b);
         }
-        let mut live = Vec::new();
-        for (i, &size) in SIZES.iter().cycle().take(n * SIZES.len()).enumerate() {
-            let b = Block::new(size, key + i as u64);
-            if i % 2 == 0 {
-                b.check_and_free();
-            } else {
-                live.push(b);
-            }
-        }
-        live
-    })
-    .join()
-    .unwrap()
+    }
+    live
+}
+
+/// Runs `f` in a thread made with `pthread_create`, which calls the allocator for nothing
+/// before `f` runs (a std thread's start registers its thread-local destructors), as a C
+/// program's threads; `f` must not panic (that aborts the test).
+fn in_bare_thread(mut f: impl FnMut() + Send) {
+    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` points to the `&mut dyn FnMut()` below, alive until the join.
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut()) };
+        f();
+        std::ptr::null_mut()
+    }
+    let mut f: &mut dyn FnMut() = &mut f;
+    let arg = &mut f as *mut &mut dyn FnMut() as *mut libc::c_void;
+    let mut t: libc::pthread_t = 0;
+    // SAFETY: `start` gets a pointer to `f`, which outlives the thread (joined below).
+    let r = unsafe { libc::pthread_create(&mut t, std::ptr::null(), start, arg) };
+    assert_eq!(r, 0, "pthread_create");
+    // SAFETY: the thread created above, joined once.
+    assert_eq!(unsafe { libc::pthread_join(t, std::ptr::null_mut()) }, 0);
 }
 
 /// The segments of the small blocks among `blocks`.
@@ -163,6 +186,79 @@ fn a_thread_of_another_group_takes_over_the_state_and_charges_its_own() {
     taken_over_by_the_next_thread(Some(a), Some(b), "other group");
     a.destroy().unwrap();
     b.destroy().unwrap();
+}
+
+/// larson-sized's shape with groups: threads of two groups exit, leaving blocks; a new
+/// thread of the first group frees the second's blocks before it ever allocates. It
+/// takes the state holding them over (not its own group's, which setting up would have
+/// taken), so those frees are its own and its group's state stays retired; what it
+/// allocates next is charged to its own group, and both groups return to 0.
+#[test]
+fn a_thread_without_a_state_takes_over_the_state_it_frees_into() {
+    let ours = Group::create("/ret-first-ours").unwrap();
+    let theirs = Group::create("/ret-first-theirs").unwrap();
+    for g in [ours, theirs] {
+        g.set_max(64 * MIB as u64).unwrap();
+    }
+    // Both threads set up before either exits, so each state is retired, not taken over
+    // by the other thread.
+    let both = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let [(own_left, _), (left, their_state)] = [(ours, 31), (theirs, 33)]
+        .map(|(g, key)| {
+            let both = both.clone();
+            thread::spawn(move || {
+                let left = leave_blocks_here(Some(g), 8, key);
+                both.wait();
+                (left, cgmalloc::internals::state_id())
+            })
+        })
+        .map(|t| t.join().unwrap());
+    assert_eq!(retired_states(), 2);
+    let (mut before, mut after, mut retired) = (usize::MAX, 0, 0);
+    let (mut base, mut charged) = ([0; 2], [0; 2]);
+    let mut mine = Vec::new();
+    let mut left = Some(left);
+    in_bare_thread(|| {
+        ours.attach_current_thread().unwrap();
+        before = cgmalloc::internals::state_id();
+        let mut left = left.take().unwrap().into_iter();
+        left.next().unwrap().check_and_free();
+        after = cgmalloc::internals::state_id();
+        retired = retired_states();
+        for b in left {
+            b.check_and_free();
+        }
+        base = [current(&ours), current(&theirs)];
+        mine = SIZES.iter().map(|&s| Block::new(s, s as u64)).collect();
+        charged = [current(&ours), current(&theirs)];
+    });
+    assert_eq!(before, 0, "the thread had a state before its first free");
+    assert_eq!(
+        after, their_state,
+        "the thread did not take over the state its first free went into"
+    );
+    assert_eq!(retired, 1, "its own group's state was taken too");
+    // Its blocks go to its own group; the other's may only fall (a stock drained).
+    assert!(
+        charged[0] >= base[0] + SIZES.iter().sum::<usize>() as u64,
+        "its own group was charged {} bytes for its blocks",
+        charged[0] - base[0]
+    );
+    assert!(
+        charged[1] <= base[1],
+        "the other group was charged for its blocks: {} -> {}",
+        base[1],
+        charged[1]
+    );
+    for b in mine.into_iter().chain(own_left) {
+        b.check_and_free();
+    }
+    for g in [ours, theirs] {
+        assert_all_returned(&g);
+    }
+    assert_eq!(retired_states(), 0);
+    ours.destroy().unwrap();
+    theirs.destroy().unwrap();
 }
 
 #[test]
