@@ -13,14 +13,19 @@ use std::thread;
 
 /// A block of `size` bytes, every page written, then freed: it becomes a cached mapping.
 fn cache_one(size: usize) {
+    let p = written(size);
+    // SAFETY: a live block of this layout.
+    unsafe { dealloc(std::hint::black_box(p), layout(size)) };
+}
+
+/// A block of `size` bytes, every page written.
+fn written(size: usize) -> *mut u8 {
     // SAFETY: non-zero size.
     let p = std::hint::black_box(unsafe { alloc(layout(size)) });
     assert!(!p.is_null());
     // SAFETY: the live block.
-    unsafe {
-        p.write_bytes(0x5a, size);
-        dealloc(std::hint::black_box(p), layout(size));
-    }
+    unsafe { p.write_bytes(0x5a, size) };
+    p
 }
 
 #[test]
@@ -161,6 +166,47 @@ fn another_groups_mapping_hands_over_its_slack_too() {
     .unwrap();
     assert_all_returned(&a);
     assert_all_returned(&b);
+}
+
+/// A thread back in its group, whose cache holds a shorter mapping of that group and a
+/// longer one of the group it visited, takes the longer one for a block longer than the
+/// first: its charge changes hands, where the shorter one would grow by pages faulted
+/// in or moved.
+#[test]
+fn a_longer_mapping_of_another_group_goes_before_a_shorter_one_of_its_own() {
+    let ours = Group::create("/slack-own-short").unwrap();
+    let theirs = Group::create("/slack-their-long").unwrap();
+    thread::spawn(move || {
+        // Two mappings, live at once, then cached: each freed in its own group.
+        ours.attach_current_thread().unwrap();
+        let short = written(4 * MIB);
+        theirs.attach_current_thread().unwrap();
+        let long = written(8 * MIB);
+        // SAFETY: live blocks of these layouts.
+        unsafe { dealloc(long, layout(8 * MIB)) };
+        ours.attach_current_thread().unwrap();
+        // SAFETY: as above.
+        unsafe { dealloc(short, layout(4 * MIB)) };
+        // SAFETY: non-zero size.
+        let p = std::hint::black_box(unsafe { alloc(layout(6 * MIB)) });
+        assert!(!p.is_null());
+        assert_eq!(
+            p, long,
+            "the block got a mapping other than the longer one (the shorter one is at \
+             {short:?})"
+        );
+        assert_eq!(stat_key(&theirs, "large"), 0, "the charge changed hands");
+        // The longer mapping whole, its 2 MiB past the block as slack; the shorter one
+        // still cached.
+        assert_eq!(stat_key(&ours, "large"), 12 * MIB as u64);
+        assert_eq!(stat_key(&ours, "cached"), 6 * MIB as u64);
+        // SAFETY: a live block of this layout.
+        unsafe { dealloc(p, layout(6 * MIB)) };
+    })
+    .join()
+    .unwrap();
+    assert_all_returned(&ours);
+    assert_all_returned(&theirs);
 }
 
 /// One thread reuses cached mappings for blocks of other sizes (making slack), grows and
