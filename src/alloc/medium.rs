@@ -278,15 +278,17 @@ pub unsafe fn grow(seg: *mut Segment, s: *mut Span, new_size: usize) -> Result<(
     if slices > span.slices as usize {
         let mut owed = Owed::new();
         sg.lock_claim();
-        let taken = sg.extend_span(span, slices, kept(group, need), &mut owed);
+        let taken = sg.extend_span(span, slices, need, kept(group, need), &mut owed);
         sg.unlock_claim();
         owed.apply();
-        let Some(inherited) = taken else {
+        let Some(covered) = taken else {
             memcg::charge::uncharge(group, more);
             return Err(NotResized::NoRoom);
         };
-        // Pages of the group the new slices still held came with them, charged.
-        let back = inherited.min(more);
+        // Pages of the group the new slices still held came with them, charged: those the
+        // block covers were charged again above. (Other groups' pages it covers changed
+        // hands under that charge.)
+        let back = covered.min(more);
         if back > 0 {
             memcg::charge::uncharge(group, back);
             more -= back;

@@ -730,15 +730,20 @@ impl Segment {
     }
 
     /// Grows `span` (one block) to `slices` slices with the free slices after it (the
-    /// holder) for a block of `need` pages; `None` if they are not free. Pages of the
-    /// span's group that they still held and the block uses join its record (their
-    /// number is returned); other groups' and unused ones are purged, their uncharges
-    /// owed.
+    /// holder) for a block of `block` pages; `None` if they are not free. Pages of the
+    /// span's group that they still held join its record, up to `keep` pages from the
+    /// span's start (the rest are purged, their uncharges owed); returned: how many of
+    /// them the block covers, which the caller's charge for the block's growth counted a
+    /// second time (those past the block were charged once, as the group's free pages).
+    /// Other groups' pages that the block covers change hands as for a new span
+    /// (`take_slices`): they stay resident, their charges owed back, and the caller's
+    /// charge for the growth covers them; their pages past the block are purged.
     pub fn extend_span(
         &mut self,
         span: &mut Span,
         slices: usize,
-        need: u64,
+        block: u64,
+        keep: u64,
         owed: &mut Owed,
     ) -> Option<u64> {
         if !self.can_extend(span, slices) {
@@ -758,14 +763,27 @@ impl Segment {
             }
         }
         if foreign != 0 {
-            self.purge_slices(foreign, owed);
+            self.hand_over(foreign, i, block, owed);
         }
-        let need = need.saturating_sub(n as u64 * SLICE_PAGES);
-        let inherited = self.inherit(i + n, slices - n, need, owed);
+        // What the block covers of each new slice's pages of the group (a prefix of the
+        // slice, as a record is spread): counted before `inherit` takes the records.
+        let covered = (n..slices)
+            .map(|k| {
+                let used = block
+                    .saturating_sub(k as u64 * SLICE_PAGES)
+                    .min(SLICE_PAGES);
+                self.spans[i + k]
+                    .charged
+                    .get()
+                    .map_or(0, |(_, q)| q.min(used))
+            })
+            .sum();
+        let keep = keep.saturating_sub(n as u64 * SLICE_PAGES);
+        let inherited = self.inherit(i + n, slices - n, keep, owed);
         self.take_run(i, i + n, i + slices);
         span.slices = slices as u8;
         span.charged.add(group, inherited);
-        Some(inherited)
+        Some(covered)
     }
 
     /// Returns a span's slices, dirty (the holder purges them when due); true when the

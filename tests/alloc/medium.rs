@@ -491,3 +491,121 @@ fn over_the_limit_freed_medium_spans_go_back_but_the_parked_one() {
     reclaim_all(&g);
     assert_eq!(current(&g), 0);
 }
+
+/// What `g` is charged for beyond its threads' stocks (pages charged ahead of use).
+fn charged(g: &Group) -> u64 {
+    let s = g.stat().expect("stat");
+    s.current - s.stock
+}
+
+/// In a thread attached to `grower`: a 60 KiB block, and a 120 KiB block of `owner`'s
+/// in the two slices right after it, every page written, freed. Four other groups'
+/// heaps then push `owner`'s and `grower`'s out of the thread's warm heaps, so their
+/// empty spans are given back: the 120 KiB block's slices are free and dirty, their 30
+/// pages resident and still charged to `owner`. Then, in `grower`, the first block grows
+/// in place to 180 KiB over them, and `check` sees the block, `owner`'s and `grower`'s
+/// charges (`charged`) before and after.
+fn grow_over_freed_pages(
+    grower: Group,
+    owner: Group,
+    check: impl FnOnce(*mut u8, [u64; 2], [u64; 2]) + Send + 'static,
+) {
+    let visits: Vec<Group> = (0..4)
+        .map(|i| Group::create(&format!("/grow-over-visit{i}")).unwrap())
+        .collect();
+    let seen = visits.clone();
+    thread::spawn(move || {
+        // A large mapping makes a visited group's heap and takes no slices (a small
+        // block's span would take the freed ones).
+        let visit = Layout::from_size_align(2 * MIB, 16).unwrap();
+        let first = Layout::from_size_align(60 * KIB, 16).unwrap();
+        let next = Layout::from_size_align(120 * KIB, 16).unwrap();
+        grower.attach_current_thread().unwrap();
+        // SAFETY: non-zero sizes; live blocks written within their sizes, then freed.
+        let (p, q) = unsafe {
+            let p = alloc(first);
+            assert!(!p.is_null());
+            p.write_bytes(1, 60 * KIB);
+            owner.attach_current_thread().unwrap();
+            let q = alloc(next);
+            assert!(!q.is_null());
+            q.write_bytes(2, 120 * KIB);
+            dealloc(std::hint::black_box(q), next);
+            (p, q)
+        };
+        assert_eq!(
+            q as usize,
+            p as usize + 64 * KIB,
+            "the blocks are not neighbours"
+        );
+        for g in &seen {
+            g.attach_current_thread().unwrap();
+            // SAFETY: a non-zero size; freed at once.
+            unsafe { dealloc(std::hint::black_box(alloc(visit)), visit) };
+        }
+        grower.attach_current_thread().unwrap();
+        let before = [charged(&grower), charged(&owner)];
+        // SAFETY: the live block `p` of layout `first`, grown.
+        let p2 = unsafe { std::alloc::realloc(p, first, 180 * KIB) };
+        assert_eq!(p2, p, "the block did not grow in place");
+        // SAFETY: the first 60 KiB are the block's old contents.
+        assert!(unsafe { std::slice::from_raw_parts(p2, 60 * KIB) }
+            .iter()
+            .all(|&b| b == 1));
+        let after = [charged(&grower), charged(&owner)];
+        check(p2, before, after);
+        // SAFETY: the live block, grown to 180 KiB.
+        unsafe { dealloc(p2, Layout::from_size_align(180 * KIB, 16).unwrap()) };
+    })
+    .join()
+    .unwrap();
+    for g in [grower, owner].iter().chain(&visits) {
+        assert_all_returned(g);
+    }
+}
+
+/// Grown over another group's freed pages, a medium block takes them over as a new span
+/// would: they stay resident (no fault), their charge changes hands, and the page of
+/// theirs past the block is purged.
+#[test]
+fn a_medium_block_grows_over_another_groups_freed_pages_without_faulting() {
+    let a = Group::create("/grow-over-a").unwrap();
+    let b = Group::create("/grow-over-b").unwrap();
+    grow_over_freed_pages(a, b, move |p, before, after| {
+        // SAFETY: the block's pages past its first slice, in the freed block's slices.
+        let kept = resident(unsafe { p.add(64 * KIB) }, 116 * KIB);
+        assert_eq!(
+            kept, 29,
+            "the other group's pages the block covers were not kept"
+        );
+        assert_eq!(before[1], 30 * PAGE, "the freed block's pages stay charged");
+        assert_eq!(
+            after[1], 0,
+            "the other group kept a charge for pages it gave up"
+        );
+        assert_eq!(
+            after[0] - before[0],
+            30 * PAGE,
+            "the block's group was not charged for its growth"
+        );
+    });
+}
+
+/// Grown over its own group's freed pages, a medium block is charged once for each
+/// page it holds: those it covers were charged already, the one past it too.
+#[test]
+fn a_medium_block_grown_over_its_groups_freed_pages_is_charged_once_for_each() {
+    let a = Group::create("/grow-own-a").unwrap();
+    grow_over_freed_pages(a, a, move |p, before, after| {
+        // SAFETY: the block's three slices: its own 15 pages, the page it grows by in
+        // its first slice, the freed block's 30 pages (one past the block).
+        unsafe { p.write_bytes(3, 180 * KIB) };
+        let held = resident(p, 192 * KIB) as u64;
+        assert_eq!(held, 46);
+        assert_eq!(
+            after[0] - before[0],
+            PAGE,
+            "the growth was not charged exactly the one page the group did not hold"
+        );
+    });
+}
