@@ -289,11 +289,16 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     } else {
         need
     };
-    // Charge first, so that a refusal leaves the mapping as it was, to be released.
-    let mut ok = charge(group, keep.saturating_sub(held));
-    if !ok && keep > need.max(held) {
-        keep = need;
-        ok = charge(group, need.saturating_sub(held));
+    // Charge first, so that a refusal leaves the mapping as it was, to be released: what
+    // the block needs through the whole charge path, then the slack (another group's
+    // tail, which `group` may do without) from the stock and the counters only, so that
+    // keeping it never reclaims, calls a handler or counts an OOM; refused, it is purged.
+    let ok = charge(group, need.saturating_sub(held));
+    if ok && keep > need.max(held) {
+        let slack = pages(keep - need.max(held));
+        if memcg::charge::try_charge(group, slack, memcg::charge::NORETRY).is_err() {
+            keep = need;
+        }
     }
     if !ok {
         // SAFETY: taken out of the cache above, ours alone, and used no more.

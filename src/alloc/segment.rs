@@ -12,7 +12,9 @@
 //! (the span's record spread over its slices, a slice's pages each: DESIGN.md, "What is
 //! charged"), so memory freed and allocated again soon costs no page faults and no
 //! `madvise`. New spans prefer dirty slices of their own group and take their charge
-//! over; another group's are purged first. A slice is purged once it has been unused for
+//! over; another group's pages a span (new, or a medium block grown in place) will use
+//! change hands resident, their charge owed back to that group, and the rest of such a
+//! slice is purged (`take_slices`, `extend_span`). A slice is purged once it has been unused for
 //! `PURGE_DELAY_NS`, never just after its release: dirty slices form two generations, the
 //! young one (released since the last look) and the aging one, with the time of its
 //! newest release; a look purges a generation all of whose slices are old enough, and
@@ -688,7 +690,7 @@ impl Segment {
     /// The free slices in `set` (of a run starting at slice `i` for a span that keeps
     /// its first `need` pages) hold other groups' pages: their charges are owed back, the
     /// pages the span keeps stay resident (returned: the caller charges them to the new
-    /// group) and the rest are purged.
+    /// group, unless it charged them already, `extend_span`) and the rest are purged.
     fn hand_over(&mut self, set: u64, i: usize, need: u64, owed: &mut Owed) -> u64 {
         let base = self as *mut Segment as *mut u8;
         let mut moved = 0;

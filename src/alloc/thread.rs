@@ -7,7 +7,9 @@
 //! allocation finds (or creates) the heap of the new group.
 //!
 //! At thread exit the state is retired whole, for the next thread (`retired.rs`); a
-//! young thread that frees into a retired state of its group swaps its own for it. A state that cannot be retired, or that expires retired, has every
+//! young thread that frees into a retired state of its group swaps its own for it, and a
+//! thread with no state yet takes over a retired state of any group it frees into
+//! (`swap_to_retired`). A state that cannot be retired, or that expires retired, has every
 //! owned segment abandoned: under its claim, `tld` is cleared, then each span is
 //! collected; empty spans are released, the others marked `ABANDONED` and left to the
 //! threads that free their last blocks (see `remote.rs`). The pages of released spans

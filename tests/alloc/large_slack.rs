@@ -209,6 +209,46 @@ fn a_longer_mapping_of_another_group_goes_before_a_shorter_one_of_its_own() {
     assert_all_returned(&theirs);
 }
 
+/// A group near its `max` takes another group's longer mapping for a block: the block's
+/// pages are charged through the whole charge path (reclaiming the group's own cached
+/// mapping), but the tail past them only if the counters have room at once. Refused, the
+/// tail is purged: keeping it never counts an OOM or calls the handler.
+#[test]
+fn near_its_max_a_group_takes_another_groups_mapping_without_its_slack() {
+    let ours = Group::create("/slack-near-max").unwrap();
+    let theirs = Group::create("/slack-lender").unwrap();
+    ours.set_max(10 * MIB as u64).unwrap();
+    thread::spawn(move || {
+        theirs.attach_current_thread().unwrap();
+        let long = written(8 * MIB);
+        ours.attach_current_thread().unwrap();
+        let live = written(3 * MIB);
+        let short = written(4 * MIB);
+        // SAFETY: live blocks of these layouts: both mappings cached, 7 MiB charged here.
+        unsafe {
+            dealloc(long, layout(8 * MIB));
+            dealloc(short, layout(4 * MIB));
+        }
+        // SAFETY: non-zero size.
+        let p = std::hint::black_box(unsafe { alloc(layout(6 * MIB)) });
+        assert_eq!(p, long, "the block did not get the longer mapping");
+        let s = ours.stat().unwrap();
+        assert_eq!(s.events_oom, 0, "keeping the slack counted an OOM");
+        assert!(s.current <= 10 * MIB as u64);
+        // SAFETY: the tail lies in the block's mapping, right after it.
+        assert_eq!(resident(unsafe { p.add(6 * MIB) }, 2 * MIB), 0);
+        // SAFETY: live blocks of these layouts.
+        unsafe {
+            dealloc(p, layout(6 * MIB));
+            dealloc(live, layout(3 * MIB));
+        }
+    })
+    .join()
+    .unwrap();
+    assert_all_returned(&ours);
+    assert_all_returned(&theirs);
+}
+
 /// One thread reuses cached mappings for blocks of other sizes (making slack), grows and
 /// shrinks them and frees them, checking their contents, while another reclaims the
 /// group in a loop (purging that slack under its feet).

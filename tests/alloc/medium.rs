@@ -578,6 +578,12 @@ fn a_medium_block_grows_over_another_groups_freed_pages_without_faulting() {
             kept, 29,
             "the other group's pages the block covers were not kept"
         );
+        // SAFETY: the freed block's last page, past the grown block, in its slices.
+        let past = resident(unsafe { p.add(180 * KIB) }, 4 * KIB);
+        assert_eq!(
+            past, 0,
+            "the other group's page past the block stayed resident"
+        );
         assert_eq!(before[1], 30 * PAGE, "the freed block's pages stay charged");
         assert_eq!(
             after[1], 0,
