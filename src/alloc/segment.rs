@@ -595,6 +595,21 @@ impl Segment {
         }
     }
 
+    /// Of the dirty slices in `set`, those whose pages are charged to a group other than
+    /// `group`.
+    fn foreign_dirty(&self, set: u64, group: u32) -> u64 {
+        let mut foreign = 0u64;
+        let mut d = self.dirty & set;
+        while d != 0 {
+            let j = d.trailing_zeros() as usize;
+            d &= d - 1;
+            if self.spans[j].charged.get().is_some_and(|(g, _)| g != group) {
+                foreign |= 1 << j;
+            }
+        }
+        foreign
+    }
+
     /// Takes the charge records of the free slices `i..i+n` (all of one group) for a span
     /// that keeps its first `need` pages: returns the pages it takes over. A slice's
     /// charged pages past them are purged (resident and charged, they would be neither
@@ -605,7 +620,7 @@ impl Segment {
         let mut inherited = 0;
         for k in 0..n {
             let j = i + k;
-            let used = need.saturating_sub(k as u64 * SLICE_PAGES).min(SLICE_PAGES);
+            let used = slice_share(need, k);
             let Some((g, p)) = self.spans[j].charged.get() else {
                 continue;
             };
@@ -651,15 +666,7 @@ impl Segment {
         if free == 0 {
             return None;
         }
-        let mut foreign = 0u64;
-        let mut d = self.dirty;
-        while d != 0 {
-            let j = d.trailing_zeros() as usize;
-            d &= d - 1;
-            if self.spans[j].charged.get().is_some_and(|(g, _)| g != group) {
-                foreign |= 1 << j;
-            }
-        }
+        let foreign = self.foreign_dirty(u64::MAX, group);
         let own = free & runs(self.dirty & !foreign, n);
         let dirty = free & runs(self.dirty, n);
         let i = [own, dirty, free]
@@ -698,9 +705,7 @@ impl Segment {
         while d != 0 {
             let j = d.trailing_zeros() as usize;
             d &= d - 1;
-            let used = need
-                .saturating_sub((j - i) as u64 * SLICE_PAGES)
-                .min(SLICE_PAGES);
+            let used = slice_share(need, j - i);
             let Some((g, p)) = self.spans[j].charged.get() else {
                 continue;
             };
@@ -754,16 +759,7 @@ impl Segment {
         let i = self.slice_of(span.start);
         let n = span.slices as usize;
         let group = span.group();
-        let mask = run_mask(i + n, slices - n);
-        let mut foreign = 0u64;
-        let mut d = self.dirty & mask;
-        while d != 0 {
-            let j = d.trailing_zeros() as usize;
-            d &= d - 1;
-            if self.spans[j].charged.get().is_some_and(|(g, _)| g != group) {
-                foreign |= 1 << j;
-            }
-        }
+        let foreign = self.foreign_dirty(run_mask(i + n, slices - n), group);
         if foreign != 0 {
             self.hand_over(foreign, i, block, owed);
         }
@@ -771,9 +767,7 @@ impl Segment {
         // slice, as a record is spread): counted before `inherit` takes the records.
         let covered = (n..slices)
             .map(|k| {
-                let used = block
-                    .saturating_sub(k as u64 * SLICE_PAGES)
-                    .min(SLICE_PAGES);
+                let used = slice_share(block, k);
                 self.spans[i + k]
                     .charged
                     .get()
@@ -1015,6 +1009,12 @@ fn free_slice(addr: usize, recorded: (u32, u64)) -> Origin {
         addr,
         recorded,
     }
+}
+
+/// Of a span that keeps its first `need` pages (counted from its first slice), the pages
+/// its `k`-th slice holds: a record spread over a run's slices fills each from its start.
+fn slice_share(need: u64, k: usize) -> u64 {
+    need.saturating_sub(k as u64 * SLICE_PAGES).min(SLICE_PAGES)
 }
 
 /// Bits `i..i+n` (`i + n ≤ 64`).
