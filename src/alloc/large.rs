@@ -8,7 +8,8 @@
 //! (its pages are fitted to the new size: a longer tail kept as the block's `slack`,
 //! still charged and counted as cached, unless the group is at its `max`, where it is
 //! purged and uncharged; a shorter one grown with a charge; another group's mapping
-//! changes hands with its charge). A block that no cached mapping serves, and the pages
+//! changes hands with its charge, its tail only if the group's stock and counters take
+//! it at once). A block that no cached mapping serves, and the pages
 //! a shorter one grows by, are filled with other cached mappings' resident pages moved
 //! by `harvest` rather than faulted in. Every
 //! entry is `CACHED` or `PURGED` while in the ring. Other threads reclaiming memory purge
