@@ -58,6 +58,7 @@ extern "C" fn child() {
     memcg::ledger::rebuild(&mut |f| super::account::records(f));
     memcg::threads::fork_child();
     memcg::pressure::fork_child();
+    super::inflight::reset_in_child();
     let me = tld::current();
     abandoned::reset_in_child();
     let settle = |seg: *mut Segment| {

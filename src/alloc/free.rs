@@ -40,6 +40,7 @@
 //! owner collects it, `Span::collect`; two frees of one block that race may both pass).
 
 use super::charged::NO_GROUP;
+use super::inflight::Pushing;
 use super::remote;
 use super::segmap;
 use super::span::double_free;
@@ -297,8 +298,9 @@ unsafe fn free_general(p: *mut u8) {
             unsafe { free_local_slow(span) };
         }
     } else if owner.is_null() {
+        let block = remote::Freeing::Block(p);
         // SAFETY: the segment and span of the live block `p`, which the caller frees.
-        if let remote::Abandoned::Adopted = unsafe { remote::free_abandoned(seg, s, Some(p)) } {
+        if let remote::Abandoned::Adopted = unsafe { remote::free_abandoned(seg, s, block) } {
             // SAFETY: `p` is still a live block, not freed yet.
             unsafe { free_general(p) };
         }
@@ -342,9 +344,12 @@ unsafe fn free_general(p: *mut u8) {
             }
             return;
         }
-        let unfulled = if span.class() == MEDIUM {
+        if span.class() == MEDIUM {
             // SAFETY: the span's block, live, which the caller frees; not pushed yet.
             unsafe { remote_medium_release(span, p) };
+        }
+        let pushing = Pushing::start();
+        let unfulled = if span.class() == MEDIUM {
             // Two threads freeing the block at once may both pass the check above: one
             // push wins, the other is the double free.
             // SAFETY: the span's block, handed out and (but for a racing free) live,
@@ -360,8 +365,9 @@ unsafe fn free_general(p: *mut u8) {
             // caller gives up; only reads of the span follow.
             unsafe { span.push_remote(p.cast(), p.cast(), 1, suspect) }
         };
-        // SAFETY: we have just pushed onto `s`, of `seg`, and write nothing of it since.
-        unsafe { remote::after_push(seg, s, unfulled) };
+        // SAFETY: we have just pushed onto `s`, of `seg`, counted by `pushing`, and write
+        // nothing of it since.
+        unsafe { remote::after_push(seg, s, unfulled, pushing) };
     }
 }
 

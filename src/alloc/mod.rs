@@ -8,8 +8,8 @@
 //! holds), `meta` (pools for heaps and thread states), `resize` (growth charges);
 //! `types` (the shared structures, as mimalloc's `types.h`); `segmap` (which memory is
 //! ours), `freemap` (the live map: where handed-out small blocks start), `tls` (the TLS
-//! words); `span` (blocks of one class, three free lists); `segment` (4 MiB regions of
-//! 64 KiB slices); `abandoned` (segments of exited threads); `tld` (a thread's owned
+//! words); `span` (blocks of one class, three free lists); `inflight` (remote pushes in
+//! flight, which `malloc_trim` waits out); `segment` (4 MiB regions of 64 KiB slices); `abandoned` (segments of exited threads); `tld` (a thread's owned
 //! segments and cache lock); `heap` (one thread's spans for one group); `harvest`
 //! (cached mappings' pages moved into new blocks); `large` (blocks in their own
 //! mappings) and `medium` (blocks up to 1 MiB, a span each); `remote` (frees into spans
@@ -27,6 +27,7 @@ pub mod freemap;
 pub mod front;
 pub mod harvest;
 pub mod heap;
+pub mod inflight;
 pub mod large;
 pub mod medium;
 pub mod meta;

@@ -37,6 +37,7 @@
 use super::abandoned;
 use super::charged::Owed;
 use super::heap;
+use super::inflight::Pushing;
 use super::span::double_free;
 use super::types::{Block, Chain, Segment, Span, State, Tld, PENDING_CHAINS};
 use std::sync::atomic::Ordering;
@@ -175,26 +176,29 @@ pub unsafe fn push(c: Chain) {
     // SAFETY: the span stays formatted while the chain's blocks are live (module
     // invariants).
     let span = unsafe { &*c.span };
+    let pushing = Pushing::start();
     // SAFETY: the chain's blocks, live blocks of this span that the caller gives up;
     // only reads of the span follow.
     let unfulled = unsafe { span.push_remote(c.head, c.tail, c.count, c.suspect) };
-    // SAFETY: the segment of a span we have just pushed blocks onto.
-    unsafe { after_push(c.seg, c.span, unfulled) };
+    // SAFETY: the segment of a span we have just pushed blocks onto, counted.
+    unsafe { after_push(c.seg, c.span, unfulled, pushing) };
 }
 
-/// After a push onto `s`'s `thread_free` (of segment `seg`): marks the owner's heap if
-/// the push took the span off its full list, and settles the span if its owner is gone.
+/// After a push onto `s`'s `thread_free` (of segment `seg`), counted by `pushing`: marks
+/// the owner's heap if the push took the span off its full list, and settles the span if
+/// its owner is gone.
 ///
 /// # Safety
-/// The caller has just pushed blocks onto `s`'s `thread_free`, and writes nothing of the
-/// span since.
-pub unsafe fn after_push(seg: *mut Segment, s: *mut Span, unfulled: bool) {
+/// The caller has just pushed blocks onto `s`'s `thread_free`, counted by `pushing`
+/// since before the push, and writes nothing of the span since.
+pub unsafe fn after_push(seg: *mut Segment, s: *mut Span, unfulled: bool, pushing: Pushing) {
     // From the push on the owner may collect the block and reuse the span: only reads
     // follow. `span.heap` is the heap whose full list held the span unless the owner has
     // collected the span since (or it was abandoned: null); a heap marked then is scanned
     // for nothing.
-    // SAFETY: descriptors stay mapped with their segment, which stays mapped (an emptied
-    // span segment is cached; only `malloc_trim` unmaps those).
+    // SAFETY: descriptors stay mapped with their segment, which stays mapped while the
+    // push is counted (an emptied span segment is cached, and `malloc_trim` waits for
+    // counted pushes before it unmaps cached segments, `inflight.rs`).
     let heap = unsafe { (*s).heap() };
     if unfulled && !heap.is_null() {
         // SAFETY: heaps live in never-unmapped pool memory; on a recycled heap the flag
@@ -203,9 +207,17 @@ pub unsafe fn after_push(seg: *mut Segment, s: *mut Span, unfulled: bool) {
     }
     // SAFETY: as above.
     if unsafe { (*seg).tld.load(Ordering::SeqCst) }.is_null() {
-        // SAFETY: `s` is a span of `seg`, on which we have just pushed.
-        let _ = unsafe { free_abandoned(seg, s, None) };
+        // SAFETY: `s` is a span of `seg`, on which we have just pushed, counted.
+        let _ = unsafe { free_abandoned(seg, s, Freeing::Pushed(pushing)) };
     }
+}
+
+/// What a thread brings to a span of an abandoned segment (`free_abandoned`).
+pub enum Freeing {
+    /// A live block of the span, to free.
+    Block(*mut u8),
+    /// Blocks it has just pushed onto the span's `thread_free`, the push still counted.
+    Pushed(Pushing),
 }
 
 /// What `free_abandoned` did with a block it was given.
@@ -216,18 +228,23 @@ pub enum Abandoned {
     Adopted,
 }
 
-/// Frees `p` (if any) into a span of an abandoned segment, under the segment's claim;
-/// releases the span if that emptied it.
+/// Frees a block into a span of an abandoned segment, or settles the blocks just pushed
+/// there, under the segment's claim; releases the span if that emptied it.
 ///
 /// # Safety
-/// `s` is the descriptor of a span of span segment `seg`, which stays mapped while this
-/// runs; `p`, if given, is a live block of `s` that the caller frees, else the caller has
-/// just pushed blocks on `s`'s `thread_free`.
+/// `s` is the descriptor of a span of span segment `seg`; `what` is a live block of `s`
+/// that the caller frees, or a push the caller has just made onto `s`'s `thread_free`,
+/// still counted.
 #[cold]
-pub unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>) -> Abandoned {
+pub unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, what: Freeing) -> Abandoned {
     let _errno = crate::os::ErrnoGuard::new();
+    let p = match what {
+        Freeing::Block(p) => Some(p),
+        Freeing::Pushed(_) => None,
+    };
     // SAFETY: the segment is live while one of its blocks is (ours, `p`, or one pushed
-    // on `thread_free`, which only the claim holder can retire).
+    // on `thread_free`, which only the claim holder can retire), and mapped while the
+    // push is counted.
     let sg = unsafe { &mut *seg };
     sg.lock_claim();
     if !sg.tld.load(Ordering::Relaxed).is_null() {
@@ -276,6 +293,11 @@ pub unsafe fn free_abandoned(seg: *mut Segment, s: *mut Span, p: Option<*mut u8>
         unsafe { Segment::destroy(seg) };
     } else {
         sg.unlock_claim();
+    }
+    if let Freeing::Pushed(pushing) = what {
+        // Done with the segment: the push is no longer counted before the program's code
+        // (an uncharge's callbacks) may run.
+        pushing.done();
     }
     owed.apply();
     Abandoned::Done

@@ -73,9 +73,10 @@ static LIST: SpinLock<List> = SpinLock::new(List {
 
 /// Span segments ready for reuse: empty, unlinked from the global list, still mapped,
 /// most recently emptied first (their dirty slices still resident), chained through
-/// `next_all`. Span segments are unmapped only by `release_cached` (`malloc_trim`): a
-/// thread that pushed a block on a span's `thread_free` may still read the segment's
-/// header just after another thread released it.
+/// `next_all`. Span segments are unmapped only by `release_cached` (`malloc_trim`),
+/// which first waits for the pushes in flight (`inflight.rs`): a thread that pushed a
+/// block on a span's `thread_free` may still read the segment's header just after
+/// another thread released it.
 static CACHE: SpinLock<List> = SpinLock::new(List {
     head: ptr::null_mut(),
 });
@@ -402,6 +403,10 @@ impl Segment {
             core::mem::replace(&mut c.head, ptr::null_mut())
         };
         let any = !head.is_null();
+        if any {
+            // A thread that pushed onto one of these segments' spans may still read it.
+            super::inflight::wait_for_pushes();
+        }
         while !head.is_null() {
             // SAFETY: cached segments are mapped and unreferenced.
             let next = unsafe { (*head).next_all };

@@ -566,7 +566,7 @@ impl Span {
         {
             Ok(_) => {
                 // From here the span may be reused under us.
-                crate::os::fault::race_point();
+                crate::os::fault::published(head as usize);
                 Ok(old & FULL != 0)
             }
             Err(h) => Err(h),

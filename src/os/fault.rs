@@ -1,16 +1,17 @@
 //! Fault injection for tests: makes the next mappings fail with `ENOMEM` as if the kernel
-//! refused them, and makes race points yield the CPU, as if the scheduler preempted the
-//! thread there.
+//! refused them, makes race points yield the CPU, as if the scheduler preempted the
+//! thread there, and parks a chosen remote push just after it has published its blocks.
 //!
 //! Built only for the crate's own tests (`cfg(test)` or the `internals` feature): one
 //! relaxed load on each mapping call or race point when unused. In a build for users
-//! `should_fail` is `false` and `race_point` is empty, so neither leaves a trace in the
-//! code (`tests/shipped/release_build.rs` checks the shipped library for the statics below).
+//! `should_fail` is `false` and `race_point` and `published` are empty, so none leaves a
+//! trace in the code (`tests/shipped/release_build.rs` checks the shipped library for the
+//! statics below).
 
 #![forbid(unsafe_code)]
 
 #[cfg(any(test, feature = "internals"))]
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 /// Whether race points yield (`widen_races`).
 #[cfg(any(test, feature = "internals"))]
@@ -32,6 +33,50 @@ pub(crate) fn race_point() {
     if WIDEN.load(Ordering::Relaxed) {
         super::yield_now();
     }
+}
+
+/// The block whose push is to park (`park_push_of`), 0 for none; and whether it has.
+#[cfg(any(test, feature = "internals"))]
+static PARK_AT: AtomicUsize = AtomicUsize::new(0);
+#[cfg(any(test, feature = "internals"))]
+static PARKED: AtomicBool = AtomicBool::new(false);
+
+/// Makes the thread that pushes the block `p` onto another thread's span stop just after
+/// the push has published it (`published`), until `release_parked_push`: the window in
+/// which the span's owner may collect the block and reuse the span under the pusher
+/// stays open for as long as a test needs.
+#[cfg(any(test, feature = "internals"))]
+pub fn park_push_of(p: *mut u8) {
+    PARKED.store(false, Ordering::SeqCst);
+    PARK_AT.store(p as usize, Ordering::SeqCst);
+}
+
+/// Whether the push `park_push_of` named is parked.
+#[cfg(any(test, feature = "internals"))]
+pub fn push_parked() -> bool {
+    PARKED.load(Ordering::SeqCst)
+}
+
+/// Lets the parked push go on (or disarms the parking).
+#[cfg(any(test, feature = "internals"))]
+pub fn release_parked_push() {
+    PARK_AT.store(0, Ordering::SeqCst);
+}
+
+/// The race point just after a remote push of the chain whose head is `head` has
+/// published it: yields as every race point does, and parks the push `park_push_of`
+/// names.
+#[inline(always)]
+pub(crate) fn published(head: usize) {
+    race_point();
+    #[cfg(any(test, feature = "internals"))]
+    if PARK_AT.load(Ordering::Relaxed) == head {
+        PARKED.store(true, Ordering::SeqCst);
+        while PARK_AT.load(Ordering::SeqCst) == head {
+            super::yield_now();
+        }
+    }
+    let _ = head;
 }
 
 /// Mappings left to succeed before failures start; negative means "never fail".

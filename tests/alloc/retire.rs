@@ -624,3 +624,103 @@ fn an_older_thread_keeps_its_own_state() {
     assert_all_returned(&g);
     g.destroy().unwrap();
 }
+
+/// A thread pushes a block into a retired state's span and stops just after the push
+/// has published it (`fault::park_push_of`), before it reads the span and its segment
+/// again (`remote::after_push`). Meanwhile `malloc_trim` abandons the state, which
+/// collects the block, empties the segment and caches it, and then unmaps the cached
+/// segments: it must wait until the push is done with the segment (and a fork child's
+/// trim must not wait for it). A small and a medium block (a large one is never
+/// pushed), of a limited group.
+#[test]
+fn a_trim_waits_for_a_push_into_a_segment_it_unmaps() {
+    use cgmalloc::internals::fault;
+    use std::sync::mpsc::channel;
+    use std::sync::{Arc, Barrier};
+    let g = Group::create("/ret-push-trim").unwrap();
+    g.set_max(64 * MIB as u64).unwrap();
+    for (i, size) in [100, 40 * KIB].into_iter().enumerate() {
+        // Threads of the root with states of their own, set up before the block's thread
+        // retires its state (a thread setting up would take that state over). The
+        // freer's free of the block is a push into the retired state's span; the
+        // releaser lets the push go on once the trim has had time to unmap the segment.
+        let (ready, set_up) = channel();
+        let (give, take) = channel::<Block>();
+        // Neither thread exits (retiring its state) before the checks.
+        let exit = Arc::new(Barrier::new(3));
+        let freer = thread::spawn({
+            let ready = ready.clone();
+            let exit = exit.clone();
+            move || {
+                Block::new(16, 50).check_and_free();
+                ready.send(()).unwrap();
+                take.recv().unwrap().check_and_free();
+                exit.wait();
+            }
+        });
+        let releaser = thread::spawn({
+            let exit = exit.clone();
+            move || {
+                Block::new(16, 51).check_and_free();
+                ready.send(()).unwrap();
+                while !fault::push_parked() {
+                    thread::yield_now();
+                }
+                thread::sleep(Duration::from_millis(200));
+                fault::release_parked_push();
+                exit.wait();
+            }
+        });
+        set_up.recv().unwrap();
+        set_up.recv().unwrap();
+        // The one block of a fresh state: freeing it empties its segment.
+        let mut left = None;
+        in_bare_thread(|| {
+            g.attach_current_thread().unwrap();
+            left = Some(Block::new(size, 40 + i as u64));
+        });
+        let b = left.unwrap();
+        let seg = segment_of(b.p);
+        assert_eq!(retired_states(), 1);
+        fault::park_push_of(b.p as *mut u8);
+        give.send(b).unwrap();
+        while !fault::push_parked() {
+            thread::yield_now();
+        }
+        // A fork child, where the parked thread does not exist: its push never ends
+        // there, and the child's trim, which unmaps the segment, must not wait for it.
+        // SAFETY: fork in a process whose allocator handles it; the child only calls
+        // the allocator and async-signal-safe functions, and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: plain system calls; a child still waiting after 10 s dies.
+            unsafe {
+                libc::alarm(10);
+                libc::_exit(i32::from(!cgmalloc::trim()));
+            }
+        }
+        assert_eq!(exit_code_of(pid), 0, "the fork child trimmed ({size})");
+        assert!(cgmalloc::trim(), "the trim released memory ({size})");
+        assert_eq!(retired_states(), 0, "the trim abandoned the state ({size})");
+        exit.wait();
+        freer.join().unwrap();
+        releaser.join().unwrap();
+        assert!(
+            !mapped(seg),
+            "the emptied segment of the block of {size} is unmapped"
+        );
+    }
+    assert_all_returned(&g);
+    g.destroy().unwrap();
+}
+
+/// Whether the address `a` lies in one of the process's mappings.
+fn mapped(a: usize) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().any(|l| {
+        let range = l.split(' ').next().unwrap();
+        let (lo, hi) = range.split_once('-').unwrap();
+        let hex = |s| usize::from_str_radix(s, 16).unwrap();
+        hex(lo) <= a && a < hex(hi)
+    })
+}
