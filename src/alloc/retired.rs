@@ -107,6 +107,19 @@ pub unsafe fn retire(t: *mut Tld, group: u32, now: u64) -> bool {
     true
 }
 
+/// Stores the state's own address as its segments' owner, as retiring does, for a state
+/// about to be abandoned (`thread::abandon_state`): until each segment is abandoned, a
+/// free into it takes the path of a retired state's block (pushed, settled with the
+/// segment), never the owner's, even by the thread that owned the state (the program's
+/// code an uncharge runs during the abandonment, in that thread, may free its blocks).
+///
+/// # Safety
+/// As for `restore_owner`.
+pub unsafe fn hide_owner(t: &Tld) {
+    // SAFETY: this function's contract.
+    unsafe { set_owner(t, t as *const Tld as usize) };
+}
+
 /// Stores the state's id back as its segments' owner.
 ///
 /// # Safety

@@ -318,6 +318,12 @@ pub unsafe fn give_up_state() {
 unsafe fn abandon_state(tld: *mut Tld) {
     // SAFETY: this function's contract.
     let t = unsafe { &mut *tld };
+    // The uncharges below may run the program's code in this thread (a callback context
+    // dropped as its group is freed), which may free blocks of segments not abandoned
+    // yet: those frees must not take the owner's path (they could empty and release a
+    // segment this walk is about to visit).
+    // SAFETY: the state's segments are live and the state is ours alone.
+    unsafe { retired::hide_owner(t) };
     let mut seg = t.segments;
     t.segments = ptr::null_mut();
     while !seg.is_null() {
