@@ -84,7 +84,7 @@ pub fn count() -> usize {
 /// `t` was the calling thread's state, no longer installed (`tls::set_tld(null)`), its
 /// pending remote frees pushed and its large mappings released; no other thread uses it.
 pub unsafe fn retire(t: *mut Tld, group: u32, now: u64) -> bool {
-    if COUNT.load(Ordering::Relaxed) >= MAX {
+    if COUNT.load(Ordering::Relaxed) >= MAX || crate::os::fault::retirement_refused() {
         return false;
     }
     // SAFETY: the state is ours alone (this function's contract).

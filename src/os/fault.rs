@@ -1,11 +1,12 @@
 //! Fault injection for tests: makes the next mappings fail with `ENOMEM` as if the kernel
 //! refused them, makes race points yield the CPU, as if the scheduler preempted the
-//! thread there, and parks a chosen remote push just after it has published its blocks.
+//! thread there, parks a chosen remote push just after it has published its blocks, and
+//! refuses to retire exiting threads' states.
 //!
 //! Built only for the crate's own tests (`cfg(test)` or the `internals` feature): one
 //! relaxed load on each mapping call or race point when unused. In a build for users
-//! `should_fail` is `false` and `race_point` and `published` are empty, so none leaves a
-//! trace in the code (`tests/shipped/release_build.rs` checks the shipped library for the
+//! `should_fail` and `retirement_refused` are `false` and `race_point` and `published`
+//! are empty, so none leaves a trace in the code (`tests/shipped/release_build.rs` checks the shipped library for the
 //! statics below).
 
 #![forbid(unsafe_code)]
@@ -77,6 +78,27 @@ pub(crate) fn published(head: usize) {
         }
     }
     let _ = head;
+}
+
+/// Whether retiring a thread's state fails (`refuse_retirement`).
+#[cfg(any(test, feature = "internals"))]
+static REFUSE_RETIREMENT: AtomicBool = AtomicBool::new(false);
+
+/// Makes every retirement of an exiting thread's state fail, as when the list of retired
+/// states is full, until turned off: the state is abandoned instead.
+#[cfg(any(test, feature = "internals"))]
+pub fn refuse_retirement(on: bool) {
+    REFUSE_RETIREMENT.store(on, Ordering::SeqCst);
+}
+
+/// Whether a retirement must fail (`refuse_retirement`).
+#[inline(always)]
+pub(crate) fn retirement_refused() -> bool {
+    #[cfg(any(test, feature = "internals"))]
+    if REFUSE_RETIREMENT.load(Ordering::Relaxed) {
+        return true;
+    }
+    false
 }
 
 /// Mappings left to succeed before failures start; negative means "never fail".

@@ -25,6 +25,8 @@
 //! - `churn`: threads coming and going while blocks pass between them, memory bounded;
 //! - `remote`: frees into other threads' spans wait on chains, bounded, pushed on time,
 //!   and across `fork()`;
+//! - `exit_abandon`: frees an uncharge's callback runs during an abandoning exit, into
+//!   the exiting thread's segments not yet abandoned;
 //! - `exit_race`: frees racing with their owner's exit;
 //! - `fork`: `fork()` at any instant, audited in every child;
 //! - `stress`: 8 threads of random allocations across 16 groups with moving limits.
@@ -41,6 +43,7 @@ mod support;
 mod accuracy;
 mod adopt;
 mod churn;
+mod exit_abandon;
 mod exit_race;
 mod fork;
 mod free_pages;
