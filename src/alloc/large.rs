@@ -25,7 +25,10 @@
 //!
 //! Placement: data starts at `max(SLICE_SIZE, align)` from the header when that stays in
 //! the header's segment; for alignments of a segment or more, the data starts one segment
-//! after the header and its region is marked `BACK` in the segment map.
+//! after the header and its region is marked `BACK` in the segment map. A block of a huge
+//! page or more is aligned to one, and its whole huge pages are advised for transparent
+//! huge pages while it is live (`huge_pages_on`): only pages it is charged for, so the
+//! advice never makes more resident than the charge.
 
 use super::charged::Uncharge;
 use super::harvest;
@@ -139,13 +142,21 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
     if !charge(group, usable) {
         return (ptr::null_mut(), false);
     }
-    match map_new(usable, align) {
+    // A block of a huge page or more starts on a huge page boundary.
+    let huge = usable >= mem::HUGE_PAGE;
+    let placed = if huge {
+        align.max(mem::HUGE_PAGE)
+    } else {
+        align
+    };
+    match map_new(usable, placed) {
         Some(seg) => {
             // SAFETY: a new mapping's header, ours alone.
             let m = unsafe { &mut (*seg).large };
             m.charged.add(group, pages(usable));
             m.state.store(State::Active, Ordering::Release);
             let data = m.data;
+            huge_pages_on(m);
             // Cached pages rather than fresh ones: no fault, but not zeroed.
             // SAFETY: a new mapping, ours alone; its `usable` bytes are untouched and
             // charged.
@@ -164,6 +175,41 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             (ptr::null_mut(), false)
         }
     }
+}
+
+/// A live block (its data on a huge page boundary) faults its whole huge pages in as
+/// transparent huge pages: one 2 MiB fault and one page-table entry for 512 of each.
+/// Only while the block is live, and only over pages it is charged for in full, so that
+/// the pages resident never exceed the charge: `huge_pages_off` comes before the
+/// block's pages are cached, purged, shrunk or moved, where `khugepaged` could fill a
+/// range partly given back. The advice splits the data's address-space area where the
+/// huge pages end, a cut recorded as `harvest`'s are (which keeps `mremap` off the
+/// mapping, and bounds the process's areas). Nothing for a block of less than a huge
+/// page, one whose data is not on a huge page boundary (a mapping cached from a smaller
+/// block), or one past the bound of cuts.
+fn huge_pages_on(m: &mut LargeMeta) {
+    let huge = m.usable & !(mem::HUGE_PAGE - 1);
+    if huge == 0 || m.data as usize % mem::HUGE_PAGE != 0 || !harvest::add_cut(m, huge) {
+        return;
+    }
+    debug_assert_eq!(m.huge, 0);
+    m.huge = huge;
+    // SAFETY: the new mapping's data, charged and ours alone.
+    unsafe { mem::huge_pages(m.data, m.huge, true) };
+}
+
+/// Ends `huge_pages_on` for a block whose pages are about to be cached, given back or
+/// moved (the huge pages already resident stay until then); `unmapping`: the mapping
+/// goes altogether, no advice needed.
+fn huge_pages_off(m: &mut LargeMeta, unmapping: bool) {
+    if m.huge == 0 {
+        return;
+    }
+    if !unmapping {
+        // SAFETY: the range advised by `huge_pages_on`, of a block the caller holds.
+        unsafe { mem::huge_pages(m.data, m.huge, false) };
+    }
+    m.huge = 0;
 }
 
 /// Maps a new large segment with `usable` bytes of data aligned to `align`.
@@ -272,6 +318,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     m.cache_tld.store(ptr::null_mut(), Ordering::Relaxed);
     if exact {
         // Already charged to `group`, with `need` bytes: nothing to fit.
+        huge_pages_on(m);
         return Some((m.data, false));
     }
     let resident = if purged { 0 } else { m.usable };
@@ -325,6 +372,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         // after `usable` and uncharges the group its record names.
         m.usable = need;
         m.slack.store(keep - need, Ordering::Release);
+        huge_pages_on(m);
         return Some((m.data, false));
     }
     if !purged && m.usable > need {
@@ -348,6 +396,8 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             None => return Some((ptr::null_mut(), false)),
         }
     }
+    // SAFETY: the segment is ours (taken out of the cache above).
+    huge_pages_on(unsafe { &mut (*seg).large });
     Some((data, zeroed))
 }
 
@@ -394,6 +444,7 @@ pub unsafe fn free(seg: *mut Segment) {
         unsafe { release(seg) };
         return;
     }
+    huge_pages_off(m, false);
     // SAFETY: this thread's live state.
     let t = unsafe { &mut *tld };
     let mut evicted = [ptr::null_mut(); LARGE_CACHE];
@@ -457,7 +508,8 @@ pub unsafe fn release(seg: *mut Segment) {
 /// page-aligned range inside the mapping.
 pub unsafe fn release_except(seg: *mut Segment, hole: usize, hole_len: usize) {
     // SAFETY: the caller holds the segment exclusively.
-    let m = unsafe { &(*seg).large };
+    let m = unsafe { &mut (*seg).large };
+    huge_pages_off(m, true);
     let owed = m.charged.take(m.origin_now());
     harvest::forget(m);
     // SAFETY: a listed large mapping held alone and used no more (this contract).
@@ -516,6 +568,9 @@ pub unsafe fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotR
     // SAFETY: the segment of a live block held by the caller.
     let sg = unsafe { &mut *seg };
     sg.large.absorb_slack();
+    // A block shrunk gives pages back; one grown may move, with `mremap`, which takes a
+    // mapping of one area.
+    huge_pages_off(&mut sg.large, false);
     let old = sg.large.usable;
     let group = sg.large.charged.group();
     if new <= old {

@@ -474,6 +474,9 @@ pub struct LargeMeta {
     /// Where the data's address-space areas may begin: pages moved in by `harvest`
     /// split the mapping's area.
     pub cuts: Cuts,
+    /// Bytes from `data` on that fault in as transparent huge pages (advised so while
+    /// the block of a new mapping is live; 0 otherwise, `large.rs`).
+    pub huge: usize,
 }
 
 impl LargeMeta {

@@ -12,6 +12,7 @@
 //! - `medium`: medium blocks (32 KiB–1 MiB), a span each;
 //! - `large_slack`: the slack of a cached large mapping reused for a smaller block;
 //! - `harvest`: large blocks taking the resident pages of cached mappings;
+//! - `huge_pages`: large blocks of 2 MiB or more advised for huge pages while live only;
 //! - `reuse`: block reuse order;
 //! - `purge`: deferred purge of freed spans, `malloc_trim`;
 //! - `free_pages`: freed pages stay charged (`free`) until they go back to the OS;
@@ -49,6 +50,7 @@ mod fork;
 mod free_pages;
 mod global;
 mod harvest;
+mod huge_pages;
 mod idle_heaps;
 mod large_slack;
 mod limits;
