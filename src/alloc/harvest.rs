@@ -98,32 +98,6 @@ impl Cuts {
     }
 }
 
-/// Records that `m`'s data may split into areas at `at` bytes (a page multiple, inside
-/// its reservation), as `large.rs`'s huge page advice splits it; false, and nothing
-/// recorded, past `CUTS` for the mapping or `CUTS_TOTAL` for the process.
-pub fn add_cut(m: &mut LargeMeta, at: usize) -> bool {
-    let page = (at / PAGE_SIZE) as u32;
-    let Some(cuts) = m.cuts.receive(
-        page,
-        page,
-        &Cuts {
-            at: [0; CUTS],
-            n: 0,
-        },
-        0,
-        0,
-    ) else {
-        return false;
-    };
-    let (old_n, new_n) = (m.cuts.n as usize, cuts.n as usize);
-    if new_n > old_n && TOTAL.load(Ordering::Relaxed) + (new_n - old_n) > CUTS_TOTAL {
-        return false;
-    }
-    m.cuts = cuts;
-    TOTAL.fetch_add(new_n - old_n, Ordering::Relaxed);
-    true
-}
-
 /// A large mapping is released: its cuts go with it.
 pub fn forget(m: &LargeMeta) {
     if m.cuts.n != 0 {

@@ -41,7 +41,7 @@ use crate::memcg;
 use crate::memcg::origin::Origin;
 use crate::os::mem::{self, PAGE_SIZE};
 use core::ptr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Largest mapping kept in a thread's cache.
 pub const CACHE_MAX_BYTES: usize = 64 << 20;
@@ -156,12 +156,15 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             m.charged.add(group, pages(usable));
             m.state.store(State::Active, Ordering::Release);
             let data = m.data;
-            huge_pages_on(m);
             // Cached pages rather than fresh ones: no fault, but not zeroed.
             // SAFETY: a new mapping, ours alone; its `usable` bytes are untouched and
             // charged.
             match unsafe { fill(seg, 0, usable) } {
-                Some(moved) => (data, moved == 0),
+                Some(moved) => {
+                    // SAFETY: the new mapping, ours alone.
+                    huge_pages_on(unsafe { &mut (*seg).large });
+                    (data, moved == 0)
+                }
                 None => (ptr::null_mut(), false),
             }
         }
@@ -177,39 +180,60 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
     }
 }
 
+/// Most live blocks advised for huge pages: the advice splits a mapping's address-space
+/// area in up to three while the block lives, and the process stays far below the
+/// kernel's `vm.max_map_count` (65,530 by default; `harvest` keeps its own cuts below 16
+/// Ki).
+const HUGE_LIVE_MAX: usize = 4096;
+
+/// Live blocks advised for huge pages (`LargeMeta::huge` not 0).
+static HUGE_LIVE: AtomicUsize = AtomicUsize::new(0);
+
 /// A live block (its data on a huge page boundary) faults its whole huge pages in as
 /// transparent huge pages: one 2 MiB fault and one page-table entry for 512 of each.
 /// Only while the block is live, and only over pages it is charged for in full, so that
 /// the pages resident never exceed the charge: `huge_pages_off` comes before the
 /// block's pages are cached, purged, shrunk or moved, where `khugepaged` could fill a
-/// range partly given back. The advice splits the data's address-space area where the
-/// huge pages end, a cut recorded as `harvest`'s are (which keeps `mremap` off the
-/// mapping, and bounds the process's areas). Nothing for a block of less than a huge
-/// page, one whose data is not on a huge page boundary (a mapping cached from a smaller
-/// block), or one past the bound of cuts.
+/// range partly given back. Nothing for a block of less than a huge page, one whose data
+/// is not on a huge page boundary (a mapping cached from a smaller block), past
+/// `HUGE_LIVE_MAX`, or on a kernel without them. The advice splits the mapping's area
+/// only while the block lives (`huge_pages_off` joins it again): `harvest` moves pages
+/// into a block before it is advised, and out of cached mappings only.
 fn huge_pages_on(m: &mut LargeMeta) {
     let huge = m.usable & !(mem::HUGE_PAGE - 1);
-    if huge == 0 || m.data as usize % mem::HUGE_PAGE != 0 || !harvest::add_cut(m, huge) {
+    if huge == 0
+        || m.data as usize % mem::HUGE_PAGE != 0
+        || HUGE_LIVE.load(Ordering::Relaxed) >= HUGE_LIVE_MAX
+    {
         return;
     }
     debug_assert_eq!(m.huge, 0);
-    m.huge = huge;
-    // SAFETY: the new mapping's data, charged and ours alone.
-    unsafe { mem::huge_pages(m.data, m.huge, true) };
+    // SAFETY: the block's data, charged and held by the caller.
+    if unsafe { mem::huge_pages(m.data, huge, true) } {
+        m.huge = huge;
+        HUGE_LIVE.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-/// Ends `huge_pages_on` for a block whose pages are about to be cached, given back or
-/// moved (the huge pages already resident stay until then); `unmapping`: the mapping
-/// goes altogether, no advice needed.
-fn huge_pages_off(m: &mut LargeMeta, unmapping: bool) {
-    if m.huge == 0 {
+/// Ends `huge_pages_on` for the block of `seg`, whose pages are about to be cached, given
+/// back or moved (the huge pages already resident stay until then): the whole mapping is
+/// advised against huge pages, which makes it one area again (as `mremap` needs);
+/// `unmapping`: the mapping goes altogether, no advice needed.
+///
+/// # Safety
+/// `seg` is a large mapping the caller holds alone.
+unsafe fn huge_pages_off(seg: *mut Segment, unmapping: bool) {
+    // SAFETY: this function's contract.
+    let sg = unsafe { &mut *seg };
+    if sg.large.huge == 0 {
         return;
     }
     if !unmapping {
-        // SAFETY: the range advised by `huge_pages_on`, of a block the caller holds.
-        unsafe { mem::huge_pages(m.data, m.huge, false) };
+        // SAFETY: the whole mapping, held by the caller.
+        unsafe { mem::huge_pages(sg.map_base, sg.mapped, false) };
     }
-    m.huge = 0;
+    sg.large.huge = 0;
+    HUGE_LIVE.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Maps a new large segment with `usable` bytes of data aligned to `align`.
@@ -444,7 +468,10 @@ pub unsafe fn free(seg: *mut Segment) {
         unsafe { release(seg) };
         return;
     }
-    huge_pages_off(m, false);
+    // SAFETY: the mapping of the block being freed, ours alone.
+    unsafe { huge_pages_off(seg, false) };
+    // SAFETY: as above.
+    let m = unsafe { &mut (*seg).large };
     // SAFETY: this thread's live state.
     let t = unsafe { &mut *tld };
     let mut evicted = [ptr::null_mut(); LARGE_CACHE];
@@ -508,8 +535,9 @@ pub unsafe fn release(seg: *mut Segment) {
 /// page-aligned range inside the mapping.
 pub unsafe fn release_except(seg: *mut Segment, hole: usize, hole_len: usize) {
     // SAFETY: the caller holds the segment exclusively.
-    let m = unsafe { &mut (*seg).large };
-    huge_pages_off(m, true);
+    unsafe { huge_pages_off(seg, true) };
+    // SAFETY: as above.
+    let m = unsafe { &(*seg).large };
     let owed = m.charged.take(m.origin_now());
     harvest::forget(m);
     // SAFETY: a listed large mapping held alone and used no more (this contract).
@@ -565,12 +593,13 @@ pub unsafe fn resize(seg: *mut Segment, new_size: usize) -> Result<*mut u8, NotR
     let Some(new) = mem::page_ceil(new_size) else {
         return Err(NotResized::NoRoom);
     };
-    // SAFETY: the segment of a live block held by the caller.
-    let sg = unsafe { &mut *seg };
-    sg.large.absorb_slack();
     // A block shrunk gives pages back; one grown may move, with `mremap`, which takes a
     // mapping of one area.
-    huge_pages_off(&mut sg.large, false);
+    // SAFETY: the segment of a live block held by the caller.
+    unsafe { huge_pages_off(seg, false) };
+    // SAFETY: as above.
+    let sg = unsafe { &mut *seg };
+    sg.large.absorb_slack();
     let old = sg.large.usable;
     let group = sg.large.charged.group();
     if new <= old {

@@ -80,6 +80,24 @@ pub(crate) fn published(head: usize) {
     let _ = head;
 }
 
+/// How many times `malloc_trim` has begun to wait for pushes in flight.
+#[cfg(any(test, feature = "internals"))]
+static PUSH_WAITS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many times `malloc_trim` has begun to wait for remote pushes in flight before
+/// unmapping cached segments (`alloc::inflight`).
+#[cfg(any(test, feature = "internals"))]
+pub fn push_waits() -> usize {
+    PUSH_WAITS.load(Ordering::SeqCst)
+}
+
+/// Where `malloc_trim` begins to wait for pushes in flight: counted for tests.
+#[inline(always)]
+pub(crate) fn waiting_for_pushes() {
+    #[cfg(any(test, feature = "internals"))]
+    PUSH_WAITS.fetch_add(1, Ordering::SeqCst);
+}
+
 /// Whether retiring a thread's state fails (`refuse_retirement`).
 #[cfg(any(test, feature = "internals"))]
 static REFUSE_RETIREMENT: AtomicBool = AtomicBool::new(false);

@@ -98,18 +98,18 @@ pub const HUGE_PAGE: usize = 2 << 20;
 
 /// Asks the kernel to back a range with transparent huge pages as it faults in
 /// (`MADV_HUGEPAGE`; with `on` false, `MADV_NOHUGEPAGE`: no more of them, and none
-/// assembled later by `khugepaged`). A kernel without them ignores it.
+/// assembled later by `khugepaged`). False if the kernel refused (one without them).
 ///
 /// # Safety
 /// `p..p+len` is a range of a mapping made by this module that the caller owns.
-pub unsafe fn huge_pages(p: *mut u8, len: usize, on: bool) {
+pub unsafe fn huge_pages(p: *mut u8, len: usize, on: bool) -> bool {
     let advice = if on {
         libc::MADV_HUGEPAGE
     } else {
         libc::MADV_NOHUGEPAGE
     };
     // SAFETY: by the contract the range is ours; the advice changes no contents.
-    unsafe { libc::madvise(p.cast(), len, advice) };
+    unsafe { libc::madvise(p.cast(), len, advice) == 0 }
 }
 
 /// Grows or shrinks a mapping without moving it; false when the address space after it

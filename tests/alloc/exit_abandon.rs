@@ -198,8 +198,10 @@ fn frees_run_by_an_uncharge_of_an_abandoning_exit_wait_for_the_walk() {
     cgmalloc::audit().unwrap();
     // Every block of the exiting thread's segments was freed and settled: each segment
     // was emptied and cached, and the trim unmaps it.
+    let mut maps = Vec::with_capacity(MIB);
     cgmalloc::trim();
-    let left = mapped(&newest_first);
+    // Read at once, into memory taken before (an allocation could map a segment there).
+    let left = mapped(&mut maps, &newest_first);
     assert!(
         left.is_empty(),
         "the exiting thread's segments {left:x?} were not emptied and released \
@@ -238,21 +240,27 @@ fn frees_run_by_an_uncharge_of_an_abandoning_exit_wait_for_the_walk() {
     kept.destroy().unwrap();
 }
 
-/// Those of the addresses `addrs` that lie in one of the process's mappings.
-fn mapped(addrs: &[usize]) -> Vec<usize> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let ranges: Vec<(usize, usize)> = maps
-        .lines()
-        .map(|l| {
+/// Those of the addresses `addrs` that lie in one of the process's mappings, read into
+/// `buf` (which allocates nothing if its capacity holds them).
+fn mapped(buf: &mut Vec<u8>, addrs: &[usize]) -> Vec<usize> {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open("/proc/self/maps")
+        .unwrap()
+        .read_to_end(buf)
+        .unwrap();
+    let maps = std::str::from_utf8(buf).unwrap();
+    let mut hits = Vec::with_capacity(addrs.len());
+    for &a in addrs {
+        let inside = maps.lines().any(|l| {
             let range = l.split(' ').next().unwrap();
             let (lo, hi) = range.split_once('-').unwrap();
             let hex = |s| usize::from_str_radix(s, 16).unwrap();
-            (hex(lo), hex(hi))
-        })
-        .collect();
-    addrs
-        .iter()
-        .copied()
-        .filter(|&a| ranges.iter().any(|&(lo, hi)| lo <= a && a < hi))
-        .collect()
+            hex(lo) <= a && a < hex(hi)
+        });
+        if inside {
+            hits.push(a);
+        }
+    }
+    hits
 }

@@ -13,35 +13,60 @@ use std::thread;
 
 const HUGE: usize = 2 * MIB;
 
-/// The `VmFlags` and `AnonHugePages` (KiB) of the area holding `a`
-/// (`/proc/self/smaps`).
-fn area_of(a: usize) -> (String, u64) {
+/// An address-space area of the process (`/proc/self/smaps`).
+struct Area {
+    lo: usize,
+    hi: usize,
+    flags: String,
+    rss_kib: u64,
+}
+
+/// Every area of the process.
+fn areas() -> Vec<Area> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let mut inside = false;
-    let (mut flags, mut huge_kib) = (None, 0);
+    let mut out: Vec<Area> = Vec::new();
     for l in smaps.lines() {
         let head = l.split(' ').next().unwrap();
         if let Some((lo, hi)) = head.split_once('-') {
             if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
             {
-                if inside {
-                    break;
-                }
-                inside = lo <= a && a < hi;
+                out.push(Area {
+                    lo,
+                    hi,
+                    flags: String::new(),
+                    rss_kib: 0,
+                });
                 continue;
             }
         }
-        if !inside {
-            continue;
-        }
-        if let Some(v) = l.strip_prefix("AnonHugePages:") {
-            huge_kib = v.trim().trim_end_matches("kB").trim().parse().unwrap();
+        let Some(a) = out.last_mut() else { continue };
+        if let Some(v) = l.strip_prefix("Rss:") {
+            a.rss_kib = v.trim().trim_end_matches("kB").trim().parse().unwrap();
         }
         if let Some(v) = l.strip_prefix("VmFlags:") {
-            flags = Some(v.trim().to_string());
+            a.flags = v.trim().to_string();
         }
     }
-    (flags.expect("no area holds the address"), huge_kib)
+    out
+}
+
+/// The area holding `a`: its bounds and `VmFlags`.
+fn area_of(a: usize) -> (usize, usize, String) {
+    let all = areas();
+    let x = all
+        .iter()
+        .find(|x| x.lo <= a && a < x.hi)
+        .expect("no area holds the address");
+    (x.lo, x.hi, x.flags.clone())
+}
+
+/// Resident KiB of the areas that meet `lo..hi`.
+fn rss_kib(lo: usize, hi: usize) -> u64 {
+    areas()
+        .iter()
+        .filter(|x| x.lo < hi && lo < x.hi)
+        .map(|x| x.rss_kib)
+        .sum()
 }
 
 fn has(flags: &str, flag: &str) -> bool {
@@ -80,41 +105,61 @@ fn a_live_huge_block_is_advised_and_a_cached_one_is_not() {
             0,
             "a block of a huge page or more starts on one"
         );
-        let (flags, huge_kib) = area_of(p as usize);
-        assert!(has(&flags, "hg"), "live: {flags}");
-        assert!(!has(&flags, "nh"), "live: {flags}");
-        // The advice stops at the last whole huge page: the rest of the block, charged
-        // as well, and the room past it are another area.
-        let (tail, _) = area_of(p as usize + 4 * MIB);
-        assert!(!has(&tail, "hg"), "past the huge pages: {tail}");
-        // Resident huge pages only where the block is charged: never more than it.
-        assert!(
-            huge_kib * 1024 <= 4 * MIB as u64,
-            "{huge_kib} KiB of huge pages"
+        let (lo, hi, flags) = area_of(p as usize);
+        assert!(has(&flags, "hg") && !has(&flags, "nh"), "live: {flags}");
+        // The advice covers the whole huge pages only: the rest of the block, charged as
+        // well, and the room past it are another area.
+        assert_eq!(
+            (lo, hi),
+            (p as usize, p as usize + 4 * MIB),
+            "the advised area"
         );
+        let (_, _, tail) = area_of(p as usize + 4 * MIB);
+        assert!(!has(&tail, "hg"), "past the huge pages: {tail}");
+        // Resident, in the mapping's data and room (four times the block), at most what
+        // the block is charged for.
         let charged = mem_pages(size) as u64 * 4096;
+        let rss = rss_kib(p as usize, p as usize + 4 * size) * 1024;
+        assert!(rss <= charged, "{rss} bytes resident for {charged} charged");
         assert!(current(&g) >= charged, "{} < {charged}", current(&g));
         // SAFETY: the live block of this layout.
         unsafe { dealloc(std::hint::black_box(p), layout(size)) };
-        // Cached, still mapped at the same place: the advice is withdrawn.
-        let (flags, _) = area_of(p as usize);
+        // Cached, still mapped at the same place: the advice is withdrawn, and the
+        // mapping, header to room, is one area again.
+        let (lo, hi, flags) = area_of(p as usize);
         assert!(!has(&flags, "hg") && has(&flags, "nh"), "cached: {flags}");
+        assert!(
+            lo < p as usize - HUGE / 2 && hi >= p as usize + 4 * size,
+            "one area"
+        );
         // Reused for a block of a huge page or more: advised again.
         let q = written(4 * MIB);
         assert_eq!(q, p, "the cached mapping serves the next block");
-        let (flags, _) = area_of(q as usize);
+        let (_, _, flags) = area_of(q as usize);
         assert!(has(&flags, "hg"), "reused: {flags}");
         // Shrunk in place: withdrawn before the tail goes back.
         // SAFETY: the live block of this layout; the new size is not 0.
         let r = unsafe { realloc(q, layout(4 * MIB), HUGE - 4096) };
         assert_eq!(r, q, "shrunk in place");
-        let (flags, _) = area_of(r as usize);
+        let (_, _, flags) = area_of(r as usize);
         assert!(!has(&flags, "hg"), "shrunk: {flags}");
+        // Grown past its room: one area, so `mremap` moves it without a copy (the
+        // contents come along).
+        // SAFETY: the live block of this layout.
+        unsafe { r.write_bytes(0x3c, HUGE - 4096) };
+        // SAFETY: the live block of this layout; the new size is not 0.
+        let big = unsafe { realloc(r, layout(HUGE - 4096), 64 * MIB) };
+        assert!(!big.is_null());
+        // SAFETY: the first bytes of the grown block, kept from the old one.
+        assert_eq!(unsafe { *big.add(HUGE - 4097) }, 0x3c);
+        // SAFETY: the live block of this layout.
+        unsafe { dealloc(big, layout(64 * MIB)) };
+        let r = written(HUGE - 4096);
         // SAFETY: the live block of this layout.
         unsafe { dealloc(r, layout(HUGE - 4096)) };
         // A block of less than a huge page from the cached mapping: not advised.
         let s = written(HUGE - 8192);
-        let (flags, _) = area_of(s as usize);
+        let (_, _, flags) = area_of(s as usize);
         assert!(!has(&flags, "hg"), "small: {flags}");
         // SAFETY: the live block of this layout.
         unsafe { dealloc(s, layout(HUGE - 8192)) };
@@ -132,8 +177,8 @@ fn mem_pages(size: usize) -> usize {
 }
 
 /// Blocks of every size around the huge page, freed and reused in turns by two threads
-/// of two limited groups: the charges stay exact (`cgmalloc::audit`) and both groups
-/// return to 0.
+/// of two limited groups: the charges stay exact (`cgmalloc::audit`, once both are
+/// done) and both groups return to 0.
 #[test]
 fn huge_blocks_cycle_through_caches_with_exact_charges() {
     let groups = [
@@ -167,13 +212,14 @@ fn huge_blocks_cycle_through_caches_with_exact_charges() {
                     // SAFETY: a live block of this layout.
                     unsafe { dealloc(q, layout(s)) };
                 }
-                cgmalloc::audit().unwrap();
             })
         })
         .collect();
     for w in workers {
         w.join().unwrap();
     }
+    // With no other thread charging or moving records.
+    cgmalloc::audit().unwrap();
     cgmalloc::trim();
     for g in groups {
         assert_all_returned(&g);

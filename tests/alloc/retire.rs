@@ -634,89 +634,149 @@ fn an_older_thread_keeps_its_own_state() {
 /// pushed), of a limited group.
 #[test]
 fn a_trim_waits_for_a_push_into_a_segment_it_unmaps() {
-    use cgmalloc::internals::fault;
-    use std::sync::mpsc::channel;
-    use std::sync::{Arc, Barrier};
     let g = Group::create("/ret-push-trim").unwrap();
     g.set_max(64 * MIB as u64).unwrap();
     for (i, size) in [100, 40 * KIB].into_iter().enumerate() {
-        // Threads of the root with states of their own, set up before the block's thread
-        // retires its state (a thread setting up would take that state over). The
-        // freer's free of the block is a push into the retired state's span; the
-        // releaser lets the push go on once the trim has had time to unmap the segment.
-        let (ready, set_up) = channel();
-        let (give, take) = channel::<Block>();
-        // Neither thread exits (retiring its state) before the checks.
-        let exit = Arc::new(Barrier::new(3));
-        let freer = thread::spawn({
-            let ready = ready.clone();
-            let exit = exit.clone();
-            move || {
-                Block::new(16, 50).check_and_free();
-                ready.send(()).unwrap();
-                take.recv().unwrap().check_and_free();
-                exit.wait();
-            }
-        });
-        let releaser = thread::spawn({
-            let exit = exit.clone();
-            move || {
-                Block::new(16, 51).check_and_free();
-                ready.send(()).unwrap();
-                while !fault::push_parked() {
-                    thread::yield_now();
-                }
-                thread::sleep(Duration::from_millis(200));
-                fault::release_parked_push();
-                exit.wait();
-            }
-        });
-        set_up.recv().unwrap();
-        set_up.recv().unwrap();
-        // The one block of a fresh state: freeing it empties its segment.
-        let mut left = None;
-        in_bare_thread(|| {
-            g.attach_current_thread().unwrap();
-            left = Some(Block::new(size, 40 + i as u64));
-        });
-        let b = left.unwrap();
-        let seg = segment_of(b.p);
-        assert_eq!(retired_states(), 1);
-        fault::park_push_of(b.p as *mut u8);
-        give.send(b).unwrap();
-        while !fault::push_parked() {
-            thread::yield_now();
-        }
-        // A fork child, where the parked thread does not exist: its push never ends
-        // there, and the child's trim, which unmaps the segment, must not wait for it.
-        // SAFETY: fork in a process whose allocator handles it; the child only calls
-        // the allocator and async-signal-safe functions, and leaves with `_exit`.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // SAFETY: plain system calls; a child still waiting after 10 s dies.
-            unsafe {
-                libc::alarm(10);
-                libc::_exit(i32::from(!cgmalloc::trim()));
-            }
-        }
-        assert_eq!(exit_code_of(pid), 0, "the fork child trimmed ({size})");
-        assert!(cgmalloc::trim(), "the trim released memory ({size})");
-        assert_eq!(retired_states(), 0, "the trim abandoned the state ({size})");
-        exit.wait();
-        freer.join().unwrap();
-        releaser.join().unwrap();
+        // A state that expires before the push (its thread stalled past the delay)
+        // makes the free no push: tried again.
+        let tried = (0..5).find(|&n| push_parked_through_a_trim(g, size, 40 + 10 * i as u64 + n));
         assert!(
-            !mapped(seg),
-            "the emptied segment of the block of {size} is unmapped"
+            tried.is_some(),
+            "the push of a block of {size} never parked"
         );
     }
     assert_all_returned(&g);
     g.destroy().unwrap();
 }
 
+/// One round of `a_trim_waits_for_a_push_into_a_segment_it_unmaps`; false if the
+/// retired state expired before the push could park.
+fn push_parked_through_a_trim(g: Group, size: usize, key: u64) -> bool {
+    use cgmalloc::internals::fault;
+    use std::sync::mpsc::channel;
+    use std::sync::{Arc, Barrier};
+    use std::time::Instant;
+    // Threads of the root with states of their own, set up before the block's thread
+    // retires its state (a thread setting up would take that state over). The freer's
+    // free of the block is a push into the retired state's span; the releaser lets the
+    // push go on once the trim waits for it.
+    let (ready, set_up) = channel();
+    let (give, take) = channel::<Block>();
+    // Neither thread exits (retiring its state) before the checks.
+    let exit = Arc::new(Barrier::new(3));
+    let freer = thread::spawn({
+        let (ready, exit) = (ready.clone(), exit.clone());
+        move || {
+            Block::new(16, 50).check_and_free();
+            ready.send(()).unwrap();
+            if let Ok(b) = take.recv() {
+                b.check_and_free();
+            }
+            exit.wait();
+        }
+    });
+    let (go, went) = channel::<(usize, usize)>();
+    let releaser = thread::spawn({
+        let exit = exit.clone();
+        move || {
+            Block::new(16, 51).check_and_free();
+            ready.send(()).unwrap();
+            // The segment to watch once the push is parked (0: no round), and the
+            // trim's waits before.
+            let (seg, waits) = went.recv().unwrap();
+            if seg != 0 {
+                // The trim has taken the segment and waits for the push: the segment
+                // is still mapped.
+                let t0 = Instant::now();
+                while fault::push_waits() == waits {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "the trim never waited"
+                    );
+                    thread::yield_now();
+                }
+                thread::sleep(Duration::from_millis(20));
+                assert!(mapped(seg), "the trim unmapped the segment under the push");
+            }
+            fault::release_parked_push();
+            exit.wait();
+        }
+    });
+    set_up.recv().unwrap();
+    set_up.recv().unwrap();
+    // The one block of a fresh state: freeing it empties its segment.
+    let mut left = None;
+    in_bare_thread(|| {
+        g.attach_current_thread().unwrap();
+        left = Some(Block::new(size, key));
+    });
+    let b = left.unwrap();
+    let seg = segment_of(b.p);
+    assert_eq!(retired_states(), 1);
+    fault::park_push_of(b.p as *mut u8);
+    give.send(b).unwrap();
+    let t0 = Instant::now();
+    while !fault::push_parked() {
+        if t0.elapsed() > Duration::from_secs(2) {
+            // Freed without a push: the state expired first.
+            assert_eq!(
+                retired_states(),
+                0,
+                "the push of a block of {size} never parked"
+            );
+            go.send((0, 0)).unwrap();
+            exit.wait();
+            freer.join().unwrap();
+            releaser.join().unwrap();
+            return false;
+        }
+        thread::yield_now();
+    }
+    // A fork child, where the parked thread does not exist: its push never ends there,
+    // and the child's trim, which unmaps the segment, must not wait for it.
+    // SAFETY: fork in a process whose allocator handles it; the child only calls the
+    // allocator and async-signal-safe functions, and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: plain system calls; a child still waiting after 10 s dies.
+        unsafe {
+            libc::alarm(10);
+            libc::_exit(i32::from(!cgmalloc::trim()));
+        }
+    }
+    assert_eq!(exit_code_of(pid), 0, "the fork child trimmed ({size})");
+    go.send((seg, fault::push_waits())).unwrap();
+    let mut maps = Vec::with_capacity(MIB);
+    let released = cgmalloc::trim();
+    // Read at once, into memory taken before (an allocation could map a segment there).
+    let unmapped = !mapped_in(&mut maps, seg);
+    assert!(released, "the trim released memory ({size})");
+    assert!(
+        unmapped,
+        "the emptied segment of the block of {size} is unmapped"
+    );
+    assert_eq!(retired_states(), 0, "the trim abandoned the state ({size})");
+    exit.wait();
+    freer.join().unwrap();
+    releaser.join().unwrap();
+    true
+}
+
 /// Whether the address `a` lies in one of the process's mappings.
 fn mapped(a: usize) -> bool {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    mapped_in(&mut Vec::new(), a)
+}
+
+/// `mapped`, reading the mappings into `buf` (which allocates nothing if its capacity
+/// holds them).
+fn mapped_in(buf: &mut Vec<u8>, a: usize) -> bool {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open("/proc/self/maps")
+        .unwrap()
+        .read_to_end(buf)
+        .unwrap();
+    let maps = std::str::from_utf8(buf).unwrap();
     maps.lines().any(|l| {
         let range = l.split(' ').next().unwrap();
         let (lo, hi) = range.split_once('-').unwrap();
