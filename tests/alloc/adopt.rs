@@ -21,12 +21,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-const SEG: usize = 4 * MIB;
-
-fn segment_of(p: usize) -> usize {
-    p & !(SEG - 1)
-}
-
 /// In a thread attached to `g`: allocates `n` blocks of `size` bytes, frees every other
 /// one, and exits; returns the addresses left live.
 fn leave_blocks(g: &Group, n: usize, size: usize) -> Vec<usize> {

@@ -20,8 +20,6 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
-const SEG: usize = 4 * MIB;
-
 /// The exiting thread's blocks: a size class of its own, 8 blocks to a span.
 const SIZE: usize = 8 * KIB;
 
@@ -38,10 +36,6 @@ static DROPPED_BY: AtomicI32 = AtomicI32::new(0);
 static RETIRED_AT_DROP: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Blocks the drop found with a wrong pattern.
 static BAD_BLOCKS: AtomicUsize = AtomicUsize::new(0);
-
-fn segment_of(p: usize) -> usize {
-    p & !(SEG - 1)
-}
 
 /// The key of the pattern the block at `p` holds.
 fn key_of(p: usize) -> u64 {
@@ -198,10 +192,15 @@ fn frees_run_by_an_uncharge_of_an_abandoning_exit_wait_for_the_walk() {
     cgmalloc::audit().unwrap();
     // Every block of the exiting thread's segments was freed and settled: each segment
     // was emptied and cached, and the trim unmaps it.
-    let mut maps = Vec::with_capacity(MIB);
+    let mut buf = Vec::with_capacity(MIB);
     cgmalloc::trim();
     // Read at once, into memory taken before (an allocation could map a segment there).
-    let left = mapped(&mut maps, &newest_first);
+    let maps = read_maps(&mut buf);
+    let left: Vec<usize> = newest_first
+        .iter()
+        .copied()
+        .filter(|&a| maps_hold(maps, a))
+        .collect();
     assert!(
         left.is_empty(),
         "the exiting thread's segments {left:x?} were not emptied and released \
@@ -238,29 +237,4 @@ fn frees_run_by_an_uncharge_of_an_abandoning_exit_wait_for_the_walk() {
     assert_all_returned(&kept);
     assert_eq!(retired_states(), 0);
     kept.destroy().unwrap();
-}
-
-/// Those of the addresses `addrs` that lie in one of the process's mappings, read into
-/// `buf` (which allocates nothing if its capacity holds them).
-fn mapped(buf: &mut Vec<u8>, addrs: &[usize]) -> Vec<usize> {
-    use std::io::Read;
-    buf.clear();
-    std::fs::File::open("/proc/self/maps")
-        .unwrap()
-        .read_to_end(buf)
-        .unwrap();
-    let maps = std::str::from_utf8(buf).unwrap();
-    let mut hits = Vec::with_capacity(addrs.len());
-    for &a in addrs {
-        let inside = maps.lines().any(|l| {
-            let range = l.split(' ').next().unwrap();
-            let (lo, hi) = range.split_once('-').unwrap();
-            let hex = |s| usize::from_str_radix(s, 16).unwrap();
-            hex(lo) <= a && a < hex(hi)
-        });
-        if inside {
-            hits.push(a);
-        }
-    }
-    hits
 }

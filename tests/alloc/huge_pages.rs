@@ -8,7 +8,7 @@
 
 use crate::support::alloc::*;
 use cgmalloc::Group;
-use std::alloc::{alloc, dealloc, realloc};
+use std::alloc::{dealloc, realloc};
 use std::thread;
 
 const HUGE: usize = 2 * MIB;
@@ -82,16 +82,6 @@ fn thp_built_in() -> bool {
 fn thp_always() -> bool {
     std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
         .is_ok_and(|m| m.contains("[always]"))
-}
-
-/// A block of `size` bytes, every byte written.
-fn written(size: usize) -> *mut u8 {
-    // SAFETY: non-zero size.
-    let p = std::hint::black_box(unsafe { alloc(layout(size)) });
-    assert!(!p.is_null());
-    // SAFETY: the live block.
-    unsafe { p.write_bytes(0x5a, size) };
-    p
 }
 
 #[test]

@@ -18,16 +18,6 @@ fn cache_one(size: usize) {
     unsafe { dealloc(std::hint::black_box(p), layout(size)) };
 }
 
-/// A block of `size` bytes, every page written.
-fn written(size: usize) -> *mut u8 {
-    // SAFETY: non-zero size.
-    let p = std::hint::black_box(unsafe { alloc(layout(size)) });
-    assert!(!p.is_null());
-    // SAFETY: the live block.
-    unsafe { p.write_bytes(0x5a, size) };
-    p
-}
-
 #[test]
 fn a_smaller_block_keeps_the_rest_as_cached_slack() {
     let g = Group::create("/slack").unwrap();

@@ -13,14 +13,8 @@ use std::collections::BTreeSet;
 use std::thread;
 use std::time::Duration;
 
-const SEG: usize = 4 * MIB;
-
 /// One size from every band: small classes, a medium block, a large mapping.
 const SIZES: [usize; 7] = [16, 100, 1000, 8000, 40 * KIB, 300 * KIB, 3 * MIB];
-
-fn segment_of(p: usize) -> usize {
-    p & !(SEG - 1)
-}
 
 /// A live block of `size` bytes, filled with a pattern of `key`.
 struct Block {
@@ -696,7 +690,8 @@ fn push_parked_through_a_trim(g: Group, size: usize, key: u64) -> bool {
                     thread::yield_now();
                 }
                 thread::sleep(Duration::from_millis(20));
-                assert!(mapped(seg), "the trim unmapped the segment under the push");
+                let held = maps_hold(read_maps(&mut Vec::new()), seg);
+                assert!(held, "the trim unmapped the segment under the push");
             }
             fault::release_parked_push();
             exit.wait();
@@ -746,10 +741,10 @@ fn push_parked_through_a_trim(g: Group, size: usize, key: u64) -> bool {
     }
     assert_eq!(exit_code_of(pid), 0, "the fork child trimmed ({size})");
     go.send((seg, fault::push_waits())).unwrap();
-    let mut maps = Vec::with_capacity(MIB);
+    let mut buf = Vec::with_capacity(MIB);
     let released = cgmalloc::trim();
     // Read at once, into memory taken before (an allocation could map a segment there).
-    let unmapped = !mapped_in(&mut maps, seg);
+    let unmapped = !maps_hold(read_maps(&mut buf), seg);
     assert!(released, "the trim released memory ({size})");
     assert!(
         unmapped,
@@ -760,27 +755,4 @@ fn push_parked_through_a_trim(g: Group, size: usize, key: u64) -> bool {
     freer.join().unwrap();
     releaser.join().unwrap();
     true
-}
-
-/// Whether the address `a` lies in one of the process's mappings.
-fn mapped(a: usize) -> bool {
-    mapped_in(&mut Vec::new(), a)
-}
-
-/// `mapped`, reading the mappings into `buf` (which allocates nothing if its capacity
-/// holds them).
-fn mapped_in(buf: &mut Vec<u8>, a: usize) -> bool {
-    use std::io::Read;
-    buf.clear();
-    std::fs::File::open("/proc/self/maps")
-        .unwrap()
-        .read_to_end(buf)
-        .unwrap();
-    let maps = std::str::from_utf8(buf).unwrap();
-    maps.lines().any(|l| {
-        let range = l.split(' ').next().unwrap();
-        let (lo, hi) = range.split_once('-').unwrap();
-        let hex = |s| usize::from_str_radix(s, 16).unwrap();
-        hex(lo) <= a && a < hex(hi)
-    })
 }

@@ -1,6 +1,7 @@
 //! Helpers of the `alloc` tests (which run with `CgMalloc` as the global allocator):
 //! interface-file parsing, quiescing a group (every stock drained, every cached span
-//! reclaimed), the block patterns the tests write and check, and page residency.
+//! reclaimed), the block patterns the tests write and check, segments, page residency
+//! and the process's mappings.
 
 use cgmalloc::Group;
 use std::collections::BTreeMap;
@@ -8,6 +9,13 @@ use std::collections::BTreeMap;
 pub const KIB: usize = 1 << 10;
 pub const MIB: usize = 1 << 20;
 pub const PAGE: u64 = 4096;
+/// A segment's size and alignment (`alloc::types::SEG_SIZE`).
+pub const SEG: usize = 4 * MIB;
+
+/// The segment holding the address `p`.
+pub fn segment_of(p: usize) -> usize {
+    p & !(SEG - 1)
+}
 
 /// `key value` lines (memory.stat, memory.events, cgroup.stat) as a map.
 pub fn kv(g: &Group, file: &str) -> BTreeMap<String, u64> {
@@ -196,4 +204,37 @@ pub fn resident(p: *const u8, len: usize) -> usize {
         return 0;
     }
     vec.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+/// A block of `size` bytes (aligned to 16), every byte written.
+pub fn written(size: usize) -> *mut u8 {
+    // SAFETY: non-zero size.
+    let p = std::hint::black_box(unsafe { std::alloc::alloc(layout(size)) });
+    assert!(!p.is_null());
+    // SAFETY: the live block.
+    unsafe { p.write_bytes(0x5a, size) };
+    p
+}
+
+/// The process's mappings (`/proc/self/maps`), read into `buf`, which allocates nothing
+/// if its capacity holds them: read after a trim, the text cannot show a segment that
+/// its own allocation mapped at an address just unmapped.
+pub fn read_maps(buf: &mut Vec<u8>) -> &str {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open("/proc/self/maps")
+        .unwrap()
+        .read_to_end(buf)
+        .unwrap();
+    std::str::from_utf8(buf).unwrap()
+}
+
+/// Whether the address `a` lies in one of the mappings `maps` lists (`read_maps`).
+pub fn maps_hold(maps: &str, a: usize) -> bool {
+    maps.lines().any(|l| {
+        let range = l.split(' ').next().unwrap();
+        let (lo, hi) = range.split_once('-').unwrap();
+        let hex = |s| usize::from_str_radix(s, 16).unwrap();
+        hex(lo) <= a && a < hex(hi)
+    })
 }
