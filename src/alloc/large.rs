@@ -134,9 +134,22 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
     let Some(usable) = mem::page_ceil(size.max(1)) else {
         return (ptr::null_mut(), false);
     };
-    if let Some(r) = from_cache(group, usable, align) {
-        return r;
+    let (seg, zeroed) = match from_cache(group, usable, align) {
+        Some(r) => r,
+        None => new_block(group, usable, align),
+    };
+    if seg.is_null() {
+        return (ptr::null_mut(), false);
     }
+    // SAFETY: the mapping of the block just made or reused, not handed out yet: ours.
+    let m = unsafe { &mut (*seg).large };
+    huge_pages_on(m);
+    (m.data, zeroed)
+}
+
+/// A block of `usable` bytes aligned to `align` for `group` in a new mapping: its
+/// segment (null on failure) and whether the block reads as zeros.
+fn new_block(group: u32, usable: usize, align: usize) -> (*mut Segment, bool) {
     // A group change another thread asked for applies from the next allocation on.
     memcg::control::apply_pending_attach();
     if !charge(group, usable) {
@@ -155,16 +168,11 @@ pub fn alloc(group: u32, size: usize, align: usize) -> (*mut u8, bool) {
             let m = unsafe { &mut (*seg).large };
             m.charged.add(group, pages(usable));
             m.state.store(State::Active, Ordering::Release);
-            let data = m.data;
             // Cached pages rather than fresh ones: no fault, but not zeroed.
             // SAFETY: a new mapping, ours alone; its `usable` bytes are untouched and
             // charged.
             match unsafe { fill(seg, 0, usable) } {
-                Some(moved) => {
-                    // SAFETY: the new mapping, ours alone.
-                    huge_pages_on(unsafe { &mut (*seg).large });
-                    (data, moved == 0)
-                }
+                Some(moved) => (seg, moved == 0),
                 None => (ptr::null_mut(), false),
             }
         }
@@ -281,8 +289,10 @@ fn map_new(usable: usize, align: usize) -> Option<*mut Segment> {
 /// pages are fitted to `need` (a longer tail kept as slack, or purged and uncharged when
 /// the group is at its `max`; a shorter one grown into the reservation) and charged to
 /// `group`; a mapping cached for another group hands its resident pages over, its old
-/// group uncharged.
-fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> {
+/// group uncharged. Returns the mapping (null if the charge was refused or its pages
+/// could not be filled: the mapping is released) and whether the block reads as zeros;
+/// `None` if no cached mapping serves.
+fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut Segment, bool)> {
     let tld = tld::current();
     if tld.is_null() {
         return None;
@@ -342,8 +352,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
     m.cache_tld.store(ptr::null_mut(), Ordering::Relaxed);
     if exact {
         // Already charged to `group`, with `need` bytes: nothing to fit.
-        huge_pages_on(m);
-        return Some((m.data, false));
+        return Some((seg, false));
     }
     let resident = if purged { 0 } else { m.usable };
     // What the mapping already holds charged to `group` (a purged one holds nothing;
@@ -396,8 +405,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
         // after `usable` and uncharges the group its record names.
         m.usable = need;
         m.slack.store(keep - need, Ordering::Release);
-        huge_pages_on(m);
-        return Some((m.data, false));
+        return Some((seg, false));
     }
     if !purged && m.usable > need {
         // SAFETY: the tail beyond `need` belongs to this mapping, ours alone, and its
@@ -409,7 +417,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             .take_part(pages(total - need), m.origin_now())
             .apply_plain();
     }
-    let (old, mut zeroed, data) = (m.usable, purged, m.data);
+    let (old, mut zeroed) = (m.usable, purged);
     m.usable = need;
     if old < need {
         // A shorter mapping grows with other cached mappings' pages.
@@ -420,9 +428,7 @@ fn from_cache(group: u32, need: usize, align: usize) -> Option<(*mut u8, bool)> 
             None => return Some((ptr::null_mut(), false)),
         }
     }
-    // SAFETY: the segment is ours (taken out of the cache above).
-    huge_pages_on(unsafe { &mut (*seg).large });
-    Some((data, zeroed))
+    Some((seg, zeroed))
 }
 
 /// Fills `from..to` of a new or reused block with cached mappings' pages (`harvest`) and
