@@ -80,7 +80,7 @@ impl Drop for Pushing {
 /// this call is done (module docs).
 pub fn wait_for_pushes() {
     let _one = WAITER.lock();
-    crate::os::fault::waiting_for_pushes();
+    os::fault::waiting_for_pushes();
     for _ in 0..2 {
         let old = EPOCH.fetch_xor(1, Ordering::SeqCst) & 1;
         for slot in &COUNTS[old] {

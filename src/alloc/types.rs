@@ -474,8 +474,8 @@ pub struct LargeMeta {
     /// Where the data's address-space areas may begin: pages moved in by `harvest`
     /// split the mapping's area.
     pub cuts: Cuts,
-    /// Bytes from `data` on that fault in as transparent huge pages (advised so while
-    /// the block of a new mapping is live; 0 otherwise, `large.rs`).
+    /// Bytes from `data` on that fault in as transparent huge pages: advised so while the
+    /// block is live (`large.rs`, `huge_pages_on`), 0 otherwise.
     pub huge: usize,
 }
 

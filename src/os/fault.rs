@@ -4,10 +4,10 @@
 //! refuses to retire exiting threads' states.
 //!
 //! Built only for the crate's own tests (`cfg(test)` or the `internals` feature): one
-//! relaxed load on each mapping call or race point when unused. In a build for users
-//! `should_fail` and `retirement_refused` are `false` and `race_point` and `published`
-//! are empty, so none leaves a trace in the code (`tests/shipped/release_build.rs` checks the shipped library for the
-//! statics below).
+//! relaxed load on each mapping call, race point or retirement when unused. In a build
+//! for users `should_fail` and `retirement_refused` are `false` and `race_point`,
+//! `published` and `waiting_for_pushes` are empty, so none leaves a trace in the code
+//! (`tests/shipped/release_build.rs` checks the shipped library for the statics below).
 
 #![forbid(unsafe_code)]
 
