@@ -14,7 +14,9 @@
 //! library's tables (callbacks, pressure triggers, thresholds) start all zero.
 
 use crate::compile;
-use crate::support::programs::{library, preloaded, run, without_cgmalloc_vars, Scratch, TIMEOUT};
+use crate::support::programs::{
+    library, need, plain, preloaded, run, without_cgmalloc_vars, Scratch, TIMEOUT,
+};
 use std::process::Command;
 
 /// Fault-around's window on x86-64 Linux (`fault_around_bytes`).
@@ -129,4 +131,38 @@ fn tables_start_all_zero() {
         bss > data,
         ".bss {bss} bytes, .data {data}: the tables are not in .bss"
     );
+}
+
+/// Whether the C compiler has a static unwinder (`build.rs` links it in when it does).
+fn compiler_has_static_unwinder() -> bool {
+    let out = plain(Command::new(need("cc")))
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .expect("run cc");
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    out.status.success() && path.is_absolute() && path.is_file()
+}
+
+#[test]
+fn no_shared_unwinder_is_loaded() {
+    // `cat` needs no `libgcc_s` of its own: any mapped is the library's.
+    let mut cmd = without_cgmalloc_vars(preloaded(Command::new(need("cat"))));
+    cmd.arg("/proc/self/maps");
+    let r = run(&mut cmd, None, TIMEOUT);
+    r.assert_success("cat /proc/self/maps");
+    let maps = r.stdout();
+    assert!(
+        maps.contains("libcgmalloc"),
+        "the library is not mapped: not preloaded?\n{maps}"
+    );
+    let unwinder: Vec<&str> = maps.lines().filter(|l| l.contains("libgcc_s")).collect();
+    if compiler_has_static_unwinder() {
+        assert!(
+            unwinder.is_empty(),
+            "libgcc_s is loaded with the library, though build.rs links libgcc_eh.a in:\n{}",
+            unwinder.join("\n")
+        );
+    } else {
+        eprintln!("skipped: the C compiler has no libgcc_eh.a (std loads libgcc_s)");
+    }
 }
