@@ -7,8 +7,8 @@
 //! mapped and relocated in every process the library is preloaded into (about 80 KiB of
 //! resident pages), for code that runs only on a panic, which the library turns into an
 //! abort. The static copy's symbols stay local to the library, and `link/text.ld` places
-//! its code with std's symbolizer. Where the compiler names no such archive, std links
-//! `libgcc_s` as usual.
+//! its code with std's symbolizer. Where the compiler names no such archive, or when
+//! cross-compiling, std links `libgcc_s` as usual.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,7 +34,9 @@ fn main() {
     }
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{dir}/link/text.ld");
-    if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu") {
+    // The C compiler found is the host's: its archive is only right for a native build.
+    let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
+    if native && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu") {
         if let Some(archive) = static_unwinder() {
             let search = archive
                 .parent()
