@@ -9,7 +9,8 @@
 //! resident pages), for code that runs only on a panic, which the library turns into an
 //! abort. The static copy's symbols stay local to the library, and `link/text.ld` places
 //! its code with std's symbolizer. A Rust program that links the crate with `override`
-//! gets its own static copy too (it then loads no `libgcc_s` for Rust's unwinding).
+//! gets its own static copy too (the archive travels with the crate; the `-u` below does
+//! not, so under GNU ld such a program may still load `libgcc_s` as well).
 //! Without `override`, where the compiler names no such archive, or when
 //! cross-compiling, std links `libgcc_s` as usual. `CGMALLOC_STATIC_UNWINDER` (the
 //! archive's path, or empty) tells the crate's tests what a build with `override` links.
